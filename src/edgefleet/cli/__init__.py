@@ -1,0 +1,1 @@
+"""The ``edgefleet`` command line: server, worker, admin commands and database migrations."""

@@ -1,0 +1,55 @@
+"""The ``edgefleet`` command: one entry point for server, worker and operators."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from edgefleet import __version__
+from edgefleet.cli import db, jobs, server, worker, workers
+from edgefleet.settings import Settings
+
+app = typer.Typer(
+    help="edgefleet: run jobs on edge workers and steer them centrally at runtime.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = Settings()
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(worker.app, name="worker")
+app.add_typer(jobs.app, name="jobs")
+app.command("server")(server.server)
+app.command("submit")(jobs.submit)
+app.command("logs")(jobs.logs)
+app.command("list-workers")(workers.list_workers)
+app.command("set-worker-concurrency")(workers.set_worker_concurrency)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Central database: models, engine/session set-up and Alembic migrations."""

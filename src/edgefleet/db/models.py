@@ -1,0 +1,115 @@
+"""ORM models: the database is the single source of truth for desired and reported state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from edgefleet.db.types import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Worker(Base):
+    """One edge worker: what the operator wants of it (desired) and what it last reported.
+
+    Each operator-controlled setting has a nullable ``*_override`` column: ``None`` means the
+    worker's own start-up flag (``flag_*``) is in force, a value means the operator's wins,
+    also across worker restarts, until it is reset.
+    """
+
+    __tablename__ = "edge_worker"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reported_state: Mapped[str] = mapped_column(String(32), default="starting")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    flag_concurrency: Mapped[int]
+    concurrency_override: Mapped[int | None]
+    flag_queues: Mapped[list[str]]
+    queues_override: Mapped[list[str] | None]
+    maintenance_requested: Mapped[bool] = mapped_column(default=False)
+    maintenance_comment: Mapped[str | None] = mapped_column(Text)
+    shutdown_requested: Mapped[bool] = mapped_column(default=False)
+    #: Bumped on every change of desired state; workers acknowledge it as ``applied_version``.
+    desired_version: Mapped[int] = mapped_column(default=1)
+
+    applied_version: Mapped[int] = mapped_column(default=0)
+    applied_concurrency: Mapped[int | None]
+    applied_at: Mapped[datetime | None]
+
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    pid: Mapped[int | None]
+    heartbeat_interval: Mapped[float] = mapped_column(default=30.0)
+    sysinfo: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_online: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    last_heartbeat: Mapped[datetime | None]
+
+    @property
+    def concurrency(self) -> int:
+        return self.concurrency_override or self.flag_concurrency
+
+    @property
+    def queues(self) -> list[str]:
+        return self.queues_override if self.queues_override is not None else self.flag_queues
+
+
+class Job(Base):
+    """A command queued for any worker serving its queue."""
+
+    __tablename__ = "edge_job"
+    __table_args__ = (
+        # The claim query: queued jobs of some queues, highest priority first, then oldest.
+        Index("ix_edge_job_claim", "state", "queue", "priority", "id"),
+        Index("ix_edge_job_worker_state", "worker_hostname", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    command: Mapped[list[str]]
+    queue: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(default=0)
+    slots: Mapped[int] = mapped_column(default=1)
+    attempt: Mapped[int] = mapped_column(default=0)
+    worker_hostname: Mapped[str | None] = mapped_column(String(255))
+    exit_code: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class JobLogChunk(Base):
+    """A piece of a job's combined stdout/stderr; (job, attempt, seq) makes pushes idempotent."""
+
+    __tablename__ = "edge_job_log"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("edge_job.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """One control change: who changed which field of which worker, from what to what, why."""
+
+    __tablename__ = "edge_audit"
+    __table_args__ = (Index("ix_edge_audit_target_at", "target", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(255))
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""The central API server: FastAPI app, routes and the services that own transactions."""

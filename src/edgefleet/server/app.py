@@ -1,0 +1,74 @@
+"""The app factory: one FastAPI app per settings object, nothing built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from edgefleet import __version__
+from edgefleet.contract import API_PREFIX
+from edgefleet.db.migrate import require_current
+from edgefleet.db.session import make_engine, make_sessionmaker
+from edgefleet.errors import EdgefleetError
+from edgefleet.server.context import ServerContext
+from edgefleet.server.notifier import Notifier
+from edgefleet.server.routes import edge, health, jobs, workers
+from edgefleet.settings import Settings
+
+
+def build_context(settings: Settings) -> ServerContext:
+    engine = make_engine(settings.database_url)
+    return ServerContext(
+        settings=settings,
+        engine=engine,
+        db=make_sessionmaker(engine),
+        notifier=Notifier(),
+        secret=settings.signing_secret(),
+    )
+
+
+def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
+    context = build_context(settings)
+    if check_schema:
+        require_current(context.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context.notifier.bind(asyncio.get_running_loop())
+        yield
+        context.engine.dispose()
+
+    app = FastAPI(
+        title="edgefleet",
+        version=__version__,
+        description="Central API for edge workers (worker API under /edge) and operators.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.add_exception_handler(EdgefleetError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(edge.router, prefix=API_PREFIX)
+    app.include_router(workers.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    return app
+
+
+async def _domain_error(request: Request, exc: EdgefleetError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse(
+        {"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers
+    )
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"error": "validation_error", "detail": errors}, status_code=422)

@@ -1,0 +1,103 @@
+"""The worker API: the only channel a worker has, always opened by the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet.contract import (
+    FetchRequest,
+    FetchResponse,
+    Heartbeat,
+    JobRelease,
+    JobResult,
+    LogChunk,
+    Registration,
+    WorkerContact,
+)
+from edgefleet.db.types import utcnow
+from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
+from edgefleet.server.services import jobs, workers
+from edgefleet.settings import MAX_CONCURRENCY
+
+router = APIRouter(prefix="/edge", tags=["worker API"])
+
+#: How often a waiting long-poll re-reads the database, for changes made by other replicas.
+RECHECK_SECONDS = 2.0
+
+
+def _contact(desired) -> WorkerContact:
+    return WorkerContact(desired=desired, server_time=utcnow())
+
+
+@router.post("/workers/{hostname}/register", response_model=WorkerContact)
+def register(hostname: str, body: Registration, context: ContextDep, identity: WorkerDep):
+    own_hostname(identity, hostname)
+    desired = workers.register(context.db, hostname, body, context.settings.worker_offline_timeout)
+    return _contact(desired)
+
+
+@router.post("/workers/{hostname}/heartbeat", response_model=WorkerContact)
+def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identity: WorkerDep):
+    own_hostname(identity, hostname)
+    return _contact(workers.heartbeat(context.db, hostname, body))
+
+
+@router.get("/workers/{hostname}/watch", response_model=WorkerContact)
+async def watch(
+    hostname: str,
+    context: ContextDep,
+    identity: WorkerDep,
+    instance_id: str,
+    version: Annotated[int, Query(ge=0)],
+    free_slots: Annotated[int, Query(ge=0, le=MAX_CONCURRENCY)] = 0,
+    timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
+):
+    """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
+    on one of the worker's queues fits in ``free_slots``, or after ``timeout`` seconds."""
+    own_hostname(identity, hostname)
+    deadline = time.monotonic() + min(timeout, context.settings.watch_timeout)
+    while True:
+        desired = await run_in_threadpool(
+            workers.current_desired, context.db, hostname, instance_id
+        )
+        with context.notifier.subscribe(hostname, desired.queues) as event:
+            if desired.version != version:
+                return _contact(desired)
+            if free_slots and await run_in_threadpool(
+                jobs.has_queued, context.db, desired.queues, free_slots
+            ):
+                return _contact(desired)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _contact(desired)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_SECONDS))
+
+
+@router.post("/workers/{hostname}/fetch", response_model=FetchResponse)
+def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity: WorkerDep):
+    own_hostname(identity, hostname)
+    claimed, desired = jobs.claim(context.db, hostname, body.instance_id, body.free_slots)
+    return FetchResponse(jobs=claimed, desired=desired)
+
+
+@router.post("/jobs/{job_id}/result", status_code=204)
+def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
+    jobs.report_result(context.db, job_id, identity.subject, body)
+
+
+@router.post("/jobs/{job_id}/release", status_code=204)
+def release(job_id: int, body: JobRelease, context: ContextDep, identity: WorkerDep):
+    queue = jobs.release(context.db, job_id, identity.subject, body)
+    context.notifier.job_queued(queue)
+
+
+@router.post("/jobs/{job_id}/logs", status_code=204)
+def push_log(job_id: int, body: LogChunk, context: ContextDep, identity: WorkerDep):
+    jobs.push_log(context.db, job_id, identity.subject, body)

@@ -1,0 +1,210 @@
+"""Worker registration, heartbeats and the views operators read of the fleet."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.contract import (
+    DesiredState,
+    Heartbeat,
+    JobState,
+    Registration,
+    WorkerState,
+    WorkerView,
+)
+from edgefleet.db.models import Job, Worker
+from edgefleet.db.types import utcnow
+from edgefleet.errors import Conflict, NotFound
+
+#: States a worker reports about itself; the server adds unknown and offline from silence.
+LIVE_STATES = frozenset(
+    {
+        WorkerState.STARTING,
+        WorkerState.IDLE,
+        WorkerState.RUNNING,
+        WorkerState.MAINTENANCE_PENDING,
+        WorkerState.MAINTENANCE,
+        WorkerState.SHUTDOWN_PENDING,
+    }
+)
+
+
+def desired_state(worker: Worker) -> DesiredState:
+    return DesiredState(
+        version=worker.desired_version,
+        concurrency=worker.concurrency,
+        concurrency_source="flag" if worker.concurrency_override is None else "operator",
+        queues=list(worker.queues),
+        maintenance=worker.maintenance_requested,
+        maintenance_comment=worker.maintenance_comment,
+        shutdown=worker.shutdown_requested,
+    )
+
+
+def observed_state(worker: Worker, now: datetime, offline_timeout: float) -> WorkerState:
+    """The state to show: what the worker reported, unless it has gone quiet."""
+    reported = WorkerState(worker.reported_state)
+    if reported not in LIVE_STATES or worker.last_heartbeat is None:
+        return reported
+    silence = (now - worker.last_heartbeat).total_seconds()
+    if silence > offline_timeout:
+        return WorkerState.OFFLINE
+    if silence > max(3 * worker.heartbeat_interval, worker.heartbeat_interval + 5):
+        return WorkerState.UNKNOWN
+    return reported
+
+
+def get_worker(session: Session, hostname: str, *, lock: bool = False) -> Worker:
+    worker = session.get(Worker, hostname, with_for_update=lock or None)
+    if worker is None:
+        raise NotFound(f"no worker named {hostname!r}")
+    return worker
+
+
+def check_instance(worker: Worker, instance_id: str) -> None:
+    """Refuse calls from a worker process that has been replaced by a newer registration."""
+    if worker.instance_id != instance_id:
+        raise Conflict(
+            f"worker {worker.hostname!r} is registered to another process "
+            f"(instance {worker.instance_id}); register again"
+        )
+
+
+def register(
+    db: sessionmaker[Session], hostname: str, reg: Registration, offline_timeout: float
+) -> DesiredState:
+    """Create or take over the worker row for a newly started worker process."""
+    now = utcnow()
+    with db.begin() as session:
+        worker = session.get(Worker, hostname, with_for_update=True)
+        if worker is None:
+            worker = Worker(
+                hostname=hostname,
+                flag_concurrency=reg.concurrency,
+                flag_queues=list(reg.queues),
+                first_online=now,
+            )
+            session.add(worker)
+        else:
+            _refuse_live_duplicate(worker, reg, now, offline_timeout)
+            before = desired_state(worker)
+            worker.flag_concurrency = reg.concurrency
+            worker.flag_queues = list(reg.queues)
+            worker.shutdown_requested = False
+            if desired_state(worker).model_dump(exclude={"version"}) != before.model_dump(
+                exclude={"version"}
+            ):
+                worker.desired_version += 1
+            if worker.instance_id != reg.instance_id:
+                _fail_orphaned_jobs(session, hostname, now)
+        worker.instance_id = reg.instance_id
+        worker.pid = reg.pid
+        worker.labels = dict(reg.labels)
+        worker.sysinfo = dict(reg.sysinfo)
+        worker.heartbeat_interval = reg.heartbeat_interval
+        worker.reported_state = WorkerState.STARTING
+        worker.started_at = now
+        worker.last_heartbeat = now
+        worker.applied_version = 0
+        worker.applied_concurrency = None
+        worker.applied_at = None
+        session.flush()
+        return desired_state(worker)
+
+
+def _refuse_live_duplicate(
+    worker: Worker, reg: Registration, now: datetime, offline_timeout: float
+) -> None:
+    if worker.instance_id in (None, reg.instance_id, reg.replaces):
+        return
+    if observed_state(worker, now, offline_timeout) not in LIVE_STATES | {WorkerState.UNKNOWN}:
+        return
+    raise Conflict(
+        f"worker {worker.hostname!r} is already online (pid {worker.pid}, last heartbeat "
+        f"{worker.last_heartbeat:%H:%M:%S}); stop it first or use another --edge-hostname"
+    )
+
+
+def _fail_orphaned_jobs(session: Session, hostname: str, now: datetime) -> None:
+    """Jobs a previous process of this worker claimed can no longer be reported by anyone."""
+    orphans = session.scalars(
+        select(Job).where(Job.worker_hostname == hostname, Job.state == JobState.RUNNING)
+    )
+    for job in orphans:
+        job.state = JobState.FAILED
+        job.reason = "the worker restarted while the job was running"
+        job.finished_at = now
+
+
+def heartbeat(db: sessionmaker[Session], hostname: str, beat: Heartbeat) -> DesiredState:
+    now = utcnow()
+    with db.begin() as session:
+        worker = get_worker(session, hostname, lock=True)
+        check_instance(worker, beat.instance_id)
+        worker.last_heartbeat = now
+        worker.reported_state = beat.state
+        worker.applied_concurrency = beat.applied_concurrency
+        if beat.applied_version != worker.applied_version:
+            worker.applied_version = beat.applied_version
+            worker.applied_at = now
+        return desired_state(worker)
+
+
+def current_desired(db: sessionmaker[Session], hostname: str, instance_id: str) -> DesiredState:
+    with db() as session:
+        worker = get_worker(session, hostname)
+        check_instance(worker, instance_id)
+        return desired_state(worker)
+
+
+def running_slots(session: Session, hostnames: list[str] | None = None) -> dict[str, int]:
+    query = (
+        select(Job.worker_hostname, func.count(Job.id))
+        .where(Job.state == JobState.RUNNING)
+        .group_by(Job.worker_hostname)
+    )
+    if hostnames is not None:
+        query = query.where(Job.worker_hostname.in_(hostnames))
+    return {hostname: count for hostname, count in session.execute(query)}
+
+
+def worker_view(
+    worker: Worker, jobs_running: int, now: datetime, offline_timeout: float
+) -> WorkerView:
+    return WorkerView(
+        hostname=worker.hostname,
+        state=observed_state(worker, now, offline_timeout),
+        queues=list(worker.queues),
+        labels=dict(worker.labels),
+        concurrency=worker.concurrency,
+        concurrency_source="flag" if worker.concurrency_override is None else "operator",
+        flag_concurrency=worker.flag_concurrency,
+        applied_concurrency=worker.applied_concurrency,
+        desired_version=worker.desired_version,
+        applied_version=worker.applied_version,
+        applied_at=worker.applied_at,
+        converged=worker.applied_version == worker.desired_version,
+        jobs_running=jobs_running,
+        maintenance_comment=worker.maintenance_comment,
+        pid=worker.pid,
+        instance_id=worker.instance_id,
+        started_at=worker.started_at,
+        last_heartbeat=worker.last_heartbeat,
+    )
+
+
+def list_workers(db: sessionmaker[Session], offline_timeout: float) -> list[WorkerView]:
+    now = utcnow()
+    with db() as session:
+        workers = session.scalars(select(Worker).order_by(Worker.hostname)).all()
+        running = running_slots(session)
+        return [worker_view(w, running.get(w.hostname, 0), now, offline_timeout) for w in workers]
+
+
+def is_silent(worker: Worker, now: datetime, offline_timeout: float) -> bool:
+    return worker.last_heartbeat is None or now - worker.last_heartbeat > timedelta(
+        seconds=offline_timeout
+    )

@@ -1,0 +1,54 @@
+"""Settings read once at each entry point from ``EDGEFLEET_*`` variables and passed down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The documented upper bound for a worker's concurrency. Larger values are refused
+#: everywhere (CLI, API, worker flag) because no single edge host runs that many jobs.
+MAX_CONCURRENCY = 1024
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+
+
+class Settings(BaseSettings):
+    """Everything configurable through the environment; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".edgefleet")
+    db_url: str | None = None
+    secret: str | None = None
+    api_url: str = DEFAULT_API_URL
+    #: A worker whose last heartbeat is older than this many seconds is shown as offline.
+    worker_offline_timeout: float = 150.0
+    #: Upper bound of a worker's long-poll on the server, in seconds.
+    watch_timeout: float = 30.0
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.home / 'edgefleet.db'}"
+
+    def signing_secret(self) -> str:
+        """The shared token secret: from the environment, else generated once in the home."""
+        if self.secret:
+            return self.secret
+        path = self.home / "secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process on this host created it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value

@@ -1,0 +1,465 @@
+"""The worker process: register, heartbeat, long-poll, fetch, run, report, obey.
+
+Three kinds of task share one event loop:
+- the dispatch loop fetches jobs while slots are free and otherwise waits on a long-poll
+  (``watch``) that the server answers when the desired state changes or work may be waiting;
+- the heartbeat loop proves liveness and acknowledges each applied desired-state version;
+- one task per running job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import random
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edgefleet.contract import (
+    DesiredState,
+    FetchRequest,
+    Heartbeat,
+    JobAssignment,
+    JobRelease,
+    JobResult,
+    JobState,
+    LogChunk,
+    Registration,
+    WorkerState,
+)
+from edgefleet.worker.client import EdgeClient, Rejected, ServerUnavailable
+from edgefleet.worker.logs import LogStreamer
+from edgefleet.worker.runner import Outcome, run_command
+from edgefleet.worker.slots import SlotLimiter
+from edgefleet.worker.statefile import pid_alive, read_state, write_state
+
+log = logging.getLogger(__name__)
+
+
+class WorkerAlreadyRunning(RuntimeError):
+    """Another live process on this machine is already this worker."""
+
+
+class RegistrationRefused(RuntimeError):
+    """The server will not accept this worker (bad token, duplicate, bad flags)."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    hostname: str
+    concurrency: int
+    queues: list[str]
+    home: Path
+    api_url: str
+    heartbeat_interval: float = 30.0
+    #: Fallback fetch poll when the long-poll is off or failing.
+    poll_interval: float = 5.0
+    #: How long one long-poll may stay open on the server.
+    watch_timeout: float = 30.0
+    long_poll: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter, so a fleet does not reconnect in step."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class EdgeWorker:
+    def __init__(self, config: WorkerConfig, client: EdgeClient) -> None:
+        self.config = config
+        self.client = client
+        self.instance_id = uuid.uuid4().hex
+        self.limiter = SlotLimiter(config.concurrency)
+        self.desired: DesiredState | None = None
+        self.jobs: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._ack = asyncio.Event()
+        self._stopping = False
+        self._stopped = False
+        self._registered = False
+        self._register_lock = asyncio.Lock()
+        self._started_at = datetime.now(UTC)
+        self._last_contact: datetime | None = None
+        self._replaces: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until a shutdown request or a stop signal, then drain and leave cleanly."""
+        self._claim_local_identity()
+        await self._register()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._dispatch_loop()
+            await self._drain()
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            self._stopped = True
+            await self._send_heartbeat()
+            self._write_state()
+            log.info("worker %s stopped", self.config.hostname)
+
+    def request_stop(self) -> None:
+        """First call: finish running jobs, fetch no more. Second call: kill running jobs."""
+        if self._stopping:
+            log.warning(
+                "worker %s: second stop request, killing %d jobs",
+                self.config.hostname,
+                len(self.jobs),
+            )
+            for task in self.jobs.values():
+                task.cancel()
+        self._stopping = True
+        self._wake.set()
+
+    def _claim_local_identity(self) -> None:
+        previous = read_state(self.config.home, self.config.hostname)
+        if previous is None:
+            return
+        pid = previous.get("pid")
+        if pid != os.getpid() and previous.get("state") != WorkerState.STOPPED and pid_alive(pid):
+            raise WorkerAlreadyRunning(
+                f"worker {self.config.hostname!r} is already running here as pid {pid}"
+            )
+        self._replaces = previous.get("instance_id")
+
+    async def _register(self) -> None:
+        async with self._register_lock:
+            attempt = 0
+            while True:
+                try:
+                    contact = await self.client.register(self._registration())
+                    break
+                except ServerUnavailable as exc:
+                    delay = _backoff(attempt)
+                    log.warning(
+                        "worker %s: cannot register (%s); retrying in %.1fs",
+                        self.config.hostname,
+                        exc,
+                        delay,
+                    )
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                except Rejected as exc:
+                    raise RegistrationRefused(f"server refused registration: {exc.detail}") from exc
+            self._registered = True
+            self._last_contact = datetime.now(UTC)
+            log.info("worker %s registered (instance %s)", self.config.hostname, self.instance_id)
+            self._apply(contact.desired, force=True)
+
+    def _registration(self) -> Registration:
+        return Registration(
+            instance_id=self.instance_id,
+            replaces=self._replaces,
+            concurrency=self.config.concurrency,
+            queues=self.config.queues,
+            labels=self.config.labels,
+            heartbeat_interval=self.config.heartbeat_interval,
+            pid=os.getpid(),
+            sysinfo={
+                "host": socket.gethostname(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
+        )
+
+    async def _recover(self, exc: Rejected) -> None:
+        """The server no longer knows this process as the worker: register again."""
+        if exc.status_code in (404, 409):
+            log.warning("worker %s: %s; registering again", self.config.hostname, exc.detail)
+            self._replaces = self.instance_id
+            await self._register()
+        else:
+            log.error("worker %s: request refused: %s", self.config.hostname, exc)
+
+    # --- desired state --------------------------------------------------------------
+
+    def _apply(self, desired: DesiredState, force: bool = False) -> None:
+        """Adopt the centre's desired state at once; nothing running is ever killed for it."""
+        current = self.desired
+        if current is not None and not force and desired.version <= current.version:
+            return
+        hostname = self.config.hostname
+        old_limit = self.limiter.set_limit(desired.concurrency)
+        if old_limit != desired.concurrency:
+            log.info(
+                "worker %s: concurrency updated from %d to %d by remote request (%s)",
+                hostname,
+                old_limit,
+                desired.concurrency,
+                desired.concurrency_source,
+            )
+        if current is not None and current.queues != desired.queues:
+            log.info("worker %s: queues now %s", hostname, ",".join(desired.queues))
+        if desired.maintenance and (current is None or not current.maintenance):
+            log.info("worker %s: entering maintenance: %s", hostname, desired.maintenance_comment)
+        if desired.shutdown and (current is None or not current.shutdown):
+            log.info("worker %s: shutdown requested; finishing %d jobs", hostname, len(self.jobs))
+        self.desired = desired
+        self._ack.set()
+        self._wake.set()
+        self._write_state()
+
+    def _exiting(self) -> bool:
+        return self._stopping or (self.desired is not None and self.desired.shutdown)
+
+    def _can_fetch(self) -> bool:
+        desired = self.desired
+        return (
+            not self._exiting()
+            and desired is not None
+            and not desired.maintenance
+            and self.limiter.free > 0
+        )
+
+    def state(self) -> WorkerState:
+        busy = bool(self.jobs)
+        if self._stopped:
+            return WorkerState.STOPPED
+        if self._exiting():
+            return WorkerState.SHUTDOWN_PENDING
+        if self.desired is not None and self.desired.maintenance:
+            return WorkerState.MAINTENANCE_PENDING if busy else WorkerState.MAINTENANCE
+        if not self._registered:
+            return WorkerState.STARTING
+        return WorkerState.RUNNING if busy else WorkerState.IDLE
+
+    # --- dispatch -------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        empty_streak = 0
+        while not self._exiting():
+            self._wake.clear()
+            if self._can_fetch():
+                got = await self._fetch_once()
+                if got:
+                    empty_streak = 0
+                    continue
+                empty_streak += 1
+                if empty_streak > 1:  # woken for work that went elsewhere: don't spin
+                    await asyncio.sleep(min(0.02 * 2**empty_streak, 1.0))
+            await self._wait_for_work()
+
+    async def _fetch_once(self) -> bool:
+        try:
+            response = await self.client.fetch(
+                FetchRequest(instance_id=self.instance_id, free_slots=self.limiter.free)
+            )
+        except ServerUnavailable as exc:
+            log.warning("worker %s: fetch failed: %s", self.config.hostname, exc)
+            await asyncio.sleep(_backoff(2))
+            return False
+        except Rejected as exc:
+            await self._recover(exc)
+            return False
+        self._last_contact = datetime.now(UTC)
+        self._apply(response.desired)
+        for assignment in response.jobs:
+            if self._can_fetch() and self.limiter.try_acquire(assignment.slots):
+                self._start(assignment)
+            else:  # the limit dropped while this fetch was in flight
+                await self._hand_back(assignment)
+        return bool(response.jobs)
+
+    async def _hand_back(self, assignment: JobAssignment) -> None:
+        log.info(
+            "worker %s: handing back job %d (no free slot)", self.config.hostname, assignment.id
+        )
+        with contextlib.suppress(Rejected, ServerUnavailable):
+            await self.client.release(
+                assignment.id, JobRelease(instance_id=self.instance_id, attempt=assignment.attempt)
+            )
+
+    async def _wait_for_work(self) -> None:
+        """Block until the desired state changes, work may wait for us, or a slot frees."""
+        if not self.config.long_poll:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            return
+        free_at_issue = self.limiter.free if self._can_fetch() else 0
+        version = self.desired.version if self.desired else 0
+        watch = asyncio.create_task(
+            self.client.watch(self.instance_id, version, free_at_issue, self.config.watch_timeout)
+        )
+        try:
+            while not watch.done():
+                woken = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({watch, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if watch.done():
+                    break
+                self._wake.clear()
+                free_now = self.limiter.free if self._can_fetch() else 0
+                if self._exiting() or free_now > free_at_issue:
+                    self._wake.set()  # let the dispatch loop see why it woke
+                    return
+            await self._on_watch_answer(watch)
+        finally:
+            if not watch.done():
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+
+    async def _on_watch_answer(self, watch: asyncio.Task) -> None:
+        try:
+            contact = watch.result()
+        except ServerUnavailable as exc:
+            log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), _backoff(3, cap=self.config.poll_interval)
+                )
+            return
+        except Rejected as exc:
+            await self._recover(exc)
+            return
+        self._last_contact = datetime.now(UTC)
+        self._apply(contact.desired)
+
+    # --- jobs -----------------------------------------------------------------------
+
+    def _start(self, assignment: JobAssignment) -> None:
+        log.info(
+            "worker %s: starting job %d: %s",
+            self.config.hostname,
+            assignment.id,
+            assignment.command,
+        )
+        task = asyncio.create_task(self._run_job(assignment))
+        self.jobs[assignment.id] = task
+        self._write_state()
+
+    async def _run_job(self, assignment: JobAssignment) -> None:
+        async def push(seq: int, data: str) -> None:
+            await self.client.push_log(
+                assignment.id, LogChunk(attempt=assignment.attempt, seq=seq, data=data)
+            )
+
+        streamer = LogStreamer(push, job_id=assignment.id)
+        streamer.start()
+        env = {
+            "EDGEFLEET_JOB_ID": str(assignment.id),
+            "EDGEFLEET_JOB_ATTEMPT": str(assignment.attempt),
+            "EDGEFLEET_WORKER": self.config.hostname,
+        }
+        try:
+            try:
+                outcome = await run_command(assignment.command, streamer.write, env)
+            except asyncio.CancelledError:
+                outcome = Outcome(JobState.FAILED, None, "killed: the worker was stopped")
+            await streamer.close()
+            log.info(
+                "worker %s: job %d %s (%s)",
+                self.config.hostname,
+                assignment.id,
+                outcome.state,
+                outcome.reason or "exit 0",
+            )
+            await self._report(assignment, outcome)
+        finally:
+            self.limiter.release(assignment.slots)
+            self.jobs.pop(assignment.id, None)
+            self._wake.set()
+            self._write_state()
+
+    async def _report(self, assignment: JobAssignment, outcome: Outcome) -> None:
+        result = JobResult(
+            instance_id=self.instance_id,
+            attempt=assignment.attempt,
+            state=outcome.state,
+            exit_code=outcome.exit_code,
+            reason=outcome.reason,
+        )
+        attempt = 0
+        while True:
+            try:
+                await self.client.report_result(assignment.id, result)
+                return
+            except ServerUnavailable as exc:
+                delay = _backoff(attempt, cap=10.0)
+                log.warning(
+                    "worker %s: result of job %d not delivered (%s); retry in %.1fs",
+                    self.config.hostname,
+                    assignment.id,
+                    exc,
+                    delay,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+            except Rejected as exc:
+                log.error(
+                    "worker %s: result of job %d refused: %s",
+                    self.config.hostname,
+                    assignment.id,
+                    exc,
+                )
+                return
+
+    async def _drain(self) -> None:
+        if self.jobs:
+            log.info("worker %s: waiting for %d running jobs", self.config.hostname, len(self.jobs))
+            await asyncio.gather(*self.jobs.values(), return_exceptions=True)
+
+    # --- heartbeat ------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            interval = self.config.heartbeat_interval * random.uniform(0.9, 1.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ack.wait(), interval)
+            self._ack.clear()
+            await self._send_heartbeat()
+
+    async def _send_heartbeat(self) -> None:
+        desired = self.desired
+        beat = Heartbeat(
+            instance_id=self.instance_id,
+            state=self.state(),
+            running_jobs=sorted(self.jobs),
+            applied_version=desired.version if desired else 0,
+            applied_concurrency=self.limiter.limit,
+        )
+        try:
+            contact = await self.client.heartbeat(beat)
+        except ServerUnavailable as exc:
+            log.warning("worker %s: heartbeat failed: %s", self.config.hostname, exc)
+            return
+        except Rejected as exc:
+            if not self._stopped:
+                await self._recover(exc)
+            return
+        self._last_contact = datetime.now(UTC)
+        self._apply(contact.desired)
+        self._write_state()
+
+    # --- local state ----------------------------------------------------------------
+
+    def _write_state(self) -> None:
+        desired = self.desired
+        write_state(
+            self.config.home,
+            self.config.hostname,
+            {
+                "hostname": self.config.hostname,
+                "pid": os.getpid(),
+                "instance_id": self.instance_id,
+                "state": self.state(),
+                "api_url": self.config.api_url,
+                "concurrency": self.limiter.limit,
+                "queues": desired.queues if desired else self.config.queues,
+                "desired_version": desired.version if desired else 0,
+                "maintenance": bool(desired and desired.maintenance),
+                "maintenance_comment": desired.maintenance_comment if desired else None,
+                "running_jobs": sorted(self.jobs),
+                "started_at": self._started_at.isoformat(),
+                "last_contact": self._last_contact.isoformat() if self._last_contact else None,
+            },
+        )

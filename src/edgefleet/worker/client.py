@@ -1,0 +1,110 @@
+"""The worker's HTTP client for the server's worker API."""
+
+from __future__ import annotations
+
+import httpx
+
+from edgefleet.auth import Identity, TokenAuth
+from edgefleet.contract import (
+    API_PREFIX,
+    FetchRequest,
+    FetchResponse,
+    Heartbeat,
+    JobRelease,
+    JobResult,
+    LogChunk,
+    Registration,
+    WorkerContact,
+)
+
+
+class ServerUnavailable(Exception):
+    """The server could not be reached or failed (5xx): worth retrying later."""
+
+
+class Rejected(Exception):
+    """The server refused the request (4xx): retrying the same request will not help."""
+
+    def __init__(self, status_code: int, detail: object) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class EdgeClient:
+    def __init__(
+        self,
+        api_url: str,
+        hostname: str,
+        secret: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self._http = httpx.AsyncClient(
+            base_url=api_url.rstrip("/") + API_PREFIX + "/edge",
+            auth=TokenAuth(secret, Identity(subject=hostname, role="worker")),
+            timeout=httpx.Timeout(15.0),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{method} {url}: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise ServerUnavailable(f"{method} {url}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise Rejected(response.status_code, detail)
+        return response
+
+    async def register(self, body: Registration) -> WorkerContact:
+        response = await self._call(
+            "POST", f"/workers/{self.hostname}/register", json=body.model_dump(mode="json")
+        )
+        return WorkerContact.model_validate_json(response.content)
+
+    async def heartbeat(self, body: Heartbeat) -> WorkerContact:
+        response = await self._call(
+            "POST", f"/workers/{self.hostname}/heartbeat", json=body.model_dump(mode="json")
+        )
+        return WorkerContact.model_validate_json(response.content)
+
+    async def watch(
+        self, instance_id: str, version: int, free_slots: int, timeout: float
+    ) -> WorkerContact:
+        params = {
+            "instance_id": instance_id,
+            "version": version,
+            "free_slots": free_slots,
+            "timeout": timeout,
+        }
+        response = await self._call(
+            "GET",
+            f"/workers/{self.hostname}/watch",
+            params=params,
+            timeout=httpx.Timeout(15.0, read=timeout + 15.0),
+        )
+        return WorkerContact.model_validate_json(response.content)
+
+    async def fetch(self, body: FetchRequest) -> FetchResponse:
+        response = await self._call(
+            "POST", f"/workers/{self.hostname}/fetch", json=body.model_dump(mode="json")
+        )
+        return FetchResponse.model_validate_json(response.content)
+
+    async def report_result(self, job_id: int, body: JobResult) -> None:
+        await self._call("POST", f"/jobs/{job_id}/result", json=body.model_dump(mode="json"))
+
+    async def release(self, job_id: int, body: JobRelease) -> None:
+        await self._call("POST", f"/jobs/{job_id}/release", json=body.model_dump(mode="json"))
+
+    async def push_log(self, job_id: int, body: LogChunk) -> None:
+        await self._call("POST", f"/jobs/{job_id}/logs", json=body.model_dump(mode="json"))

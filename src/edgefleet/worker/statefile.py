@@ -1,0 +1,44 @@
+"""The worker's local state file, keyed by hostname, so several workers can share one home.
+
+It lets local commands (``edgefleet worker status`` and friends) see a worker without the
+server, and lets a restarted worker tell its own crashed predecessor from a live duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def state_path(home: Path, hostname: str) -> Path:
+    return home / "workers" / f"{hostname}.json"
+
+
+def read_state(home: Path, hostname: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(state_path(home, hostname).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_state(home: Path, hostname: str, state: dict[str, Any]) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    path = state_path(home, hostname)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str))
+    tmp.replace(path)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
