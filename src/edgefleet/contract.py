@@ -103,6 +103,14 @@ class WorkerContact(BaseModel):
     server_time: datetime
 
 
+class LocalMaintenance(Request):
+    """A maintenance switch flipped on the worker's own machine, forwarded to the centre."""
+
+    instance_id: str
+    maintenance: bool
+    comments: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
 class FetchRequest(Request):
     instance_id: str
     free_slots: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
@@ -202,12 +210,62 @@ class ConcurrencySet(Request):
     concurrency: Concurrency
 
 
+Comments = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class Target(Request):
+    """Which workers a control change is for: one name or glob, a label selector, or all.
+
+    Exactly one of the three must be given. An exact name that is unknown, a glob or
+    selector that matches no worker, and an empty selector are refused.
+    """
+
+    edge_hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    selector: dict[str, str] | None = None
+    all: bool = False
+
+
+class SetConcurrency(Target):
+    """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag."""
+
+    concurrency: Concurrency | None = None
+    reset: bool = False
+
+
+class QueuesChange(Target):
+    queues: Queues
+
+
+class MaintenanceRequest(Target):
+    comments: Comments
+
+
 class WorkerChange(BaseModel):
     hostname: str
     field: str
     old: Any
     new: Any
     desired_version: int
+
+
+class ChangeSet(BaseModel):
+    """What one control request changed, worker by worker (unchanged workers are listed too)."""
+
+    workers: list[str]
+    changes: list[WorkerChange]
+    #: The desired version each worker must acknowledge for the change to have landed.
+    versions: dict[str, int]
+
+
+class AuditView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    target: str
+    field: str
+    old: Any
+    new: Any
+    comment: str | None
 
 
 class ErrorBody(BaseModel):

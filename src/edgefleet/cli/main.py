@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgefleet import __version__
-from edgefleet.cli import db, jobs, server, worker, workers
+from edgefleet.cli import audit, control, db, jobs, server, worker, workers
 from edgefleet.settings import Settings
 
 app = typer.Typer(
@@ -48,7 +48,17 @@ app.command("server")(server.server)
 app.command("submit")(jobs.submit)
 app.command("logs")(jobs.logs)
 app.command("list-workers")(workers.list_workers)
-app.command("set-worker-concurrency")(workers.set_worker_concurrency)
+app.command("remove-remote-edge-worker")(workers.remove_remote_edge_worker)
+app.command("set-worker-concurrency")(control.set_worker_concurrency)
+app.command("add-worker-queues")(control.add_worker_queues)
+app.command("remove-worker-queues")(control.remove_worker_queues)
+app.command("reset-worker-queues")(control.reset_worker_queues)
+app.command("remote-edge-worker-request-maintenance")(control.request_maintenance)
+app.command("remote-edge-worker-exit-maintenance")(control.exit_maintenance)
+app.command("remote-edge-worker-update-maintenance-comment")(control.update_maintenance_comment)
+app.command("shutdown-remote-edge-worker")(control.shutdown_remote_worker)
+app.command("shutdown-all-workers")(control.shutdown_all_workers)
+app.command("audit")(audit.audit)
 
 
 def run() -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import time
 from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import fail, settings_of
+from edgefleet.cli.common import OutputOption, fail, settings_of
+from edgefleet.cli.output import OutputFormat, print_json
 from edgefleet.settings import MAX_CONCURRENCY
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ async def _run(config, secret: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, worker.request_local_maintenance)
     log.info(
         "worker %s starting: concurrency %d, queues %s, server %s",
         config.hostname,
@@ -114,3 +118,133 @@ async def _run(config, secret: str) -> None:
         await worker.run()
     finally:
         await client.aclose()
+
+
+LocalHostname = Annotated[
+    str | None,
+    typer.Option("--edge-hostname", "-H", help="Worker name; defaults to this host's name."),
+]
+
+
+def _local_state(ctx: typer.Context, hostname: str | None) -> tuple[str, dict]:
+    from edgefleet.worker.statefile import read_state
+
+    name = hostname or socket.gethostname()
+    state = read_state(settings_of(ctx).home, name)
+    if state is None:
+        fail(f"no worker {name!r} has run on this machine (EDGEFLEET_HOME={settings_of(ctx).home})")
+    return name, state
+
+
+def _running_pid(state: dict) -> int | None:
+    from edgefleet.worker.statefile import pid_alive
+
+    pid = state.get("pid")
+    return pid if state.get("state") != "stopped" and pid_alive(pid) else None
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    edge_hostname: LocalHostname = None,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Show the local worker's state from its state file (no server needed).
+
+    Exits 0 while the worker runs and 1 when it does not.
+    """
+    name, state = _local_state(ctx, edge_hostname)
+    running = _running_pid(state) is not None
+    state = {**state, "running": running}
+    if not running and state.get("state") != "stopped":
+        state["state"] = f"not running (last known: {state.get('state')})"
+    if output is OutputFormat.JSON:
+        print_json(state)
+    else:
+        for key in (
+            "hostname",
+            "state",
+            "pid",
+            "concurrency",
+            "queues",
+            "maintenance",
+            "maintenance_comment",
+            "running_jobs",
+            "api_url",
+            "started_at",
+            "last_contact",
+        ):
+            value = state.get(key)
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value) or "-"
+            print(f"{key:20} {value if value is not None else '-'}")
+    if not running:
+        raise typer.Exit(1)
+
+
+@app.command("stop")
+def stop(
+    ctx: typer.Context,
+    edge_hostname: LocalHostname = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the worker has exited.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds --wait waits.")] = 300.0,
+) -> None:
+    """Stop the local worker gracefully: running jobs finish, no new ones start."""
+    name, state = _local_state(ctx, edge_hostname)
+    pid = _running_pid(state)
+    if pid is None:
+        fail(f"worker {name!r} is not running")
+    os.kill(pid, signal.SIGTERM)
+    print(f"worker {name}: stop requested (pid {pid})")
+    if wait:
+        from edgefleet.worker.statefile import pid_alive
+
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                fail(f"worker {name!r} still running after {timeout:g}s")
+            time.sleep(0.1)
+        print(f"worker {name}: stopped")
+
+
+@app.command("maintenance")
+def maintenance(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Argument(help="on or off")],
+    edge_hostname: LocalHostname = None,
+    comments: Annotated[
+        str | None, typer.Option("--comments", "-c", help="Why (recorded centrally).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With 'on': wait until running jobs have drained.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds --wait waits.")] = 300.0,
+) -> None:
+    """Switch the local worker's maintenance mode; the worker forwards it to the server."""
+    from edgefleet.worker.statefile import read_state, write_control
+
+    if mode not in ("on", "off"):
+        fail(f"mode must be 'on' or 'off', not {mode!r}", code=2)
+    name, state = _local_state(ctx, edge_hostname)
+    pid = _running_pid(state)
+    if pid is None:
+        fail(f"worker {name!r} is not running")
+    home = settings_of(ctx).home
+    write_control(home, name, {"maintenance": mode == "on", "comments": comments})
+    os.kill(pid, signal.SIGUSR1)
+    print(f"worker {name}: maintenance {mode} requested")
+    if wait:
+        wanted = "maintenance" if mode == "on" else None
+        deadline = time.monotonic() + timeout
+        while True:
+            current = (read_state(home, name) or {}).get("state")
+            if (
+                (current == wanted)
+                if wanted
+                else current not in ("maintenance", "maintenance_pending")
+            ):
+                break
+            if time.monotonic() > deadline:
+                fail(f"worker {name!r} is {current} after {timeout:g}s")
+            time.sleep(0.1)
+        print(f"worker {name}: {current}")

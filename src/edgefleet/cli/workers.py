@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import HostnameOption, OutputOption, admin_client, fail
+from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
 from edgefleet.cli.output import OutputFormat, emit, print_json
-from edgefleet.settings import MAX_CONCURRENCY
 
 WORKER_COLUMNS = [
     ("hostname", "HOSTNAME"),
@@ -21,49 +20,51 @@ WORKER_COLUMNS = [
     ("applied_version", "APPLIED_V"),
     ("applied_at", "ACKED_AT"),
     ("jobs_running", "RUNNING"),
+    ("maintenance_comment", "MAINTENANCE"),
     ("last_heartbeat", "LAST_HEARTBEAT"),
 ]
 
 
-def list_workers(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
+def list_workers(
+    ctx: typer.Context,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", "-s", help="Only workers in this state.")
+    ] = None,
+    edge_hostname: Annotated[
+        str | None, typer.Option("--edge-hostname", "-H", help="Name or glob, e.g. 'site-a-*'.")
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-q", help="Only workers serving any of these.")
+    ] = None,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Labels: KEY=VALUE[,KEY=VALUE].")
+    ] = None,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
     """One row per worker: desired next to applied values, and when it last checked in."""
+    params: dict[str, object] = {}
+    if state:
+        params["state"] = state
+    if edge_hostname is not None:
+        params["edge_hostname"] = edge_hostname
+    if queues is not None:
+        params["queues"] = queues
+    if selector is not None:
+        params["selector"] = selector
     with admin_client(ctx) as client:
-        workers = client.get("/workers")
+        workers = client.get("/workers", params=params)
     emit(workers, output, WORKER_COLUMNS)
 
 
-def set_worker_concurrency(
+def remove_remote_edge_worker(
     ctx: typer.Context,
     edge_hostname: HostnameOption,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            "--concurrency",
-            "-c",
-            min=1,
-            max=MAX_CONCURRENCY,
-            help=f"New concurrency, 1 to {MAX_CONCURRENCY}.",
-        ),
-    ] = None,
-    reset: Annotated[
-        bool, typer.Option("--reset", help="Hand control back to the worker's --concurrency flag.")
-    ] = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Set a worker's concurrency centrally; it adopts the value on its next contact."""
-    if reset == (concurrency is not None):
-        fail("give exactly one of --concurrency N or --reset", code=2)
+    """Forget a worker that is offline or stopped (a live one must be shut down first)."""
     with admin_client(ctx) as client:
-        if reset:
-            change = client.delete(f"/workers/{edge_hostname}/concurrency")
-        else:
-            change = client.put(
-                f"/workers/{edge_hostname}/concurrency", json={"concurrency": concurrency}
-            )
+        client.delete(f"/workers/{edge_hostname}")
     if output is OutputFormat.JSON:
-        print_json(change)
+        print_json({"removed": edge_hostname})
     else:
-        print(
-            f"{change['hostname']}: concurrency {change['old']} -> {change['new']}"
-            f" (desired version {change['desired_version']})"
-        )
+        print(f"{edge_hostname}: removed")

@@ -20,7 +20,14 @@ def make_engine(url: str) -> Engine:
         # write transaction takes the lock up front instead of failing on upgrade.
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    connect_args = {}
+    if url.startswith("postgresql"):
+        # A cluster initialised without a locale defaults to SQL_ASCII, and psycopg then hands
+        # back text as bytes; ask for UTF-8 so every server behaves alike.
+        connect_args["client_encoding"] = "utf8"
+    return create_engine(
+        url, connect_args=connect_args, pool_size=20, max_overflow=20, pool_pre_ping=True
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -17,7 +17,7 @@ from edgefleet.db.session import make_engine, make_sessionmaker
 from edgefleet.errors import EdgefleetError
 from edgefleet.server.context import ServerContext
 from edgefleet.server.notifier import Notifier
-from edgefleet.server.routes import edge, health, jobs, workers
+from edgefleet.server.routes import audit, edge, health, jobs, workers
 from edgefleet.settings import Settings
 
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(edge.router, prefix=API_PREFIX)
     app.include_router(workers.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
     return app
 
 

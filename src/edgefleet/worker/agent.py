@@ -29,6 +29,7 @@ from edgefleet.contract import (
     JobRelease,
     JobResult,
     JobState,
+    LocalMaintenance,
     LogChunk,
     Registration,
     WorkerState,
@@ -37,7 +38,7 @@ from edgefleet.worker.client import EdgeClient, Rejected, ServerUnavailable
 from edgefleet.worker.logs import LogStreamer
 from edgefleet.worker.runner import Outcome, run_command
 from edgefleet.worker.slots import SlotLimiter
-from edgefleet.worker.statefile import pid_alive, read_state, write_state
+from edgefleet.worker.statefile import pid_alive, read_control, read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class EdgeWorker:
         self._started_at = datetime.now(UTC)
         self._last_contact: datetime | None = None
         self._replaces: str | None = None
+        #: Maintenance switched at the worker's own machine, in force until the centre agrees.
+        self._local_maintenance: bool | None = None
+        self._reported_state: WorkerState | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -119,6 +124,45 @@ class EdgeWorker:
                 task.cancel()
         self._stopping = True
         self._wake.set()
+
+    def request_local_maintenance(self) -> None:
+        """Signal handler for SIGUSR1: act on the control file written by a local command."""
+        request = read_control(self.config.home, self.config.hostname)
+        if not request or "maintenance" not in request:
+            return
+        on = bool(request["maintenance"])
+        log.info(
+            "worker %s: local request: maintenance %s", self.config.hostname, "on" if on else "off"
+        )
+        self._local_maintenance = on
+        self._wake.set()
+        self._write_state()
+        task = asyncio.create_task(self._forward_local_maintenance(on, request.get("comments")))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _forward_local_maintenance(self, on: bool, comments: str | None) -> None:
+        body = LocalMaintenance(instance_id=self.instance_id, maintenance=on, comments=comments)
+        attempt = 0
+        while self._local_maintenance == on:
+            try:
+                contact = await self.client.local_maintenance(body)
+            except ServerUnavailable as exc:
+                log.warning(
+                    "worker %s: cannot forward maintenance switch yet: %s",
+                    self.config.hostname,
+                    exc,
+                )
+                await asyncio.sleep(_backoff(attempt, cap=10.0))
+                attempt += 1
+                continue
+            except Rejected as exc:
+                log.error("worker %s: maintenance switch refused: %s", self.config.hostname, exc)
+                return
+            self._apply(contact.desired)
+            if contact.desired.maintenance == on and self._local_maintenance == on:
+                self._local_maintenance = None
+            return
 
     def _claim_local_identity(self) -> None:
         previous = read_state(self.config.home, self.config.hostname)
@@ -212,12 +256,16 @@ class EdgeWorker:
     def _exiting(self) -> bool:
         return self._stopping or (self.desired is not None and self.desired.shutdown)
 
+    def in_maintenance(self) -> bool:
+        if self._local_maintenance is not None:
+            return self._local_maintenance
+        return self.desired is not None and self.desired.maintenance
+
     def _can_fetch(self) -> bool:
-        desired = self.desired
         return (
             not self._exiting()
-            and desired is not None
-            and not desired.maintenance
+            and self.desired is not None
+            and not self.in_maintenance()
             and self.limiter.free > 0
         )
 
@@ -227,7 +275,7 @@ class EdgeWorker:
             return WorkerState.STOPPED
         if self._exiting():
             return WorkerState.SHUTDOWN_PENDING
-        if self.desired is not None and self.desired.maintenance:
+        if self.in_maintenance():
             return WorkerState.MAINTENANCE_PENDING if busy else WorkerState.MAINTENANCE
         if not self._registered:
             return WorkerState.STARTING
@@ -420,9 +468,11 @@ class EdgeWorker:
 
     async def _send_heartbeat(self) -> None:
         desired = self.desired
+        state = self.state()
+        self._reported_state = state
         beat = Heartbeat(
             instance_id=self.instance_id,
-            state=self.state(),
+            state=state,
             running_jobs=sorted(self.jobs),
             applied_version=desired.version if desired else 0,
             applied_concurrency=self.limiter.limit,
@@ -443,7 +493,11 @@ class EdgeWorker:
     # --- local state ----------------------------------------------------------------
 
     def _write_state(self) -> None:
+        """Refresh the local state file; a changed state is also reported at once."""
         desired = self.desired
+        state = self.state()
+        if state != self._reported_state:
+            self._ack.set()
         write_state(
             self.config.home,
             self.config.hostname,
@@ -451,12 +505,12 @@ class EdgeWorker:
                 "hostname": self.config.hostname,
                 "pid": os.getpid(),
                 "instance_id": self.instance_id,
-                "state": self.state(),
+                "state": state,
                 "api_url": self.config.api_url,
                 "concurrency": self.limiter.limit,
                 "queues": desired.queues if desired else self.config.queues,
                 "desired_version": desired.version if desired else 0,
-                "maintenance": bool(desired and desired.maintenance),
+                "maintenance": self.in_maintenance(),
                 "maintenance_comment": desired.maintenance_comment if desired else None,
                 "running_jobs": sorted(self.jobs),
                 "started_at": self._started_at.isoformat(),

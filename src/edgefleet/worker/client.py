@@ -12,6 +12,7 @@ from edgefleet.contract import (
     Heartbeat,
     JobRelease,
     JobResult,
+    LocalMaintenance,
     LogChunk,
     Registration,
     WorkerContact,
@@ -91,6 +92,12 @@ class EdgeClient:
             f"/workers/{self.hostname}/watch",
             params=params,
             timeout=httpx.Timeout(15.0, read=timeout + 15.0),
+        )
+        return WorkerContact.model_validate_json(response.content)
+
+    async def local_maintenance(self, body: LocalMaintenance) -> WorkerContact:
+        response = await self._call(
+            "POST", f"/workers/{self.hostname}/maintenance", json=body.model_dump(mode="json")
         )
         return WorkerContact.model_validate_json(response.content)
 

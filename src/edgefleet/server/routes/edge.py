@@ -16,13 +16,16 @@ from edgefleet.contract import (
     Heartbeat,
     JobRelease,
     JobResult,
+    LocalMaintenance,
     LogChunk,
+    MaintenanceRequest,
     Registration,
+    Target,
     WorkerContact,
 )
 from edgefleet.db.types import utcnow
 from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
-from edgefleet.server.services import jobs, workers
+from edgefleet.server.services import control, jobs, workers
 from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
@@ -78,6 +81,25 @@ async def watch(
                 return _contact(desired)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(remaining, RECHECK_SECONDS))
+
+
+@router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)
+def local_maintenance(
+    hostname: str, body: LocalMaintenance, context: ContextDep, identity: WorkerDep
+):
+    """``edgefleet worker maintenance on|off`` on the worker's machine, recorded centrally."""
+    own_hostname(identity, hostname)
+    with context.db() as session:
+        workers.check_instance(workers.get_worker(session, hostname), body.instance_id)
+    actor = f"worker:{hostname} (local)"
+    if body.maintenance:
+        comments = body.comments or "maintenance switched on at the worker"
+        request = MaintenanceRequest(edge_hostname=hostname, comments=comments)
+        control.request_maintenance(context.db, request, actor)
+    else:
+        control.exit_maintenance(context.db, Target(edge_hostname=hostname), actor)
+    context.notifier.worker_changed(hostname)
+    return _contact(workers.current_desired(context.db, hostname, body.instance_id))
 
 
 @router.post("/workers/{hostname}/fetch", response_model=FetchResponse)

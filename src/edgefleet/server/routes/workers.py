@@ -1,31 +1,137 @@
-"""Admin API for the fleet: list workers and change their desired state."""
+"""Admin API for the fleet: list workers and change their desired state.
+
+Control actions take a target in the body (one name or glob, a label selector, or all) and
+answer with the change set, including the desired version each worker has to acknowledge.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from edgefleet.contract import ConcurrencySet, WorkerChange, WorkerView
+from fastapi import APIRouter, Query
+
+from edgefleet.contract import (
+    ChangeSet,
+    ConcurrencySet,
+    MaintenanceRequest,
+    QueuesChange,
+    SetConcurrency,
+    Target,
+    WorkerState,
+    WorkerView,
+)
+from edgefleet.errors import InvalidRequest
+from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep
-from edgefleet.server.services import control, workers
+from edgefleet.server.services import control, targets, workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 
 
+def parse_selector(text: str) -> dict[str, str]:
+    """``site=plant1,env=prod`` -> a dict; refuses empty or malformed selectors."""
+    selector: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"bad selector item {item!r}: use KEY=VALUE")
+        selector[key.strip()] = value.strip()
+    if not selector:
+        raise InvalidRequest("empty selector: give at least one KEY=VALUE label")
+    return selector
+
+
+def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
+    for hostname in {change.hostname for change in changes.changes}:
+        context.notifier.worker_changed(hostname)
+    return changes
+
+
 @router.get("", response_model=list[WorkerView])
-def list_workers(context: ContextDep, identity: AdminDep):
-    return workers.list_workers(context.db, context.settings.worker_offline_timeout)
+def list_workers(
+    context: ContextDep,
+    identity: AdminDep,
+    state: Annotated[list[WorkerState] | None, Query()] = None,
+    edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
+    queues: Annotated[str | None, Query(description="comma-separated; serves any")] = None,
+    selector: Annotated[str | None, Query(description="KEY=VALUE[,KEY=VALUE]")] = None,
+):
+    if edge_hostname is not None and targets.is_glob(edge_hostname):
+        targets.check_glob(edge_hostname)
+    filters = workers.WorkerFilter(
+        states=frozenset(state or ()),
+        hostname=edge_hostname,
+        queues=frozenset(q for q in (queues or "").split(",") if q),
+        selector=parse_selector(selector) if selector is not None else {},
+    )
+    return workers.list_workers(context.db, context.settings.worker_offline_timeout, filters)
 
 
-@router.put("/{hostname}/concurrency", response_model=WorkerChange)
+@router.get("/{hostname}", response_model=WorkerView)
+def show_worker(hostname: str, context: ContextDep, identity: AdminDep):
+    return workers.show_worker(context.db, hostname, context.settings.worker_offline_timeout)
+
+
+@router.delete("/{hostname}", status_code=204)
+def remove_worker(hostname: str, context: ContextDep, identity: AdminDep):
+    """Forget an offline or stopped worker."""
+    control.remove_worker(
+        context.db, hostname, identity.subject, context.settings.worker_offline_timeout
+    )
+
+
+@router.put("/{hostname}/concurrency", response_model=ChangeSet)
 def set_concurrency(hostname: str, body: ConcurrencySet, context: ContextDep, identity: AdminDep):
-    change = control.set_concurrency(context.db, hostname, body.concurrency, identity.subject)
-    context.notifier.worker_changed(hostname)
-    return change
+    request = SetConcurrency(edge_hostname=hostname, concurrency=body.concurrency)
+    if targets.is_glob(hostname):
+        raise InvalidRequest("use POST /workers/actions/set-concurrency for patterns")
+    return _notify(context, control.set_concurrency(context.db, request, identity.subject))
 
 
-@router.delete("/{hostname}/concurrency", response_model=WorkerChange)
+@router.delete("/{hostname}/concurrency", response_model=ChangeSet)
 def reset_concurrency(hostname: str, context: ContextDep, identity: AdminDep):
     """Hand the worker's concurrency back to its own ``--concurrency`` flag."""
-    change = control.set_concurrency(context.db, hostname, None, identity.subject)
-    context.notifier.worker_changed(hostname)
-    return change
+    if targets.is_glob(hostname):
+        raise InvalidRequest("use POST /workers/actions/set-concurrency for patterns")
+    request = SetConcurrency(edge_hostname=hostname, reset=True)
+    return _notify(context, control.set_concurrency(context.db, request, identity.subject))
+
+
+@router.post("/actions/set-concurrency", response_model=ChangeSet)
+def bulk_set_concurrency(body: SetConcurrency, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.set_concurrency(context.db, body, identity.subject))
+
+
+@router.post("/actions/add-queues", response_model=ChangeSet)
+def add_queues(body: QueuesChange, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.add_queues(context.db, body, identity.subject))
+
+
+@router.post("/actions/remove-queues", response_model=ChangeSet)
+def remove_queues(body: QueuesChange, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.remove_queues(context.db, body, identity.subject))
+
+
+@router.post("/actions/reset-queues", response_model=ChangeSet)
+def reset_queues(body: Target, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.reset_queues(context.db, body, identity.subject))
+
+
+@router.post("/actions/request-maintenance", response_model=ChangeSet)
+def request_maintenance(body: MaintenanceRequest, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.request_maintenance(context.db, body, identity.subject))
+
+
+@router.post("/actions/exit-maintenance", response_model=ChangeSet)
+def exit_maintenance(body: Target, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.exit_maintenance(context.db, body, identity.subject))
+
+
+@router.post("/actions/update-maintenance-comment", response_model=ChangeSet)
+def update_maintenance_comment(body: MaintenanceRequest, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.update_maintenance_comment(context.db, body, identity.subject))
+
+
+@router.post("/actions/shutdown", response_model=ChangeSet)
+def shutdown(body: Target, context: ContextDep, identity: AdminDep):
+    return _notify(context, control.request_shutdown(context.db, body, identity.subject))

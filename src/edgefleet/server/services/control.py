@@ -1,69 +1,255 @@
-"""Operator changes to workers' desired state: each one versioned, audited and pushed."""
+"""Operator changes to workers' desired state.
+
+Each request is one transaction over all targeted workers: it is checked for every worker
+before anything is written, so a bad request changes nothing. Every changed field is audited,
+and each changed worker's desired version goes up once so it can acknowledge the change.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.contract import WorkerChange
-from edgefleet.db.models import AuditEntry, Worker
+from edgefleet.contract import (
+    AuditView,
+    ChangeSet,
+    MaintenanceRequest,
+    QueuesChange,
+    SetConcurrency,
+    Target,
+    WorkerChange,
+)
+from edgefleet.db.models import AuditEntry, Job, Worker
 from edgefleet.db.types import utcnow
-from edgefleet.server.services.workers import get_worker
+from edgefleet.errors import Conflict, InvalidRequest
+from edgefleet.server.services import targets
+from edgefleet.server.services.workers import get_worker, observed_state
+
+#: A mutation applied to one worker: returns {field: (old, new)} for what it changed.
+Mutation = Callable[[Worker], dict[str, tuple[Any, Any]]]
 
 
-def _audit_value(value: Any) -> str | None:
+def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def record_change(
-    session: Session,
-    worker: Worker,
-    field: str,
-    old: Any,
-    new: Any,
+def _load(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def apply_to_targets(
+    db: sessionmaker[Session],
+    target: Target,
+    mutate: Mutation,
     actor: str,
     comment: str | None = None,
-) -> WorkerChange:
-    """Bump the worker's desired version and write the audit row, in the caller's transaction."""
-    worker.desired_version += 1
-    session.add(
-        AuditEntry(
-            at=utcnow(),
-            actor=actor,
-            target=worker.hostname,
-            field=field,
-            old_value=_audit_value(old),
-            new_value=_audit_value(new),
-            comment=comment,
+) -> ChangeSet:
+    with db.begin() as session:
+        workers = targets.resolve(session, target)
+        now = utcnow()
+        changes: list[WorkerChange] = []
+        for worker in workers:
+            changed = mutate(worker)
+            if changed:
+                worker.desired_version += 1
+            for field, (old, new) in changed.items():
+                session.add(
+                    AuditEntry(
+                        at=now,
+                        actor=actor,
+                        target=worker.hostname,
+                        field=field,
+                        old_value=_dump(old),
+                        new_value=_dump(new),
+                        comment=comment,
+                    )
+                )
+                changes.append(
+                    WorkerChange(
+                        hostname=worker.hostname,
+                        field=field,
+                        old=old,
+                        new=new,
+                        desired_version=worker.desired_version,
+                    )
+                )
+        return ChangeSet(
+            workers=[w.hostname for w in workers],
+            changes=changes,
+            versions={w.hostname: w.desired_version for w in workers},
         )
-    )
-    return WorkerChange(
-        hostname=worker.hostname,
-        field=field,
-        old=old,
-        new=new,
-        desired_version=worker.desired_version,
-    )
 
 
-def set_concurrency(
-    db: sessionmaker[Session], hostname: str, concurrency: int | None, actor: str
-) -> WorkerChange:
-    """Set the operator's concurrency for one worker; ``None`` hands it back to the flag."""
+def _diff(**fields: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
+    return {name: pair for name, pair in fields.items() if pair[0] != pair[1]}
+
+
+def set_concurrency(db: sessionmaker[Session], request: SetConcurrency, actor: str) -> ChangeSet:
+    """Set the operator's concurrency; ``reset`` hands it back to each worker's flag."""
+    if request.reset == (request.concurrency is not None):
+        raise InvalidRequest("give exactly one of 'concurrency' (1 or more) or 'reset': true")
+
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old, old_source = worker.concurrency, _source(worker.concurrency_override)
+        worker.concurrency_override = request.concurrency
+        return _diff(
+            concurrency=(old, worker.concurrency),
+            concurrency_source=(old_source, _source(worker.concurrency_override)),
+        )
+
+    return apply_to_targets(db, request, mutate, actor)
+
+
+def _source(override: object) -> str:
+    return "flag" if override is None else "operator"
+
+
+def add_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = list(worker.queues)
+        new = old + [q for q in request.queues if q not in old]
+        if new != old:
+            worker.queues_override = new
+        return _diff(queues=(old, new))
+
+    return apply_to_targets(db, request, mutate, actor)
+
+
+def remove_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = list(worker.queues)
+        new = [q for q in old if q not in request.queues]
+        if not new:
+            raise InvalidRequest(
+                f"removing {','.join(request.queues)} would leave worker {worker.hostname!r} "
+                "with no queue; add another queue first"
+            )
+        if new != old:
+            worker.queues_override = new
+        return _diff(queues=(old, new))
+
+    changes = apply_to_targets(db, request, mutate, actor)
+    if not changes.changes:
+        raise InvalidRequest(
+            f"none of the targeted workers serves {','.join(request.queues)}; nothing changed"
+        )
+    return changes
+
+
+def reset_queues(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+    """Hand each worker's queues back to its own ``--queues`` flag."""
+
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = list(worker.queues)
+        worker.queues_override = None
+        return _diff(queues=(old, list(worker.queues)))
+
+    return apply_to_targets(db, request, mutate, actor, comment="handed back to the worker's flag")
+
+
+def request_maintenance(
+    db: sessionmaker[Session], request: MaintenanceRequest, actor: str
+) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = (worker.maintenance_requested, worker.maintenance_comment)
+        worker.maintenance_requested = True
+        worker.maintenance_comment = request.comments
+        return _diff(maintenance=(old[0], True), maintenance_comment=(old[1], request.comments))
+
+    return apply_to_targets(db, request, mutate, actor, comment=request.comments)
+
+
+def exit_maintenance(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = (worker.maintenance_requested, worker.maintenance_comment)
+        worker.maintenance_requested = False
+        worker.maintenance_comment = None
+        return _diff(maintenance=(old[0], False), maintenance_comment=(old[1], None))
+
+    return apply_to_targets(db, request, mutate, actor)
+
+
+def update_maintenance_comment(
+    db: sessionmaker[Session], request: MaintenanceRequest, actor: str
+) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        if not worker.maintenance_requested:
+            raise Conflict(f"worker {worker.hostname!r} is not in maintenance")
+        old = worker.maintenance_comment
+        worker.maintenance_comment = request.comments
+        return _diff(maintenance_comment=(old, request.comments))
+
+    return apply_to_targets(db, request, mutate, actor, comment=request.comments)
+
+
+def request_shutdown(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        old = worker.shutdown_requested
+        worker.shutdown_requested = True
+        return _diff(shutdown=(old, True))
+
+    return apply_to_targets(db, request, mutate, actor)
+
+
+REMOVABLE_STATES = frozenset({"offline", "stopped"})
+
+
+def remove_worker(
+    db: sessionmaker[Session], hostname: str, actor: str, offline_timeout: float
+) -> None:
+    """Forget a worker that is gone; a live one must be shut down first."""
     with db.begin() as session:
         worker = get_worker(session, hostname, lock=True)
-        old = worker.concurrency
-        worker.concurrency_override = concurrency
-        return record_change(
-            session,
-            worker,
-            "concurrency",
-            old,
-            worker.concurrency,
-            actor,
-            comment="handed back to the worker's --concurrency flag"
-            if concurrency is None
-            else None,
+        state = observed_state(worker, utcnow(), offline_timeout)
+        if state not in REMOVABLE_STATES:
+            raise Conflict(
+                f"worker {hostname!r} is {state}; only an offline or stopped worker can be "
+                "removed (shut it down first)"
+            )
+        now = utcnow()
+        for job in session.scalars(
+            select(Job).where(Job.worker_hostname == hostname, Job.state == "running")
+        ):
+            job.state = "failed"
+            job.reason = "its worker was removed while the job was running"
+            job.finished_at = now
+        session.add(
+            AuditEntry(
+                at=now,
+                actor=actor,
+                target=hostname,
+                field="worker",
+                old_value=_dump(state),
+                new_value=_dump("removed"),
+                comment=None,
+            )
         )
+        session.delete(worker)
+
+
+def list_audit(
+    db: sessionmaker[Session], hostname: str | None, since, limit: int
+) -> list[AuditView]:
+    query = select(AuditEntry).order_by(AuditEntry.at, AuditEntry.id).limit(limit)
+    if hostname is not None:
+        query = query.where(AuditEntry.target == hostname)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    with db() as session:
+        return [
+            AuditView(
+                id=e.id,
+                at=e.at,
+                actor=e.actor,
+                target=e.target,
+                field=e.field,
+                old=_load(e.old_value),
+                new=_load(e.new_value),
+                comment=e.comment,
+            )
+            for e in session.scalars(query)
+        ]

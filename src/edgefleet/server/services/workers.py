@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -196,15 +198,47 @@ def worker_view(
     )
 
 
-def list_workers(db: sessionmaker[Session], offline_timeout: float) -> list[WorkerView]:
+@dataclass(frozen=True)
+class WorkerFilter:
+    """``list-workers`` filters; each one given narrows the list further."""
+
+    states: frozenset[WorkerState] = frozenset()
+    hostname: str | None = None  # exact name or glob
+    queues: frozenset[str] = frozenset()  # serves any of these
+    selector: dict[str, str] = field(default_factory=dict)
+
+    def keeps(self, worker: Worker, view: WorkerView) -> bool:
+        if self.states and view.state not in self.states:
+            return False
+        if self.hostname is not None and not fnmatch.fnmatchcase(worker.hostname, self.hostname):
+            return False
+        if self.queues and not self.queues.intersection(worker.queues):
+            return False
+        labels = worker.labels or {}
+        return all(labels.get(key) == value for key, value in self.selector.items())
+
+
+def list_workers(
+    db: sessionmaker[Session], offline_timeout: float, filters: WorkerFilter | None = None
+) -> list[WorkerView]:
+    filters = filters or WorkerFilter()
     now = utcnow()
     with db() as session:
-        workers = session.scalars(select(Worker).order_by(Worker.hostname)).all()
+        query = select(Worker).order_by(Worker.hostname)
+        if filters.hostname is not None and not any(c in filters.hostname for c in "*?["):
+            query = query.where(Worker.hostname == filters.hostname)
+        workers = session.scalars(query).all()
         running = running_slots(session)
-        return [worker_view(w, running.get(w.hostname, 0), now, offline_timeout) for w in workers]
+        views = []
+        for worker in workers:
+            view = worker_view(worker, running.get(worker.hostname, 0), now, offline_timeout)
+            if filters.keeps(worker, view):
+                views.append(view)
+        return views
 
 
-def is_silent(worker: Worker, now: datetime, offline_timeout: float) -> bool:
-    return worker.last_heartbeat is None or now - worker.last_heartbeat > timedelta(
-        seconds=offline_timeout
-    )
+def show_worker(db: sessionmaker[Session], hostname: str, offline_timeout: float) -> WorkerView:
+    with db() as session:
+        worker = get_worker(session, hostname)
+        running = running_slots(session, [hostname])
+        return worker_view(worker, running.get(hostname, 0), utcnow(), offline_timeout)

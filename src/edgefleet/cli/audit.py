@@ -1,0 +1,59 @@
+"""``edgefleet audit``: who changed what, when, from what to what, and why."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from edgefleet.cli.common import OutputOption, admin_client, fail
+from edgefleet.cli.output import OutputFormat, emit
+
+AUDIT_COLUMNS = [
+    ("at", "TIME"),
+    ("actor", "ACTOR"),
+    ("target", "WORKER"),
+    ("field", "FIELD"),
+    ("old", "OLD"),
+    ("new", "NEW"),
+    ("comment", "COMMENT"),
+]
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO time (UTC if no zone is given) or an age such as 30s, 15m, 2h, 7d."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        amount, unit = float(match.group(1)), match.group(2)
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"bad --since {text!r}: give an ISO time or an age like 15m, 2h, 7d", code=2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def audit(
+    ctx: typer.Context,
+    edge_hostname: Annotated[
+        str | None, typer.Option("--edge-hostname", "-H", help="Only this worker.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO time or age (15m, 2h, 7d).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 10000,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Every control change: time, actor, worker, field, old -> new, comment."""
+    params: dict[str, object] = {"limit": limit}
+    if edge_hostname:
+        params["edge_hostname"] = edge_hostname
+    if since:
+        params["since"] = parse_since(since).isoformat()
+    with admin_client(ctx) as client:
+        entries = client.get("/audit", params=params)
+    emit(entries, output, AUDIT_COLUMNS)

@@ -1,0 +1,28 @@
+"""Admin API for the audit log of control changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from edgefleet.contract import AuditView
+from edgefleet.server.deps import AdminDep, ContextDep
+from edgefleet.server.services import control
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("", response_model=list[AuditView])
+def list_audit(
+    context: ContextDep,
+    identity: AdminDep,
+    edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100000)] = 10000,
+):
+    """Control changes, oldest first: who changed which field of which worker, and why."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return control.list_audit(context.db, edge_hostname, since, limit)
