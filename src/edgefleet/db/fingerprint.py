@@ -7,7 +7,7 @@ leaves behind, and the matching revision is stamped before upgrading from there.
 
 Each migration module declares what it changes as ``fingerprint = SchemaChange(...)``; the
 shape at a revision is the sum of the changes up to it. A new revision that adds a column
-needs one line, e.g. ``fingerprint = SchemaChange(add_columns={"edge_job": ["timeout"]})``.
+needs one line, e.g. ``fingerprint = SchemaChange(add_columns={"edge_job": "timeout"})``.
 ``tests/migrations`` checks every fingerprint against the schema its migration really builds.
 """
 
@@ -21,11 +21,15 @@ from sqlalchemy import Connection, inspect
 #: Tables edgefleet owns; other tables in a shared database are none of its business.
 TABLE_PREFIX = "edge_"
 
-Names = Mapping[str, Iterable[str]]
+#: table -> names, as a list or as one string of names separated by spaces.
+Names = Mapping[str, Iterable[str] | str]
 
 
 def _frozen(names: Names) -> dict[str, frozenset[str]]:
-    return {table: frozenset(items) for table, items in names.items()}
+    return {
+        table: frozenset(items.split() if isinstance(items, str) else items)
+        for table, items in names.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -1,53 +1,326 @@
-"""Schema migrations through Alembic, driven from code so no alembic.ini is needed."""
+"""Schema migrations through Alembic, driven from code so no alembic.ini is needed.
+
+Every change of the schema runs on one connection that holds a cross-process lock (an
+advisory lock on PostgreSQL, a file lock beside the database on SQLite), inside one
+transaction: two ``edgefleet db migrate`` at once are safe, the second waits and then finds
+nothing to do. A database whose tables predate version tracking is recognised by its shape
+(see :mod:`edgefleet.db.fingerprint`), stamped at the revision it matches, and upgraded from
+there; it is never stamped straight at head.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine
+
+from edgefleet.db.fingerprint import SchemaChange, Shape, live_shape
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+#: Key of the PostgreSQL advisory lock held while migrating (the bytes of "edgeflt1").
+ADVISORY_LOCK_KEY = 0x65646765666C7431
 
-class SchemaNotCurrent(RuntimeError):
+
+class MigrationError(RuntimeError):
+    """A migration command cannot go ahead; the message says why and what to do."""
+
+
+class SchemaNotCurrent(MigrationError):
     """The database is behind (or ahead of) the code's schema."""
 
 
-def _config(engine: Engine | None = None, connection=None) -> Config:
+class UnknownSchema(MigrationError):
+    """Untracked tables that match no known revision: refusing to guess."""
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    before: str | None  #: tracked revision before, None if empty or untracked
+    after: str | None
+    adopted: str | None = None  #: revision stamped on an untracked database, if any
+
+    @property
+    def changed(self) -> bool:
+        return self.adopted is not None or self.before != self.after
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    head: str
+    current: str | None
+    #: For an untracked database: the revision its tables match (None if empty or no match).
+    detected: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_current(self) -> bool:
+        return not self.problems
+
+
+def _config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return _scripts().get_current_head()
+
+
+def revisions() -> list[str]:
+    """All revisions, oldest first (the history is linear)."""
+    return [script.revision for script in reversed(list(_scripts().walk_revisions()))]
+
+
+def fingerprint(revision: str) -> SchemaChange:
+    script = _scripts().get_revision(revision)
+    change = getattr(script.module, "fingerprint", None)
+    if not isinstance(change, SchemaChange):
+        raise MigrationError(f"migration {revision} declares no `fingerprint = SchemaChange(...)`")
+    return change
+
+
+def expected_shapes() -> list[tuple[str, Shape]]:
+    """The shape of edgefleet's tables at each revision, oldest first."""
+    shapes, shape = [], Shape()
+    for revision in revisions():
+        shape = shape.apply(fingerprint(revision))
+        shapes.append((revision, shape))
+    return shapes
+
+
+def _tracked_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _tracked_revision(connection)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
-        command.upgrade(_config(connection=connection), revision)
+def _is_known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
-        command.downgrade(_config(connection=connection), revision)
+def detect_revision(connection: Connection) -> str | None:
+    """The revision an untracked database's tables were built at; None if it has none.
+
+    Revisions that leave the shape unchanged cannot be told apart: the oldest one is taken,
+    so a migration is at worst run again (and must then be harmless), never skipped.
+    """
+    live = live_shape(connection)
+    if not live.columns:
+        return None
+    shapes = expected_shapes()
+    for revision, shape in shapes:
+        if shape == live:
+            return revision
+    nearest, shape = min(shapes, key=lambda item: len(item[1].differences(live)))
+    raise UnknownSchema(
+        "the database has edgefleet tables but no version tracking, and they match no known "
+        f"revision (nearest is {nearest}: {'; '.join(shape.differences(live))}); "
+        "refusing to guess: repair the schema by hand or restore a backup"
+    )
+
+
+def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
+    """Bring the database to ``revision``; adopt an untracked one first. Safe to repeat."""
+    with _migration_connection(engine) as connection, connection.begin():
+        before = _tracked_revision(connection)
+        adopted = None
+        if before is None:
+            adopted = detect_revision(connection)
+            if adopted is not None:
+                log.warning("database tables predate version tracking: they match %s", adopted)
+                command.stamp(_config(connection), adopted)
+        elif not _is_known(before):
+            raise SchemaNotCurrent(_unknown_revision_message(before))
+        command.upgrade(_config(connection), revision)
+        _check_foreign_keys(connection)
+        return MigrationResult(before, _tracked_revision(connection), adopted)
+
+
+def downgrade(engine: Engine, revision: str) -> MigrationResult:
+    """Go back to an older ``revision`` ('base' drops every table)."""
+    with _migration_connection(engine) as connection, connection.begin():
+        before = _tracked_revision(connection)
+        if before is None:
+            if live_shape(connection).columns:
+                raise MigrationError(
+                    "the database is not version-tracked yet: run `edgefleet db migrate` first"
+                )
+            raise MigrationError("the database is empty: there is nothing to downgrade")
+        if not _is_known(before):
+            raise SchemaNotCurrent(_unknown_revision_message(before))
+        command.downgrade(_config(connection), revision)
+        _check_foreign_keys(connection)
+        return MigrationResult(before, _tracked_revision(connection))
+
+
+def schema_status(engine: Engine, *, compare_shape: bool = True) -> SchemaStatus:
+    """Whether the database is at head, and if not, why (for `db check` and server start)."""
+    head = head_revision()
+    with engine.connect() as connection:
+        current = _tracked_revision(connection)
+        if current is None:
+            return _untracked_status(connection, head)
+        if not _is_known(current):
+            return SchemaStatus(head, current, problems=[_unknown_revision_message(current)])
+        if current != head:
+            pending = revisions()[revisions().index(current) + 1 :]
+            return SchemaStatus(
+                head,
+                current,
+                problems=[
+                    f"database schema is at revision {current}, this edgefleet needs {head} "
+                    f"(pending: {', '.join(pending)}): run `edgefleet db migrate`"
+                ],
+            )
+        if compare_shape:
+            differences = dict(expected_shapes())[head].differences(live_shape(connection))
+            if differences:
+                return SchemaStatus(
+                    head,
+                    current,
+                    problems=[
+                        f"database is stamped at {head} but its tables differ from it: "
+                        + "; ".join(differences)
+                    ],
+                )
+        return SchemaStatus(head, current)
+
+
+def _untracked_status(connection: Connection, head: str) -> SchemaStatus:
+    try:
+        detected = detect_revision(connection)
+    except UnknownSchema as exc:
+        return SchemaStatus(head, None, problems=[str(exc)])
+    if detected is None:
+        problem = "database is empty: run `edgefleet db migrate`"
+    else:
+        problem = (
+            f"database tables predate version tracking (they match revision {detected}): "
+            f"run `edgefleet db migrate` to adopt them and upgrade to {head}"
+        )
+    return SchemaStatus(head, None, detected, [problem])
 
 
 def require_current(engine: Engine) -> None:
     """Refuse to serve a database whose schema is not the one this code was written for."""
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        raise SchemaNotCurrent(
-            f"database schema is at revision {current or 'none (empty database)'}, "
-            f"this edgefleet needs {head}: run `edgefleet db migrate`"
-        )
+    status = schema_status(engine, compare_shape=False)
+    if not status.is_current:
+        raise SchemaNotCurrent(status.problems[0])
+
+
+def _unknown_revision_message(revision: str) -> str:
+    return (
+        f"database schema is at revision {revision}, which this edgefleet does not know "
+        f"(its newest is {head_revision()}): was it migrated by a newer edgefleet?"
+    )
+
+
+# --- the migration connection: locked, and on SQLite with foreign keys held off ----------------
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        with engine.connect() as connection, _advisory_lock(connection):
+            yield connection
+    elif dialect == "sqlite":
+        with (
+            _file_lock(engine.url.database),
+            engine.connect() as connection,
+            _sqlite_foreign_keys_off(connection),
+        ):
+            yield connection
+    else:
+        with engine.connect() as connection:
+            yield connection
+
+
+@contextmanager
+def _advisory_lock(connection: Connection) -> Iterator[None]:
+    """A session-level advisory lock: one migration per database at a time."""
+    got = connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})").scalar()
+    if not got:
+        log.warning("another edgefleet migration is running on this database; waiting for it")
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
+            connection.commit()
+        except Exception:  # a broken connection must not go back to the pool still locked
+            connection.invalidate()
+
+
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    """An exclusive lock on a file beside the SQLite database (none for in-memory ones)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(f"{database}.migrate-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another edgefleet migration is running on %s; waiting for it", database)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite alters a table by copying and dropping it; with foreign keys on, dropping the
+    old copy would cascade-delete the rows that refer to it. The pragma only takes effect
+    outside a transaction, so it is set on the raw connection before the migration begins;
+    :func:`_check_foreign_keys` then verifies the result before commit."""
+    raw = connection.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise MigrationError(f"the migration left rows with dangling foreign keys: {broken[:5]}")

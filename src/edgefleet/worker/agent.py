@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edgefleet.aio import wait_event
 from edgefleet.contract import (
     DesiredState,
     FetchRequest,
@@ -330,8 +331,7 @@ class EdgeWorker:
     async def _wait_for_work(self) -> None:
         """Block until the desired state changes, work may wait for us, or a slot frees."""
         if not self.config.long_poll:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            await wait_event(self._wake, self.config.poll_interval)
             return
         free_at_issue = self.limiter.free if self._can_fetch() else 0
         version = self.desired.version if self.desired else 0
@@ -361,10 +361,7 @@ class EdgeWorker:
             contact = watch.result()
         except ServerUnavailable as exc:
             log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), _backoff(3, cap=self.config.poll_interval)
-                )
+            await wait_event(self._wake, _backoff(3, cap=self.config.poll_interval))
             return
         except Rejected as exc:
             await self._recover(exc)
@@ -459,10 +456,9 @@ class EdgeWorker:
     # --- heartbeat ------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopped:
             interval = self.config.heartbeat_interval * random.uniform(0.9, 1.1)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ack.wait(), interval)
+            await wait_event(self._ack, interval)
             self._ack.clear()
             await self._send_heartbeat()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from edgefleet.aio import wait_event
 from edgefleet.worker.client import Rejected, ServerUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class LogStreamer:
 
     async def _loop(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._interval)
+            await wait_event(self._full, self._interval)
             self._full.clear()
             await self._flush()
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.aio import wait_event
 from edgefleet.contract import (
     FetchRequest,
     FetchResponse,
@@ -79,8 +78,7 @@ async def watch(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _contact(desired)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_SECONDS))
+            await wait_event(event, min(remaining, RECHECK_SECONDS))
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)

@@ -10,10 +10,34 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from edgefleet.db.fingerprint import SchemaChange
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+#: The tables this revision creates, for recognising databases built before version tracking.
+fingerprint = SchemaChange(
+    add_tables={
+        "edge_audit": "id at actor target field old_value new_value comment",
+        "edge_job": (
+            "id command queue state priority slots attempt worker_hostname exit_code reason "
+            "queued_at started_at finished_at"
+        ),
+        "edge_worker": (
+            "hostname reported_state labels flag_concurrency concurrency_override flag_queues "
+            "queues_override maintenance_requested maintenance_comment shutdown_requested "
+            "desired_version applied_version applied_concurrency applied_at instance_id pid "
+            "heartbeat_interval sysinfo first_online started_at last_heartbeat"
+        ),
+        "edge_job_log": "job_id attempt seq data created_at",
+    },
+    add_indexes={
+        "edge_audit": ["ix_edge_audit_target_at"],
+        "edge_job": ["ix_edge_job_claim", "ix_edge_job_worker_state"],
+    },
+)
 
 
 def upgrade() -> None:
