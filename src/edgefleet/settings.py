@@ -23,12 +23,16 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".edgefleet")
     db_url: str | None = None
-    secret: str | None = None
+    #: Shared token secret; at least 32 characters, as HS256 wants a key of 256 bits.
+    secret: str | None = Field(default=None, min_length=32)
     api_url: str = DEFAULT_API_URL
     #: A worker whose last heartbeat is older than this many seconds is shown as offline.
     worker_offline_timeout: float = 150.0
     #: Upper bound of a worker's long-poll on the server, in seconds.
     watch_timeout: float = 30.0
+    #: How often a waiting long-poll re-reads the database: the fallback when a wake-up from
+    #: another replica is lost. Wake-ups within a process (and via PostgreSQL) are immediate.
+    watch_recheck: float = 5.0
 
     @property
     def database_url(self) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from edgefleet import __version__
 from edgefleet.cli import audit, control, db, jobs, server, worker, workers
@@ -38,7 +40,15 @@ def main(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    ctx.obj = Settings()
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EDGEFLEET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        print(f"error: bad configuration: {problems}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 app.add_typer(db.app, name="db")

@@ -40,7 +40,15 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context.notifier.bind(asyncio.get_running_loop())
+        bridge = None
+        if context.engine.dialect.name == "postgresql":
+            from edgefleet.server.pgnotify import PostgresBridge
+
+            bridge = PostgresBridge(context.engine, context.notifier)
+            bridge.start()
         yield
+        if bridge is not None:
+            await bridge.stop()
         context.engine.dispose()
 
     app = FastAPI(

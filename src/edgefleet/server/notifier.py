@@ -1,24 +1,35 @@
-"""In-process wake-ups for workers' long-polls.
+"""Wake-ups for workers' long-polls, within one server process and across replicas.
 
 A change of a worker's desired state, or a job queued on a queue it serves, sets the events
 of the long-polls waiting on it. Callers may be on the event loop or in the thread pool that
-runs synchronous routes, so every wake-up is handed to the loop thread-safely. Long-polls also
-re-read the database now and then, which covers changes made by another server replica.
+runs synchronous routes, so every wake-up is handed to the loop thread-safely.
+
+With several replicas, a ``publish`` hook also tells the others (PostgreSQL NOTIFY, see
+``pgnotify``), and their listeners call ``wake``. Long-polls still re-read the database now
+and then, so a lost notification only delays a change, never loses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+
+WORKER = "w"
+QUEUE = "q"
+
+Publisher = Callable[[str, str], None]
 
 
 class Notifier:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._by_worker: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._by_queue: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._events: dict[str, defaultdict[str, set[asyncio.Event]]] = {
+            WORKER: defaultdict(set),
+            QUEUE: defaultdict(set),
+        }
+        self.publish: Publisher | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -27,37 +38,36 @@ class Notifier:
     def subscribe(self, hostname: str, queues: Iterable[str]) -> Iterator[asyncio.Event]:
         """An event set when ``hostname`` changes or a job lands on one of ``queues``."""
         event = asyncio.Event()
-        queues = list(queues)
-        self._by_worker[hostname].add(event)
-        for queue in queues:
-            self._by_queue[queue].add(event)
+        keys = [(WORKER, hostname), *((QUEUE, queue) for queue in queues)]
+        for kind, key in keys:
+            self._events[kind][key].add(event)
         try:
             yield event
         finally:
-            _discard(self._by_worker, hostname, event)
-            for queue in queues:
-                _discard(self._by_queue, queue, event)
+            for kind, key in keys:
+                events = self._events[kind].get(key)
+                if events is not None:
+                    events.discard(event)
+                    if not events:
+                        del self._events[kind][key]
 
     def worker_changed(self, hostname: str) -> None:
-        self._wake(self._by_worker, hostname)
+        self._announce(WORKER, hostname)
 
     def job_queued(self, queue: str) -> None:
-        self._wake(self._by_queue, queue)
+        self._announce(QUEUE, queue)
 
-    def _wake(self, index: defaultdict[str, set[asyncio.Event]], key: str) -> None:
-        if self._loop is None or key not in index:
+    def _announce(self, kind: str, key: str) -> None:
+        self.wake(kind, key)
+        if self.publish is not None:
+            self.publish(kind, key)
+
+    def wake(self, kind: str, key: str) -> None:
+        """Set the events waiting on ``key``; safe to call from any thread."""
+        if self._loop is None or key not in self._events.get(kind, {}):
             return
-        self._loop.call_soon_threadsafe(_set_all, index, key)
+        self._loop.call_soon_threadsafe(self._set_all, kind, key)
 
-
-def _set_all(index: defaultdict[str, set[asyncio.Event]], key: str) -> None:
-    for event in index.get(key, ()):
-        event.set()
-
-
-def _discard(index: defaultdict[str, set[asyncio.Event]], key: str, event: asyncio.Event) -> None:
-    events = index.get(key)
-    if events is not None:
-        events.discard(event)
-        if not events:
-            del index[key]
+    def _set_all(self, kind: str, key: str) -> None:
+        for event in self._events[kind].get(key, ()):
+            event.set()

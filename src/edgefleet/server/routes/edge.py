@@ -29,9 +29,6 @@ from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
 
-#: How often a waiting long-poll re-reads the database, for changes made by other replicas.
-RECHECK_SECONDS = 2.0
-
 
 def _contact(desired) -> WorkerContact:
     return WorkerContact(desired=desired, server_time=utcnow())
@@ -78,7 +75,7 @@ async def watch(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _contact(desired)
-            await wait_event(event, min(remaining, RECHECK_SECONDS))
+            await wait_event(event, min(remaining, context.settings.watch_recheck))
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)
