@@ -147,13 +147,18 @@ def detect_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
     """Bring the database to ``revision``; adopt an untracked one first. Safe to repeat."""
-    with _migration_connection(engine) as connection, connection.begin():
+    with migration_lock(engine) as connection:
+        return upgrade_locked(connection, revision)
+
+
+def upgrade_locked(connection: Connection, revision: str = "head") -> MigrationResult:
+    """:func:`upgrade` on a connection from :func:`migration_lock`, in one transaction."""
+    with connection.begin():
         before = _tracked_revision(connection)
         adopted = None
         if before is None:
             adopted = detect_revision(connection)
             if adopted is not None:
-                log.warning("database tables predate version tracking: they match %s", adopted)
                 command.stamp(_config(connection), adopted)
         elif not _is_known(before):
             raise SchemaNotCurrent(_unknown_revision_message(before))
@@ -164,7 +169,7 @@ def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
 
 def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Go back to an older ``revision`` ('base' drops every table)."""
-    with _migration_connection(engine) as connection, connection.begin():
+    with migration_lock(engine) as connection, connection.begin():
         before = _tracked_revision(connection)
         if before is None:
             if live_shape(connection).columns:
@@ -245,7 +250,9 @@ def _unknown_revision_message(revision: str) -> str:
 
 
 @contextmanager
-def _migration_connection(engine: Engine) -> Iterator[Connection]:
+def migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the lock that serialises migrations of this database across
+    processes and hosts; whoever comes second waits here."""
     dialect = engine.dialect.name
     if dialect == "postgresql":
         with engine.connect() as connection, _advisory_lock(connection):
