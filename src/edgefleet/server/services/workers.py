@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -18,7 +18,7 @@ from edgefleet.contract import (
     WorkerView,
 )
 from edgefleet.db.models import Job, Worker
-from edgefleet.db.types import utcnow
+from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, NotFound
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
@@ -142,16 +142,28 @@ def _fail_orphaned_jobs(session: Session, hostname: str, now: datetime) -> None:
 
 
 def heartbeat(db: sessionmaker[Session], hostname: str, beat: Heartbeat) -> DesiredState:
-    now = utcnow()
+    """Record a beat and read back the desired state in one statement: the fleet's hot path."""
+    now = literal(utcnow(), UTCDateTime())
+    statement = (
+        update(Worker)
+        .where(Worker.hostname == hostname, Worker.instance_id == beat.instance_id)
+        .values(
+            last_heartbeat=now,
+            reported_state=beat.state,
+            applied_concurrency=beat.applied_concurrency,
+            # Every right-hand side sees the row as it was, so this compares the old version.
+            applied_at=case(
+                (Worker.applied_version != beat.applied_version, now), else_=Worker.applied_at
+            ),
+            applied_version=beat.applied_version,
+        )
+        .returning(Worker)
+        .execution_options(synchronize_session=False)
+    )
     with db.begin() as session:
-        worker = get_worker(session, hostname, lock=True)
-        check_instance(worker, beat.instance_id)
-        worker.last_heartbeat = now
-        worker.reported_state = beat.state
-        worker.applied_concurrency = beat.applied_concurrency
-        if beat.applied_version != worker.applied_version:
-            worker.applied_version = beat.applied_version
-            worker.applied_at = now
+        worker = session.scalars(statement).one_or_none()
+        if worker is None:  # say why: unknown worker (404) or a replaced process (409)
+            check_instance(get_worker(session, hostname), beat.instance_id)
         return desired_state(worker)
 
 
