@@ -1,9 +1,10 @@
 """Databases whose tables predate version tracking: recognised, stamped, upgraded; never guessed.
 
 An untracked database is made by migrating to a revision and dropping ``alembic_version``.
-Besides the real history, a scratch copy of it with one more revision (0002, which adds a
-column and an index to ``edge_job``) shows that an old schema is upgraded from the revision it
-matches and not stamped at head, and how a later revision plugs in its fingerprint.
+Besides the real history, a scratch copy of it with one more revision on top ("scratch",
+which adds a column and an index to ``edge_job``) shows that an old schema is upgraded from the
+revision it matches and not stamped at head, and how a later revision plugs in its
+fingerprint, whatever the real history holds.
 """
 
 from __future__ import annotations
@@ -16,21 +17,21 @@ from sqlalchemy import Engine, inspect, text
 
 from edgefleet.db import migrate
 
-REVISION_0002 = '''"""scratch revision for the tests: a job timeout"""
+SCRATCH_REVISION = '''"""scratch revision for the tests"""
 
 import sqlalchemy as sa
 from alembic import op
 
 from edgefleet.db.fingerprint import SchemaChange
 
-revision = "0002"
-down_revision = "0001"
+revision = "scratch"
+down_revision = {down_revision!r}
 branch_labels = None
 depends_on = None
 
 fingerprint = SchemaChange(
-    add_columns={"edge_job": "timeout_seconds"},
-    add_indexes={"edge_job": "ix_edge_job_timeout"},
+    add_columns={{"edge_job": "scratch_seconds"}},
+    add_indexes={{"edge_job": "ix_edge_job_scratch"}},
 )
 
 
@@ -41,25 +42,28 @@ def _recreate() -> str:
 
 def upgrade() -> None:
     with op.batch_alter_table("edge_job", recreate=_recreate()) as batch_op:
-        batch_op.add_column(sa.Column("timeout_seconds", sa.Integer(), nullable=True))
-        batch_op.create_index("ix_edge_job_timeout", ["timeout_seconds"])
+        batch_op.add_column(sa.Column("scratch_seconds", sa.Integer(), nullable=True))
+        batch_op.create_index("ix_edge_job_scratch", ["scratch_seconds"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("edge_job", recreate=_recreate()) as batch_op:
-        batch_op.drop_index("ix_edge_job_timeout")
-        batch_op.drop_column("timeout_seconds")
+        batch_op.drop_index("ix_edge_job_scratch")
+        batch_op.drop_column("scratch_seconds")
 '''
 
 
 @pytest.fixture
-def history_with_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def scratch_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The real history plus "scratch" on top; returns the real head it follows."""
+    real_head = migrate.head_revision()
     scratch = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, scratch, ignore=shutil.ignore_patterns("__pycache__"))
-    (scratch / "versions" / "0002_job_timeout.py").write_text(REVISION_0002)
+    module = SCRATCH_REVISION.format(down_revision=real_head)
+    (scratch / "versions" / "9999_scratch.py").write_text(module)
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scratch)
-    assert migrate.revisions()[-2:] == ["0001", "0002"]
-    return migrate.revisions()
+    assert migrate.revisions()[-2:] == [real_head, "scratch"]
+    return real_head
 
 
 def _untracked_at(engine: Engine, revision: str) -> None:
@@ -114,31 +118,31 @@ def test_untracked_tables_are_recognised_and_upgraded(
 
 
 def test_old_untracked_schema_gets_the_migrations_it_lacks(
-    migration_engine: Engine, history_with_0002: list[str]
+    migration_engine: Engine, scratch_history: str
 ) -> None:
-    _untracked_at(migration_engine, "0001")
+    _untracked_at(migration_engine, scratch_history)
     _add_job_with_log(migration_engine)
 
     result = migrate.upgrade(migration_engine)
 
-    assert (result.adopted, result.after) == ("0001", "0002")
+    assert (result.adopted, result.after) == (scratch_history, "scratch")
     columns = {c["name"] for c in inspect(migration_engine).get_columns("edge_job")}
-    assert "timeout_seconds" in columns
+    assert "scratch_seconds" in columns
     # Rebuilding edge_job must not cascade into the log rows that refer to it.
     assert _log_rows(migration_engine) == [(1, "hello")]
     assert migrate.schema_status(migration_engine).is_current
 
 
 def test_untracked_schema_at_a_later_revision_is_stamped_there(
-    migration_engine: Engine, history_with_0002: list[str]
+    migration_engine: Engine, scratch_history: str
 ) -> None:
-    _untracked_at(migration_engine, "0002")
+    _untracked_at(migration_engine, "scratch")
     result = migrate.upgrade(migration_engine)
-    assert (result.adopted, result.after) == ("0002", "0002")
-    # The scratch history also goes down and up cleanly, with the data intact.
+    assert (result.adopted, result.after) == ("scratch", "scratch")
+    # The scratch revision also goes down and up cleanly, with the data intact.
     _add_job_with_log(migration_engine)
-    assert migrate.downgrade(migration_engine, "0001").after == "0001"
-    assert migrate.upgrade(migration_engine).after == "0002"
+    assert migrate.downgrade(migration_engine, scratch_history).after == scratch_history
+    assert migrate.upgrade(migration_engine).after == "scratch"
     assert _log_rows(migration_engine) == [(1, "hello")]
 
 

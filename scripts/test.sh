@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The project's one test command, for developers and CI alike:
+#   bash scripts/test.sh [PYTEST ARGS...]
+# On a fresh Debian machine it installs what the tests need (PostgreSQL, Chromium and
+# ChromeDriver from Debian; edgefleet and its test tools into .venv), lints, smoke-tests the
+# demo, then runs the whole suite twice: on SQLite, and on a throwaway PostgreSQL cluster
+# (EDGEFLEET_TEST_PG_URL). It exits non-zero if any step fails, "no tests ran" included.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/lib/common.sh
+source scripts/lib/postgres.sh
+
+# Tests set up their own configuration; a developer's EDGEFLEET_* must not leak in.
+while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^EDGEFLEET_' || true)
+
+STARTED=$SECONDS
+RESULTS=()
+FAILED=0
+RUN_TIMEOUT=${EDGEFLEET_TEST_RUN_TIMEOUT:-1800}  # seconds, per pytest run
+
+# step NAME COMMAND...: run one step, record its outcome, carry on with the next.
+step() {
+    local name=$1 began=$SECONDS code=0
+    shift
+    log "$name"
+    "$@" || code=$?
+    local took=$((SECONDS - began)) outcome=ok
+    if ((code == 5)) && [[ $name == pytest* ]]; then
+        outcome="FAILED (exit 5: no tests were collected)"
+    elif ((code != 0)); then
+        outcome="FAILED (exit $code)"
+    fi
+    ((code == 0)) || FAILED=1
+    RESULTS+=("$(printf '%-30s %-44s %4ss' "$name" "$outcome" "$took")")
+}
+
+summary() {
+    local code=$?
+    stop_postgres
+    ((${#RESULTS[@]})) || return
+    echo
+    log "summary"
+    printf '  %s\n' "${RESULTS[@]}"
+    printf '  %-30s %-44s %4ss\n' total "$( ((FAILED == 0 && code == 0)) && echo ok || echo FAILED)" \
+        $((SECONDS - STARTED))
+}
+trap summary EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+run_pytest() {
+    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"
+}
+
+run_pytest_on_postgres() {
+    EDGEFLEET_TEST_PG_URL=$PG_URL run_pytest "$@"
+}
+
+log "system packages"
+ensure_apt_packages postgresql chromium chromium-driver
+ensure_venv
+"$VENV/bin/python" --version
+
+step "ruff check" "$VENV/bin/ruff" check .
+step "ruff format --check" "$VENV/bin/ruff" format --check .
+
+step "demo smoke test (SQLite)" bash scripts/demo.sh --check
+
+start_postgres
+step "demo smoke test (PostgreSQL)" env EDGEFLEET_DB_URL="$(create_database demo)" \
+    bash scripts/demo.sh --check
+step "pytest (SQLite)" run_pytest "$@"
+step "pytest (PostgreSQL)" run_pytest_on_postgres "$@"
+
+exit "$FAILED"
