@@ -64,7 +64,7 @@ ensure_venv() {
         return 0
     fi
     log "installing edgefleet and its test tools into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+    "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT[test]"
     echo "$wanted" >"$stamp"
 }
 

@@ -18,6 +18,7 @@ from edgefleet.errors import EdgefleetError
 from edgefleet.server.context import ServerContext
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.routes import audit, edge, health, jobs, workers
+from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
 
 
@@ -46,7 +47,10 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
 
             bridge = PostgresBridge(context.engine, context.notifier)
             bridge.start()
+        sweeper = Sweeper(context)
+        sweeper.start()
         yield
+        await sweeper.stop()
         if bridge is not None:
             await bridge.stop()
         context.engine.dispose()
