@@ -24,7 +24,17 @@ QueueName = Annotated[
 Hostname = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+$")
 ]
-Argument = Annotated[str, StringConstraints(max_length=65536)]
+Argument = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
+EnvName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+EnvValue = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
+#: An absolute directory on the worker (no NUL bytes); relative paths would depend on where
+#: the worker happened to be started.
+WorkDir = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00]*$")]
+#: Longest job timeout and retry delay accepted: 30 days.
+MAX_JOB_SECONDS = 30 * 24 * 3600.0
+MAX_RETRIES = 100
 Queues = Annotated[list[QueueName], Field(min_length=1, max_length=64)]
 
 
@@ -52,13 +62,17 @@ class WorkerState(StrEnum):
 
 
 class JobState(StrEnum):
+    """queued -> running -> success | failed | cancelled; a failed attempt with retries left
+    (or one lost with its worker) goes back to queued, due again after a backoff."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-FINISHED_JOB_STATES = frozenset({JobState.SUCCESS, JobState.FAILED})
+FINISHED_JOB_STATES = frozenset({JobState.SUCCESS, JobState.FAILED, JobState.CANCELLED})
 
 
 # --- worker API -------------------------------------------------------------------------
@@ -96,11 +110,28 @@ class Heartbeat(Request):
     applied_concurrency: Concurrency
 
 
+class JobCancel(BaseModel):
+    """Stop your run of job ``id`` if its attempt is ``attempt`` or older.
+
+    Sent for an operator's cancel, and for a run the server no longer counts as current (it
+    was re-queued while the worker was out of touch): an older-or-equal bound, so an order
+    that arrives late can never kill a newer attempt of the same job.
+    """
+
+    id: int
+    attempt: int
+    reason: str
+    #: True for an operator's cancel (report it as cancelled); False for a stale run.
+    requested: bool = True
+
+
 class WorkerContact(BaseModel):
-    """The answer to registration, heartbeat and watch: the current desired state."""
+    """The answer to registration, heartbeat and watch: the current desired state, and the
+    job runs this worker must stop."""
 
     desired: DesiredState
     server_time: datetime
+    cancel: list[JobCancel] = Field(default_factory=list)
 
 
 class LocalMaintenance(Request):
@@ -112,8 +143,17 @@ class LocalMaintenance(Request):
 
 
 class FetchRequest(Request):
+    """Claim jobs for up to ``free_slots`` slots.
+
+    ``seq`` numbers the fetches of one worker process (1, 2, ...). A fetch whose answer was
+    lost is sent again with the same ``seq`` and gets the same jobs back instead of new ones,
+    and a stale copy of an older fetch claims nothing, so no job is ever claimed for a worker
+    that never learns of it.
+    """
+
     instance_id: str
     free_slots: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
+    seq: Annotated[int, Field(strict=True, ge=1)] | None = None
 
 
 class JobAssignment(BaseModel):
@@ -122,6 +162,10 @@ class JobAssignment(BaseModel):
     command: list[str]
     queue: str
     slots: int
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    #: Seconds the job may run before the worker kills its process group.
+    timeout: float | None = None
 
 
 class FetchResponse(BaseModel):
@@ -130,6 +174,13 @@ class FetchResponse(BaseModel):
 
 
 class JobResult(Request):
+    """How one attempt ended. Idempotent per (job, attempt): a retried report changes nothing.
+
+    The attempt number is the fence: a worker process that replays its spool after a restart
+    may report attempts it started, while a result for an attempt the server has since
+    re-queued is refused (409).
+    """
+
     instance_id: str
     attempt: Annotated[int, Field(strict=True, ge=1)]
     state: JobState
@@ -142,6 +193,8 @@ class JobRelease(Request):
 
     instance_id: str
     attempt: Annotated[int, Field(strict=True, ge=1)]
+    #: The ``seq`` of the fetch that claimed it, so a late copy cannot release a later claim.
+    seq: Annotated[int, Field(strict=True, ge=1)] | None = None
 
 
 class LogChunk(Request):
@@ -157,10 +210,33 @@ class JobSubmit(Request):
     command: Annotated[list[Argument], Field(min_length=1, max_length=4096)]
     queue: QueueName = "default"
     priority: Annotated[int, Field(strict=True, ge=-1000, le=1000)] = 0
+    #: Concurrency slots the job takes on its worker while it runs.
+    slots: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)] = 1
+    #: Further attempts after a failed or lost one.
+    retries: Annotated[int, Field(strict=True, ge=0, le=MAX_RETRIES)] = 0
+    #: First retry delay in seconds; it doubles with each further retry (capped at 1 hour).
+    retry_delay: Annotated[float, Field(ge=0, le=MAX_JOB_SECONDS)] = 10.0
+    #: Seconds an attempt may run before its process group is killed and it fails.
+    timeout: Annotated[float, Field(gt=0, le=MAX_JOB_SECONDS)] | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
+    cwd: WorkDir | None = None
 
 
 class JobCreated(BaseModel):
     id: int
+
+
+class JobEventView(BaseModel):
+    """One entry of a job's history: what happened, and the job's state after it."""
+
+    at: datetime
+    event: str
+    state: JobState
+    attempt: int
+    worker: str | None
+    exit_code: int | None
+    reason: str | None
+    actor: str | None
 
 
 class JobView(BaseModel):
@@ -169,18 +245,42 @@ class JobView(BaseModel):
     queue: str
     state: JobState
     priority: int
+    slots: int
     attempt: int
+    #: Attempts allowed in all: 1 + retries.
+    max_attempts: int
+    retry_delay: float
+    timeout: float | None
+    env: dict[str, str]
+    cwd: str | None
     worker: str | None
     exit_code: int | None
+    #: Why the job (or its last attempt) ended, or is being retried.
     reason: str | None
+    #: Why a queued job is not running yet, when it is more than waiting its turn.
+    waiting_reason: str | None = None
+    #: When a job queued for a retry becomes due.
+    not_before: datetime | None
+    cancel_requested: bool
+    log_truncated: bool
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
 
+class JobDetail(JobView):
+    history: list[JobEventView]
+
+
 class JobLogView(BaseModel):
+    """A job's output; with a ``cursor``, only what came after it (for ``logs --follow``)."""
+
     id: int
     log: str
+    #: Pass back as ``cursor`` to get only newer output.
+    cursor: str
+    state: JobState
+    finished: bool
 
 
 class WorkerView(BaseModel):

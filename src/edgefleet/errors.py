@@ -6,6 +6,7 @@ EdgefleetError
  +-- InvalidRequest  well-formed but not acceptable  -> 400
  +-- Unauthorized    missing or bad token            -> 401
  +-- Forbidden       valid token, wrong role/worker  -> 403
+ +-- PayloadTooLarge  a size limit was reached        -> 413
 """
 
 from __future__ import annotations
@@ -43,3 +44,8 @@ class Unauthorized(EdgefleetError):
 class Forbidden(EdgefleetError):
     status_code = 403
     code = "forbidden"
+
+
+class PayloadTooLarge(EdgefleetError):
+    status_code = 413
+    code = "payload_too_large"

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     #: How often a waiting long-poll re-reads the database: the fallback when a wake-up from
     #: another replica is lost. Wake-ups within a process (and via PostgreSQL) are immediate.
     watch_recheck: float = 5.0
+    #: Finished jobs, with their logs and history, are deleted this many seconds after they
+    #: ended (default 7 days).
+    job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    #: The most log output kept per job, in bytes; past it the rest is discarded (413).
+    job_log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Seconds between the server's sweeps for lost jobs and due retries; by default a fifth
+    #: of the offline timeout, between 0.2 and 5 seconds.
+    sweep_interval: float | None = Field(default=None, gt=0)
+
+    @property
+    def effective_sweep_interval(self) -> float:
+        if self.sweep_interval is not None:
+            return self.sweep_interval
+        return min(5.0, max(0.2, self.worker_offline_timeout / 5))
 
     @property
     def database_url(self) -> str:

@@ -1,29 +1,79 @@
-"""``edgefleet submit``, ``jobs list|show`` and ``logs``: jobs through the server's API."""
+"""``edgefleet submit``, ``cancel``, ``jobs list|show|cancel`` and ``logs``: jobs through the
+server's API."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
+from edgefleet.cli.api import ApiError
 from edgefleet.cli.common import OutputOption, admin_client
-from edgefleet.cli.output import OutputFormat, emit, print_json
+from edgefleet.cli.output import OutputFormat, emit, print_json, print_table
 
-app = typer.Typer(help="Inspect jobs.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 
 JOB_COLUMNS = [
     ("id", "ID"),
     ("state", "STATE"),
     ("queue", "QUEUE"),
     ("worker", "WORKER"),
+    ("attempt", "ATTEMPT"),
     ("exit_code", "EXIT"),
     ("command", "COMMAND"),
     ("queued_at", "QUEUED"),
     ("started_at", "STARTED"),
     ("finished_at", "FINISHED"),
+    ("why", "REASON"),
 ]
-JOB_DETAIL_COLUMNS = [*JOB_COLUMNS, ("attempt", "ATTEMPT"), ("reason", "REASON")]
+JOB_DETAIL_FIELDS = [
+    "id",
+    "state",
+    "queue",
+    "priority",
+    "slots",
+    "command",
+    "env",
+    "cwd",
+    "timeout",
+    "attempt",
+    "max_attempts",
+    "retry_delay",
+    "worker",
+    "exit_code",
+    "reason",
+    "waiting_reason",
+    "not_before",
+    "cancel_requested",
+    "log_truncated",
+    "queued_at",
+    "started_at",
+    "finished_at",
+]
+HISTORY_COLUMNS = [
+    ("at", "AT"),
+    ("event", "EVENT"),
+    ("state", "STATE"),
+    ("attempt", "ATTEMPT"),
+    ("worker", "WORKER"),
+    ("exit_code", "EXIT"),
+    ("actor", "BY"),
+    ("reason", "REASON"),
+]
+#: Seconds between polls of ``logs --follow``.
+FOLLOW_INTERVAL = 0.5
+
+
+def parse_env(values: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
 
 
 def submit(
@@ -32,32 +82,72 @@ def submit(
     queue: Annotated[
         str, typer.Option("--queue", "-q", help="Queue to put the job on.")
     ] = "default",
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first (then oldest first).")] = 0,
+    slots: Annotated[
+        int, typer.Option(min=1, help="Concurrency slots the job takes on its worker.")
+    ] = 1,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Further attempts after a failed or lost one.")
+    ] = 0,
+    retry_delay: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds before the first retry; doubles for each next one."),
+    ] = 10.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds an attempt may run before it is killed and fails."),
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the job, repeatable.")
+    ] = None,
+    cwd: Annotated[
+        str | None, typer.Option(help="Absolute directory on the worker to run the job in.")
+    ] = None,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Queue a job: `edgefleet submit -- CMD ARG...` (run without a shell)."""
+    """Queue a job: `edgefleet submit [OPTIONS] -- CMD ARG...` (run without a shell)."""
+    body: dict[str, Any] = {
+        "command": command,
+        "queue": queue,
+        "priority": priority,
+        "slots": slots,
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "env": parse_env(env or []),
+    }
+    if timeout is not None:
+        body["timeout"] = timeout
+    if cwd is not None:
+        body["cwd"] = cwd
     with admin_client(ctx) as client:
-        created = client.post(
-            "/jobs", json={"command": command, "queue": queue, "priority": priority}
-        )
+        created = client.post("/jobs", json=body)
     if output is OutputFormat.JSON:
         print_json(created)
     else:
         print(created["id"])
 
 
+def _with_why(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**job, "why": job.get("waiting_reason") or job.get("reason")} for job in jobs]
+
+
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 1000,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """List jobs, oldest first."""
-    params = {"limit": limit, **({"state": state} if state else {})}
+    """List jobs, oldest first; REASON says why a job ended, or why a queued one waits."""
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    if queue:
+        params["queue"] = queue
     with admin_client(ctx) as client:
         jobs = client.get("/jobs", params=params)
-    emit(jobs, output, JOB_COLUMNS)
+    emit(jobs if output is OutputFormat.JSON else _with_why(jobs), output, JOB_COLUMNS)
 
 
 @app.command("show")
@@ -66,14 +156,88 @@ def show(
     job_id: Annotated[int, typer.Argument(help="Job id.")],
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Show one job."""
+    """Show one job and its history: every state change with its time, worker and attempt."""
     with admin_client(ctx) as client:
         job = client.get(f"/jobs/{job_id}")
-    emit(job, output, JOB_DETAIL_COLUMNS)
+    if output is OutputFormat.JSON:
+        print_json(job)
+        return
+    for key in JOB_DETAIL_FIELDS:
+        value = job.get(key)
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = " ".join(f"{k}={v}" for k, v in value.items()) or None
+        print(f"{key:17} {value if value is not None else '-'}")
+    print("\nhistory:")
+    print_table(job.get("history", []), HISTORY_COLUMNS)
 
 
-def logs(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
-    """Print a job's captured stdout and stderr."""
+def cancel(
+    ctx: typer.Context,
+    job_ids: Annotated[list[int], typer.Argument(help="Job ids.")],
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Cancel jobs: a queued one never starts; a running one is killed on its worker.
+
+    Exits 1 if any job could not be cancelled (unknown, or already ended otherwise).
+    """
+    results, failed = [], False
     with admin_client(ctx) as client:
-        body = client.get(f"/jobs/{job_id}/logs")
-    sys.stdout.write(body["log"])
+        for job_id in job_ids:
+            try:
+                results.append(client.post(f"/jobs/{job_id}/cancel"))
+            except ApiError as exc:
+                failed = True
+                print(f"error: job {job_id}: {exc}", file=sys.stderr)
+    if output is OutputFormat.JSON:
+        print_json(results)
+    else:
+        for job in results:
+            note = "cancel requested (stopping on its worker)" if job["state"] == "running" else ""
+            print(f"{job['id']}: {note or job['state']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends.")
+    ] = False,
+    attempt: Annotated[int | None, typer.Option(min=1, help="Only this attempt's output.")] = None,
+) -> None:
+    """Print a job's captured stdout and stderr (all attempts, in order)."""
+    params: dict[str, Any] = {} if attempt is None else {"attempt": attempt}
+    with admin_client(ctx) as client:
+        body = client.get(f"/jobs/{job_id}/logs", params=params)
+        _write(body["log"])
+        try:
+            while follow and not body["finished"]:
+                time.sleep(FOLLOW_INTERVAL)
+                body = _next_logs(client, job_id, params, body)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+def _next_logs(client, job_id: int, params: dict[str, Any], last: dict[str, Any]):
+    """Output after ``last``'s cursor; while the server is unreachable, keep waiting."""
+    try:
+        body = client.get(f"/jobs/{job_id}/logs", params={**params, "cursor": last["cursor"]})
+    except ApiError as exc:
+        if exc.status_code is not None:
+            raise
+        print(f"warning: {exc}; still following", file=sys.stderr)
+        return last
+    _write(body["log"])
+    return body
+
+
+def _write(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+app.command("cancel")(cancel)

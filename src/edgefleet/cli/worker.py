@@ -73,11 +73,20 @@ def worker(
     api_url: Annotated[
         str | None, typer.Option(help="Server URL; defaults to EDGEFLEET_API_URL.")
     ] = None,
+    grace_period: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=7 * 24 * 3600,
+            help="On SIGTERM, seconds running jobs may take to finish before they are killed.",
+        ),
+    ] = 600.0,
 ) -> None:
     """Run an edge worker in the foreground (SIGTERM drains it; a second one kills its jobs)."""
     if ctx.invoked_subcommand is not None:
         return
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
+    from edgefleet.worker.spool import SpoolError
 
     settings = settings_of(ctx)
     config = WorkerConfig(
@@ -90,10 +99,11 @@ def worker(
         poll_interval=poll_interval,
         long_poll=long_poll,
         labels=parse_labels(label or []),
+        grace_period=grace_period,
     )
     try:
         asyncio.run(_run(config, settings.signing_secret()))
-    except (WorkerAlreadyRunning, RegistrationRefused) as exc:
+    except (WorkerAlreadyRunning, RegistrationRefused, SpoolError) as exc:
         fail(str(exc))
 
 

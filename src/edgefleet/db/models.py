@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Double, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from edgefleet.db.types import UTCDateTime, utcnow
@@ -50,6 +50,9 @@ class Worker(Base):
     first_online: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     last_heartbeat: Mapped[datetime | None]
+    #: The ``seq`` of this worker process's latest fetch: a repeated fetch gets its jobs again,
+    #: an older one gets none (see ``FetchRequest``). Reset when a new process registers.
+    fetch_seq: Mapped[int] = mapped_column(default=0)
 
     @property
     def concurrency(self) -> int:
@@ -61,7 +64,11 @@ class Worker(Base):
 
 
 class Job(Base):
-    """A command queued for any worker serving its queue."""
+    """A command queued for any worker serving its queue.
+
+    ``attempt`` counts the runs started; ``worker_hostname`` and ``attempt`` together name the
+    run the server currently counts on, which is how stale reports are told apart.
+    """
 
     __tablename__ = "edge_job"
     __table_args__ = (
@@ -83,6 +90,40 @@ class Job(Base):
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+    retries: Mapped[int] = mapped_column(default=0)
+    retry_delay: Mapped[float] = mapped_column(Double, default=10.0)
+    timeout: Mapped[float | None] = mapped_column(Double)
+    env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cwd: Mapped[str | None] = mapped_column(Text)
+    #: A job queued for a retry is not claimed before this time.
+    not_before: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    #: Whether the worker's long-poll has been answered with the cancel (heartbeats always
+    #: repeat it until the job ends).
+    cancel_notified: Mapped[bool] = mapped_column(default=False)
+    #: The worker's fetch ``seq`` that claimed the current attempt.
+    claim_seq: Mapped[int | None]
+    log_bytes: Mapped[int] = mapped_column(default=0)
+    log_truncated: Mapped[bool] = mapped_column(default=False)
+
+
+class JobEvent(Base):
+    """One step of a job's history: every change of state, with its time and attempt."""
+
+    __tablename__ = "edge_job_event"
+    __table_args__ = (Index("ix_edge_job_event_job", "job_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("edge_job.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(default=0)
+    worker_hostname: Mapped[str | None] = mapped_column(String(255))
+    exit_code: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))
 
 
 class JobLogChunk(Base):

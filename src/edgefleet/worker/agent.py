@@ -10,7 +10,6 @@ Three kinds of task share one event loop:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import platform
@@ -27,18 +26,16 @@ from edgefleet.contract import (
     FetchRequest,
     Heartbeat,
     JobAssignment,
-    JobRelease,
-    JobResult,
-    JobState,
     LocalMaintenance,
-    LogChunk,
     Registration,
+    WorkerContact,
     WorkerState,
 )
+from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, Rejected, ServerUnavailable
-from edgefleet.worker.logs import LogStreamer
-from edgefleet.worker.runner import Outcome, run_command
+from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
+from edgefleet.worker.spool import Spool
 from edgefleet.worker.statefile import pid_alive, read_control, read_state, write_state
 
 log = logging.getLogger(__name__)
@@ -66,6 +63,11 @@ class WorkerConfig:
     watch_timeout: float = 30.0
     long_poll: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    #: On a stop, how long running jobs may take to finish before they are killed.
+    grace_period: float = 600.0
+    #: On a stop, how long the worker keeps trying to deliver what it owes the server before
+    #: leaving it in the spool for its next start.
+    report_timeout: float = 10.0
 
 
 def _backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -80,7 +82,21 @@ class EdgeWorker:
         self.instance_id = uuid.uuid4().hex
         self.limiter = SlotLimiter(config.concurrency)
         self.desired: DesiredState | None = None
-        self.jobs: dict[int, asyncio.Task[None]] = {}
+        self.executor = Executor(
+            config.hostname,
+            Spool(config.home, config.hostname),
+            client,
+            self.limiter,
+            lambda: self.instance_id,
+            self._jobs_changed,
+        )
+        #: Job id -> its run, until the server has its result.
+        self.jobs = self.executor.jobs
+        self._fetch_seq = 0
+        #: A fetch whose answer was lost: sent again, same seq, until answered.
+        self._pending_fetch: FetchRequest | None = None
+        self._stop_requests = 0
+        self._stop_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._ack = asyncio.Event()
         self._stopping = False
@@ -100,6 +116,9 @@ class EdgeWorker:
     async def run(self) -> None:
         """Run until a shutdown request or a stop signal, then drain and leave cleanly."""
         self._claim_local_identity()
+        if not await self._replay_spool():
+            await self.executor.close()
+            return
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
@@ -108,22 +127,31 @@ class EdgeWorker:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await self.executor.close()
             self._stopped = True
             await self._send_heartbeat()
             self._write_state()
             log.info("worker %s stopped", self.config.hostname)
 
     def request_stop(self) -> None:
-        """First call: finish running jobs, fetch no more. Second call: kill running jobs."""
-        if self._stopping:
-            log.warning(
-                "worker %s: second stop request, killing %d jobs",
+        """First call: fetch no more, let running jobs finish (within the grace period).
+        Second call: kill the running jobs' process groups now; they are reported as failed
+        with reason "killed" and retried if they have retries left."""
+        self._stop_requests += 1
+        if self._stop_requests == 1:
+            log.info(
+                "worker %s: stopping; %d running jobs may take up to %gs to finish",
                 self.config.hostname,
-                len(self.jobs),
+                self.executor.running,
+                self.config.grace_period,
             )
-            for task in self.jobs.values():
-                task.cancel()
+        else:
+            killed = self.executor.kill_all("killed: the worker was stopped")
+            log.warning(
+                "worker %s: second stop request, killing %d jobs", self.config.hostname, killed
+            )
         self._stopping = True
+        self._stop_event.set()
         self._wake.set()
 
     def request_local_maintenance(self) -> None:
@@ -299,34 +327,56 @@ class EdgeWorker:
             await self._wait_for_work()
 
     async def _fetch_once(self) -> bool:
-        try:
-            response = await self.client.fetch(
-                FetchRequest(instance_id=self.instance_id, free_slots=self.limiter.free)
+        """Claim jobs for the free slots. A fetch whose answer is lost is sent again with
+        the same ``seq`` until the server answers, so jobs it claimed are never orphaned."""
+        if self._pending_fetch is None:
+            self._fetch_seq += 1
+            self._pending_fetch = FetchRequest(
+                instance_id=self.instance_id, free_slots=self.limiter.free, seq=self._fetch_seq
             )
+        backoff = Backoff(base=0.5, cap=min(30.0, self.config.poll_interval * 4))
+        while not self._exiting():
+            got = await self._send_fetch(self._pending_fetch)
+            if got is not None:
+                return got
+            self._wake.clear()  # a stop, or another request getting through, retries at once
+            await wait_event(self._wake, backoff.next())
+        return False  # stopping: _drain settles the pending fetch
+
+    async def _send_fetch(self, request: FetchRequest) -> bool | None:
+        """One try; None if the server could not be reached (the fetch stays pending)."""
+        try:
+            response = await self.client.fetch(request)
         except ServerUnavailable as exc:
-            log.warning("worker %s: fetch failed: %s", self.config.hostname, exc)
-            await asyncio.sleep(_backoff(2))
-            return False
+            log.warning("worker %s: fetch %d failed: %s", self.config.hostname, request.seq, exc)
+            return None
         except Rejected as exc:
+            self._pending_fetch = None  # refused: it claimed nothing
             await self._recover(exc)
             return False
-        self._last_contact = datetime.now(UTC)
+        self._pending_fetch = None
+        self._contact_ok()
         self._apply(response.desired)
         for assignment in response.jobs:
-            if self._can_fetch() and self.limiter.try_acquire(assignment.slots):
-                self._start(assignment)
-            else:  # the limit dropped while this fetch was in flight
-                await self._hand_back(assignment)
+            self._take(assignment, request.seq)
         return bool(response.jobs)
 
-    async def _hand_back(self, assignment: JobAssignment) -> None:
-        log.info(
-            "worker %s: handing back job %d (no free slot)", self.config.hostname, assignment.id
-        )
-        with contextlib.suppress(Rejected, ServerUnavailable):
-            await self.client.release(
-                assignment.id, JobRelease(instance_id=self.instance_id, attempt=assignment.attempt)
-            )
+    def _take(self, assignment: JobAssignment, seq: int | None) -> None:
+        if self._can_fetch() and self.limiter.try_acquire(assignment.slots):
+            self.executor.start(assignment, seq)
+        else:  # the limit dropped (or a stop came) while this fetch was in flight
+            self.executor.hand_back(assignment, seq)
+
+    def _contact_ok(self) -> None:
+        """The server answered: note it, and let what waits for it (the outbox, a pending
+        fetch) try again at once."""
+        if self._last_contact is None or self._pending_fetch is not None:
+            self._wake.set()
+        self._last_contact = datetime.now(UTC)
+        self.executor.outbox.kick()
+
+    def _obey(self, contact: WorkerContact) -> None:
+        self.executor.cancel(contact.cancel)
 
     async def _wait_for_work(self) -> None:
         """Block until the desired state changes, work may wait for us, or a slot frees."""
@@ -366,92 +416,74 @@ class EdgeWorker:
         except Rejected as exc:
             await self._recover(exc)
             return
-        self._last_contact = datetime.now(UTC)
+        self._contact_ok()
         self._apply(contact.desired)
+        self._obey(contact)
 
     # --- jobs -----------------------------------------------------------------------
 
-    def _start(self, assignment: JobAssignment) -> None:
-        log.info(
-            "worker %s: starting job %d: %s",
-            self.config.hostname,
-            assignment.id,
-            assignment.command,
-        )
-        task = asyncio.create_task(self._run_job(assignment))
-        self.jobs[assignment.id] = task
+    def _jobs_changed(self) -> None:
+        self._wake.set()
         self._write_state()
 
-    async def _run_job(self, assignment: JobAssignment) -> None:
-        async def push(seq: int, data: str) -> None:
-            await self.client.push_log(
-                assignment.id, LogChunk(attempt=assignment.attempt, seq=seq, data=data)
-            )
-
-        streamer = LogStreamer(push, job_id=assignment.id)
-        streamer.start()
-        env = {
-            "EDGEFLEET_JOB_ID": str(assignment.id),
-            "EDGEFLEET_JOB_ATTEMPT": str(assignment.attempt),
-            "EDGEFLEET_WORKER": self.config.hostname,
-        }
-        try:
-            try:
-                outcome = await run_command(assignment.command, streamer.write, env)
-            except asyncio.CancelledError:
-                outcome = Outcome(JobState.FAILED, None, "killed: the worker was stopped")
-            await streamer.close()
-            log.info(
-                "worker %s: job %d %s (%s)",
-                self.config.hostname,
-                assignment.id,
-                outcome.state,
-                outcome.reason or "exit 0",
-            )
-            await self._report(assignment, outcome)
-        finally:
-            self.limiter.release(assignment.slots)
-            self.jobs.pop(assignment.id, None)
-            self._wake.set()
-            self._write_state()
-
-    async def _report(self, assignment: JobAssignment, outcome: Outcome) -> None:
-        result = JobResult(
-            instance_id=self.instance_id,
-            attempt=assignment.attempt,
-            state=outcome.state,
-            exit_code=outcome.exit_code,
-            reason=outcome.reason,
+    async def _replay_spool(self) -> bool:
+        """Before registering, deliver what a previous process of this worker still owed the
+        server: registration counts that process's unreported jobs as lost. Returns False if
+        a stop came first (what is left stays in the spool)."""
+        pending = self.executor.recover()
+        if not pending:
+            return True
+        log.info(
+            "worker %s: delivering %d messages a previous process left in the spool",
+            self.config.hostname,
+            pending,
         )
-        attempt = 0
-        while True:
-            try:
-                await self.client.report_result(assignment.id, result)
-                return
-            except ServerUnavailable as exc:
-                delay = _backoff(attempt, cap=10.0)
-                log.warning(
-                    "worker %s: result of job %d not delivered (%s); retry in %.1fs",
-                    self.config.hostname,
-                    assignment.id,
-                    exc,
-                    delay,
-                )
-                attempt += 1
-                await asyncio.sleep(delay)
-            except Rejected as exc:
-                log.error(
-                    "worker %s: result of job %d refused: %s",
-                    self.config.hostname,
-                    assignment.id,
-                    exc,
-                )
-                return
+        replayed = asyncio.create_task(self.executor.wait_reported(None))
+        stopped = asyncio.create_task(self._stop_event.wait())
+        await asyncio.wait({replayed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        replayed.cancel()
+        return not self._stopping
 
     async def _drain(self) -> None:
-        if self.jobs:
-            log.info("worker %s: waiting for %d running jobs", self.config.hostname, len(self.jobs))
-            await asyncio.gather(*self.jobs.values(), return_exceptions=True)
+        """Leave cleanly: settle a pending fetch, let jobs finish within the grace period
+        (then kill them), and deliver their results while the server answers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_period
+        await self._settle_pending_fetch(deadline)
+        if self.executor.running:
+            log.info(
+                "worker %s: waiting up to %gs for %d running jobs",
+                self.config.hostname,
+                max(0.0, deadline - loop.time()),
+                self.executor.running,
+            )
+            if not await self.executor.wait_ended(max(0.0, deadline - loop.time())):
+                killed = self.executor.kill_all(
+                    f"killed: the worker was stopped and its grace period of "
+                    f"{self.config.grace_period:g}s ran out"
+                )
+                log.warning(
+                    "worker %s: grace period over, killed %d jobs", self.config.hostname, killed
+                )
+                await self.executor.wait_ended(None)
+        if not await self.executor.wait_reported(self.config.report_timeout):
+            log.warning(
+                "worker %s: %d messages could not be delivered yet; they stay in the spool "
+                "for the next start",
+                self.config.hostname,
+                len(self.executor.outbox),
+            )
+        await self.executor.close()
+
+    async def _settle_pending_fetch(self, deadline: float) -> None:
+        """A fetch whose answer was lost may have claimed jobs: ask again, and hand them
+        back, so they are not left running on a worker that is leaving."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(base=0.2, cap=5.0)
+        while self._pending_fetch is not None and loop.time() < deadline:
+            if await self._send_fetch(self._pending_fetch) is None:
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - loop.time())))
 
     # --- heartbeat ------------------------------------------------------------------
 
@@ -482,8 +514,9 @@ class EdgeWorker:
             if not self._stopped:
                 await self._recover(exc)
             return
-        self._last_contact = datetime.now(UTC)
+        self._contact_ok()
         self._apply(contact.desired)
+        self._obey(contact)
         self._write_state()
 
     # --- local state ----------------------------------------------------------------

@@ -1,91 +1,103 @@
-"""Ships a job's output to the server in ordered chunks while the job runs."""
+"""Cuts a job's output into ordered chunks while it runs and hands them to the outbox.
+
+The sink is synchronous and local (the spool on disk), so a slow or absent server never
+blocks the job's output pipe; the outbox ships the chunks when it can. Each chunk carries a
+sequence number, so a push retried after a lost answer is stored once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import codecs
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from edgefleet.aio import wait_event
-from edgefleet.worker.client import Rejected, ServerUnavailable
 
 log = logging.getLogger(__name__)
 
+#: Characters per chunk at most (the wire limit is twice that).
 MAX_CHUNK_CHARS = 256 * 1024
+
+#: Takes (seq, text); returns False if the chunk could not be kept (the spool is full).
+Sink = Callable[[int, str], bool]
 
 
 class LogStreamer:
-    """Buffers output and pushes it every ``interval`` seconds (sooner when the buffer fills).
+    """Buffers output and emits a chunk every ``interval`` seconds (sooner when a chunk's
+    worth is waiting). ``stop()`` discards all further output, for a job whose log the
+    server will take no more of."""
 
-    Chunks carry a sequence number, so a push retried after a lost answer is stored once.
-    """
-
-    def __init__(
-        self,
-        push: Callable[[int, str], Awaitable[None]],
-        interval: float = 1.0,
-        job_id: int | None = None,
-    ) -> None:
-        self._push = push
+    def __init__(self, sink: Sink, interval: float = 1.0, job_id: int | None = None) -> None:
+        self._sink = sink
         self._interval = interval
         self._job_id = job_id
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer: list[str] = []
         self._buffered = 0
         self._seq = 0
-        self._full = asyncio.Event()
+        self._wake = asyncio.Event()
         self._closing = False
+        self._stopped: str | None = None
+        self.dropped = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
+    def stop(self, reason: str) -> None:
+        if self._stopped is None:
+            log.warning("job %s: no more output is sent: %s", self._job_id, reason)
+        self._stopped = reason
+        self._buffer, self._buffered = [], 0
+
     def write(self, data: bytes) -> None:
         text = self._decoder.decode(data)
-        if text:
-            self._buffer.append(text)
-            self._buffered += len(text)
-            if self._buffered >= MAX_CHUNK_CHARS:
-                self._full.set()
+        if not text or self._stopped is not None:
+            return
+        self._buffer.append(text)
+        self._buffered += len(text)
+        if self._buffered >= MAX_CHUNK_CHARS:
+            self._flush(full_only=True)
 
     async def close(self) -> None:
-        """Stop the periodic pushes and send what is left."""
+        """Stop the periodic flushes and emit what is left (and a note of anything dropped)."""
         self._closing = True
-        self._full.set()
+        self._wake.set()
         if self._task is not None:
             await self._task
         tail = self._decoder.decode(b"", final=True)
-        if tail:
+        if tail and self._stopped is None:
             self._buffer.append(tail)
-        await self._flush()
+        self._flush()
+        if self.dropped and self._stopped is None:
+            self._emit(
+                f"\n[edgefleet: {self.dropped} characters of output were dropped: the worker's "
+                "spool was full while the server could not be reached]\n"
+            )
 
     async def _loop(self) -> None:
         while not self._closing:
-            await wait_event(self._full, self._interval)
-            self._full.clear()
-            await self._flush()
+            await wait_event(self._wake, self._interval)
+            self._wake.clear()
+            self._flush()
 
-    async def _flush(self) -> None:
-        while self._buffer:
-            text = "".join(self._buffer)
-            chunk, rest = text[:MAX_CHUNK_CHARS], text[MAX_CHUNK_CHARS:]
-            self._buffer = [rest] if rest else []
-            self._buffered = len(rest)
-            await self._send(self._seq, chunk)
+    def _flush(self, full_only: bool = False) -> None:
+        if not self._buffer:
+            return
+        text = "".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        while text:
+            if full_only and len(text) < MAX_CHUNK_CHARS:
+                self._buffer, self._buffered = [text], len(text)
+                return
+            chunk, text = text[:MAX_CHUNK_CHARS], text[MAX_CHUNK_CHARS:]
+            self._emit(chunk)
+
+    def _emit(self, chunk: str) -> None:
+        if self._stopped is not None:
+            return
+        if self._sink(self._seq, chunk):
             self._seq += 1
-
-    async def _send(self, seq: int, chunk: str) -> None:
-        delay = 0.2
-        for _ in range(8):
-            try:
-                await self._push(seq, chunk)
-                return
-            except ServerUnavailable as exc:
-                log.warning("job %s: log push failed, retrying: %s", self._job_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Rejected as exc:
-                log.error("job %s: log chunk %d refused: %s", self._job_id, seq, exc)
-                return
-        log.error("job %s: log chunk %d dropped after retries", self._job_id, seq)
+        else:
+            self.dropped += len(chunk)

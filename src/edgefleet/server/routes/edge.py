@@ -13,6 +13,7 @@ from edgefleet.contract import (
     FetchRequest,
     FetchResponse,
     Heartbeat,
+    JobCancel,
     JobRelease,
     JobResult,
     LocalMaintenance,
@@ -24,14 +25,14 @@ from edgefleet.contract import (
 )
 from edgefleet.db.types import utcnow
 from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
-from edgefleet.server.services import control, jobs, workers
+from edgefleet.server.services import control, dispatch, workers
 from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
 
 
-def _contact(desired) -> WorkerContact:
-    return WorkerContact(desired=desired, server_time=utcnow())
+def _contact(desired, cancel: list[JobCancel] | None = None) -> WorkerContact:
+    return WorkerContact(desired=desired, server_time=utcnow(), cancel=cancel or [])
 
 
 @router.post("/workers/{hostname}/register", response_model=WorkerContact)
@@ -44,7 +45,8 @@ def register(hostname: str, body: Registration, context: ContextDep, identity: W
 @router.post("/workers/{hostname}/heartbeat", response_model=WorkerContact)
 def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identity: WorkerDep):
     own_hostname(identity, hostname)
-    return _contact(workers.heartbeat(context.db, hostname, body))
+    desired = workers.heartbeat(context.db, hostname, body)
+    return _contact(desired, dispatch.orders_for_heartbeat(context.db, hostname, body.running_jobs))
 
 
 @router.get("/workers/{hostname}/watch", response_model=WorkerContact)
@@ -58,7 +60,8 @@ async def watch(
     timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
 ):
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
-    on one of the worker's queues fits in ``free_slots``, or after ``timeout`` seconds."""
+    on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
+    after ``timeout`` seconds."""
     own_hostname(identity, hostname)
     deadline = time.monotonic() + min(timeout, context.settings.watch_timeout)
     while True:
@@ -68,8 +71,11 @@ async def watch(
         with context.notifier.subscribe(hostname, desired.queues) as event:
             if desired.version != version:
                 return _contact(desired)
+            cancel = await run_in_threadpool(dispatch.take_new_cancels, context.db, hostname)
+            if cancel:
+                return _contact(desired, cancel)
             if free_slots and await run_in_threadpool(
-                jobs.has_queued, context.db, desired.queues, free_slots
+                dispatch.has_queued, context.db, desired.queues, free_slots
             ):
                 return _contact(desired)
             remaining = deadline - time.monotonic()
@@ -100,21 +106,28 @@ def local_maintenance(
 @router.post("/workers/{hostname}/fetch", response_model=FetchResponse)
 def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity: WorkerDep):
     own_hostname(identity, hostname)
-    claimed, desired = jobs.claim(context.db, hostname, body.instance_id, body.free_slots)
+    claimed, desired = dispatch.claim(
+        context.db, hostname, body.instance_id, body.free_slots, body.seq
+    )
     return FetchResponse(jobs=claimed, desired=desired)
 
 
 @router.post("/jobs/{job_id}/result", status_code=204)
 def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
-    jobs.report_result(context.db, job_id, identity.subject, body)
+    """Idempotent per (job, attempt); 409 for an attempt that is no longer current."""
+    queue = dispatch.report_result(context.db, job_id, identity.subject, body)
+    if queue is not None:
+        context.notifier.job_queued(queue)
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)
 def release(job_id: int, body: JobRelease, context: ContextDep, identity: WorkerDep):
-    queue = jobs.release(context.db, job_id, identity.subject, body)
+    queue = dispatch.release(context.db, job_id, identity.subject, body)
     context.notifier.job_queued(queue)
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)
 def push_log(job_id: int, body: LogChunk, context: ContextDep, identity: WorkerDep):
-    jobs.push_log(context.db, job_id, identity.subject, body)
+    """Idempotent per (attempt, seq); 413 once the job's log reached its size limit."""
+    limit = context.settings.job_log_max_bytes
+    dispatch.push_log(context.db, job_id, identity.subject, body, limit)

@@ -1,4 +1,4 @@
-"""Admin API for jobs: submit, list, inspect, read logs."""
+"""Admin API for jobs: submit, list, inspect (with history), cancel, read or follow logs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from edgefleet.contract import JobCreated, JobLogView, JobState, JobSubmit, JobView
+from edgefleet.contract import (
+    JobCreated,
+    JobDetail,
+    JobLogView,
+    JobState,
+    JobSubmit,
+    JobView,
+    QueueName,
+)
 from edgefleet.server.deps import AdminDep, ContextDep
 from edgefleet.server.services import jobs
 
@@ -15,7 +23,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 @router.post("", response_model=JobCreated, status_code=201)
 def submit(body: JobSubmit, context: ContextDep, identity: AdminDep):
-    job_id = jobs.submit(context.db, body)
+    job_id = jobs.submit(context.db, body, identity.subject)
     context.notifier.job_queued(body.queue)
     return JobCreated(id=job_id)
 
@@ -25,17 +33,39 @@ def list_jobs(
     context: ContextDep,
     identity: AdminDep,
     state: JobState | None = None,
+    queue: QueueName | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ):
-    return jobs.list_jobs(context.db, state, limit, offset)
+    """Jobs, oldest first; queued ones say why they wait (``waiting_reason``) when it is more
+    than their turn: a retry not yet due, no live worker for the queue, too many slots."""
+    offline = context.settings.worker_offline_timeout
+    return jobs.list_jobs(context.db, state, limit, offset, offline, queue)
 
 
-@router.get("/{job_id}", response_model=JobView)
+@router.get("/{job_id}", response_model=JobDetail)
 def show(job_id: int, context: ContextDep, identity: AdminDep):
-    return jobs.get_job(context.db, job_id)
+    """One job with its full history: every state change, attempt, worker and reason."""
+    return jobs.get_job(context.db, job_id, context.settings.worker_offline_timeout)
+
+
+@router.post("/{job_id}/cancel", response_model=JobView)
+def cancel(job_id: int, context: ContextDep, identity: AdminDep):
+    """A queued job is cancelled at once; a running one is stopped by its worker, which is
+    told at once (it ends ``cancelled``). A job that already ended otherwise: 409."""
+    view, worker = jobs.cancel(context.db, job_id, identity.subject)
+    if worker is not None:
+        context.notifier.worker_changed(worker)
+    return view
 
 
 @router.get("/{job_id}/logs", response_model=JobLogView)
-def logs(job_id: int, context: ContextDep, identity: AdminDep):
-    return JobLogView(id=job_id, log=jobs.job_log(context.db, job_id))
+def logs(
+    job_id: int,
+    context: ContextDep,
+    identity: AdminDep,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+):
+    """The job's output; pass the returned ``cursor`` back to get only what came since."""
+    return jobs.job_log(context.db, job_id, cursor, attempt)

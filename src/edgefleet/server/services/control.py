@@ -23,10 +23,10 @@ from edgefleet.contract import (
     Target,
     WorkerChange,
 )
-from edgefleet.db.models import AuditEntry, Job, Worker
+from edgefleet.db.models import AuditEntry, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest
-from edgefleet.server.services import targets
+from edgefleet.server.services import lifecycle, targets
 from edgefleet.server.services.workers import get_worker, observed_state
 
 #: A mutation applied to one worker: returns {field: (old, new)} for what it changed.
@@ -211,12 +211,8 @@ def remove_worker(
                 "removed (shut it down first)"
             )
         now = utcnow()
-        for job in session.scalars(
-            select(Job).where(Job.worker_hostname == hostname, Job.state == "running")
-        ):
-            job.state = "failed"
-            job.reason = "its worker was removed while the job was running"
-            job.finished_at = now
+        why = "its worker was removed while the job was running"
+        lifecycle.lose_running_jobs(session, hostname, why, now)
         session.add(
             AuditEntry(
                 at=now,

@@ -1,209 +1,246 @@
-"""Jobs: submission, the claim that hands them to workers, results and logs."""
+"""Jobs as operators see them: submit, cancel, list, inspect (with history) and read logs.
+
+The worker side (claims, results, log chunks) is in ``dispatch``; every state change goes
+through ``lifecycle`` so the history is complete.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, select
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
     FINISHED_JOB_STATES,
-    DesiredState,
-    JobAssignment,
-    JobRelease,
-    JobResult,
+    JobDetail,
+    JobEventView,
+    JobLogView,
     JobState,
     JobSubmit,
     JobView,
-    LogChunk,
+    WorkerState,
 )
-from edgefleet.db.models import Job, JobLogChunk, Worker
+from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
-from edgefleet.server.services.workers import check_instance, desired_state, get_worker
+from edgefleet.server.services import lifecycle
+from edgefleet.server.services.policy import Capacity, waiting_reason
+from edgefleet.server.services.workers import get_worker, observed_state
+
+#: Reported states in which a worker takes no new jobs.
+NOT_ACCEPTING = frozenset(
+    {
+        WorkerState.MAINTENANCE,
+        WorkerState.MAINTENANCE_PENDING,
+        WorkerState.SHUTDOWN_PENDING,
+    }
+)
 
 
-def submit(db: sessionmaker[Session], request: JobSubmit) -> int:
+def submit(db: sessionmaker[Session], request: JobSubmit, actor: str) -> int:
+    now = utcnow()
     with db.begin() as session:
         job = Job(
             command=list(request.command),
             queue=request.queue,
             priority=request.priority,
+            slots=request.slots,
+            retries=request.retries,
+            retry_delay=request.retry_delay,
+            timeout=request.timeout,
+            env=dict(request.env),
+            cwd=request.cwd,
             state=JobState.QUEUED,
-            queued_at=utcnow(),
+            attempt=0,
+            queued_at=now,
         )
         session.add(job)
-        session.flush()
+        lifecycle.submitted(session, job, actor, now)
         return job.id
 
 
-def claim(
-    db: sessionmaker[Session], hostname: str, instance_id: str, free_slots: int
-) -> tuple[list[JobAssignment], DesiredState]:
-    """Hand queued jobs to a worker, never beyond its central concurrency.
+def cancel(db: sessionmaker[Session], job_id: int, actor: str) -> tuple[JobView, str | None]:
+    """Cancel a job: a queued one never starts; a running one is stopped by its worker.
 
-    The worker row is locked first, so claims for one worker are serialised and the count of
-    its running jobs cannot change underneath; other workers' claims skip rows locked here.
+    Returns the job's view and the worker to wake (None if no worker needs telling).
+    Cancelling a cancelled job again changes nothing; a job that ended otherwise is refused.
     """
     with db.begin() as session:
-        worker = get_worker(session, hostname, lock=True)
-        check_instance(worker, instance_id)
-        desired = desired_state(worker)
-        if desired.maintenance or desired.shutdown:
-            return [], desired
-        budget = min(free_slots, worker.concurrency - _slots_in_use(session, hostname))
-        if budget <= 0:
-            return [], desired
-        candidates = session.scalars(
-            select(Job)
-            .where(Job.state == JobState.QUEUED, Job.queue.in_(worker.queues), Job.slots <= budget)
-            .order_by(Job.priority.desc(), Job.id)
-            .limit(budget)
-            .with_for_update(skip_locked=True)
-        ).all()
-        now = utcnow()
-        claimed: list[JobAssignment] = []
-        for job in candidates:
-            if job.slots > budget:
-                continue
-            budget -= job.slots
-            job.state = JobState.RUNNING
-            job.worker_hostname = hostname
-            job.attempt += 1
-            job.started_at = now
-            job.finished_at = None
-            job.exit_code = None
-            job.reason = None
-            claimed.append(
-                JobAssignment(
-                    id=job.id,
-                    attempt=job.attempt,
-                    command=job.command,
-                    queue=job.queue,
-                    slots=job.slots,
-                )
-            )
-        return claimed, desired
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if job.state in FINISHED_JOB_STATES and job.state != JobState.CANCELLED:
+            raise Conflict(f"job {job_id} already ended as {job.state}; nothing to cancel")
+        tell = job.state != JobState.CANCELLED and lifecycle.cancel(session, job, actor, utcnow())
+        session.flush()
+        return job_view(job), job.worker_hostname if tell else None
 
 
-def _slots_in_use(session: Session, hostname: str) -> int:
-    return session.scalar(
-        select(func.coalesce(func.sum(Job.slots), 0)).where(
-            Job.worker_hostname == hostname, Job.state == JobState.RUNNING
-        )
-    )
+# --- views ------------------------------------------------------------------------------------
 
 
-def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> bool:
-    """Whether a queued job on ``queues`` would fit in ``max_slots`` free slots."""
-    waiting = exists().where(
-        Job.state == JobState.QUEUED, Job.queue.in_(queues), Job.slots <= max_slots
-    )
-    with db() as session:
-        return bool(session.scalar(select(waiting)))
-
-
-def _owned_job(session: Session, job_id: int, hostname: str, attempt: int) -> Job:
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    if job.worker_hostname != hostname or job.attempt != attempt:
-        raise Conflict(f"job {job_id} attempt {attempt} is not held by worker {hostname!r}")
-    return job
-
-
-def report_result(db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult) -> None:
-    """Record how a job ended; a repeated report of the same result is a no-op."""
-    if result.state not in FINISHED_JOB_STATES:
-        raise InvalidRequest(f"a result must be one of {sorted(FINISHED_JOB_STATES)}")
-    with db.begin() as session:
-        worker = get_worker(session, hostname)
-        check_instance(worker, result.instance_id)
-        job = _owned_job(session, job_id, hostname, result.attempt)
-        if job.state in FINISHED_JOB_STATES:
-            if job.state == result.state and job.exit_code == result.exit_code:
-                return
-            raise Conflict(f"job {job_id} already ended as {job.state}")
-        job.state = result.state
-        job.exit_code = result.exit_code
-        job.reason = result.reason
-        job.finished_at = utcnow()
-
-
-def release(db: sessionmaker[Session], job_id: int, hostname: str, request: JobRelease) -> str:
-    """Put a claimed, never-started job back in its queue. Returns the queue for wake-ups."""
-    with db.begin() as session:
-        worker = get_worker(session, hostname)
-        check_instance(worker, request.instance_id)
-        job = _owned_job(session, job_id, hostname, request.attempt)
-        if job.state != JobState.RUNNING:
-            raise Conflict(f"job {job_id} is {job.state}, not running")
-        job.state = JobState.QUEUED
-        job.worker_hostname = None
-        job.started_at = None
-        job.attempt -= 1
-        return job.queue
-
-
-def push_log(db: sessionmaker[Session], job_id: int, hostname: str, chunk: LogChunk) -> None:
-    with db.begin() as session:
-        _owned_job(session, job_id, hostname, chunk.attempt)
-        if session.get(JobLogChunk, (job_id, chunk.attempt, chunk.seq)) is None:
-            session.add(
-                JobLogChunk(
-                    job_id=job_id,
-                    attempt=chunk.attempt,
-                    seq=chunk.seq,
-                    data=chunk.data,
-                    created_at=utcnow(),
-                )
-            )
-
-
-def job_view(job: Job) -> JobView:
+def job_view(job: Job, reason_for_wait: str | None = None) -> JobView:
     return JobView(
         id=job.id,
         command=job.command,
         queue=job.queue,
         state=job.state,
         priority=job.priority,
+        slots=job.slots,
         attempt=job.attempt,
+        max_attempts=job.retries + 1,
+        retry_delay=job.retry_delay,
+        timeout=job.timeout,
+        env=dict(job.env or {}),
+        cwd=job.cwd,
         worker=job.worker_hostname,
         exit_code=job.exit_code,
         reason=job.reason,
+        waiting_reason=reason_for_wait,
+        not_before=job.not_before,
+        cancel_requested=job.cancel_requested_at is not None,
+        log_truncated=job.log_truncated,
         queued_at=job.queued_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
 
 
+def fleet_capacity(session: Session, offline_timeout: float, now: datetime) -> list[Capacity]:
+    """What each known worker offers queued jobs right now."""
+    capacity = []
+    for worker in session.scalars(select(Worker)):
+        state = observed_state(worker, now, offline_timeout)
+        live = state not in (WorkerState.OFFLINE, WorkerState.STOPPED)
+        accepting = (
+            live
+            and state not in NOT_ACCEPTING
+            and not worker.maintenance_requested
+            and not worker.shutdown_requested
+        )
+        capacity.append(
+            Capacity(worker.hostname, frozenset(worker.queues), worker.concurrency, live, accepting)
+        )
+    return capacity
+
+
+def _views(jobs: Iterable[Job], capacity: list[Capacity], now: datetime) -> list[JobView]:
+    views = []
+    for job in jobs:
+        wait = None
+        if job.state == JobState.QUEUED:
+            wait = waiting_reason(
+                job.queue,
+                job.slots,
+                job.not_before,
+                now,
+                capacity,
+                next_attempt=job.attempt + 1,
+                max_attempts=job.retries + 1,
+            )
+        views.append(job_view(job, wait))
+    return views
+
+
 def list_jobs(
-    db: sessionmaker[Session], state: JobState | None, limit: int, offset: int
+    db: sessionmaker[Session],
+    state: JobState | None,
+    limit: int,
+    offset: int,
+    offline_timeout: float,
+    queue: str | None = None,
 ) -> list[JobView]:
     query = select(Job).order_by(Job.id).limit(limit).offset(offset)
     if state is not None:
         query = query.where(Job.state == state)
+    if queue is not None:
+        query = query.where(Job.queue == queue)
+    now = utcnow()
     with db() as session:
-        return [job_view(job) for job in session.scalars(query)]
+        jobs = session.scalars(query).all()
+        capacity = (
+            fleet_capacity(session, offline_timeout, now)
+            if any(j.state == JobState.QUEUED for j in jobs)
+            else []
+        )
+        return _views(jobs, capacity, now)
 
 
-def get_job(db: sessionmaker[Session], job_id: int) -> JobView:
+def get_job(db: sessionmaker[Session], job_id: int, offline_timeout: float) -> JobDetail:
+    now = utcnow()
     with db() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        return job_view(job)
-
-
-def job_log(db: sessionmaker[Session], job_id: int) -> str:
-    with db() as session:
-        if session.get(Job, job_id) is None:
-            raise NotFound(f"no job {job_id}")
-        chunks = session.scalars(
-            select(JobLogChunk.data)
-            .where(JobLogChunk.job_id == job_id)
-            .order_by(JobLogChunk.attempt, JobLogChunk.seq)
+        capacity = fleet_capacity(session, offline_timeout, now)
+        (view,) = _views([job], capacity, now)
+        events = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
         )
-        return "".join(chunks)
+        history = [
+            JobEventView(
+                at=e.at,
+                event=e.event,
+                state=e.state,
+                attempt=e.attempt,
+                worker=e.worker_hostname,
+                exit_code=e.exit_code,
+                reason=e.reason,
+                actor=e.actor,
+            )
+            for e in events
+        ]
+        return JobDetail(**view.model_dump(), history=history)
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+    """``"ATTEMPT:SEQ"`` of the last chunk already read; empty or None for the start."""
+    if not cursor:
+        return None
+    attempt, sep, seq = cursor.partition(":")
+    if not sep or not attempt.isdigit() or not seq.isdigit():
+        raise InvalidRequest(f"bad log cursor {cursor!r}: expected ATTEMPT:SEQ as returned before")
+    return int(attempt), int(seq)
+
+
+def job_log(
+    db: sessionmaker[Session], job_id: int, cursor: str | None = None, attempt: int | None = None
+) -> JobLogView:
+    """The job's output (all attempts in order, or one), optionally only after ``cursor``.
+
+    The state is read before the chunks, so a reader that sees ``finished`` has every chunk
+    stored before the job ended.
+    """
+    after = parse_cursor(cursor)
+    with db() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        state = JobState(job.state)
+        query = select(JobLogChunk).where(JobLogChunk.job_id == job_id)
+        if attempt is not None:
+            query = query.where(JobLogChunk.attempt == attempt)
+        if after is not None:
+            query = query.where(
+                or_(
+                    JobLogChunk.attempt > after[0],
+                    and_(JobLogChunk.attempt == after[0], JobLogChunk.seq > after[1]),
+                )
+            )
+        chunks = session.scalars(query.order_by(JobLogChunk.attempt, JobLogChunk.seq)).all()
+    last = (chunks[-1].attempt, chunks[-1].seq) if chunks else after
+    return JobLogView(
+        id=job_id,
+        log="".join(chunk.data for chunk in chunks),
+        cursor=f"{last[0]}:{last[1]}" if last else "",
+        state=state,
+        finished=state in FINISHED_JOB_STATES,
+    )
 
 
 def worker_queues(db: sessionmaker[Session], hostname: str) -> list[str]:

@@ -20,6 +20,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, NotFound
+from edgefleet.server.services import lifecycle
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
 LIVE_STATES = frozenset(
@@ -102,6 +103,7 @@ def register(
                 worker.desired_version += 1
             if worker.instance_id != reg.instance_id:
                 _fail_orphaned_jobs(session, hostname, now)
+                worker.fetch_seq = 0  # the new process numbers its fetches from 1
         worker.instance_id = reg.instance_id
         worker.pid = reg.pid
         worker.labels = dict(reg.labels)
@@ -131,14 +133,11 @@ def _refuse_live_duplicate(
 
 
 def _fail_orphaned_jobs(session: Session, hostname: str, now: datetime) -> None:
-    """Jobs a previous process of this worker claimed can no longer be reported by anyone."""
-    orphans = session.scalars(
-        select(Job).where(Job.worker_hostname == hostname, Job.state == JobState.RUNNING)
-    )
-    for job in orphans:
-        job.state = JobState.FAILED
-        job.reason = "the worker restarted while the job was running"
-        job.finished_at = now
+    """Jobs a previous process of this worker claimed can no longer be reported by anyone
+    (the new process replays its predecessor's spooled results before registering): they are
+    lost, and retried if they may be."""
+    why = "the worker restarted while the job was running"
+    lifecycle.lose_running_jobs(session, hostname, why, now)
 
 
 def heartbeat(db: sessionmaker[Session], hostname: str, beat: Heartbeat) -> DesiredState:

@@ -1,0 +1,309 @@
+"""The worker side of jobs: claims, results, hand-backs, log chunks and cancel orders.
+
+Every call a worker makes about a job names the attempt it ran; ``(worker, attempt)`` is the
+fence that tells the run the server counts on from a stale one (a run re-queued while its
+worker was out of touch). Repeated calls are harmless: a fetch is idempotent by its ``seq``,
+a result by its attempt, a log chunk by ``(attempt, seq)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.contract import (
+    FINISHED_JOB_STATES,
+    DesiredState,
+    JobAssignment,
+    JobCancel,
+    JobRelease,
+    JobResult,
+    JobState,
+    LogChunk,
+)
+from edgefleet.db.models import Job, JobLogChunk
+from edgefleet.db.types import utcnow
+from edgefleet.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from edgefleet.server.services import lifecycle
+from edgefleet.server.services.workers import check_instance, desired_state, get_worker
+
+log = logging.getLogger(__name__)
+
+#: Attempt bound for cancelling a run of a job that no longer exists (purged).
+ANY_ATTEMPT = 2**31 - 1
+
+
+def _due(now: datetime):
+    return or_(Job.not_before.is_(None), Job.not_before <= now)
+
+
+def _assignment(job: Job) -> JobAssignment:
+    return JobAssignment(
+        id=job.id,
+        attempt=job.attempt,
+        command=job.command,
+        queue=job.queue,
+        slots=job.slots,
+        env=dict(job.env or {}),
+        cwd=job.cwd,
+        timeout=job.timeout,
+    )
+
+
+def claim(
+    db: sessionmaker[Session],
+    hostname: str,
+    instance_id: str,
+    free_slots: int,
+    seq: int | None = None,
+) -> tuple[list[JobAssignment], DesiredState]:
+    """Hand queued jobs to a worker, never beyond its central concurrency.
+
+    The worker row is locked first, so claims for one worker are serialised and the count of
+    its running jobs cannot change underneath; other workers' claims skip rows locked here.
+    A repeated ``seq`` answers with the jobs that fetch claimed; an older one claims nothing.
+    """
+    with db.begin() as session:
+        worker = get_worker(session, hostname, lock=True)
+        check_instance(worker, instance_id)
+        desired = desired_state(worker)
+        if seq is not None:
+            if seq < worker.fetch_seq:
+                return [], desired
+            if seq == worker.fetch_seq:
+                return _claimed_by(session, hostname, seq), desired
+            worker.fetch_seq = seq
+        if desired.maintenance or desired.shutdown:
+            return [], desired
+        budget = min(free_slots, worker.concurrency - _slots_in_use(session, hostname))
+        if budget <= 0:
+            return [], desired
+        now = utcnow()
+        candidates = session.scalars(
+            select(Job)
+            .where(
+                Job.state == JobState.QUEUED,
+                Job.queue.in_(worker.queues),
+                Job.slots <= budget,
+                _due(now),
+            )
+            .order_by(Job.priority.desc(), Job.id)
+            .limit(budget)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claimed: list[JobAssignment] = []
+        for job in candidates:
+            if job.slots > budget:
+                continue
+            budget -= job.slots
+            lifecycle.start(session, job, hostname, seq, now)
+            claimed.append(_assignment(job))
+        return claimed, desired
+
+
+def _claimed_by(session: Session, hostname: str, seq: int) -> list[JobAssignment]:
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.worker_hostname == hostname, Job.state == JobState.RUNNING, Job.claim_seq == seq)
+        .order_by(Job.priority.desc(), Job.id)
+    )
+    return [_assignment(job) for job in jobs]
+
+
+def _slots_in_use(session: Session, hostname: str) -> int:
+    return session.scalar(
+        select(func.coalesce(func.sum(Job.slots), 0)).where(
+            Job.worker_hostname == hostname, Job.state == JobState.RUNNING
+        )
+    )
+
+
+def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> bool:
+    """Whether a queued job that is due on ``queues`` would fit in ``max_slots`` free slots."""
+    waiting = exists().where(
+        Job.state == JobState.QUEUED,
+        Job.queue.in_(queues),
+        Job.slots <= max_slots,
+        _due(utcnow()),
+    )
+    with db() as session:
+        return bool(session.scalar(select(waiting)))
+
+
+def _lock_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _holds(job: Job, hostname: str, attempt: int) -> bool:
+    return job.worker_hostname == hostname and job.attempt == attempt
+
+
+def report_result(
+    db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult
+) -> str | None:
+    """Record how an attempt ended. Returns the job's queue if it was queued for a retry.
+
+    A repeated report is a no-op; a report for an attempt that is no longer current is
+    refused (409) and noted in the job's history, so a late result is never recorded twice.
+    """
+    if result.state not in FINISHED_JOB_STATES:
+        raise InvalidRequest(f"a result must be one of {sorted(FINISHED_JOB_STATES)}")
+    now = utcnow()
+    with db.begin() as session:
+        job = _lock_job(session, job_id)
+        if _holds(job, hostname, result.attempt) and job.state == JobState.RUNNING:
+            requeued = lifecycle.finish(
+                session, job, result.state, result.exit_code, result.reason, now
+            )
+            return job.queue if requeued else None
+        if lifecycle.already_reported(session, job_id, result.attempt, hostname, result.state):
+            return None
+        current = f"the job is {job.state} at attempt {job.attempt}" + (
+            f" on {job.worker_hostname}" if job.worker_hostname else ""
+        )
+        lifecycle.record(
+            session,
+            job,
+            "late_result_refused",
+            now,
+            attempt=result.attempt,
+            worker=hostname,
+            exit_code=result.exit_code,
+            reason=f"{result.state} ({result.reason or 'exit 0'}) arrived after {current}",
+        )
+    log.warning(
+        "job %d: refused the result of attempt %d from %s (%s): %s",
+        job_id,
+        result.attempt,
+        hostname,
+        result.state,
+        current,
+    )
+    raise Conflict(
+        f"job {job_id} attempt {result.attempt} is no longer held by worker {hostname!r} "
+        f"({current}); its result was not recorded"
+    )
+
+
+def release(db: sessionmaker[Session], job_id: int, hostname: str, request: JobRelease) -> str:
+    """Put a claimed, never-started job back in its queue. Returns the queue for wake-ups."""
+    with db.begin() as session:
+        job = _lock_job(session, job_id)
+        held = _holds(job, hostname, request.attempt) and job.state == JobState.RUNNING
+        if not held or (request.seq is not None and job.claim_seq != request.seq):
+            raise Conflict(f"job {job_id} attempt {request.attempt} is not held by {hostname!r}")
+        lifecycle.release(session, job, utcnow())
+        return job.queue
+
+
+def truncation_notice(max_bytes: int) -> str:
+    return (
+        f"\n[edgefleet: log truncated: this job's output passed the limit of {max_bytes} bytes; "
+        "further output was discarded]\n"
+    )
+
+
+def push_log(
+    db: sessionmaker[Session], job_id: int, hostname: str, chunk: LogChunk, max_bytes: int
+) -> None:
+    """Store one chunk (once). Past ``max_bytes`` in all, a notice is stored once and the
+    chunk is refused with 413; the job itself is not affected."""
+    with db.begin() as session:
+        job = _lock_job(session, job_id)
+        if session.get(JobLogChunk, (job_id, chunk.attempt, chunk.seq)) is not None:
+            return
+        if not _holds(job, hostname, chunk.attempt):
+            raise Conflict(f"job {job_id} attempt {chunk.attempt} is not held by {hostname!r}")
+        size = len(chunk.data.encode())
+        over = job.log_bytes + size > max_bytes
+        if over and not job.log_truncated:
+            job.log_truncated = True
+            session.add(_chunk(job_id, chunk.attempt, chunk.seq, truncation_notice(max_bytes)))
+            lifecycle.record(
+                session, job, "log_truncated", utcnow(), reason=f"output passed {max_bytes} bytes"
+            )
+        elif not over:
+            job.log_bytes += size
+            session.add(_chunk(job_id, chunk.attempt, chunk.seq, chunk.data))
+    if over:
+        raise PayloadTooLarge(
+            f"job {job_id}'s log passed its limit of {max_bytes} bytes; further output is "
+            "discarded (the job keeps running)"
+        )
+
+
+def _chunk(job_id: int, attempt: int, seq: int, data: str) -> JobLogChunk:
+    return JobLogChunk(job_id=job_id, attempt=attempt, seq=seq, data=data, created_at=utcnow())
+
+
+# --- cancel orders ----------------------------------------------------------------------------
+
+
+def _requested_here(hostname: str):
+    return and_(
+        Job.worker_hostname == hostname,
+        Job.state == JobState.RUNNING,
+        Job.cancel_requested_at.is_not(None),
+    )
+
+
+def cancel_orders(session: Session, hostname: str, running: list[int]) -> list[JobCancel]:
+    """Runs ``hostname`` must stop: operator cancels of its jobs, and runs it reports that
+    the server no longer counts on (re-queued, finished elsewhere, or purged)."""
+    jobs = session.scalars(
+        select(Job).where(or_(Job.id.in_(running), _requested_here(hostname))).order_by(Job.id)
+    ).all()
+    orders: list[JobCancel] = []
+    for job in jobs:
+        mine = job.worker_hostname == hostname and job.state == JobState.RUNNING
+        if mine and job.cancel_requested_at is not None:
+            orders.append(JobCancel(id=job.id, attempt=job.attempt, reason="cancelled"))
+        elif not mine and job.id in running:
+            orders.append(
+                JobCancel(
+                    id=job.id,
+                    attempt=job.attempt,
+                    reason=f"this run is no longer current (the job is {job.state})",
+                    requested=False,
+                )
+            )
+    for missing in sorted(set(running) - {job.id for job in jobs}):
+        orders.append(
+            JobCancel(
+                id=missing, attempt=ANY_ATTEMPT, reason="the job no longer exists", requested=False
+            )
+        )
+    return orders
+
+
+def orders_for_heartbeat(
+    db: sessionmaker[Session], hostname: str, running: list[int]
+) -> list[JobCancel]:
+    """Cancel orders for a heartbeat. A worker that runs nothing has nothing to stop (a
+    job claimed for it meanwhile is covered by the next contact), so idle beats cost no query."""
+    if not running:
+        return []
+    with db() as session:
+        return cancel_orders(session, hostname, running)
+
+
+def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel]:
+    """For the long-poll: operator cancels not yet sent to the worker, marked as sent.
+
+    Heartbeats repeat every pending cancel, so one lost answer only delays it.
+    """
+    fresh = and_(_requested_here(hostname), Job.cancel_notified.is_(False))
+    with db() as session:
+        if not session.scalar(select(exists().where(fresh))):
+            return []
+    with db.begin() as session:
+        jobs = session.scalars(select(Job).where(fresh).with_for_update(skip_locked=True)).all()
+        for job in jobs:
+            job.cancel_notified = True
+        return [JobCancel(id=job.id, attempt=job.attempt, reason="cancelled") for job in jobs]

@@ -1,0 +1,71 @@
+"""The server's periodic sweep: lost runs back to the queue, due retries announced, old jobs
+purged. One asyncio task per server process, started and stopped by the app's lifespan.
+
+Silence is only held against a worker once this process has itself been up for the offline
+timeout: after a server outage every worker looks silent, and their jobs must not be
+re-queued before the workers had a chance to reconnect and report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet.db.types import utcnow
+from edgefleet.server.context import ServerContext
+from edgefleet.server.services import sweep
+
+log = logging.getLogger(__name__)
+
+#: Seconds between purges of expired jobs (a cheap query, but no need to run it every sweep).
+PURGE_EVERY = 60.0
+
+
+class Sweeper:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.interval = context.settings.effective_sweep_interval
+        self._started = time.monotonic()
+        self._last_tick: datetime = utcnow()
+        self._last_purge = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="edgefleet-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await run_in_threadpool(self.tick)
+            except Exception:  # a failed sweep (database away) is retried at the next tick
+                log.exception("job sweep failed; retrying in %.1fs", self.interval)
+            await asyncio.sleep(self.interval)
+
+    def tick(self) -> None:
+        settings, db, notifier = self.context.settings, self.context.db, self.context.notifier
+        now = utcnow()
+        queues: set[str] = set()
+        if time.monotonic() - self._started >= settings.worker_offline_timeout:
+            for run in sweep.requeue_lost(db, settings.worker_offline_timeout, now):
+                if run.requeued:
+                    queues.add(run.queue)
+        queues.update(sweep.queues_due(db, self._last_tick, now))
+        self._last_tick = now
+        for queue in sorted(queues):
+            notifier.job_queued(queue)
+        if time.monotonic() - self._last_purge >= PURGE_EVERY:
+            self._last_purge = time.monotonic()
+            purged = sweep.purge_finished(db, settings.job_retention, now)
+            if purged:
+                log.info("purged %d finished jobs older than %gs", purged, settings.job_retention)

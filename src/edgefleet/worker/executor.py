@@ -1,0 +1,265 @@
+"""The jobs a worker runs: start, stop on request, and account for each through the spool.
+
+A run's life: its slots are taken, its process started (and recorded in the spool, so a
+successor can kill it after a crash), its output spooled as it comes, and when it ends its
+result is spooled (fsync'd) before anything is sent. The slots are given back once the server
+has the result; if the worker has to leave first, the result stays in the spool and is
+delivered by the next start. Nothing is reported twice: the server ignores a repeated report
+of the same attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgefleet.contract import (
+    JobAssignment,
+    JobCancel,
+    JobRelease,
+    JobResult,
+    JobState,
+    LogChunk,
+)
+from edgefleet.worker.client import EdgeClient, Rejected
+from edgefleet.worker.logs import LogStreamer
+from edgefleet.worker.outbox import Deliver, Delivery, Outbox
+from edgefleet.worker.runner import (
+    JobProcess,
+    Outcome,
+    job_environment,
+    kill_leftover_group,
+)
+from edgefleet.worker.slots import SlotLimiter
+from edgefleet.worker.spool import Entry, Spool, process_start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class RunningJob:
+    assignment: JobAssignment
+    process: JobProcess
+    seq: int | None = None
+    task: asyncio.Task[None] | None = None
+    streamer: LogStreamer | None = None
+    #: Set once the process has ended and its result is safe in the spool.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def attempt(self) -> int:
+        return self.assignment.attempt
+
+
+def delivery_via(client: EdgeClient) -> Deliver:
+    """How each kind of spooled message reaches the server."""
+
+    async def deliver(entry: Entry) -> None:
+        if entry.kind == "result":
+            await client.report_result(entry.job_id, JobResult.model_validate(entry.body))
+        elif entry.kind == "log":
+            await client.push_log(entry.job_id, LogChunk.model_validate(entry.body))
+        elif entry.kind == "release":
+            await client.release(entry.job_id, JobRelease.model_validate(entry.body))
+        else:
+            raise ValueError(f"unknown message kind {entry.kind!r}")
+
+    return deliver
+
+
+class Executor:
+    def __init__(
+        self,
+        hostname: str,
+        spool: Spool,
+        client: EdgeClient,
+        limiter: SlotLimiter,
+        instance_id: Callable[[], str],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.hostname = hostname
+        self.spool = spool
+        self.limiter = limiter
+        self._instance_id = instance_id
+        self._on_change = on_change
+        self.jobs: dict[int, RunningJob] = {}
+        self.outbox = Outbox(spool, delivery_via(client), on_refused=self._refused)
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Kill what a crashed predecessor left running and queue what it still owed the
+        server. Returns the number of messages to replay."""
+        for record in self.spool.leftovers():
+            pid = record.get("pid")
+            if isinstance(pid, int) and kill_leftover_group(
+                pid, record.get("start"), process_start(pid)
+            ):
+                log.warning(
+                    "worker %s: killed job %s (attempt %s) left running by a previous process",
+                    self.hostname,
+                    record.get("job"),
+                    record.get("attempt"),
+                )
+        return self.outbox.replay()
+
+    # --- running -----------------------------------------------------------------------
+
+    def start(self, assignment: JobAssignment, seq: int | None) -> None:
+        """Run a job whose slots the caller has taken."""
+        previous = self.jobs.get(assignment.id)
+        if previous is not None:  # an older attempt the server re-queued: it must stop
+            previous.process.kill(JobState.FAILED, "superseded by a newer attempt")
+        log.info(
+            "worker %s: starting job %d attempt %d: %s",
+            self.hostname,
+            assignment.id,
+            assignment.attempt,
+            assignment.command,
+        )
+        env = job_environment(
+            os.environ,
+            assignment.env,
+            {
+                "EDGEFLEET_JOB_ID": str(assignment.id),
+                "EDGEFLEET_JOB_ATTEMPT": str(assignment.attempt),
+                "EDGEFLEET_WORKER": self.hostname,
+            },
+        )
+        streamer = LogStreamer(self._log_sink(assignment), job_id=assignment.id)
+
+        def started(pid: int) -> None:  # recorded so a successor can kill it after a crash
+            self.spool.mark_running(assignment.id, assignment.attempt, pid)
+
+        process = JobProcess(
+            assignment.command,
+            streamer.write,
+            env,
+            assignment.cwd,
+            assignment.timeout,
+            on_start=started,
+        )
+        job = RunningJob(assignment, process, seq, streamer=streamer)
+        job.task = asyncio.create_task(self._run(job))
+        self.jobs[assignment.id] = job
+        self._on_change()
+
+    def _log_sink(self, assignment: JobAssignment):
+        def sink(seq: int, text: str) -> bool:
+            body = LogChunk(attempt=assignment.attempt, seq=seq, data=text).model_dump()
+            return self.outbox.add("log", assignment.id, assignment.attempt, body) is not None
+
+        return sink
+
+    async def _run(self, job: RunningJob) -> None:
+        a = job.assignment
+        assert job.streamer is not None
+        job.streamer.start()
+        try:
+            outcome = await job.process.run()
+            await job.streamer.close()
+            log.info(
+                "worker %s: job %d attempt %d %s (%s)",
+                self.hostname,
+                a.id,
+                a.attempt,
+                outcome.state,
+                outcome.reason or "exit 0",
+            )
+            delivered = self.outbox.add("result", a.id, a.attempt, self._result(a, outcome))
+            self.spool.clear_running(a.id, a.attempt)
+            job.ended.set()
+            if delivered is not None:
+                await delivered
+        except asyncio.CancelledError:
+            pass  # the worker is leaving: what is spooled goes out at its next start
+        finally:
+            self.spool.clear_running(a.id, a.attempt)
+            job.ended.set()
+            self.limiter.release(a.slots)
+            if self.jobs.get(a.id) is job:
+                del self.jobs[a.id]
+            self._on_change()
+
+    def _result(self, a: JobAssignment, outcome: Outcome) -> dict:
+        return JobResult(
+            instance_id=self._instance_id(),
+            attempt=a.attempt,
+            state=outcome.state,
+            exit_code=outcome.exit_code,
+            reason=outcome.reason,
+        ).model_dump(mode="json")
+
+    def hand_back(self, assignment: JobAssignment, seq: int | None) -> None:
+        """Return a claimed job unstarted (delivered through the spool like a result)."""
+        log.info("worker %s: handing back job %d (no free slot)", self.hostname, assignment.id)
+        body = JobRelease(instance_id=self._instance_id(), attempt=assignment.attempt, seq=seq)
+        self.outbox.add("release", assignment.id, assignment.attempt, body.model_dump())
+
+    # --- stopping ----------------------------------------------------------------------
+
+    def cancel(self, orders: list[JobCancel]) -> None:
+        """Obey the server's cancel orders (each for this attempt or an older one)."""
+        for order in orders:
+            job = self.jobs.get(order.id)
+            if job is None or job.attempt > order.attempt or job.ended.is_set():
+                continue
+            if job.process.stopping:
+                continue
+            state = JobState.CANCELLED if order.requested else JobState.FAILED
+            log.warning(
+                "worker %s: stopping job %d attempt %d: %s",
+                self.hostname,
+                order.id,
+                job.attempt,
+                order.reason,
+            )
+            job.process.kill(state, order.reason)
+
+    def kill_all(self, reason: str) -> int:
+        """Stop every job still running; returns how many were."""
+        running = [job for job in self.jobs.values() if not job.ended.is_set()]
+        for job in running:
+            job.process.kill(JobState.FAILED, reason)
+        return len(running)
+
+    @property
+    def running(self) -> int:
+        """Jobs whose process has not ended yet."""
+        return sum(1 for job in self.jobs.values() if not job.ended.is_set())
+
+    async def wait_ended(self, timeout: float | None) -> bool:
+        """Wait until every process has ended and its result is spooled."""
+        events = [job.ended.wait() for job in self.jobs.values() if not job.ended.is_set()]
+        if not events:
+            return True
+        done, pending = await asyncio.wait(
+            [asyncio.ensure_future(e) for e in events], timeout=timeout
+        )
+        for future in pending:
+            future.cancel()
+        return not pending
+
+    async def wait_reported(self, timeout: float | None) -> bool:
+        """Wait until the server has every result (and anything else the spool owes)."""
+        return await self.outbox.wait_empty(timeout)
+
+    async def close(self) -> None:
+        """Leave: stop waiting for deliveries; undelivered messages stay in the spool."""
+        tasks = [job.task for job in self.jobs.values() if job.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.outbox.close()
+
+    def _refused(self, entry: Entry, exc: Rejected) -> None:
+        if entry.kind == "log" and exc.status_code == 413:
+            job = self.jobs.get(entry.job_id)
+            if job is not None and job.attempt == entry.attempt and job.streamer is not None:
+                job.streamer.stop(f"the server refused more: {exc.detail}")
+
+
+__all__ = ["Delivery", "Executor", "RunningJob", "delivery_via"]
