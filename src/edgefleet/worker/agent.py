@@ -334,7 +334,7 @@ class EdgeWorker:
             self._pending_fetch = FetchRequest(
                 instance_id=self.instance_id, free_slots=self.limiter.free, seq=self._fetch_seq
             )
-        backoff = Backoff(base=0.5, cap=min(30.0, self.config.poll_interval * 4))
+        backoff = Backoff(base=0.2, cap=min(30.0, max(1.0, self.config.poll_interval * 4)))
         while not self._exiting():
             got = await self._send_fetch(self._pending_fetch)
             if got is not None:

@@ -85,6 +85,8 @@ class Spool:
 
     def load(self) -> list[Entry]:
         """Every message left on disk, oldest first; unreadable files are set aside."""
+        self._sizes.clear()
+        self.log_bytes = 0
         entries = []
         for path in sorted(self.outbox.iterdir()):
             match = _NAME.match(path.name)

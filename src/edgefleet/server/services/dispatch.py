@@ -32,6 +32,9 @@ from edgefleet.server.services.workers import check_instance, desired_state, get
 
 log = logging.getLogger(__name__)
 
+OPERATOR_CANCEL = "cancelled by an operator"
+#: The log cap when the caller gives none (the server passes its setting).
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 #: Attempt bound for cancelling a run of a job that no longer exists (purged).
 ANY_ATTEMPT = 2**31 - 1
 
@@ -210,7 +213,11 @@ def truncation_notice(max_bytes: int) -> str:
 
 
 def push_log(
-    db: sessionmaker[Session], job_id: int, hostname: str, chunk: LogChunk, max_bytes: int
+    db: sessionmaker[Session],
+    job_id: int,
+    hostname: str,
+    chunk: LogChunk,
+    max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> None:
     """Store one chunk (once). Past ``max_bytes`` in all, a notice is stored once and the
     chunk is refused with 413; the job itself is not affected."""
@@ -263,7 +270,7 @@ def cancel_orders(session: Session, hostname: str, running: list[int]) -> list[J
     for job in jobs:
         mine = job.worker_hostname == hostname and job.state == JobState.RUNNING
         if mine and job.cancel_requested_at is not None:
-            orders.append(JobCancel(id=job.id, attempt=job.attempt, reason="cancelled"))
+            orders.append(JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL))
         elif not mine and job.id in running:
             orders.append(
                 JobCancel(
@@ -306,4 +313,4 @@ def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel
         jobs = session.scalars(select(Job).where(fresh).with_for_update(skip_locked=True)).all()
         for job in jobs:
             job.cancel_notified = True
-        return [JobCancel(id=job.id, attempt=job.attempt, reason="cancelled") for job in jobs]
+        return [JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in jobs]

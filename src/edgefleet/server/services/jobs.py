@@ -26,9 +26,18 @@ from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.server.services import lifecycle
+from edgefleet.server.services.dispatch import (  # noqa: F401 - the worker side, re-exported
+    claim,
+    has_queued,
+    push_log,
+    release,
+    report_result,
+)
 from edgefleet.server.services.policy import Capacity, waiting_reason
 from edgefleet.server.services.workers import get_worker, observed_state
 
+#: For callers without settings at hand (the server passes its own).
+DEFAULT_OFFLINE_TIMEOUT = 150.0
 #: Reported states in which a worker takes no new jobs.
 NOT_ACCEPTING = frozenset(
     {
@@ -39,7 +48,7 @@ NOT_ACCEPTING = frozenset(
 )
 
 
-def submit(db: sessionmaker[Session], request: JobSubmit, actor: str) -> int:
+def submit(db: sessionmaker[Session], request: JobSubmit, actor: str | None = None) -> int:
     now = utcnow()
     with db.begin() as session:
         job = Job(
@@ -149,7 +158,7 @@ def list_jobs(
     state: JobState | None,
     limit: int,
     offset: int,
-    offline_timeout: float,
+    offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT,
     queue: str | None = None,
 ) -> list[JobView]:
     query = select(Job).order_by(Job.id).limit(limit).offset(offset)
@@ -168,7 +177,9 @@ def list_jobs(
         return _views(jobs, capacity, now)
 
 
-def get_job(db: sessionmaker[Session], job_id: int, offline_timeout: float) -> JobDetail:
+def get_job(
+    db: sessionmaker[Session], job_id: int, offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
+) -> JobDetail:
     now = utcnow()
     with db() as session:
         job = session.get(Job, job_id)

@@ -47,7 +47,7 @@ def record(
     )
 
 
-def submitted(session: Session, job: Job, actor: str, now: datetime) -> None:
+def submitted(session: Session, job: Job, actor: str | None, now: datetime) -> None:
     session.flush()  # the job needs its id
     record(session, job, "submitted", now, actor=actor)
 
@@ -115,7 +115,7 @@ def finish(
         record(session, job, "succeeded", now, exit_code=exit_code, reason=reason)
         return False
     if state == JobState.CANCELLED or job.cancel_requested_at is not None:
-        _end(job, JobState.CANCELLED, exit_code, reason or "cancelled", now)
+        _end(job, JobState.CANCELLED, exit_code, f"cancelled while running on {hostname}", now)
         record(session, job, "cancelled", now, exit_code=exit_code, reason=job.reason)
         return False
     decision = after_failure(job.attempt, job.retries, job.retry_delay)
