@@ -69,10 +69,8 @@ async def watch(
             workers.current_desired, context.db, hostname, instance_id
         )
         with context.notifier.subscribe(hostname, desired.queues) as event:
-            if desired.version != version:
-                return _contact(desired)
             cancel = await run_in_threadpool(dispatch.take_new_cancels, context.db, hostname)
-            if cancel:
+            if desired.version != version or cancel:
                 return _contact(desired, cancel)
             if free_slots and await run_in_threadpool(
                 dispatch.has_queued, context.db, desired.queues, free_slots
