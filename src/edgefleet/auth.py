@@ -17,6 +17,8 @@ import jwt
 from edgefleet.errors import Unauthorized
 
 TOKEN_TTL_SECONDS = 60
+#: The longest lifetime (exp - iat) the server accepts, e.g. for the web UI's pasted token.
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
 ALGORITHM = "HS256"
 AUDIENCE = "edgefleet"
 
@@ -47,10 +49,12 @@ def verify_token(secret: str, token: str) -> Identity:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             leeway=30,
-            options={"require": ["sub", "role", "exp"]},
+            options={"require": ["sub", "role", "exp", "iat"]},
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
+    if claims["exp"] - claims["iat"] > MAX_TOKEN_LIFETIME_SECONDS:
+        raise Unauthorized("invalid token: its lifetime is longer than the server allows (24 h)")
     if claims["role"] not in ("worker", "admin"):
         raise Unauthorized(f"unknown role {claims['role']!r}")
     return Identity(subject=claims["sub"], role=claims["role"])

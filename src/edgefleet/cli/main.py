@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from edgefleet import __version__
-from edgefleet.cli import audit, control, db, jobs, server, worker, workers
+from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers
 from edgefleet.settings import Settings
 
 app = typer.Typer(
@@ -70,6 +70,7 @@ app.command("remote-edge-worker-update-maintenance-comment")(control.update_main
 app.command("shutdown-remote-edge-worker")(control.shutdown_remote_worker)
 app.command("shutdown-all-workers")(control.shutdown_all_workers)
 app.command("audit")(audit.audit)
+app.command("ui-token")(token.ui_token)
 
 
 def run() -> None:

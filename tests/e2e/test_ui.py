@@ -1,0 +1,325 @@
+"""The web UI in a real browser against a real server and real worker processes.
+
+Chromium comes from Debian (``apt-get install chromium``) and is driven by Playwright for
+Python; no browser is downloaded. The tests are skipped when either is missing. Screenshots
+go to the test's tmp dir, or to ``EDGEFLEET_UI_SCREENSHOTS`` (a directory) when that is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edgefleet.auth import Identity, mint_token
+from support import wait_until
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = os.environ.get("EDGEFLEET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: How long the UI may take to show a change (it refreshes every 1.5 s).
+UI_TIMEOUT_MS = 20_000
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    """A fresh browser context (own sessionStorage) with a desktop-sized page.
+
+    Page errors and console errors fail the test, except failed resource loads (the UI
+    shows refused requests itself, e.g. a 422 from a validation error).
+    """
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
+    yield page
+    context.close()
+    assert not problems, "\n".join(problems)
+
+
+def screenshot(page, tmp_path: Path, name: str) -> Path:
+    directory = Path(os.environ.get("EDGEFLEET_UI_SCREENSHOTS") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def ui_token(cli, name: str = "ui-tester", ttl: str = "1h") -> str:
+    result = cli("ui-token", "--ttl", ttl, "--name", name, check=True)
+    token = result.stdout.strip()
+    assert token.count(".") == 2, result.stdout
+    return token
+
+
+def sign_in(page, server, token: str) -> None:
+    page.goto(server.url + "/")
+    expect(page.locator("#signin-token")).to_be_visible()
+    page.fill("#signin-token", token)
+    page.click("#signin-submit")
+    expect(page.locator("#app")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def row(page, hostname: str):
+    return page.locator(f'#fleet-rows tr[data-hostname="{hostname}"]')
+
+
+def open_worker(page, hostname: str) -> None:
+    page.get_by_role("button", name=f"Manage {hostname}").click()
+    expect(page.locator("#drawer h2")).to_have_text(hostname)
+
+
+def test_ui_steers_a_live_worker(
+    server, start_worker, cli, cli_json, admin_api, edgefleet_env, page, tmp_path
+):
+    worker = start_worker("ui-edge-1", concurrency=2, extra_args=("--label", "site=lab"))
+    start_worker("ui-edge-2", concurrency=3, queues="default,gpu")
+
+    # Sign-in: garbage and a worker token are refused with a message; an admin token works.
+    page.goto(server.url + "/")
+    assert page.url.endswith("/ui")
+    page.fill("#signin-token", "not-a-token")
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_contain_text("not a token")
+    secret = edgefleet_env["EDGEFLEET_SECRET"]
+    worker_token = mint_token(secret, Identity(subject="ui-edge-1", role="worker"), ttl=600)
+    page.fill("#signin-token", worker_token)
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_contain_text("admin token")
+    sign_in(page, server, ui_token(cli))
+    expect(page.locator("#user-name")).to_have_text("ui-tester")
+
+    # The fleet: both workers, live state, desired next to applied.
+    first = row(page, "ui-edge-1")
+    expect(first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(row(page, "ui-edge-2")).to_be_visible()
+    expect(first.locator('[data-col="state"]')).to_have_text("idle", timeout=UI_TIMEOUT_MS)
+    expect(first.locator('[data-field="desired"]')).to_have_text("2")
+    expect(first.locator('[data-col="labels"]')).to_contain_text("site=lab")
+    expect(row(page, "ui-edge-2").locator('[data-col="queues"]')).to_contain_text("gpu")
+
+    # The filter box narrows the table (glob), and clearing it brings the rows back.
+    page.fill("#fleet-filter", "*-2")
+    expect(first).to_have_count(0)
+    expect(row(page, "ui-edge-2")).to_be_visible()
+    page.fill("#fleet-filter", "")
+    expect(first).to_be_visible()
+
+    # Set the concurrency through the UI; the worker acknowledges it.
+    open_worker(page, "ui-edge-1")
+    page.fill("#w-concurrency", "5")
+    page.click("#w-concurrency-set")
+    view = admin_api.wait_applied("ui-edge-1", 5, pid=worker.pid)
+    assert view["concurrency"] == 5 and view["concurrency_source"] == "operator"
+    listed = {w["hostname"]: w for w in cli_json("list-workers")}
+    assert listed["ui-edge-1"]["applied_concurrency"] == 5
+    assert listed["ui-edge-1"]["applied_version"] == listed["ui-edge-1"]["desired_version"]
+    expect(first.locator('[data-field="desired"]')).to_have_text("5", timeout=UI_TIMEOUT_MS)
+    expect(first.locator('[data-field="applied"]')).to_have_text("5", timeout=UI_TIMEOUT_MS)
+    expect(first.locator("[data-converged]")).to_have_attribute(
+        "data-converged", "true", timeout=UI_TIMEOUT_MS
+    )
+    expect(first.locator('[data-col="conc"]')).to_contain_text("operator")
+    expect(page.locator("#w-concurrency-error")).to_be_hidden()
+
+    # Out-of-range values: the server's validation error is shown, and nothing changes.
+    before = admin_api.worker("ui-edge-1")
+    for bad, message in (("5000", "less than or equal to 1024"), ("0", "greater than or equal")):
+        page.fill("#w-concurrency", bad)
+        page.click("#w-concurrency-set")
+        error = page.locator("#w-concurrency-error")
+        expect(error).to_be_visible()
+        expect(error).to_contain_text(message)
+        expect(error).to_contain_text("422")
+    time.sleep(0.5)
+    after = admin_api.worker("ui-edge-1")
+    assert after["desired_version"] == before["desired_version"]
+    assert after["concurrency"] == 5 and after["applied_concurrency"] == 5
+    screenshot(page, tmp_path, "ui-validation-error")
+
+    # Maintenance with a comment, shown in the fleet table, then back out of it.
+    page.fill("#w-maint-comment", "swap the SSD")
+    page.click("#w-maint-enter")
+    admin_api.wait_for_worker("ui-edge-1", lambda v: v["state"] == "maintenance")
+    expect(first.locator('[data-col="state"]')).to_have_text("maintenance", timeout=UI_TIMEOUT_MS)
+    expect(first.locator('[data-col="maint"]')).to_have_text("swap the SSD")
+    expect(page.locator("#w-maint-exit")).to_be_visible()
+    screenshot(page, tmp_path, "ui-fleet-maintenance")
+    page.click("#w-maint-exit")
+    view = admin_api.wait_for_worker(
+        "ui-edge-1", lambda v: v["state"] == "idle" and v["converged"], message="back to idle"
+    )
+    assert view["maintenance_comment"] is None
+    expect(first.locator('[data-col="state"]')).to_have_text("idle", timeout=UI_TIMEOUT_MS)
+    expect(first.locator('[data-col="maint"]')).to_have_text("—")
+
+    # Reset to the worker's own flag.
+    page.click("#w-concurrency-reset")
+    admin_api.wait_applied("ui-edge-1", 2, pid=worker.pid)
+    expect(first.locator('[data-col="conc"]')).to_contain_text("flag", timeout=UI_TIMEOUT_MS)
+
+    # The audit log names the token's subject as the actor of every change.
+    page.click('.tabs a[data-view="audit"]')
+    audit_rows = page.locator("#audit-rows tr")
+    expect(audit_rows.filter(has_text="maintenance_comment").first).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
+    expect(audit_rows.filter(has_text="concurrency").first).to_contain_text("ui-tester")
+    entries = admin_api.call("GET", "/audit", params={"edge_hostname": "ui-edge-1"})
+    assert {e["actor"] for e in entries} == {"ui-tester"}
+    assert {"concurrency", "maintenance", "maintenance_comment"} <= {e["field"] for e in entries}
+    screenshot(page, tmp_path, "ui-audit")
+
+    # Sign out: back to the form, and the token is gone from the tab.
+    page.click("#signout")
+    expect(page.locator("#signin-token")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert worker.alive()
+
+
+def test_ui_bulk_shutdown_and_remove(server, start_worker, admin_api, cli, page, tmp_path):
+    workers = {name: start_worker(name, concurrency=1) for name in ("bulk-a", "bulk-b")}
+    sign_in(page, server, ui_token(cli, name="bulk-operator"))
+    for name in workers:
+        expect(row(page, name)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # Bulk: select both, set their concurrency in one go.
+    page.click("#fleet-select-all")
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    page.fill("#bulk-concurrency", "4")
+    page.click("#bulk-set")
+    for name, process in workers.items():
+        admin_api.wait_applied(name, 4, pid=process.pid)
+        expect(row(page, name).locator('[data-field="applied"]')).to_have_text(
+            "4", timeout=UI_TIMEOUT_MS
+        )
+    # A bulk validation error is shown in the bulk bar.
+    page.fill("#bulk-concurrency", "2000")
+    page.click("#bulk-set")
+    expect(page.locator("#bulk-error")).to_contain_text("less than or equal to 1024")
+    page.click("#bulk-clear")
+    screenshot(page, tmp_path, "ui-fleet-bulk")
+
+    # Shut one down from its panel: a confirm dialog first; cancelling changes nothing.
+    open_worker(page, "bulk-b")
+    page.click("#w-shutdown")
+    expect(page.locator("#dialog")).to_be_visible()
+    page.click("#dialog-cancel")
+    expect(page.locator("#dialog")).to_be_hidden()
+    assert workers["bulk-b"].alive()
+    page.click("#w-shutdown")
+    page.click("#dialog-confirm")
+    assert workers["bulk-b"].wait(timeout=30) == 0
+    expect(row(page, "bulk-b").locator('[data-col="state"]')).to_have_text(
+        "stopped", timeout=UI_TIMEOUT_MS
+    )
+
+    # A stopped worker can be removed; its row goes away.
+    remove = page.locator("#w-remove")
+    expect(remove).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    remove.click()
+    page.click("#dialog-confirm")
+    expect(row(page, "bulk-b")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    assert admin_api.find_worker("bulk-b") is None
+    assert workers["bulk-a"].alive()
+
+
+def test_ui_jobs_and_logs(server, start_worker, admin_api, cli, page, tmp_path):
+    start_worker("jobs-edge", concurrency=2)
+    ok = admin_api.submit(["sh", "-c", "echo hello from the UI test; echo second line"])
+    bad = admin_api.submit(["sh", "-c", "echo about to fail >&2; exit 3"])
+    admin_api.wait_for_jobs([ok, bad])
+    sign_in(page, server, ui_token(cli))
+
+    page.click('.tabs a[data-view="jobs"]')
+    ok_row = page.locator(f'#jobs-rows tr[data-id="{ok}"]')
+    bad_row = page.locator(f'#jobs-rows tr[data-id="{bad}"]')
+    expect(ok_row.locator('[data-col="state"]')).to_have_text("success", timeout=UI_TIMEOUT_MS)
+    expect(bad_row.locator('[data-col="state"]')).to_have_text("failed")
+    expect(bad_row.locator('[data-col="exit"]')).to_have_text("3")
+    expect(ok_row.locator('[data-col="worker"]')).to_have_text("jobs-edge")
+
+    ok_row.click()
+    expect(page.locator("#job-log")).to_contain_text(
+        "hello from the UI test", timeout=UI_TIMEOUT_MS
+    )
+    expect(page.locator("#job-log")).to_contain_text("second line")
+    screenshot(page, tmp_path, "ui-job-log")
+
+
+def test_ui_assets_are_served_safely(server):
+    root = httpx.get(server.url + "/", follow_redirects=False)
+    assert root.status_code in (302, 307) and root.headers["location"] == "/ui"
+    index = httpx.get(server.url + "/ui")
+    assert index.status_code == 200 and "text/html" in index.headers["content-type"]
+    assert "script-src 'self'" in index.headers["content-security-policy"]
+    assert index.headers["x-frame-options"] == "DENY"
+    for asset, kind in (("app.js", "javascript"), ("app.css", "text/css")):
+        response = httpx.get(f"{server.url}/ui/{asset}")
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    for path in ("/ui/..%2Fapp.py", "/ui/missing.js", "/ui/%2E%2E"):
+        assert httpx.get(server.url + path).status_code == 404, path
+
+
+def test_ui_tokens_are_bounded(server, cli, edgefleet_env):
+    secret = edgefleet_env["EDGEFLEET_SECRET"]
+    url = f"{server.url}/api/v1/workers"
+    short = cli("ui-token", "--ttl", "30m", check=True).stdout.strip()
+    assert httpx.get(url, headers={"Authorization": f"Bearer {short}"}).status_code == 200
+
+    # The CLI refuses lifetimes over 24 h, and the server refuses such tokens if minted anyway.
+    refused = cli("ui-token", "--ttl", "48h")
+    assert refused.returncode == 2 and "24h" in refused.stderr
+    assert cli("ui-token", "--ttl", "soon").returncode == 2
+    long_lived = mint_token(secret, Identity(subject="mallory", role="admin"), ttl=48 * 3600)
+    response = httpx.get(url, headers={"Authorization": f"Bearer {long_lived}"})
+    assert response.status_code == 401
+    assert "lifetime" in response.json()["detail"]
+
+
+def test_ui_signs_out_when_the_server_refuses_the_token(server, cli, page):
+    """A token the server stops accepting (here: the secret rotated) ends the session."""
+    sign_in(page, server, ui_token(cli))
+    page.evaluate(
+        "sessionStorage.setItem('edgefleet.ui.token', 'x.' + btoa(JSON.stringify("
+        "{sub: 'x', role: 'admin', exp: Date.now() / 1000 + 600})) + '.y')"
+    )
+    page.reload()
+    expect(page.locator("#signin-error")).to_contain_text("sign in again", timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: page.evaluate("sessionStorage.length") == 0, timeout=5)
