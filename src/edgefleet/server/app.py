@@ -17,7 +17,7 @@ from edgefleet.db.session import make_engine, make_sessionmaker
 from edgefleet.errors import EdgefleetError
 from edgefleet.server.context import ServerContext
 from edgefleet.server.notifier import Notifier
-from edgefleet.server.routes import audit, edge, health, jobs, ui, workers
+from edgefleet.server.routes import audit, edge, health, jobs, metrics, ui, workers
 from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
 
@@ -70,6 +70,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(ui.router)
+    app.include_router(metrics.router)
     return app
 
 
