@@ -22,7 +22,7 @@ from edgefleet.server.services import sweep
 
 log = logging.getLogger(__name__)
 
-#: Seconds between purges of expired jobs (a cheap query, but no need to run it every sweep).
+#: Longest time between purges of expired jobs (sooner for a short retention).
 PURGE_EVERY = 60.0
 
 
@@ -64,7 +64,8 @@ class Sweeper:
         self._last_tick = now
         for queue in sorted(queues):
             notifier.job_queued(queue)
-        if time.monotonic() - self._last_purge >= PURGE_EVERY:
+        purge_every = min(PURGE_EVERY, max(self.interval, settings.job_retention / 4))
+        if time.monotonic() - self._last_purge >= purge_every:
             self._last_purge = time.monotonic()
             purged = sweep.purge_finished(db, settings.job_retention, now)
             if purged:

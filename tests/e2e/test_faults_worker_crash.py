@@ -1,0 +1,103 @@
+"""Fault: a worker killed with SIGKILL in the middle of its jobs.
+
+After the offline timeout (5 s in tests) the server's sweeper counts the worker's runs as
+lost: each job with retries left runs again elsewhere, the others fail with the reason.
+A worker restarted before that hands its predecessor's runs back at once. Nothing stays
+``running`` for ever, and the killed jobs' processes die with their worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from jobs_support import jobs_fixture, spool_files  # noqa: F401 - fixtures
+
+from support import parse_time, wait_until
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_killed_workers_jobs_run_again_elsewhere(server, start_worker, jobs, job_recorder):
+    crashing = start_worker("crash-edge", concurrency=3)
+    ids = [jobs.submit(job_recorder.command(3.0), retries=2) for _ in range(3)]
+    wait_until(lambda: len(job_recorder.running()) == 3, message="3 jobs running")
+    running = job_recorder.running()
+    assert {r.worker for r in running} == {"crash-edge"}
+
+    killed_at = time.time()
+    crashing.send(signal.SIGKILL)  # no clean-up in the worker at all
+    crashing.wait(10)
+    # Its jobs die with it (they would otherwise run on while the server re-queues them).
+    for run in running:
+        wait_until(lambda run=run: _pid_gone(run.pid), timeout=10, message=f"job pid {run.pid}")
+
+    start_worker("rescue-edge", concurrency=3)
+    views = jobs.wait_finished(ids, timeout=90)
+    lost_at = []
+    for job_id, view in views.items():
+        assert (view["state"], view["attempt"], view["worker"]) == ("success", 2, "rescue-edge")
+        history = jobs.get(job_id)["history"]
+        events = [e["event"] for e in history]
+        assert events == ["submitted", "started", "lost", "started", "succeeded"], events
+        lost = history[2]
+        assert "worker crash-edge went offline" in lost["reason"]
+        assert (lost["attempt"], lost["worker"], lost["state"]) == (1, "crash-edge", "queued")
+        lost_at.append(parse_time(lost["at"]))
+    # Re-queued once the worker had been silent for the offline timeout (5 s), not before;
+    # its last heartbeat came at most about a second before the kill.
+    assert min(lost_at) >= killed_at + 5.0 - 2.0
+    print(
+        f"\nre-queued {min(lost_at) - killed_at:.2f}-{max(lost_at) - killed_at:.2f}s after kill -9"
+    )
+
+    finished = [r for r in job_recorder.runs() if r.end is not None]
+    assert sorted(r.job for r in finished) == sorted(ids)  # the killed runs never finished
+    assert {(r.worker, r.attempt) for r in finished} == {("rescue-edge", 2)}
+
+
+def test_without_retries_the_lost_job_fails_with_the_reason(
+    server, start_worker, jobs, job_recorder
+):
+    worker = start_worker("lonely-edge", concurrency=1)
+    job = jobs.submit(job_recorder.command(30.0))
+    wait_until(job_recorder.running, message="job running")
+    worker.kill()
+    view = jobs.wait_state(job, "failed", timeout=60)
+    assert view["exit_code"] is None
+    assert "worker lonely-edge went offline" in view["reason"]
+    assert "attempt 1" in view["reason"]
+    assert jobs.events(job) == ["submitted", "started", "lost"]
+
+
+def test_a_worker_restarted_at_once_hands_back_its_predecessors_jobs(
+    server, start_worker, jobs, job_recorder, edgefleet_home
+):
+    first = start_worker("phoenix-edge", concurrency=2)
+    running = [jobs.submit(job_recorder.command(3.0), retries=1) for _ in range(2)]
+    waiting = jobs.submit(job_recorder.command(0.0))
+    wait_until(lambda: len(job_recorder.running()) == 2, message="2 jobs running")
+    first.send(signal.SIGKILL)
+    first.wait(10)
+
+    second = start_worker("phoenix-edge", concurrency=3)  # well within the offline timeout
+    for job_id in running:  # lost at registration, not after the offline timeout
+        lost = jobs.get(job_id)["history"][2]
+        assert lost["event"] == "lost", jobs.events(job_id)
+        assert "the worker restarted while the job was running" in lost["reason"]
+    views = jobs.wait_finished([*running, waiting], timeout=90)
+    assert [views[j]["attempt"] for j in running] == [2, 2]
+    assert views[waiting]["attempt"] == 1
+    assert {v["state"] for v in views.values()} == {"success"}
+    finished = [r for r in job_recorder.runs() if r.end is not None]
+    assert sorted(r.job for r in finished) == sorted([*running, waiting])
+    assert {r.ppid for r in finished} == {second.pid}
+    assert spool_files(edgefleet_home, "phoenix-edge") == []
