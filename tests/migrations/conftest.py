@@ -69,18 +69,23 @@ def cli_env(migration_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_cli(cli_env: dict[str, str]):
-    """Run ``edgefleet ARGS...`` in a subprocess against the test's database."""
+def cli(cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``edgefleet ARGS...`` in this process against the test's database; the result has
+    ``exit_code``, ``stdout`` and ``stderr``."""
+    from typer.testing import CliRunner
 
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*EDGEFLEET, *args],
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+    from edgefleet.cli.main import app
+
+    for name in list(os.environ):
+        if name.startswith("EDGEFLEET_"):
+            monkeypatch.delenv(name)
+    for name, value in cli_env.items():
+        if name.startswith("EDGEFLEET_"):
+            monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, list(args))
 
     return run
 
