@@ -1,0 +1,308 @@
+"""Fixtures shared by all edgefleet tests.
+
+End-to-end tests run the real thing: ``edgefleet server`` and ``edgefleet worker`` as
+subprocesses on loopback, real subprocess jobs and a real database (a SQLite file, or a fresh
+PostgreSQL database per test when ``EDGEFLEET_TEST_PG_URL`` is set). Helpers live in
+``tests/support``; see its ``__init__`` for the list.
+
+Fixture overview (all function-scoped):
+
+- ``database_url``        URL of a new, empty (unmigrated) database
+- ``edgefleet_home``      an empty EDGEFLEET_HOME directory
+- ``edgefleet_env``       dict: the environment for edgefleet subprocesses (see below)
+- ``processes``           ProcessRegistry: owns every subprocess; logs shown if a test fails
+- ``server_factory``      ``(migrate=True, env=None, wait=True, extra_args=()) -> ServerProcess``
+- ``server``              a migrated, healthy server (``.url``, ``.pid``, ``.log_text()``)
+- ``admin_api``           AdminApi (httpx) for ``server`` with an admin token
+- ``start_worker``        ``(hostname, concurrency=2, queues="default", *, heartbeat_interval=1,
+                          extra_args=(), env=None, wait=True, timeout=30) -> WorkerProcess``
+- ``cli`` / ``cli_json``  run the ``edgefleet`` console script with ``edgefleet_env``
+- ``job_recorder``        JobRecorder: jobs that record their own start/end times
+- ``migrated_database_url``, ``app_settings``, ``app``, ``app_client``, ``session_factory``:
+                          in-process server pieces for unit tests (no subprocesses)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from support import (
+    AdminApi,
+    Cli,
+    JobRecorder,
+    ProcessRegistry,
+    ServerProcess,
+    WorkerProcess,
+    free_port,
+    fresh_database,
+    upgrade_database,
+    wait_until,
+)
+
+#: Seconds of heartbeat silence after which the server shows a worker as offline, in tests.
+OFFLINE_TIMEOUT = 5
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _test_failed(request: pytest.FixtureRequest) -> bool:
+    return any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+# --- database and environment ---------------------------------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A new, empty database: ``sqlite:///<tmp>/edgefleet.db``, or with
+    ``EDGEFLEET_TEST_PG_URL`` set, a uniquely named PostgreSQL database dropped afterwards."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def edgefleet_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def edgefleet_env(edgefleet_home: Path, database_url: str) -> dict[str, str]:
+    """The environment for edgefleet subprocesses of this test.
+
+    A copy of ``os.environ`` without any outside ``EDGEFLEET_*`` variables, plus:
+    ``EDGEFLEET_HOME`` (tmp dir), ``EDGEFLEET_DB_URL`` (``database_url``), ``EDGEFLEET_SECRET``
+    (random), ``EDGEFLEET_API_URL`` (``http://127.0.0.1:<free port>``, where ``server``
+    listens; rewritten in place if that port turns out to be taken),
+    ``EDGEFLEET_WORKER_OFFLINE_TIMEOUT`` (5 s) and ``EDGEFLEET_ACTOR``. Edit it before starting
+    processes to change their settings; ``cli`` and the factories read it at call time.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
+    env.update(
+        EDGEFLEET_HOME=str(edgefleet_home),
+        EDGEFLEET_DB_URL=database_url,
+        EDGEFLEET_SECRET=secrets.token_urlsafe(32),
+        EDGEFLEET_API_URL=f"http://127.0.0.1:{free_port()}",
+        EDGEFLEET_WORKER_OFFLINE_TIMEOUT=str(OFFLINE_TIMEOUT),
+        EDGEFLEET_ACTOR="test-operator",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def cli(edgefleet_env: dict[str, str]) -> Cli:
+    """``cli("list-workers", "--output", "json", check=False, timeout=60, env=None)``:
+    runs the ``edgefleet`` console script, returns a text ``CompletedProcess``."""
+    return Cli(edgefleet_env)
+
+
+@pytest.fixture
+def cli_json(cli: Cli) -> Callable[..., object]:
+    """``cli_json("jobs", "show", 3)``: adds ``--output json``, asserts exit 0, parses stdout."""
+    return cli.json
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessRegistry]:
+    """Owns all subprocesses of a test; stops workers (and their jobs), then servers."""
+    registry = ProcessRegistry(tmp_path / "logs")
+    yield registry
+    if _test_failed(request) and registry.processes:
+        print(f"\n===== process logs =====\n{registry.logs_report()}")
+    registry.cleanup()
+
+
+@pytest.fixture
+def server_factory(
+    edgefleet_env: dict[str, str], cli: Cli, processes: ProcessRegistry
+) -> Callable[..., ServerProcess]:
+    """Start ``edgefleet server`` on the port in ``EDGEFLEET_API_URL``.
+
+    ``server_factory(migrate=True, env=None, wait=True, extra_args=())``: runs
+    ``edgefleet db migrate`` first unless ``migrate=False``; with ``wait`` blocks until
+    ``GET /api/v1/health`` answers. A port found taken is replaced by a free one (and
+    ``EDGEFLEET_API_URL`` updated) up to three times. Stopped at teardown (SIGTERM, then KILL).
+    """
+
+    def start(
+        migrate: bool = True,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> ServerProcess:
+        env = edgefleet_env if env is None else env
+        if migrate:
+            cli("db", "migrate", check=True, env=env)
+        for _ in range(3):
+            port = int(env["EDGEFLEET_API_URL"].rsplit(":", 1)[1])
+            server = processes.start_server(env, port, extra_args)
+            if not wait:
+                return server
+            try:
+                server.wait_healthy()
+                return server
+            except AssertionError:
+                if "address already in use" not in server.log_text().lower():
+                    raise
+                env["EDGEFLEET_API_URL"] = f"http://127.0.0.1:{free_port()}"
+        raise AssertionError("could not find a free port for the server")
+
+    return start
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """A healthy ``edgefleet server`` on a migrated ``database_url``."""
+    return server_factory()
+
+
+@pytest.fixture
+def admin_api(server: ServerProcess, edgefleet_env: dict[str, str]) -> Iterator[AdminApi]:
+    """An admin HTTP client for ``server`` (token subject ``test-admin``)."""
+    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"]) as api:
+        yield api
+
+
+@pytest.fixture
+def start_worker(
+    edgefleet_env: dict[str, str], processes: ProcessRegistry
+) -> Callable[..., WorkerProcess]:
+    """Start ``edgefleet worker -H NAME -c N -q QUEUES --heartbeat-interval S [extra_args]``.
+
+    ``start_worker(hostname, concurrency=2, queues="default", *, heartbeat_interval=1.0,
+    extra_args=(), env=None, wait=True, timeout=30)``. With ``wait`` it returns once the
+    server lists this process (same pid) as the worker and it has acknowledged its desired
+    state; without, right after spawning (for workers expected to be refused). The handle has
+    ``.proc``, ``.pid``, ``.log_text()``, ``.stop()`` (SIGTERM + wait) and ``.kill()``
+    (SIGKILL, a crash). Leftovers and their jobs are killed at teardown.
+    """
+
+    def start(
+        hostname: str,
+        concurrency: int = 2,
+        queues: str = "default",
+        *,
+        heartbeat_interval: float = 1.0,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> WorkerProcess:
+        env = edgefleet_env if env is None else env
+        args = [
+            "-c",
+            str(concurrency),
+            "-q",
+            queues,
+            "--heartbeat-interval",
+            str(heartbeat_interval),
+            *extra_args,
+        ]
+        worker = processes.start_worker(env, hostname, args)
+        if wait:
+            _wait_registered(worker, env, timeout)
+        return worker
+
+    return start
+
+
+def _wait_registered(worker: WorkerProcess, env: dict[str, str], timeout: float) -> None:
+    with AdminApi(env["EDGEFLEET_API_URL"], env["EDGEFLEET_SECRET"]) as api:
+
+        def registered() -> bool:
+            if not worker.alive():
+                raise AssertionError(
+                    f"{worker!r} exited with {worker.returncode} before registering:\n"
+                    f"{worker.log_tail()}"
+                )
+            view = api.find_worker(worker.hostname)
+            return bool(
+                view
+                and view["pid"] == worker.pid
+                and view["applied_concurrency"] is not None
+                and view["applied_version"] == view["desired_version"]
+            )
+
+        wait_until(registered, timeout=timeout, message=lambda: worker.log_tail())
+
+
+@pytest.fixture
+def job_recorder(tmp_path: Path) -> JobRecorder:
+    """``job_recorder.command(seconds=1.0, exit_code=0)`` builds a job command whose runs
+    ``job_recorder.runs()`` reads back; see ``support.records``."""
+    return JobRecorder(tmp_path / "job-records.jsonl")
+
+
+# --- in-process server pieces (unit tests) --------------------------------------------
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """``database_url`` migrated to the latest schema, in-process."""
+    upgrade_database(database_url)
+    return database_url
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path, migrated_database_url: str):
+    """Settings for an in-process app on ``migrated_database_url`` with a random secret."""
+    from edgefleet.settings import Settings
+
+    return Settings(
+        home=tmp_path / "app-home",
+        db_url=migrated_database_url,
+        secret=secrets.token_urlsafe(32),
+        worker_offline_timeout=OFFLINE_TIMEOUT,
+        watch_timeout=2.0,
+    )
+
+
+@pytest.fixture
+def app(app_settings):
+    """``edgefleet.server.app.create_app(app_settings)``."""
+    from edgefleet.server.app import create_app
+
+    return create_app(app_settings)
+
+
+@pytest.fixture
+def app_client(app) -> Iterator[object]:
+    """A ``fastapi.testclient.TestClient`` for ``app`` (lifespan run), without a token."""
+    with warnings.catch_warnings():
+        # starlette nags that httpx is deprecated for its TestClient; nothing to act on here
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+    app.state.context.engine.dispose()
+
+
+@pytest.fixture
+def session_factory(migrated_database_url: str) -> Iterator[object]:
+    """A SQLAlchemy ``sessionmaker`` on ``migrated_database_url``, for service-level tests."""
+    from edgefleet.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(migrated_database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -1,0 +1,53 @@
+"""Shared test infrastructure for edgefleet's unit and end-to-end tests.
+
+The fixtures in ``tests/conftest.py`` are thin wrappers around these modules; import from here
+when a test needs a helper directly (``from support import wait_until, max_overlap``).
+
+- ``waiting``   ``wait_until`` / ``async_wait_until``: polling with a deadline, never fixed sleeps
+- ``database``  ``fresh_database``: a new SQLite file, or a new PostgreSQL database when
+                ``EDGEFLEET_TEST_PG_URL`` is set
+- ``processes`` real ``edgefleet server`` / ``edgefleet worker`` subprocesses and their clean-up
+- ``cli``       ``Cli``: runs the installed ``edgefleet`` console script with a test environment
+- ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
+- ``records``   ``JobRecorder``: jobs that log their own start/end times, and overlap maths
+"""
+
+from support.api import AdminApi, admin_token, auth_header, worker_token
+from support.cli import EDGEFLEET, Cli, squash
+from support.database import PG_URL_ENV, backend_name, fresh_database, upgrade_database
+from support.processes import (
+    ManagedProcess,
+    ProcessRegistry,
+    ServerProcess,
+    WorkerProcess,
+    free_port,
+)
+from support.records import JobRecorder, JobRun, max_overlap, parse_time, running_at
+from support.waiting import WaitTimeout, async_wait_until, wait_until
+
+__all__ = [
+    "EDGEFLEET",
+    "PG_URL_ENV",
+    "AdminApi",
+    "Cli",
+    "JobRecorder",
+    "JobRun",
+    "ManagedProcess",
+    "ProcessRegistry",
+    "ServerProcess",
+    "WaitTimeout",
+    "WorkerProcess",
+    "admin_token",
+    "async_wait_until",
+    "auth_header",
+    "backend_name",
+    "free_port",
+    "fresh_database",
+    "max_overlap",
+    "parse_time",
+    "running_at",
+    "squash",
+    "upgrade_database",
+    "wait_until",
+    "worker_token",
+]

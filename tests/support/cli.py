@@ -1,0 +1,84 @@
+"""Running the installed ``edgefleet`` console script the way an operator does."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+#: The console script of the environment running the tests (the venv's ``bin/edgefleet``).
+EDGEFLEET = Path(sys.executable).parent / "edgefleet"
+
+_BOX = re.compile(r"[\u2500-\u257f]")  # rich's box-drawing characters around error panels
+
+
+def squash(text: str) -> str:
+    """Text with rich's panel borders removed and all whitespace runs collapsed to one space.
+
+    CLI error panels wrap long messages at the terminal width; compare messages on this.
+    """
+    return " ".join(_BOX.sub(" ", text).split())
+
+
+class Cli:
+    """Runs ``edgefleet ARGS...`` with ``env`` (read at call time, so later edits are seen)."""
+
+    def __init__(self, env: Mapping[str, str], executable: Path = EDGEFLEET) -> None:
+        self.env = env
+        self.executable = executable
+
+    def __call__(
+        self,
+        *args: str | int,
+        check: bool = False,
+        timeout: float = 60.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the command; returns the CompletedProcess (text). ``check`` asserts exit 0."""
+        argv = [str(self.executable), *map(str, args)]
+        result = subprocess.run(
+            argv,
+            env=dict(env if env is not None else self.env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        if check:
+            assert result.returncode == 0, describe(result)
+        return result
+
+    def run_all(
+        self, commands: Sequence[Sequence[str | int]], max_workers: int = 4, **kwargs: Any
+    ) -> list[subprocess.CompletedProcess[str]]:
+        """Run independent commands in parallel (each CLI start costs about a second of
+        imports); returns their results in the order given. ``kwargs`` go to each call."""
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(lambda args: self(*args, **kwargs), commands))
+
+    def json(self, *args: str | int, timeout: float = 60.0, **kwargs: Any) -> Any:
+        """Run with ``--output json`` (placed before a ``--``), assert exit 0, parse stdout."""
+        args_list = [str(a) for a in args]
+        at = args_list.index("--") if "--" in args_list else len(args_list)
+        args_list[at:at] = ["--output", "json"]
+        result = self(*args_list, check=True, timeout=timeout, **kwargs)
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"stdout is not JSON ({exc}):\n{describe(result)}") from None
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    """A CompletedProcess as text for assertion messages."""
+    command = " ".join(str(a) for a in result.args[1:])
+    return (
+        f"`edgefleet {command}` exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )

@@ -1,0 +1,254 @@
+"""The worker agent's scheduling against a scripted server (httpx.MockTransport).
+
+The worker is the real EdgeWorker running real subprocess jobs; only the server is scripted.
+Every request the worker sends is validated against the wire contract on arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edgefleet.contract import (
+    FetchRequest,
+    Heartbeat,
+    JobRelease,
+    JobResult,
+    LogChunk,
+    Registration,
+)
+from edgefleet.worker.agent import EdgeWorker, WorkerConfig
+from edgefleet.worker.client import EdgeClient
+from support import JobRecorder, async_wait_until, max_overlap
+
+HOST = "unit-edge"
+SECRET = "s" * 40
+PREFIX = "/api/v1/edge"
+
+
+class FakeEdgeServer:
+    """A scripted worker API. ``fetch_answers`` is consumed one entry per fetch call; each is
+    ``(jobs, desired_changes)``; once empty, fetches answer with no jobs."""
+
+    def __init__(self, concurrency: int, queues: tuple[str, ...] = ("default",)) -> None:
+        self.desired = {
+            "version": 1,
+            "concurrency": concurrency,
+            "concurrency_source": "flag",
+            "queues": list(queues),
+            "maintenance": False,
+            "maintenance_comment": None,
+            "shutdown": False,
+        }
+        self.fetch_answers: list[tuple[list[dict], dict]] = []
+        self.registrations: list[Registration] = []
+        self.heartbeats: list[Heartbeat] = []
+        self.fetches: list[FetchRequest] = []
+        self.results: dict[int, JobResult] = {}
+        self.releases: list[tuple[int, JobRelease]] = []
+        self.logs: dict[int, list[LogChunk]] = {}
+        self.changed = asyncio.Event()
+
+    def change(self, **fields) -> None:
+        """An operator's change: a new desired version."""
+        self.desired = {**self.desired, **fields, "version": self.desired["version"] + 1}
+        self.changed.set()
+
+    def log_text(self, job_id: int) -> str:
+        return "".join(
+            chunk.data for chunk in sorted(self.logs.get(job_id, []), key=lambda c: c.seq)
+        )
+
+    def _contact(self) -> httpx.Response:
+        return httpx.Response(
+            200, json={"desired": self.desired, "server_time": datetime.now(UTC).isoformat()}
+        )
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"].startswith("Bearer ")
+        path = request.url.path.removeprefix(PREFIX)
+        parts = path.strip("/").split("/")
+        if parts[0] == "workers":
+            assert parts[1] == HOST
+            return await self._worker_call(parts[2], request)
+        job_id = int(parts[1])
+        if parts[2] == "result":
+            self.results[job_id] = JobResult.model_validate_json(request.content)
+        elif parts[2] == "release":
+            self.releases.append((job_id, JobRelease.model_validate_json(request.content)))
+        elif parts[2] == "logs":
+            self.logs.setdefault(job_id, []).append(LogChunk.model_validate_json(request.content))
+        else:
+            return httpx.Response(404, json={"error": "not_found", "detail": path})
+        return httpx.Response(204)
+
+    async def _worker_call(self, action: str, request: httpx.Request) -> httpx.Response:
+        if action == "register":
+            self.registrations.append(Registration.model_validate_json(request.content))
+            return self._contact()
+        if action == "heartbeat":
+            self.heartbeats.append(Heartbeat.model_validate_json(request.content))
+            return self._contact()
+        if action == "watch":
+            if int(request.url.params["version"]) == self.desired["version"]:
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await self.changed.wait()
+            return self._contact()
+        if action == "fetch":
+            self.fetches.append(FetchRequest.model_validate_json(request.content))
+            jobs, changes = self.fetch_answers.pop(0) if self.fetch_answers else ([], {})
+            if changes:
+                self.change(**changes)
+            return httpx.Response(200, json={"jobs": jobs, "desired": self.desired})
+        return httpx.Response(404, json={"error": "not_found", "detail": action})
+
+
+def _assignment(job_id: int, command: list[str]) -> dict:
+    return {"id": job_id, "attempt": 1, "command": command, "queue": "default", "slots": 1}
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    fake: FakeEdgeServer, home: Path, concurrency: int, long_poll: bool = False
+) -> AsyncIterator[EdgeWorker]:
+    """Run a real EdgeWorker against ``fake``; stop it (draining its jobs) on exit."""
+    config = WorkerConfig(
+        hostname=HOST,
+        concurrency=concurrency,
+        queues=["default"],
+        home=home,
+        api_url="http://edgefleet.test",
+        heartbeat_interval=0.2,
+        poll_interval=0.05,
+        watch_timeout=1.0,
+        long_poll=long_poll,
+    )
+    client = EdgeClient(config.api_url, HOST, SECRET, transport=httpx.MockTransport(fake.handler))
+    worker = EdgeWorker(config, client)
+    task = asyncio.create_task(worker.run())
+    try:
+        await async_wait_until(lambda: worker.desired is not None or task.done(), timeout=10)
+        if task.done():
+            task.result()  # raise what went wrong
+        yield worker
+    finally:
+        worker.request_stop()
+        try:
+            async with asyncio.timeout(15):
+                await asyncio.shield(task)
+        except TimeoutError:
+            worker.request_stop()  # a second stop kills the jobs
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> JobRecorder:
+    return JobRecorder(tmp_path / "records.jsonl")
+
+
+async def test_jobs_beyond_the_free_slots_are_handed_back(tmp_path, recorder):
+    fake = FakeEdgeServer(concurrency=2)
+    fake.fetch_answers = [([_assignment(i, recorder.command(0.5)) for i in (1, 2, 3)], {})]
+
+    async with running_worker(fake, tmp_path, concurrency=2):
+        await async_wait_until(lambda: len(fake.results) == 2, timeout=20)
+
+    assert fake.fetches[0].free_slots == 2
+    assert [(job_id, release.attempt) for job_id, release in fake.releases] == [(3, 1)]
+    assert sorted(fake.results) == [1, 2]
+    assert all(r.state == "success" and r.exit_code == 0 for r in fake.results.values())
+    runs = recorder.runs()
+    assert sorted(r.job for r in runs) == [1, 2]  # job 3 never started
+    assert max_overlap(runs) == 2
+
+
+async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(tmp_path, recorder):
+    fake = FakeEdgeServer(concurrency=3)
+    jobs = [_assignment(i, recorder.command(0.3)) for i in (10, 11)]
+    fake.fetch_answers = [(jobs, {"concurrency": 1, "concurrency_source": "operator"})]
+
+    async with running_worker(fake, tmp_path, concurrency=3) as worker:
+        await async_wait_until(lambda: 10 in fake.results, timeout=20)
+        acked = await async_wait_until(
+            lambda: [b for b in fake.heartbeats if b.applied_version == 2], timeout=10
+        )
+        assert worker.limiter.limit == 1
+
+    assert [job_id for job_id, _ in fake.releases] == [11]
+    assert [r.job for r in recorder.runs()] == [10]
+    assert acked[0].applied_concurrency == 1
+
+
+async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_without_restart(
+    tmp_path, recorder
+):
+    fake = FakeEdgeServer(concurrency=1)
+    async with running_worker(fake, tmp_path, concurrency=1, long_poll=True) as worker:
+        assert worker.limiter.limit == 1
+        fake.change(concurrency=4, concurrency_source="operator")
+        beats = await async_wait_until(
+            lambda: [b for b in fake.heartbeats if b.applied_version == 2], timeout=10
+        )
+        assert beats[0].applied_concurrency == 4
+        assert worker.limiter.limit == 4
+
+        # The new limit is what it now fetches for: four jobs at once.
+        fetches_before = len(fake.fetches)
+        fake.fetch_answers = [([_assignment(i, recorder.command(0.5)) for i in range(20, 24)], {})]
+        fake.change()  # wake the long-poll, as a queued job would
+        await async_wait_until(lambda: len(fake.results) == 4, timeout=20)
+        assert [f.free_slots for f in fake.fetches[fetches_before:]][0] == 4
+
+    assert len(fake.registrations) == 1  # never re-registered, never restarted
+    assert max_overlap(recorder.runs()) == 4
+    assert fake.releases == []
+
+
+async def test_job_outcome_environment_and_output_are_reported(tmp_path, recorder):
+    fake = FakeEdgeServer(concurrency=3)
+    code = "import os, sys; print('out', os.environ['EDGEFLEET_JOB_ID']); sys.exit(3)"
+    fake.fetch_answers = [
+        (
+            [
+                _assignment(31, [sys.executable, "-I", "-c", code]),
+                _assignment(32, ["/nonexistent/edgefleet-command"]),
+                _assignment(33, recorder.command(0.0)),
+            ],
+            {},
+        )
+    ]
+    async with running_worker(fake, tmp_path, concurrency=3):
+        await async_wait_until(lambda: len(fake.results) == 3, timeout=20)
+        await async_wait_until(lambda: "out 31" in fake.log_text(31), timeout=10)
+
+    assert (fake.results[31].state, fake.results[31].exit_code) == ("failed", 3)
+    assert (fake.results[32].state, fake.results[32].exit_code) == ("failed", None)
+    assert "/nonexistent/edgefleet-command" in fake.results[32].reason
+    assert (fake.results[33].state, fake.results[33].exit_code) == ("success", 0)
+    (run,) = recorder.runs()
+    assert (run.job, run.attempt, run.worker) == (33, 1, HOST)
+
+
+async def test_stop_lets_running_jobs_finish_and_reports_stopped(tmp_path, recorder):
+    fake = FakeEdgeServer(concurrency=1)
+    fake.fetch_answers = [([_assignment(41, recorder.command(0.5))], {})]
+    async with running_worker(fake, tmp_path, concurrency=1):
+        await async_wait_until(lambda: recorder.runs(), timeout=10)
+    # leaving the block stopped the worker: the job ran to its end, and it said goodbye
+    assert fake.results[41].state == "success"
+    assert recorder.runs()[0].end is not None
+    assert fake.heartbeats[-1].state == "stopped"
+    state = json.loads((tmp_path / "workers" / f"{HOST}.json").read_text())
+    assert state["state"] == "stopped"
