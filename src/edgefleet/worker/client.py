@@ -52,8 +52,13 @@ class EdgeClient:
         await self._http.aclose()
 
     async def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """One request; a connection that broke under it (a kept-alive connection the link
+        dropped) is retried once on a fresh one. Every worker call is idempotent."""
         try:
-            response = await self._http.request(method, url, **kwargs)
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                response = await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"{method} {url}: {exc!r}") from exc
         if response.status_code >= 500:

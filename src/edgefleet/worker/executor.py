@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,6 +71,11 @@ def delivery_via(client: EdgeClient) -> Deliver:
     return deliver
 
 
+def _brief(command: list[str], limit: int = 160) -> str:
+    text = shlex.join(command)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Executor:
     def __init__(
         self,
@@ -118,7 +124,7 @@ class Executor:
             self.hostname,
             assignment.id,
             assignment.attempt,
-            assignment.command,
+            _brief(assignment.command),
         )
         env = job_environment(
             os.environ,
