@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgefleet.worker.statefile import read_state
-from support import squash
+from support import free_port, squash, wait_until
 
 
 def test_two_workers_share_one_home_side_by_side(
@@ -77,3 +77,11 @@ def test_worker_flags_out_of_bounds_are_refused(server, admin_api, start_worker)
         message = _refused(worker).lower()
         assert "concurrency" in message, message
     assert admin_api.find_worker("edge-flags") is None
+
+
+def test_a_worker_that_cannot_reach_the_server_still_stops_on_sigterm(start_worker, edgefleet_env):
+    unreachable = dict(edgefleet_env, EDGEFLEET_API_URL=f"http://127.0.0.1:{free_port()}")
+    worker = start_worker("edge-lonely", concurrency=1, env=unreachable, wait=False)
+    wait_until(lambda: "cannot register" in worker.log_text(), timeout=30, message=worker.log_tail)
+    assert worker.stop(timeout=20) == 0
+    assert worker.log_text().count("cannot register") >= 1

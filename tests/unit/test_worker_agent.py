@@ -252,3 +252,29 @@ async def test_stop_lets_running_jobs_finish_and_reports_stopped(tmp_path, recor
     assert fake.heartbeats[-1].state == "stopped"
     state = json.loads((tmp_path / "workers" / f"{HOST}.json").read_text())
     assert state["state"] == "stopped"
+
+
+async def test_a_stop_ends_registration_retries_while_the_server_is_unreachable(tmp_path):
+    attempts: list[str] = []
+
+    async def unreachable(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.url.path)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    config = WorkerConfig(
+        hostname=HOST, concurrency=1, queues=["default"], home=tmp_path, api_url="http://x.test"
+    )
+    client = EdgeClient(config.api_url, HOST, SECRET, transport=httpx.MockTransport(unreachable))
+    worker = EdgeWorker(config, client)
+    task = asyncio.create_task(worker.run())
+    try:
+        await async_wait_until(lambda: len(attempts) >= 3, timeout=30)
+        worker.request_stop()
+        async with asyncio.timeout(10):
+            await task  # before the fix: retried for ever, deaf to the stop
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+    assert worker.desired is None
+    assert all(path.endswith("/register") or path.endswith("/heartbeat") for path in attempts)

@@ -212,6 +212,11 @@ class EdgeWorker:
                     contact = await self.client.register(self._registration())
                     break
                 except ServerUnavailable as exc:
+                    if self._stopping:  # a stop must not wait for a server that may never come
+                        log.warning(
+                            "worker %s: stopped before it could register", self.config.hostname
+                        )
+                        return
                     delay = _backoff(attempt)
                     log.warning(
                         "worker %s: cannot register (%s); retrying in %.1fs",
@@ -220,7 +225,7 @@ class EdgeWorker:
                         delay,
                     )
                     attempt += 1
-                    await asyncio.sleep(delay)
+                    await wait_event(self._stop_event, delay)
                 except Rejected as exc:
                     raise RegistrationRefused(f"server refused registration: {exc.detail}") from exc
             self._registered = True
