@@ -29,10 +29,14 @@ def test_jobs_finish_through_a_server_outage_longer_than_the_offline_timeout(
 
     server.stop()
     stopped_at = time.monotonic()
+
     # The jobs run to their end with the server away; their results wait in the spools.
-    wait_until(lambda: len(job_recorder.finished()) == 4, timeout=60, message="jobs done")
-    spooled = [spool_files(edgefleet_home, w.hostname) for w in workers]
-    assert sum(1 for files in spooled for f in files if "-result-" in f.name) == 6
+    def results_spooled() -> int:
+        files = [f for w in workers for f in spool_files(edgefleet_home, w.hostname)]
+        return sum(1 for f in files if "-result-" in f.name)
+
+    wait_until(lambda: results_spooled() == 6, timeout=60, message="all 6 results spooled")
+    assert len(job_recorder.finished()) == 4
     # Stay away longer than the offline timeout (5 s).
     wait_until(lambda: time.monotonic() - stopped_at > 7, timeout=30)
 
