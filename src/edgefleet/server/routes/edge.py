@@ -69,7 +69,9 @@ async def watch(
             workers.current_desired, context.db, hostname, instance_id
         )
         with context.notifier.subscribe(hostname, desired.queues) as event:
-            cancel = await run_in_threadpool(dispatch.take_new_cancels, context.db, hostname)
+            cancel = []
+            if free_slots < desired.concurrency:  # only a busy worker has runs to cancel
+                cancel = await run_in_threadpool(dispatch.take_new_cancels, context.db, hostname)
             if desired.version != version or cancel:
                 return _contact(desired, cancel)
             if free_slots and await run_in_threadpool(
