@@ -375,7 +375,7 @@ class EdgeWorker:
     def _contact_ok(self) -> None:
         """The server answered: note it, and let what waits for it (the outbox, a pending
         fetch) try again at once."""
-        if self._last_contact is None or self._pending_fetch is not None:
+        if self._pending_fetch is not None:
             self._wake.set()
         self._last_contact = datetime.now(UTC)
         self.executor.outbox.kick()
@@ -435,51 +435,14 @@ class EdgeWorker:
         """Before registering, deliver what a previous process of this worker still owed the
         server: registration counts that process's unreported jobs as lost. Returns False if
         a stop came first (what is left stays in the spool)."""
-        pending = self.executor.recover()
-        if not pending:
-            return True
-        log.info(
-            "worker %s: delivering %d messages a previous process left in the spool",
-            self.config.hostname,
-            pending,
-        )
-        replayed = asyncio.create_task(self.executor.wait_reported(None))
-        stopped = asyncio.create_task(self._stop_event.wait())
-        await asyncio.wait({replayed, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        replayed.cancel()
-        return not self._stopping
+        return await self.executor.replay(self._stop_event)
 
     async def _drain(self) -> None:
         """Leave cleanly: settle a pending fetch, let jobs finish within the grace period
         (then kill them), and deliver their results while the server answers."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.grace_period
+        deadline = asyncio.get_running_loop().time() + self.config.grace_period
         await self._settle_pending_fetch(deadline)
-        if self.executor.running:
-            log.info(
-                "worker %s: waiting up to %gs for %d running jobs",
-                self.config.hostname,
-                max(0.0, deadline - loop.time()),
-                self.executor.running,
-            )
-            if not await self.executor.wait_ended(max(0.0, deadline - loop.time())):
-                killed = self.executor.kill_all(
-                    f"killed: the worker was stopped and its grace period of "
-                    f"{self.config.grace_period:g}s ran out"
-                )
-                log.warning(
-                    "worker %s: grace period over, killed %d jobs", self.config.hostname, killed
-                )
-                await self.executor.wait_ended(None)
-        if not await self.executor.wait_reported(self.config.report_timeout):
-            log.warning(
-                "worker %s: %d messages could not be delivered yet; they stay in the spool "
-                "for the next start",
-                self.config.hostname,
-                len(self.executor.outbox),
-            )
-        await self.executor.close()
+        await self.executor.drain(deadline, self.config.grace_period, self.config.report_timeout)
 
     async def _settle_pending_fetch(self, deadline: float) -> None:
         """A fetch whose answer was lost may have claimed jobs: ask again, and hand them

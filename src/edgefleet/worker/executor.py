@@ -112,6 +112,24 @@ class Executor:
                 )
         return self.outbox.replay()
 
+    async def replay(self, stop: asyncio.Event) -> bool:
+        """Recover, then wait until the server has what a predecessor left; False if
+        ``stop`` was set first."""
+        pending = self.recover()
+        if not pending:
+            return True
+        log.info(
+            "worker %s: delivering %d messages a previous process left in the spool",
+            self.hostname,
+            pending,
+        )
+        replayed = asyncio.create_task(self.wait_reported(None))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({replayed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        replayed.cancel()
+        stopped.cancel()
+        return not stop.is_set()
+
     # --- running -----------------------------------------------------------------------
 
     def start(self, assignment: JobAssignment, seq: int | None) -> None:
@@ -252,6 +270,32 @@ class Executor:
     async def wait_reported(self, timeout: float | None) -> bool:
         """Wait until the server has every result (and anything else the spool owes)."""
         return await self.outbox.wait_empty(timeout)
+
+    async def drain(self, deadline: float, grace: float, report_timeout: float) -> None:
+        """Let running jobs end by ``deadline`` (loop time), kill what is left, then deliver
+        results for up to ``report_timeout`` seconds; the rest stays in the spool."""
+        loop = asyncio.get_running_loop()
+        if self.running:
+            log.info(
+                "worker %s: waiting up to %gs for %d running jobs",
+                self.hostname,
+                max(0.0, deadline - loop.time()),
+                self.running,
+            )
+            if not await self.wait_ended(max(0.0, deadline - loop.time())):
+                killed = self.kill_all(
+                    f"killed: the worker was stopped and its grace period of {grace:g}s ran out"
+                )
+                log.warning("worker %s: grace period over, killed %d jobs", self.hostname, killed)
+                await self.wait_ended(None)
+        if not await self.wait_reported(report_timeout):
+            log.warning(
+                "worker %s: %d messages could not be delivered yet; they stay in the spool "
+                "for the next start",
+                self.hostname,
+                len(self.outbox),
+            )
+        await self.close()
 
     async def close(self) -> None:
         """Leave: stop waiting for deliveries; undelivered messages stay in the spool."""

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, distinct, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
@@ -73,9 +73,9 @@ def queues_due(db: sessionmaker[Session], since: datetime, now: datetime) -> lis
     with db() as session:
         return list(
             session.scalars(
-                select(distinct(Job.queue)).where(
-                    Job.state == JobState.QUEUED, Job.not_before > since, Job.not_before <= now
-                )
+                select(Job.queue)
+                .distinct()
+                .where(Job.state == JobState.QUEUED, Job.not_before > since, Job.not_before <= now)
             )
         )
 
