@@ -43,10 +43,10 @@ def test_db_migrate_is_idempotent_and_keeps_data(cli, database_url, server_facto
     head = revisions[0]
     assert head in first.stdout
 
-    second = cli("db", "migrate", check=True)
+    second, checked = cli.run_all([["db", "migrate"], ["db", "check"]], check=True)
     assert "already" in second.stdout, describe(second)
+    assert head in checked.stdout
     assert _schema(database_url) == (tables, [head])
-    assert head in cli("db", "check", check=True).stdout
 
     # Migrating again under a live server with data in the database changes nothing.
     server = server_factory(migrate=False)
@@ -70,10 +70,6 @@ def test_server_refuses_an_unmigrated_database(server_factory, database_url):
 def test_server_refuses_a_database_behind_the_code(cli, server_factory):
     cli("db", "migrate", check=True)
     cli("db", "downgrade", "base", check=True)
-    behind = cli("db", "check")
-    assert behind.returncode == 1, describe(behind)
-    assert "edgefleet db migrate" in squash(behind.stderr)
-
     server = server_factory(migrate=False, wait=False)
     assert server.wait(timeout=60) != 0, server.log_text()
     assert "edgefleet db migrate" in squash(server.log_text())

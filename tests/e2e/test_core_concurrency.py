@@ -28,7 +28,7 @@ def test_concurrency_changes_at_runtime_hold_without_restart(
 
     # Phase 1, concurrency 2 (the worker's flag): short jobs, then long ones queued behind.
     short = [admin_api.submit(job_recorder.command(1.2)) for _ in range(6)]
-    long = [admin_api.submit(job_recorder.command(4.0)) for _ in range(5)]
+    long = [admin_api.submit(job_recorder.command(5.0)) for _ in range(5)]
     wait_until(lambda: len(job_recorder.finished()) >= 3, timeout=60, message="3 jobs done")
 
     # Phase 2: raised to 5 at runtime; the worker fetches more at once.
@@ -109,7 +109,10 @@ def test_offline_worker_gets_central_value_and_reset_returns_control_to_flag(
     assert pending["state"] == "stopped"
     assert pending["applied_concurrency"] == 2  # what it last reported; it is not running
 
-    # Back with a different flag: the central value wins.
+    # Work queued meanwhile waits for it.
+    ids = [admin_api.submit(job_recorder.command(1.5)) for _ in range(8)]
+
+    # Back with a different flag: the central value wins...
     second = start_worker(host, concurrency=3)
     view = admin_api.wait_applied(host, 4, pid=second.pid)
     assert (view["concurrency"], view["flag_concurrency"]) == (4, 3)
@@ -117,7 +120,6 @@ def test_offline_worker_gets_central_value_and_reset_returns_control_to_flag(
     assert read_state(edgefleet_home, host)["concurrency"] == 4
 
     # ...and is what it really runs: 4 at once, not its flag's 3.
-    ids = [admin_api.submit(job_recorder.command(1.0)) for _ in range(8)]
     admin_api.wait_for_jobs(ids)
     runs = job_recorder.runs()
     assert sorted(r.job for r in runs) == sorted(ids)

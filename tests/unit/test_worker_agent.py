@@ -160,7 +160,7 @@ def recorder(tmp_path: Path) -> JobRecorder:
 
 async def test_jobs_beyond_the_free_slots_are_handed_back(tmp_path, recorder):
     fake = FakeEdgeServer(concurrency=2)
-    fake.fetch_answers = [([_assignment(i, recorder.command(0.5)) for i in (1, 2, 3)], {})]
+    fake.fetch_answers = [([_assignment(i, recorder.command(1.0)) for i in (1, 2, 3)], {})]
 
     async with running_worker(fake, tmp_path, concurrency=2):
         await async_wait_until(lambda: len(fake.results) == 2, timeout=20)
@@ -206,7 +206,7 @@ async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_withou
 
         # The new limit is what it now fetches for: four jobs at once.
         fetches_before = len(fake.fetches)
-        fake.fetch_answers = [([_assignment(i, recorder.command(0.5)) for i in range(20, 24)], {})]
+        fake.fetch_answers = [([_assignment(i, recorder.command(1.0)) for i in range(20, 24)], {})]
         fake.change()  # wake the long-poll, as a queued job would
         await async_wait_until(lambda: len(fake.results) == 4, timeout=20)
         assert [f.free_slots for f in fake.fetches[fetches_before:]][0] == 4
