@@ -51,7 +51,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 run_pytest() {
-    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"
+    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider --durations=20 "$@"
 }
 
 run_pytest_on_postgres() {

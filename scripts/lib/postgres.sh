@@ -34,7 +34,7 @@ start_postgres() {
             start >/dev/null; then
             PG_PORT=$port
             PG_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
-            log "PostgreSQL $("$bin/postgres" --version | awk '{print $NF}') running on port $port ($PG_DIR)"
+            log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') running on port $port ($PG_DIR)"
             return 0
         fi
         echo "PostgreSQL did not start on port $port (attempt $attempt):" >&2
