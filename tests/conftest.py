@@ -140,7 +140,8 @@ def server_factory(
 
     ``server_factory(migrate=True, env=None, wait=True, extra_args=())``: runs
     ``edgefleet db migrate`` first unless ``migrate=False``; with ``wait`` blocks until
-    ``GET /api/v1/health`` answers. A port found taken is replaced by a free one (and
+    ``GET /api/v1/health`` answers and the server proves it is ours (it accepts a token
+    signed with this test's secret). A port found taken is replaced by a free one (and
     ``EDGEFLEET_API_URL`` updated) up to three times. Stopped at teardown (SIGTERM, then KILL).
     """
 
@@ -160,14 +161,23 @@ def server_factory(
                 return server
             try:
                 server.wait_healthy()
-                return server
             except AssertionError:
                 if "address already in use" not in server.log_text().lower():
                     raise
-                env["EDGEFLEET_API_URL"] = f"http://127.0.0.1:{free_port()}"
+            else:
+                if _answers_to(server, env["EDGEFLEET_SECRET"]):
+                    return server
+                server.stop()  # another test's server holds the port and answered for ours
+            env["EDGEFLEET_API_URL"] = f"http://127.0.0.1:{free_port()}"
         raise AssertionError("could not find a free port for the server")
 
     return start
+
+
+def _answers_to(server: ServerProcess, secret: str) -> bool:
+    """Whether the server at ``server.url`` is ours: it accepts this test's secret."""
+    with AdminApi(server.url, secret) as api:
+        return api.request("GET", "/workers").status_code == 200
 
 
 @pytest.fixture
