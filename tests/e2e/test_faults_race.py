@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from jobs_support import jobs_fixture  # noqa: F401 - fixture
 
 from support import wait_until
@@ -17,8 +18,15 @@ WORKERS = 10
 JOBS = 500
 
 
+@pytest.fixture
+def patient_server(edgefleet_env: dict[str, str]) -> None:
+    """This test is about claims, not liveness: on a loaded 2-core machine the server may
+    take a while to answer heartbeats, so do not let it count workers as offline soon."""
+    edgefleet_env["EDGEFLEET_WORKER_OFFLINE_TIMEOUT"] = "60"
+
+
 def test_ten_workers_racing_for_500_jobs_run_each_exactly_once(
-    server, start_worker, jobs, admin_api, tmp_path
+    patient_server, server, start_worker, jobs, admin_api, tmp_path
 ):
     ledger = tmp_path / "ledger.txt"
     line = f'echo "$EDGEFLEET_JOB_ID $EDGEFLEET_JOB_ATTEMPT $EDGEFLEET_WORKER" >> {ledger}'
@@ -31,6 +39,7 @@ def test_ten_workers_racing_for_500_jobs_run_each_exactly_once(
         for n in range(WORKERS)
     ]
     views = jobs.wait_finished(ids, timeout=600)
+    assert all("lost" not in jobs.events(job_id) for job_id in ids[:20])
 
     entries = [row.split() for row in ledger.read_text().splitlines()]
     runs = Counter(int(job) for job, _, _ in entries)

@@ -133,6 +133,7 @@ def test_a_result_for_a_requeued_attempt_is_refused_and_noted(session_factory):
     dispatch.claim(db, "w1", instance, 1, seq=1)
     with db.begin() as session:  # silent past the offline timeout
         session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
+        session.get(Job, job).started_at = utcnow() - timedelta(seconds=60)
     (lost,) = sweep.requeue_lost(db, OFFLINE, utcnow())
     assert (lost.job_id, lost.attempt, lost.requeued) == (job, 1, True)
     assert sweep.requeue_lost(db, OFFLINE, utcnow()) == []  # idempotent
@@ -156,6 +157,39 @@ def test_a_result_for_a_requeued_attempt_is_refused_and_noted(session_factory):
     assert history[-1] == ("succeeded", "success", 2)
 
 
+def test_a_worker_that_still_claims_jobs_is_not_counted_offline(session_factory):
+    db = session_factory
+    instance = register(db)
+    first, second = submit(db), submit(db)
+    dispatch.claim(db, "w1", instance, 1, seq=1)
+    with db.begin() as session:  # heartbeats starved...
+        session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
+        session.get(Job, first).started_at = utcnow() - timedelta(seconds=60)
+    dispatch.claim(db, "w1", instance, 1, seq=2)  # ...but it just fetched again
+    assert sweep.requeue_lost(db, OFFLINE, utcnow()) == []
+    with db.begin() as session:
+        session.get(Job, second).started_at = utcnow() - timedelta(seconds=60)
+    assert sorted(run.job_id for run in sweep.requeue_lost(db, OFFLINE, utcnow())) == [
+        first,
+        second,
+    ]
+
+
+def test_a_lost_run_of_a_cancelled_job_ends_cancelled(session_factory):
+    db = session_factory
+    instance = register(db)
+    job = submit(db, retries=3)
+    dispatch.claim(db, "w1", instance, 1, seq=1)
+    jobs.cancel(db, job, "op")
+    with db.begin() as session:
+        session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
+        session.get(Job, job).started_at = utcnow() - timedelta(seconds=60)
+    (run,) = sweep.requeue_lost(db, OFFLINE, utcnow())
+    assert not run.requeued
+    view = jobs.get_job(db, job)
+    assert view.state == "cancelled" and view.history[-1].event == "lost"
+
+
 def test_a_lost_run_without_retries_fails_with_the_reason(session_factory):
     db = session_factory
     instance = register(db)
@@ -163,6 +197,7 @@ def test_a_lost_run_without_retries_fails_with_the_reason(session_factory):
     dispatch.claim(db, "w1", instance, 1, seq=1)
     with db.begin() as session:
         session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
+        session.get(Job, job).started_at = utcnow() - timedelta(seconds=60)
     sweep.requeue_lost(db, OFFLINE, utcnow())
     view = jobs.get_job(db, job)
     assert view.state == "failed"
@@ -239,6 +274,7 @@ def test_heartbeats_order_stale_runs_stopped(session_factory):
     assert dispatch.orders_for_heartbeat(db, "w1", [job]) == []
     with db.begin() as session:
         session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
+        session.get(Job, job).started_at = utcnow() - timedelta(seconds=60)
     sweep.requeue_lost(db, OFFLINE, utcnow())
     (order,) = dispatch.orders_for_heartbeat(db, "w1", [job, 999])[:1]
     assert (order.id, order.attempt, order.requested) == (job, 1, False)

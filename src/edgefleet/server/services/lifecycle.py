@@ -136,7 +136,7 @@ def lose(session: Session, job: Job, why: str, now: datetime) -> bool:
     hostname = job.worker_hostname
     if job.cancel_requested_at is not None:
         _end(job, JobState.CANCELLED, None, f"cancelled ({why})", now)
-        record(session, job, "cancelled", now, reason=job.reason)
+        record(session, job, "lost", now, reason=job.reason)
         return False
     decision = after_failure(job.attempt, job.retries, job.retry_delay, immediate=True)
     note = _join(why, decision.note)

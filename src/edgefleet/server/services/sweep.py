@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, exists, or_, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
@@ -34,19 +34,26 @@ class LostRun:
 
 
 def requeue_lost(db: sessionmaker[Session], offline_timeout: float, now: datetime) -> list[LostRun]:
-    """Runs whose worker has been silent past ``offline_timeout`` (or was removed) are lost:
-    each is re-queued at once if it has retries left, else failed (or cancelled, if that was
-    asked for). Never leaves a job running for ever on a worker that is gone."""
+    """Runs whose worker has been silent past ``offline_timeout`` (no heartbeat and no claim,
+    or it was removed) are lost: each is re-queued at once if it has retries left, else
+    failed (or cancelled, if that was asked for). No job stays running on a worker that is
+    gone."""
     cutoff = now - timedelta(seconds=offline_timeout)
     silent = or_(Worker.hostname.is_(None), Worker.last_heartbeat.is_(None))
     silent = or_(silent, Worker.last_heartbeat < cutoff)
+    # A worker whose heartbeats are starved (a server or link under heavy load) but that
+    # still claims jobs is alive: re-queueing its runs would only run them twice.
+    claimed = aliased(Job)
+    claiming = exists().where(
+        claimed.worker_hostname == Job.worker_hostname, claimed.started_at > cutoff
+    )
     lost: list[LostRun] = []
     while True:
         with db.begin() as session:
             jobs = session.scalars(
                 select(Job)
                 .outerjoin(Worker, Worker.hostname == Job.worker_hostname)
-                .where(Job.state == JobState.RUNNING, silent)
+                .where(Job.state == JobState.RUNNING, silent, ~claiming)
                 .order_by(Job.id)
                 .limit(BATCH)
                 .with_for_update(skip_locked=True, of=Job)
