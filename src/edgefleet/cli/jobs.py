@@ -127,8 +127,14 @@ def submit(
         print(created["id"])
 
 
+def _why(job: dict[str, Any]) -> str | None:
+    if job.get("cancel_requested") and job.get("state") == "running":
+        return "cancel requested"
+    return job.get("waiting_reason") or job.get("reason")
+
+
 def _with_why(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**job, "why": job.get("waiting_reason") or job.get("reason")} for job in jobs]
+    return [{**job, "why": _why(job)} for job in jobs]
 
 
 @app.command("list")
