@@ -70,3 +70,12 @@ def test_server_refuses_a_database_that_is_not_current(cli) -> None:
     refused = cli("server", "--port", "1")
     assert refused.exit_code == 1
     assert "run `edgefleet db migrate`" in refused.stderr
+
+
+def test_an_unreachable_database_is_a_message_not_a_traceback(cli, monkeypatch) -> None:
+    monkeypatch.setenv("EDGEFLEET_DB_URL", "postgresql+psycopg://edgefleet:pw@127.0.0.1:1/nope")
+    result = cli("db", "migrate")
+    assert result.exit_code == 1
+    assert "cannot migrate: cannot use the database" in result.stderr
+    assert "pw" not in result.stderr  # the password stays hidden
+    assert isinstance(result.exception, SystemExit)
