@@ -26,4 +26,14 @@ def server(
         app = create_app(settings)
     except SchemaNotCurrent as exc:
         fail(str(exc))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    notifier = app.state.context.notifier
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            notifier.release_all()  # held long-polls would otherwise delay the shutdown
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5
+    )
+    Server(config).run()

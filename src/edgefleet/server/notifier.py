@@ -30,6 +30,9 @@ class Notifier:
             QUEUE: defaultdict(set),
         }
         self.publish: Publisher | None = None
+        #: Set when the server is shutting down: long-polls answer at once instead of holding
+        #: the graceful shutdown open until they time out.
+        self.closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -67,6 +70,18 @@ class Notifier:
         if self._loop is None or key not in self._events.get(kind, {}):
             return
         self._loop.call_soon_threadsafe(self._set_all, kind, key)
+
+    def release_all(self) -> None:
+        """Answer every held long-poll now; safe to call from a signal handler's thread."""
+        self.closing = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._set_every_event)
+
+    def _set_every_event(self) -> None:
+        for index in self._events.values():
+            for events in index.values():
+                for event in events:
+                    event.set()
 
     def _set_all(self, kind: str, key: str) -> None:
         for event in self._events[kind].get(key, ()):

@@ -79,7 +79,7 @@ async def watch(
             ):
                 return _contact(desired)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or context.notifier.closing:
                 return _contact(desired)
             await wait_event(event, min(remaining, context.settings.watch_recheck))
 
