@@ -66,11 +66,16 @@ trap stop_all EXIT
 trap 'INTERRUPTED=1; echo; log "stopping the worker and the server"; exit 0' INT
 trap 'exit 143' TERM
 
-# wait_for SECONDS WHAT PYTHON-EXPRESSION: poll until the expression is true.
+# wait_for SECONDS WHAT PYTHON-EXPRESSION: poll until the expression is true; it may use `api`,
+# an admin client of the server (api.get("/workers") and so on).
 wait_for() {
     local seconds=$1 what=$2 expression=$3
     "$PY" - "$seconds" "$expression" <<'EOF' || die "timed out waiting for $what"
 import sys, time
+from edgefleet.cli.api import AdminClient
+from edgefleet.settings import Settings
+
+api = AdminClient(Settings())
 deadline = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < deadline:
     try:
@@ -78,7 +83,7 @@ while time.monotonic() < deadline:
             sys.exit(0)
     except Exception:
         pass
-    time.sleep(0.3)
+    time.sleep(0.2)
 sys.exit(1)
 EOF
 }
@@ -89,13 +94,12 @@ log "database: ${EDGEFLEET_DB_URL:-sqlite in $EDGEFLEET_HOME}"
 log "starting the server on $EDGEFLEET_API_URL"
 "$EF" server --port "$PORT" --log-level warning &
 SERVER_PID=$!
-wait_for 30 "the server" "__import__('urllib.request').request.urlopen('$EDGEFLEET_API_URL/api/v1/health', timeout=2).status == 200"
+wait_for 30 "the server" "api.get('/health') is not None"
 
 log "starting worker $WORKER (concurrency 2, heartbeat every second)"
 "$EF" worker --edge-hostname "$WORKER" --concurrency 2 --heartbeat-interval 1 &
 WORKER_PID=$!
-wait_for 30 "the worker to register" \
-    "'$WORKER' in __import__('subprocess').run(['$EF', 'list-workers', '-o', 'json'], capture_output=True, text=True).stdout"
+wait_for 30 "the worker to register" "any(w['hostname'] == '$WORKER' for w in api.get('/workers'))"
 
 log "submitting example jobs"
 FIRST=$("$EF" submit -- sh -c 'echo "hello from $(hostname)"; sleep 2; echo bye')
@@ -104,7 +108,7 @@ FIRST=$("$EF" submit -- sh -c 'echo "hello from $(hostname)"; sleep 2; echo bye'
 "$EF" submit -- sh -c 'echo "this one fails" >&2; exit 3'
 
 wait_for 60 "the jobs to finish" \
-    "all(j['state'] in ('success', 'failed') for j in __import__('json').loads(__import__('subprocess').run(['$EF', 'jobs', 'list', '-o', 'json'], capture_output=True, text=True).stdout)[-4:])"
+    "all(j['state'] in ('success', 'failed') for j in api.get('/jobs', params={'limit': 10000})[-4:])"
 
 log "edgefleet jobs list"
 "$EF" jobs list

@@ -18,7 +18,7 @@ def _wait_for_text(path: Path, needle: str, timeout: float = 60) -> None:
 
 
 def test_concurrent_migrate_processes(spawn_cli, tmp_path: Path, migration_engine) -> None:
-    outputs = [(tmp_path / f"out{i}", tmp_path / f"err{i}") for i in range(3)]
+    outputs = [(tmp_path / f"out{i}", tmp_path / f"err{i}") for i in range(2)]
     processes = []
     for out, err in outputs:
         with out.open("w") as stdout, err.open("w") as stderr:
@@ -26,10 +26,10 @@ def test_concurrent_migrate_processes(spawn_cli, tmp_path: Path, migration_engin
     codes = [process.wait(timeout=120) for process in processes]
 
     texts = [out.read_text() + err.read_text() for out, err in outputs]
-    assert codes == [0, 0, 0], texts
+    assert codes == [0, 0], texts
     head = migrate.head_revision()
     assert sum(f"upgraded from empty to {head}" in t for t in texts) == 1, texts
-    assert sum(f"already at revision {head}" in t for t in texts) == 2, texts
+    assert sum(f"already at revision {head}" in t for t in texts) == 1, texts
     assert migrate.schema_status(migration_engine).is_current
 
 
