@@ -11,7 +11,9 @@ def test_maintenance_drains_without_killing_and_resumes(
     server, start_worker, cli, cli_json, admin_api, job_recorder
 ):
     worker = start_worker("drain-1", concurrency=2)
-    running = [admin_api.submit(job_recorder.command(seconds=3)) for _ in range(2)]
+    # Long enough to outlast a CLI call on a loaded machine: they must still run when the
+    # maintenance request lands.
+    running = [admin_api.submit(job_recorder.command(seconds=8)) for _ in range(2)]
     wait_until(lambda: len(job_recorder.running()) == 2, message="two jobs running")
 
     cli(
@@ -56,7 +58,7 @@ def test_shutdown_finishes_running_jobs_then_exits(
     server, start_worker, cli, admin_api, job_recorder
 ):
     worker = start_worker("down-1", concurrency=1)
-    job = admin_api.submit(job_recorder.command(seconds=2))
+    job = admin_api.submit(job_recorder.command(seconds=8))  # outlasts the CLI call below
     wait_until(lambda: job_recorder.running(), message="job running")
     queued = admin_api.submit(job_recorder.command(seconds=0))
 
