@@ -101,9 +101,18 @@ def test_slots_are_budgeted_and_an_oversized_job_says_why_it_waits(
     assert "needs 5 slots" in table
 
 
-def test_cancel_a_queued_and_a_running_job(server, start_worker, cli, cli_json, jobs, job_recorder):
-    # Heartbeats every 30 s: the cancel has to arrive through the long-poll.
-    start_worker("cancel-edge", concurrency=1, heartbeat_interval=30)
+@pytest.fixture
+def slow_heartbeats(edgefleet_env: dict[str, str]) -> float:
+    """Heartbeats every 30 s (and an offline timeout to match): whatever reaches the worker
+    sooner came through its long-poll."""
+    edgefleet_env["EDGEFLEET_WORKER_OFFLINE_TIMEOUT"] = "150"
+    return 30.0
+
+
+def test_cancel_a_queued_and_a_running_job(
+    slow_heartbeats, server, start_worker, cli, cli_json, jobs, job_recorder
+):
+    start_worker("cancel-edge", concurrency=1, heartbeat_interval=slow_heartbeats)
     running = jobs.submit(job_recorder.command(120.0))
     (run,) = wait_until(job_recorder.running, message="job running")
     queued = jobs.submit(job_recorder.command(0.0))
