@@ -51,7 +51,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 run_pytest() {
-    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider --durations=20 "$@"
+    # The suite mostly waits on real processes, so it runs in parallel (EDGEFLEET_TEST_JOBS).
+    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider \
+        -n "${EDGEFLEET_TEST_JOBS:-3}" --durations=20 "$@"
 }
 
 run_pytest_on_postgres() {

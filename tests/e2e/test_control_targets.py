@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from support import squash, wait_until
+from support import AdminApi, squash, wait_until
 
 
 @pytest.fixture
@@ -106,12 +106,20 @@ def test_queues_add_remove_and_reset(fleet, cli, cli_json, admin_api, job_record
     assert admin_api.worker("site-b-1")["queues"] == ["default"]
 
 
-def test_wait_names_a_worker_that_cannot_acknowledge(fleet, cli, admin_api):
-    frozen = fleet["site-a-2"]
+def test_wait_names_a_worker_that_cannot_acknowledge(
+    edgefleet_env, server_factory, start_worker, cli
+):
+    # A long offline timeout and a 10 s heartbeat keep the frozen worker "online" (neither
+    # unknown nor offline) for 30 s, while the long-poll brings the change to the live one.
+    edgefleet_env["EDGEFLEET_WORKER_OFFLINE_TIMEOUT"] = "120"
+    server = server_factory()
+    admin_api = AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"])
+    start_worker("site-a-1", heartbeat_interval=10)
+    frozen = start_worker("site-a-2", heartbeat_interval=10)
     frozen.send(signal.SIGSTOP)
     try:
         result = cli(
-            "set-worker-concurrency", "-H", "site-a-*", "-c", "6", "--wait", "--timeout", "2"
+            "set-worker-concurrency", "-H", "site-a-*", "-c", "6", "--wait", "--timeout", "8"
         )
         assert result.returncode == 1
         assert "site-a-2" in squash(result.stderr)
