@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command, for developers and CI alike:
 #   bash scripts/test.sh [PYTEST ARGS...]
+#   EDGEFLEET_TEST_JOBS=N (parallel pytest workers, default 3),
+#   EDGEFLEET_TEST_RUN_TIMEOUT=S (limit per pytest run, default 1800)
 # On a fresh Debian machine it installs what the tests need (PostgreSQL, Chromium and
 # ChromeDriver from Debian; edgefleet and its test tools into .venv), lints, smoke-tests the
 # demo, then runs the whole suite twice: on SQLite, and on a throwaway PostgreSQL cluster
@@ -12,13 +14,16 @@ cd "$ROOT"
 source scripts/lib/common.sh
 source scripts/lib/postgres.sh
 
+# Knobs of this script (read before the clean-up below):
+TEST_JOBS=${EDGEFLEET_TEST_JOBS:-3}                # pytest-xdist workers per run
+RUN_TIMEOUT=${EDGEFLEET_TEST_RUN_TIMEOUT:-1800}    # seconds, per pytest run
+
 # Tests set up their own configuration; a developer's EDGEFLEET_* must not leak in.
 while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^EDGEFLEET_' || true)
 
 STARTED=$SECONDS
 RESULTS=()
 FAILED=0
-RUN_TIMEOUT=${EDGEFLEET_TEST_RUN_TIMEOUT:-1800}  # seconds, per pytest run
 
 # step NAME COMMAND...: run one step, record its outcome, carry on with the next.
 step() {
@@ -53,7 +58,7 @@ trap 'exit 143' TERM
 run_pytest() {
     # The suite mostly waits on real processes, so it runs in parallel (EDGEFLEET_TEST_JOBS).
     timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider \
-        -n "${EDGEFLEET_TEST_JOBS:-3}" --durations=20 "$@"
+        -n "$TEST_JOBS" --durations=20 "$@"
 }
 
 run_pytest_on_postgres() {
