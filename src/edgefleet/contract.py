@@ -125,6 +125,16 @@ class JobCancel(BaseModel):
     requested: bool = True
 
 
+class WakeReason(StrEnum):
+    """Why a long-poll answered, so the worker only fetches when work may be waiting."""
+
+    CHANGED = "changed"  # the desired state moved past the version the worker holds
+    CANCEL = "cancel"  # a job run of this worker must stop
+    WORK = "work"  # a queued job on one of its queues fits its free slots
+    TIMEOUT = "timeout"  # nothing happened; ask again
+    CLOSING = "closing"  # the server is shutting down
+
+
 class WorkerContact(BaseModel):
     """The answer to registration, heartbeat and watch: the current desired state, and the
     job runs this worker must stop."""
@@ -132,6 +142,8 @@ class WorkerContact(BaseModel):
     desired: DesiredState
     server_time: datetime
     cancel: list[JobCancel] = Field(default_factory=list)
+    #: Set on a long-poll's answer only.
+    reason: WakeReason | None = None
 
 
 class LocalMaintenance(Request):

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     #: Upper bound of a worker's long-poll on the server, in seconds.
     watch_timeout: float = 30.0
     #: How often a waiting long-poll re-reads the database: the fallback when a wake-up from
-    #: another replica is lost. Wake-ups within a process (and via PostgreSQL) are immediate.
-    watch_recheck: float = 5.0
+    #: another replica is lost. Unset: never on SQLite (one process sees every change), every
+    #: 5 s on PostgreSQL. Wake-ups themselves are immediate.
+    watch_recheck: float | None = Field(default=None, gt=0)
     #: Finished jobs, with their logs and history, are deleted this many seconds after they
     #: ended (default 7 days).
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+#: Execution option of the engine behind read-only sessions (see ``Sessions``).
+READ_ONLY = "edgefleet_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -16,8 +21,8 @@ def make_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
         )
         event.listen(engine, "connect", _sqlite_on_connect)
-        # pysqlite's own transaction handling defers BEGIN; we issue it ourselves so that a
-        # write transaction takes the lock up front instead of failing on upgrade.
+        # pysqlite's own transaction handling is switched off; we issue BEGIN ourselves so
+        # that a write transaction takes the lock up front instead of failing on upgrade.
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     connect_args = {}
@@ -30,8 +35,26 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+class Sessions(sessionmaker[Session]):
+    """``db()`` opens a session for reading, ``db.begin()`` a transaction for writing.
+
+    On SQLite the two differ: a write takes the database's write lock up front (``BEGIN
+    IMMEDIATE``), while a read starts a plain ``BEGIN`` and, in WAL mode, never waits for
+    writers. Every change therefore goes through ``db.begin()``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self.writer = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+        with self(bind=self.writer) as session, session.begin():
+            yield session
+
+
+def make_sessionmaker(engine: Engine) -> Sessions:
+    return Sessions(engine)
 
 
 def _ensure_sqlite_dir(url: str) -> None:
@@ -51,4 +74,5 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

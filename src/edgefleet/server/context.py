@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from edgefleet.server.notifier import Notifier
 from edgefleet.settings import Settings
 
+#: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
+POSTGRES_RECHECK = 5.0
+
 
 @dataclass
 class ServerContext:
@@ -18,3 +21,15 @@ class ServerContext:
     db: sessionmaker[Session]
     notifier: Notifier
     secret: str
+
+    @property
+    def watch_recheck(self) -> float | None:
+        """How often a held long-poll re-reads the database; None for never.
+
+        One server process on SQLite makes every change itself and wakes its long-polls
+        directly. Replicas sharing PostgreSQL hear of each other's changes by NOTIFY, which a
+        dropped connection can lose, so there a long-poll also looks again now and then.
+        """
+        if self.settings.watch_recheck is not None:
+            return self.settings.watch_recheck
+        return POSTGRES_RECHECK if self.engine.dialect.name == "postgresql" else None

@@ -1,31 +1,47 @@
 """Wake-ups for workers' long-polls, within one server process and across replicas.
 
-A change of a worker's desired state, or a job queued on a queue it serves, sets the events
-of the long-polls waiting on it. Callers may be on the event loop or in the thread pool that
-runs synchronous routes, so every wake-up is handed to the loop thread-safely.
+A change of a worker's desired state wakes that worker's long-poll. A job queued on a queue
+wakes as many idle long-polls as there are new jobs, chosen among those with enough free
+slots, not every long-poll on the queue: waking a thousand idle workers for one job would
+send a thousand fetches of which one wins. The sweeper announces again any job that stays
+queued, so a woken worker that never fetched only delays a job, never strands it.
 
-With several replicas, a ``publish`` hook also tells the others (PostgreSQL NOTIFY, see
-``pgnotify``), and their listeners call ``wake``. Long-polls still re-read the database now
-and then, so a lost notification only delays a change, never loses it.
+Callers may be on the event loop or in the thread pool that runs synchronous routes, so
+every wake-up is handed to the loop thread-safely. With several replicas, a ``publish`` hook
+also tells the others (PostgreSQL NOTIFY, see ``pgnotify``), and their listeners call
+``wake``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 WORKER = "w"
 QUEUE = "q"
 
-Publisher = Callable[[str, str], None]
+#: ``publish(kind, key, slots, count)``: tell the other replicas.
+Publisher = Callable[[str, str, int, int | None], None]
+
+
+@dataclass(eq=False)
+class Waiter:
+    """One held long-poll: what it waits on, and how much work it could take."""
+
+    hostname: str
+    free_slots: int
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Notifier:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._events: dict[str, defaultdict[str, set[asyncio.Event]]] = {
+        self._waiters: dict[str, defaultdict[str, set[Waiter]]] = {
             WORKER: defaultdict(set),
             QUEUE: defaultdict(set),
         }
@@ -38,51 +54,72 @@ class Notifier:
         self._loop = loop
 
     @contextmanager
-    def subscribe(self, hostname: str, queues: Iterable[str]) -> Iterator[asyncio.Event]:
-        """An event set when ``hostname`` changes or a job lands on one of ``queues``."""
-        event = asyncio.Event()
-        keys = [(WORKER, hostname), *((QUEUE, queue) for queue in queues)]
-        for kind, key in keys:
-            self._events[kind][key].add(event)
+    def subscribe(self, hostname: str, free_slots: int) -> Iterator[Waiter]:
+        """A waiter woken when ``hostname`` changes; ``follow`` adds its queues once known.
+
+        Subscribe before reading the state the long-poll compares against, so a change
+        committed in between still wakes it. Must run on the event loop.
+        """
+        waiter = Waiter(hostname, free_slots)
+        self._add(waiter, WORKER, hostname)
         try:
-            yield event
+            yield waiter
         finally:
-            for kind, key in keys:
-                events = self._events[kind].get(key)
-                if events is not None:
-                    events.discard(event)
-                    if not events:
-                        del self._events[kind][key]
+            for kind, key in waiter.keys:
+                waiters = self._waiters[kind].get(key)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[kind][key]
+
+    def follow(self, waiter: Waiter, queues: Iterable[str]) -> None:
+        for queue in queues:
+            if (QUEUE, queue) not in waiter.keys:
+                self._add(waiter, QUEUE, queue)
+
+    def _add(self, waiter: Waiter, kind: str, key: str) -> None:
+        self._waiters[kind][key].add(waiter)
+        waiter.keys.append((kind, key))
 
     def worker_changed(self, hostname: str) -> None:
-        self._announce(WORKER, hostname)
+        self._announce(WORKER, hostname, 0, None)
 
-    def job_queued(self, queue: str) -> None:
-        self._announce(QUEUE, queue)
+    def job_queued(self, queue: str, slots: int = 1, count: int | None = None) -> None:
+        """Jobs needing ``slots`` were queued: wake ``count`` idle long-polls (all if None)."""
+        self._announce(QUEUE, queue, slots, count)
 
-    def _announce(self, kind: str, key: str) -> None:
-        self.wake(kind, key)
+    def _announce(self, kind: str, key: str, slots: int, count: int | None) -> None:
+        self.wake(kind, key, slots, count)
         if self.publish is not None:
-            self.publish(kind, key)
+            self.publish(kind, key, slots, count)
 
-    def wake(self, kind: str, key: str) -> None:
-        """Set the events waiting on ``key``; safe to call from any thread."""
-        if self._loop is None or key not in self._events.get(kind, {}):
+    def wake(self, kind: str, key: str, slots: int = 0, count: int | None = None) -> None:
+        """Wake long-polls waiting on ``key``; safe to call from any thread."""
+        if self._loop is None or key not in self._waiters.get(kind, {}):
             return
-        self._loop.call_soon_threadsafe(self._set_all, kind, key)
+        self._loop.call_soon_threadsafe(self._set_some, kind, key, slots, count)
+
+    def wake_everyone(self) -> None:
+        """Make every held long-poll look again: wake-ups may have been missed (a replica's
+        listener reconnected). Safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._set_every_event)
 
     def release_all(self) -> None:
         """Answer every held long-poll now; safe to call from a signal handler's thread."""
         self.closing = True
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._set_every_event)
+        self.wake_everyone()
 
     def _set_every_event(self) -> None:
-        for index in self._events.values():
-            for events in index.values():
-                for event in events:
-                    event.set()
+        for index in self._waiters.values():
+            for waiters in index.values():
+                for waiter in waiters:
+                    waiter.event.set()
 
-    def _set_all(self, kind: str, key: str) -> None:
-        for event in self._events[kind].get(key, ()):
-            event.set()
+    def _set_some(self, kind: str, key: str, slots: int, count: int | None) -> None:
+        able = [w for w in self._waiters[kind].get(key, ()) if w.free_slots >= slots]
+        if count is not None:
+            idle = [w for w in able if not w.event.is_set()]
+            able = random.sample(idle, min(count, len(idle)))
+        for waiter in able:
+            waiter.event.set()

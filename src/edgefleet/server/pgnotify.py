@@ -7,6 +7,7 @@ Every replica listens on one channel; a replica that changes a worker or queues 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import psycopg
@@ -31,17 +32,18 @@ class PostgresBridge:
         self._notifier = notifier
         self._task: asyncio.Task[None] | None = None
 
-    def publish(self, kind: str, key: str) -> None:
+    def publish(self, kind: str, key: str, slots: int, count: int | None) -> None:
         """Called after the change committed, from a route's worker thread."""
+        payload = json.dumps([kind, key, slots, count])
         try:
             with self._engine.connect() as connection:
                 connection.execute(
                     text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": f"{kind}:{key}"},
+                    {"channel": CHANNEL, "payload": payload},
                 )
                 connection.commit()
         except Exception:  # a lost wake-up only delays delivery until the next re-check
-            log.warning("could not publish wake-up %s:%s", kind, key, exc_info=True)
+            log.warning("could not publish wake-up %s", payload, exc_info=True)
 
     def start(self) -> None:
         self._notifier.publish = self.publish
@@ -61,9 +63,10 @@ class PostgresBridge:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
+                    # Whatever was announced while not listening is lost: look again.
+                    self._notifier.wake_everyone()
                     async for note in conn.notifies():
-                        kind, _, key = note.payload.partition(":")
-                        self._notifier.wake(kind, key)
+                        self._deliver(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -72,3 +75,11 @@ class PostgresBridge:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _deliver(self, payload: str) -> None:
+        try:
+            kind, key, slots, count = json.loads(payload)
+        except (ValueError, TypeError):
+            log.warning("ignored a malformed wake-up %r", payload)
+            return
+        self._notifier.wake(kind, key, slots, count)

@@ -1,5 +1,6 @@
-"""The server's periodic sweep: lost runs back to the queue, due retries announced, old jobs
-purged. One asyncio task per server process, started and stopped by the app's lifespan.
+"""The server's periodic sweep: lost runs back to the queue, due retries and jobs left
+waiting announced, old jobs purged. One asyncio task per server process, started and stopped
+by the app's lifespan.
 
 Silence is only held against a worker once this process has itself been up for the offline
 timeout: after a server outage every worker looks silent, and their jobs must not be
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 
@@ -64,6 +65,10 @@ class Sweeper:
         self._last_tick = now
         for queue in sorted(queues):
             notifier.job_queued(queue)
+        overdue = now - timedelta(seconds=self.interval)
+        for queue, slots in sweep.queues_waiting(db, overdue, now).items():
+            if queue not in queues:
+                notifier.job_queued(queue, slots)
         purge_every = min(PURGE_EVERY, max(self.interval, settings.job_retention / 4))
         if time.monotonic() - self._last_purge >= purge_every:
             self._last_purge = time.monotonic()

@@ -28,6 +28,7 @@ from edgefleet.contract import (
     JobAssignment,
     LocalMaintenance,
     Registration,
+    WakeReason,
     WorkerContact,
     WorkerState,
 )
@@ -319,9 +320,10 @@ class EdgeWorker:
 
     async def _dispatch_loop(self) -> None:
         empty_streak = 0
+        may_have_work = True
         while not self._exiting():
             self._wake.clear()
-            if self._can_fetch():
+            if may_have_work and self._can_fetch():
                 got = await self._fetch_once()
                 if got:
                     empty_streak = 0
@@ -329,7 +331,7 @@ class EdgeWorker:
                 empty_streak += 1
                 if empty_streak > 1:  # woken for work that went elsewhere: don't spin
                     await asyncio.sleep(min(0.02 * 2**empty_streak, 1.0))
-            await self._wait_for_work()
+            may_have_work = await self._wait_for_work()
 
     async def _fetch_once(self) -> bool:
         """Claim jobs for the free slots. A fetch whose answer is lost is sent again with
@@ -383,12 +385,19 @@ class EdgeWorker:
     def _obey(self, contact: WorkerContact) -> None:
         self.executor.cancel(contact.cancel)
 
-    async def _wait_for_work(self) -> None:
-        """Block until the desired state changes, work may wait for us, or a slot frees."""
+    def _fetchable_slots(self) -> int:
+        return self.limiter.free if self._can_fetch() else 0
+
+    async def _wait_for_work(self) -> bool:
+        """Block until the desired state changes, work may wait for us, or a slot frees.
+
+        False when nothing happened (the long-poll timed out, or only cancelled runs), so the
+        worker asks again without a fetch that would find nothing.
+        """
         if not self.config.long_poll:
             await wait_event(self._wake, self.config.poll_interval)
-            return
-        free_at_issue = self.limiter.free if self._can_fetch() else 0
+            return True
+        free_at_issue = self._fetchable_slots()
         version = self.desired.version if self.desired else 0
         watch = asyncio.create_task(
             self.client.watch(self.instance_id, version, free_at_issue, self.config.watch_timeout)
@@ -401,29 +410,31 @@ class EdgeWorker:
                 if watch.done():
                     break
                 self._wake.clear()
-                free_now = self.limiter.free if self._can_fetch() else 0
-                if self._exiting() or free_now > free_at_issue:
+                if self._exiting() or self._fetchable_slots() > free_at_issue:
                     self._wake.set()  # let the dispatch loop see why it woke
-                    return
-            await self._on_watch_answer(watch)
+                    return True
+            reason = await self._on_watch_answer(watch)
         finally:
             if not watch.done():
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
+        quiet = reason in (WakeReason.TIMEOUT, WakeReason.CANCEL)
+        return not quiet or self._fetchable_slots() > free_at_issue
 
-    async def _on_watch_answer(self, watch: asyncio.Task) -> None:
+    async def _on_watch_answer(self, watch: asyncio.Task) -> WakeReason | None:
         try:
             contact = watch.result()
         except ServerUnavailable as exc:
             log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
             await wait_event(self._wake, _backoff(3, cap=self.config.poll_interval))
-            return
+            return None
         except Rejected as exc:
             await self._recover(exc)
-            return
+            return None
         self._contact_ok()
         self._apply(contact.desired)
         self._obey(contact)
+        return contact.reason
 
     # --- jobs -----------------------------------------------------------------------
 

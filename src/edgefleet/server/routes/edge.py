@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet.aio import wait_event
 from edgefleet.contract import (
+    DesiredState,
     FetchRequest,
     FetchResponse,
     Heartbeat,
@@ -21,18 +23,24 @@ from edgefleet.contract import (
     MaintenanceRequest,
     Registration,
     Target,
+    WakeReason,
     WorkerContact,
 )
 from edgefleet.db.types import utcnow
 from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
 from edgefleet.server.services import control, dispatch, workers
+from edgefleet.server.services import watch as watch_service
 from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
 
 
-def _contact(desired, cancel: list[JobCancel] | None = None) -> WorkerContact:
-    return WorkerContact(desired=desired, server_time=utcnow(), cancel=cancel or [])
+def _contact(
+    desired: DesiredState,
+    cancel: list[JobCancel] | None = None,
+    reason: WakeReason | None = None,
+) -> WorkerContact:
+    return WorkerContact(desired=desired, server_time=utcnow(), cancel=cancel or [], reason=reason)
 
 
 @router.post("/workers/{hostname}/register", response_model=WorkerContact)
@@ -61,27 +69,27 @@ async def watch(
 ):
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
     on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
-    after ``timeout`` seconds."""
+    after about ``timeout`` seconds; ``reason`` says which."""
     own_hostname(identity, hostname)
-    deadline = time.monotonic() + min(timeout, context.settings.watch_timeout)
-    while True:
-        desired = await run_in_threadpool(
-            workers.current_desired, context.db, hostname, instance_id
-        )
-        with context.notifier.subscribe(hostname, desired.queues) as event:
-            cancel = []
-            if free_slots < desired.concurrency:  # only a busy worker has runs to cancel
-                cancel = await run_in_threadpool(dispatch.take_new_cancels, context.db, hostname)
-            if desired.version != version or cancel:
-                return _contact(desired, cancel)
-            if free_slots and await run_in_threadpool(
-                dispatch.has_queued, context.db, desired.queues, free_slots
-            ):
-                return _contact(desired)
+    notifier, recheck = context.notifier, context.watch_recheck
+    # Up to 10 % early, so long-polls that started together drift apart.
+    hold = min(timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
+    deadline = time.monotonic() + hold
+    with notifier.subscribe(hostname, free_slots) as waiter:
+        while True:
+            waiter.event.clear()  # before the look: a wake-up during it is not lost
+            seen = await run_in_threadpool(
+                watch_service.look, context.db, hostname, instance_id, version, free_slots
+            )
+            notifier.follow(waiter, seen.desired.queues)
+            if seen.reason is not None:
+                return _contact(seen.desired, seen.cancel, seen.reason)
+            if notifier.closing:
+                return _contact(seen.desired, reason=WakeReason.CLOSING)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or context.notifier.closing:
-                return _contact(desired)
-            await wait_event(event, min(remaining, context.settings.watch_recheck))
+            if remaining <= 0:
+                return _contact(seen.desired, reason=WakeReason.TIMEOUT)
+            await wait_event(waiter.event, min(remaining, recheck or remaining))
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.post("", response_model=JobCreated, status_code=201)
 def submit(body: JobSubmit, context: ContextDep, identity: AdminDep):
     job_id = jobs.submit(context.db, body, identity.subject)
-    context.notifier.job_queued(body.queue)
+    context.notifier.job_queued(body.queue, body.slots, count=1)
     return JobCreated(id=job_id)
 
 

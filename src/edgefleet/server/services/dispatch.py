@@ -126,14 +126,18 @@ def _slots_in_use(session: Session, hostname: str) -> int:
 
 def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> bool:
     """Whether a queued job that is due on ``queues`` would fit in ``max_slots`` free slots."""
+    with db() as session:
+        return queued_job_fits(session, queues, max_slots)
+
+
+def queued_job_fits(session: Session, queues: list[str], max_slots: int) -> bool:
     waiting = exists().where(
         Job.state == JobState.QUEUED,
         Job.queue.in_(queues),
         Job.slots <= max_slots,
         _due(utcnow()),
     )
-    with db() as session:
-        return bool(session.scalar(select(waiting)))
+    return bool(session.scalar(select(waiting)))
 
 
 def _lock_job(session: Session, job_id: int) -> Job:
@@ -300,17 +304,26 @@ def orders_for_heartbeat(
         return cancel_orders(session, hostname, running)
 
 
+def has_new_cancels(session: Session, hostname: str) -> bool:
+    """Whether an operator cancelled a run of ``hostname`` it has not been told of yet."""
+    return bool(session.scalar(select(exists().where(_fresh_cancel(hostname)))))
+
+
 def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel]:
     """For the long-poll: operator cancels not yet sent to the worker, marked as sent.
 
     Heartbeats repeat every pending cancel, so one lost answer only delays it.
     """
-    fresh = and_(_requested_here(hostname), Job.cancel_notified.is_(False))
     with db() as session:
-        if not session.scalar(select(exists().where(fresh))):
+        if not has_new_cancels(session, hostname):
             return []
     with db.begin() as session:
-        jobs = session.scalars(select(Job).where(fresh).with_for_update(skip_locked=True)).all()
+        query = select(Job).where(_fresh_cancel(hostname)).with_for_update(skip_locked=True)
+        jobs = session.scalars(query).all()
         for job in jobs:
             job.cancel_notified = True
         return [JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in jobs]
+
+
+def _fresh_cancel(hostname: str):
+    return and_(_requested_here(hostname), Job.cancel_notified.is_(False))

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
@@ -85,6 +85,22 @@ def queues_due(db: sessionmaker[Session], since: datetime, now: datetime) -> lis
                 .where(Job.state == JobState.QUEUED, Job.not_before > since, Job.not_before <= now)
             )
         )
+
+
+def queues_waiting(
+    db: sessionmaker[Session], queued_before: datetime, now: datetime
+) -> dict[str, int]:
+    """Queues holding due jobs queued before ``queued_before``, with the fewest slots such a
+    job needs. A job is announced to a few idle workers only; if none of them took it, the
+    others with room for it should look."""
+    due = or_(Job.not_before.is_(None), Job.not_before <= now)
+    query = (
+        select(Job.queue, func.min(Job.slots))
+        .where(Job.state == JobState.QUEUED, Job.queued_at <= queued_before, due)
+        .group_by(Job.queue)
+    )
+    with db() as session:
+        return {queue: slots for queue, slots in session.execute(query)}
 
 
 def purge_finished(db: sessionmaker[Session], retention: float, now: datetime) -> int:

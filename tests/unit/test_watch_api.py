@@ -1,0 +1,108 @@
+"""The long-poll in-process: why it answers, and that a new job wakes one idle worker, not
+every worker on the queue (TestClient on create_app with a migrated database)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import pytest
+
+from support import admin_token, auth_header, wait_until, worker_token
+
+EDGE = "/api/v1/edge"
+
+
+@pytest.fixture
+def admin(app_settings) -> dict[str, str]:
+    return auth_header(admin_token(app_settings.secret))
+
+
+def register(app_client, app_settings, hostname: str) -> tuple[dict[str, str], str]:
+    headers = auth_header(worker_token(app_settings.secret, hostname))
+    instance = uuid.uuid4().hex
+    body = {"instance_id": instance, "concurrency": 2, "queues": ["q"], "heartbeat_interval": 30}
+    response = app_client.post(f"{EDGE}/workers/{hostname}/register", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return headers, instance
+
+
+def watch(app_client, hostname, worker, version=1, free_slots=2, timeout=0.5) -> dict:
+    headers, instance = worker
+    params = {
+        "instance_id": instance,
+        "version": version,
+        "free_slots": free_slots,
+        "timeout": timeout,
+    }
+    response = app_client.get(f"{EDGE}/workers/{hostname}/watch", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def submit(app_client, admin, **fields) -> int:
+    body = {"command": ["true"], "queue": "q", **fields}
+    response = app_client.post("/api/v1/jobs", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def held_long_polls(app) -> int:
+    return sum(len(waiters) for waiters in app.state.context.notifier._waiters["w"].values())
+
+
+def test_the_answer_says_why(app, app_client, app_settings, admin):
+    worker = register(app_client, app_settings, "w1")
+    version = watch(app_client, "w1", worker, version=0)["desired"]["version"]
+    assert version >= 1
+    assert watch(app_client, "w1", worker, version=version - 1)["reason"] == "changed"
+
+    quiet = watch(app_client, "w1", worker, version=version)
+    assert (quiet["reason"], quiet["cancel"]) == ("timeout", [])
+
+    submit(app_client, admin, slots=2)
+    assert watch(app_client, "w1", worker, version=version)["reason"] == "work"
+    # A worker without room for the job is not woken for it.
+    assert watch(app_client, "w1", worker, version=version, free_slots=1)["reason"] == "timeout"
+    assert watch(app_client, "w1", worker, version=version, free_slots=0)["reason"] == "timeout"
+
+
+def fetch(app_client, hostname: str, worker) -> list[dict]:
+    headers, instance = worker
+    body = {"instance_id": instance, "free_slots": 2, "seq": 1}
+    response = app_client.post(f"{EDGE}/workers/{hostname}/fetch", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["jobs"]
+
+
+def test_a_new_job_wakes_one_idle_worker_not_all(app, app_client, app_settings, admin):
+    workers = {name: register(app_client, app_settings, name) for name in ("w1", "w2", "w3")}
+    with ThreadPoolExecutor(len(workers)) as pool:
+        answers = {
+            pool.submit(watch, app_client, name, worker, timeout=5.0): name
+            for name, worker in workers.items()
+        }
+        wait_until(lambda: held_long_polls(app) == len(workers), timeout=10)
+        job_id = submit(app_client, admin)
+        woken = next(as_completed(answers))
+        assert woken.result()["reason"] == "work"
+        # The woken worker takes the job; the others were never disturbed.
+        assert [
+            job["id"] for job in fetch(app_client, answers[woken], workers[answers[woken]])
+        ] == [job_id]
+        others = [answer.result()["reason"] for answer in answers if answer is not woken]
+    assert others == ["timeout", "timeout"]
+
+
+def test_a_change_wakes_the_workers_long_poll(app, app_client, app_settings, admin):
+    worker = register(app_client, app_settings, "w1")
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(watch, app_client, "w1", worker, timeout=2.0)
+        wait_until(lambda: held_long_polls(app) == 1, timeout=10)
+        body = {"edge_hostname": "w1", "concurrency": 5}
+        response = app_client.post(
+            "/api/v1/workers/actions/set-concurrency", json=body, headers=admin
+        )
+        assert response.status_code == 200, response.text
+        contact = answer.result()
+    assert (contact["reason"], contact["desired"]["concurrency"]) == ("changed", 5)
