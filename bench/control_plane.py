@@ -10,7 +10,8 @@ bottleneck on a small host):
   jittered +-10 %, random phase), and on learning a new desired version sets its "ack"
   event, so the next heartbeat goes out at once (the agent's ``_ack`` event);
 * long-poll mode: each one also holds ``GET .../watch`` (version, free slots, 30 s) and, as an
-  idle worker does, fetches after each answer (empty-fetch backoff as in the agent). The first
+  idle worker does, fetches when the answer's reason says work may wait (empty-fetch backoff
+  as in the agent). The first
   watch of each asks for a random 1..30 s so the fleet's deadlines are spread as in a steady
   state (``--watch-phase lockstep``: all at once, as after a server restart).
 
@@ -42,7 +43,7 @@ are printed with each phase so a saturated client is not mistaken for a slow ser
 so is the CPU other processes took ("others"; ``--quiet-host`` waits for a calmer host).
 
 What-ifs without touching the code: ``--server-env EDGEFLEET_WATCH_RECHECK=30`` (server
-settings), ``--agent-fetch on-wake`` (an agent that skips the fetch after a plain timeout),
+settings), ``--agent-fetch always`` (an agent that fetches after every long-poll answer),
 and ``EDGEFLEET_BENCH_SRC=DIR`` (run against another source tree, see ``_common``).
 
     .venv/bin/python bench/control_plane.py                    # ~8 min, 1000 workers
@@ -137,9 +138,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--agent-fetch",
         choices=["always", "on-wake"],
-        default="always",
-        help="always: fetch after every watch answer, as the agent does; on-wake: only when"
-        " the watch answered early without a new version (a what-if for the agent)",
+        default="on-wake",
+        help="on-wake: fetch only when the watch's reason says work may wait, as the agent"
+        " does; always: fetch after every watch answer (a what-if)",
     )
     add("--skip", default="", help="comma-separated: baseline,longpoll,jobs,real,herd")
     add(
@@ -328,8 +329,11 @@ class Sim:
                 continue
             before = self.version
             self.apply(contact["desired"])
-            # Answered early without a new version: work may be waiting (or a cancel came).
-            wake_for_work = self.version == before and time.monotonic() - sent < asked - 0.5
+            reason = contact.get("reason")
+            if reason is not None:  # the server says why it answered, as the agent reads it
+                wake_for_work = reason not in ("timeout", "cancel")
+            else:  # answered early without a new version: work may be waiting
+                wake_for_work = self.version == before and time.monotonic() - sent < asked - 0.5
             if wake_for_work:
                 self.fleet.counters.woken_for_work += 1
 
