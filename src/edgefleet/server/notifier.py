@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 WORKER = "w"
 QUEUE = "q"
 
-#: ``publish(kind, key, slots, count)``: tell the other replicas.
-Publisher = Callable[[str, str, int, int | None], None]
+#: One wake-up as it travels between replicas: ``(kind, key, slots, count)``.
+WakeUp = tuple[str, str, int, int | None]
+#: Tells the other replicas about wake-ups (see ``pgnotify``).
+Publisher = Callable[[list[WakeUp]], None]
 
 
 @dataclass(eq=False)
@@ -82,16 +84,20 @@ class Notifier:
         waiter.keys.append((kind, key))
 
     def worker_changed(self, hostname: str) -> None:
-        self._announce(WORKER, hostname, 0, None)
+        self.workers_changed([hostname])
+
+    def workers_changed(self, hostnames: Iterable[str]) -> None:
+        self._announce([(WORKER, hostname, 0, None) for hostname in hostnames])
 
     def job_queued(self, queue: str, slots: int = 1, count: int | None = None) -> None:
         """Jobs needing ``slots`` were queued: wake ``count`` idle long-polls (all if None)."""
-        self._announce(QUEUE, queue, slots, count)
+        self._announce([(QUEUE, queue, slots, count)])
 
-    def _announce(self, kind: str, key: str, slots: int, count: int | None) -> None:
-        self.wake(kind, key, slots, count)
-        if self.publish is not None:
-            self.publish(kind, key, slots, count)
+    def _announce(self, wakeups: list[WakeUp]) -> None:
+        for wakeup in wakeups:
+            self.wake(*wakeup)
+        if self.publish is not None and wakeups:
+            self.publish(wakeups)
 
     def wake(self, kind: str, key: str, slots: int = 0, count: int | None = None) -> None:
         """Wake long-polls waiting on ``key``; safe to call from any thread."""

@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
 
 import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from edgefleet.server.notifier import Notifier
+from edgefleet.server.notifier import Notifier, WakeUp
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "edgefleet_wakeup"
+#: Bytes of one NOTIFY payload we send, under PostgreSQL's limit of 8000.
+PAYLOAD_LIMIT = 7000
 
 
 def libpq_dsn(engine: Engine) -> str:
@@ -32,18 +35,19 @@ class PostgresBridge:
         self._notifier = notifier
         self._task: asyncio.Task[None] | None = None
 
-    def publish(self, kind: str, key: str, slots: int, count: int | None) -> None:
-        """Called after the change committed, from a route's worker thread."""
-        payload = json.dumps([kind, key, slots, count])
+    def publish(self, wakeups: list[WakeUp]) -> None:
+        """Called after the change committed, from a route's worker thread: one round trip,
+        however many workers a change touched."""
         try:
             with self._engine.connect() as connection:
-                connection.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": payload},
-                )
+                for payload in payloads(wakeups):
+                    connection.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": CHANNEL, "payload": payload},
+                    )
                 connection.commit()
         except Exception:  # a lost wake-up only delays delivery until the next re-check
-            log.warning("could not publish wake-up %s", payload, exc_info=True)
+            log.warning("could not publish %d wake-ups", len(wakeups), exc_info=True)
 
     def start(self) -> None:
         self._notifier.publish = self.publish
@@ -78,8 +82,24 @@ class PostgresBridge:
 
     def _deliver(self, payload: str) -> None:
         try:
-            kind, key, slots, count = json.loads(payload)
+            wakeups = [(kind, key, slots, count) for kind, key, slots, count in json.loads(payload)]
         except (ValueError, TypeError):
-            log.warning("ignored a malformed wake-up %r", payload)
+            log.warning("ignored a malformed wake-up %r", payload[:200])
             return
-        self._notifier.wake(kind, key, slots, count)
+        for wakeup in wakeups:
+            self._notifier.wake(*wakeup)
+
+
+def payloads(wakeups: list[WakeUp]) -> Iterator[str]:
+    """JSON lists of wake-ups, each small enough for one NOTIFY (8000 bytes at most)."""
+    batch: list[WakeUp] = []
+    size = 2
+    for wakeup in wakeups:
+        item = len(json.dumps(wakeup)) + 2  # with the ", " that joins it
+        if batch and size + item > PAYLOAD_LIMIT:
+            yield json.dumps(batch)
+            batch, size = [], 2
+        batch.append(wakeup)
+        size += item
+    if batch:
+        yield json.dumps(batch)

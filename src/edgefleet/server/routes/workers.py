@@ -42,8 +42,7 @@ def parse_selector(text: str) -> dict[str, str]:
 
 
 def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
-    for hostname in {change.hostname for change in changes.changes}:
-        context.notifier.worker_changed(hostname)
+    context.notifier.workers_changed(sorted({change.hostname for change in changes.changes}))
     return changes
 
 

@@ -1,0 +1,64 @@
+"""Who a wake-up reaches: the worker's own long-poll, one idle long-poll per new job, and
+every long-poll after a replica may have missed wake-ups; and how they travel between
+replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import ExitStack
+
+from edgefleet.server.notifier import QUEUE, WORKER, Notifier
+from edgefleet.server.pgnotify import PAYLOAD_LIMIT, payloads
+
+
+async def settle() -> None:
+    """Let the wake-ups handed to the loop run."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def woken(waiters) -> list[str]:
+    return sorted(w.hostname for w in waiters if w.event.is_set())
+
+
+def test_a_job_wakes_as_many_idle_long_polls_as_it_needs_with_room_for_it():
+    async def scenario() -> None:
+        notifier = Notifier()
+        notifier.bind(asyncio.get_running_loop())
+        with ExitStack() as stack:
+            waiters = []
+            for name, free in [("a", 1), ("b", 2), ("c", 2), ("busy", 0)]:
+                waiter = stack.enter_context(notifier.subscribe(name, free))
+                notifier.follow(waiter, ["q", "other"])
+                waiters.append(waiter)
+
+            notifier.job_queued("q", slots=2, count=1)
+            await settle()
+            first = woken(waiters)
+            assert first in (["b"], ["c"])
+
+            notifier.job_queued("q", slots=2, count=1)  # the next one goes to someone else
+            await settle()
+            assert woken(waiters) == ["b", "c"]
+
+            notifier.job_queued("q", slots=1)  # count None: all with room
+            await settle()
+            assert woken(waiters) == ["a", "b", "c"]
+
+            notifier.worker_changed("busy")
+            await settle()
+            assert woken(waiters) == ["a", "b", "busy", "c"]
+        assert notifier._waiters[WORKER] == {} and notifier._waiters[QUEUE] == {}
+
+    asyncio.run(scenario())
+
+
+def test_published_wake_ups_fit_notify_payloads_and_survive_the_trip():
+    wakeups = [(WORKER, f"site-a-worker-{i:05d}", 0, None) for i in range(1000)]
+    wakeups.append((QUEUE, "default", 2, 1))
+    sent = list(payloads(wakeups))
+    assert len(sent) > 1
+    assert all(len(payload.encode()) <= PAYLOAD_LIMIT for payload in sent)
+    received = [tuple(item) for payload in sent for item in json.loads(payload)]
+    assert received == wakeups
