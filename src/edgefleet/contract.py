@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from edgefleet import API_PREFIX, API_VERSION
 from edgefleet.settings import MAX_CONCURRENCY
 
-API_VERSION = "v1"
-API_PREFIX = f"/api/{API_VERSION}"
+__all__ = ["API_PREFIX", "API_VERSION"]  # re-exported: part of the contract
 
 Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 QueueName = Annotated[

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from edgefleet import API_PREFIX
 from edgefleet.auth import Identity, TokenAuth
-from edgefleet.contract import API_PREFIX
 from edgefleet.settings import Settings
 
 
