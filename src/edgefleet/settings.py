@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     watch_timeout: float = 30.0
     #: How often a waiting long-poll re-reads the database: the fallback when a wake-up from
     #: another replica is lost. Unset: never on SQLite (one process sees every change), every
-    #: 5 s on PostgreSQL. Wake-ups themselves are immediate.
+    #: 15 s on PostgreSQL. Wake-ups themselves are immediate.
     watch_recheck: float | None = Field(default=None, gt=0)
     #: Finished jobs, with their logs and history, are deleted this many seconds after they
     #: ended (default 7 days).

@@ -11,7 +11,7 @@ from edgefleet.server.notifier import Notifier
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
-POSTGRES_RECHECK = 5.0
+POSTGRES_RECHECK = 15.0
 
 
 @dataclass
