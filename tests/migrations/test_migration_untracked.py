@@ -151,7 +151,7 @@ def test_untracked_schema_at_a_later_revision_is_stamped_there(
     [
         ("ALTER TABLE edge_job ADD COLUMN surprise INTEGER", "unexpected column edge_job.surprise"),
         ("DROP TABLE edge_audit", "missing table edge_audit"),
-        ("DROP INDEX ix_edge_job_claim", "missing index edge_job.ix_edge_job_claim"),
+        ("DROP INDEX ix_edge_job_worker_state", "missing index edge_job.ix_edge_job_worker_state"),
     ],
 )
 def test_untracked_schema_matching_no_revision_is_refused(

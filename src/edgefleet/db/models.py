@@ -71,11 +71,7 @@ class Job(Base):
     """
 
     __tablename__ = "edge_job"
-    __table_args__ = (
-        # The claim query: queued jobs of some queues, highest priority first, then oldest.
-        Index("ix_edge_job_claim", "state", "queue", "priority", "id"),
-        Index("ix_edge_job_worker_state", "worker_hostname", "state"),
-    )
+    __table_args__ = (Index("ix_edge_job_worker_state", "worker_hostname", "state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     command: Mapped[list[str]]
@@ -106,6 +102,12 @@ class Job(Base):
     claim_seq: Mapped[int | None]
     log_bytes: Mapped[int] = mapped_column(default=0)
     log_truncated: Mapped[bool] = mapped_column(default=False)
+
+
+# The claim query: queued jobs of a queue in claim order (highest priority first, then oldest).
+# ``priority DESC`` matches that order, so a claim reads its first rows off the index and
+# stops instead of sorting every queued job of the queue.
+Index("ix_edge_job_queue_order", Job.state, Job.queue, Job.priority.desc(), Job.id)
 
 
 class JobEvent(Base):
