@@ -133,6 +133,7 @@ class WakeReason(StrEnum):
     WORK = "work"  # a queued job on one of its queues fits its free slots
     TIMEOUT = "timeout"  # nothing happened; ask again
     CLOSING = "closing"  # the server is shutting down
+    REPLACED = "replaced"  # a newer long-poll of the same worker took over
 
 
 class WorkerContact(BaseModel):

@@ -62,3 +62,23 @@ def test_published_wake_ups_fit_notify_payloads_and_survive_the_trip():
     assert all(len(payload.encode()) <= PAYLOAD_LIMIT for payload in sent)
     received = [tuple(item) for payload in sent for item in json.loads(payload)]
     assert received == wakeups
+
+
+def test_a_newer_long_poll_of_a_worker_replaces_the_older_one():
+    """The older request was given up by the worker: a job's wake-up must reach the new one."""
+
+    async def scenario() -> None:
+        notifier = Notifier()
+        notifier.bind(asyncio.get_running_loop())
+        with notifier.subscribe("a", 1) as older:
+            notifier.follow(older, ["q"])
+            with notifier.subscribe("a", 2) as newer:
+                notifier.follow(newer, ["q"])
+                notifier.follow(older, ["q"])  # a look that ends after the takeover
+                assert older.replaced and older.event.is_set()
+                notifier.job_queued("q", slots=1, count=1)
+                await settle()
+                assert newer.event.is_set()
+        assert notifier._waiters[WORKER] == {} and notifier._waiters[QUEUE] == {}
+
+    asyncio.run(scenario())

@@ -38,6 +38,8 @@ class Waiter:
     free_slots: int
     event: asyncio.Event = field(default_factory=asyncio.Event)
     keys: list[tuple[str, str]] = field(default_factory=list)
+    #: A newer long-poll of the same worker took over; this one should answer now.
+    replaced: bool = False
 
 
 class Notifier:
@@ -62,19 +64,23 @@ class Notifier:
         Subscribe before reading the state the long-poll compares against, so a change
         committed in between still wakes it. Must run on the event loop.
         """
+        for older in list(self._waiters[WORKER].get(hostname, ())):
+            # A worker holds one long-poll at a time. An older one is a request it gave up
+            # on (a slot freed, so it fetched instead), which the server only notices when
+            # it answers; a new job's wake-up must not be spent on it.
+            older.replaced = True
+            older.event.set()
+            self._remove(older)
         waiter = Waiter(hostname, free_slots)
         self._add(waiter, WORKER, hostname)
         try:
             yield waiter
         finally:
-            for kind, key in waiter.keys:
-                waiters = self._waiters[kind].get(key)
-                if waiters is not None:
-                    waiters.discard(waiter)
-                    if not waiters:
-                        del self._waiters[kind][key]
+            self._remove(waiter)
 
     def follow(self, waiter: Waiter, queues: Iterable[str]) -> None:
+        if waiter.replaced:
+            return
         for queue in queues:
             if (QUEUE, queue) not in waiter.keys:
                 self._add(waiter, QUEUE, queue)
@@ -82,6 +88,15 @@ class Notifier:
     def _add(self, waiter: Waiter, kind: str, key: str) -> None:
         self._waiters[kind][key].add(waiter)
         waiter.keys.append((kind, key))
+
+    def _remove(self, waiter: Waiter) -> None:
+        for kind, key in waiter.keys:
+            waiters = self._waiters[kind].get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[kind][key]
+        waiter.keys.clear()
 
     def worker_changed(self, hostname: str) -> None:
         self.workers_changed([hostname])

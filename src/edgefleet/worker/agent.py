@@ -418,7 +418,7 @@ class EdgeWorker:
             if not watch.done():
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
-        quiet = reason in (WakeReason.TIMEOUT, WakeReason.CANCEL)
+        quiet = reason in (WakeReason.TIMEOUT, WakeReason.CANCEL, WakeReason.REPLACED)
         return not quiet or self._fetchable_slots() > free_at_issue
 
     async def _on_watch_answer(self, watch: asyncio.Task) -> WakeReason | None:

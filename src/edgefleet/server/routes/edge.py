@@ -76,7 +76,7 @@ async def watch(
     hold = min(timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
     deadline = time.monotonic() + hold
     with notifier.subscribe(hostname, free_slots) as waiter:
-        while True:
+        while not waiter.replaced:
             waiter.event.clear()  # before the look: a wake-up during it is not lost
             seen = await run_in_threadpool(
                 watch_service.look, context.db, hostname, instance_id, version, free_slots
@@ -90,6 +90,7 @@ async def watch(
             if remaining <= 0:
                 return _contact(seen.desired, reason=WakeReason.TIMEOUT)
             await wait_event(waiter.event, min(remaining, recheck or remaining))
+    return _contact(seen.desired, reason=WakeReason.REPLACED)
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)
