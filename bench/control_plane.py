@@ -331,7 +331,7 @@ class Sim:
             self.apply(contact["desired"])
             reason = contact.get("reason")
             if reason is not None:  # the server says why it answered, as the agent reads it
-                wake_for_work = reason not in ("timeout", "cancel")
+                wake_for_work = reason == "work"
             else:  # answered early without a new version: work may be waiting
                 wake_for_work = self.version == before and time.monotonic() - sent < asked - 0.5
             if wake_for_work:

@@ -391,8 +391,8 @@ class EdgeWorker:
     async def _wait_for_work(self) -> bool:
         """Block until the desired state changes, work may wait for us, or a slot frees.
 
-        False when nothing happened (the long-poll timed out, or only cancelled runs), so the
-        worker asks again without a fetch that would find nothing.
+        True when a fetch may find work: the server said so, a slot freed, or the server could
+        not be asked. Otherwise the worker asks again without a fetch that would find nothing.
         """
         if not self.config.long_poll:
             await wait_event(self._wake, self.config.poll_interval)
@@ -418,8 +418,8 @@ class EdgeWorker:
             if not watch.done():
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
-        quiet = reason in (WakeReason.TIMEOUT, WakeReason.CANCEL, WakeReason.REPLACED)
-        return not quiet or self._fetchable_slots() > free_at_issue
+        # After a change the next long-poll looks for work that now fits: no fetch needed.
+        return reason in (None, WakeReason.WORK) or self._fetchable_slots() > free_at_issue
 
     async def _on_watch_answer(self, watch: asyncio.Task) -> WakeReason | None:
         try:

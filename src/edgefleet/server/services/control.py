@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -52,21 +52,22 @@ def apply_to_targets(
         workers = targets.resolve(session, target)
         now = utcnow()
         changes: list[WorkerChange] = []
+        audit_rows: list[dict[str, Any]] = []
         for worker in workers:
             changed = mutate(worker)
             if changed:
                 worker.desired_version += 1
             for field, (old, new) in changed.items():
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor=actor,
-                        target=worker.hostname,
-                        field=field,
-                        old_value=_dump(old),
-                        new_value=_dump(new),
-                        comment=comment,
-                    )
+                audit_rows.append(
+                    {
+                        "at": now,
+                        "actor": actor,
+                        "target": worker.hostname,
+                        "field": field,
+                        "old_value": _dump(old),
+                        "new_value": _dump(new),
+                        "comment": comment,
+                    }
                 )
                 changes.append(
                     WorkerChange(
@@ -77,6 +78,8 @@ def apply_to_targets(
                         desired_version=worker.desired_version,
                     )
                 )
+        if audit_rows:  # one multi-row statement: a fleet-wide change writes thousands
+            session.execute(insert(AuditEntry), audit_rows)
         return ChangeSet(
             workers=[w.hostname for w in workers],
             changes=changes,
