@@ -87,6 +87,7 @@ from _common import (  # noqa: E402
     print_table,
     raise_nofile,
     summarize,
+    wait_for_quiet_host,
 )
 
 from edgefleet.auth import Identity, mint_token  # noqa: E402
@@ -124,6 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--submitters", type=int, default=32, help="parallel job submissions")
     add("--ceiling-seconds", type=float, help="seconds of each ceiling measurement")
     add("--py-spy", metavar="DIR", help="record raw py-spy profiles of the 1-replica servers")
+    add(
+        "--quiet-host",
+        type=float,
+        metavar="CORES",
+        help="before each configuration wait (up to 3 min) until others use fewer cores",
+    )
     add("--keep", action="store_true", help="keep temporary homes and the PostgreSQL cluster")
     add("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -152,7 +159,7 @@ def _defaults(args: argparse.Namespace) -> None:
     sizes = args.fleet_sizes or ("300,1000" if quick else "1000,2500,5000,10000")
     args.fleet_size_list = [int(n) for n in _csv(sizes)]
     args.fleet_window = args.fleet_window or (13.0 if quick else 30.0)
-    args.jobs = args.jobs or (500 if quick else 5000)
+    args.jobs = args.jobs or (500 if quick else 3000)
     args.ceiling_seconds = args.ceiling_seconds or (2.0 if quick else 5.0)
 
 
@@ -578,22 +585,51 @@ uvicorn.run(app, host=sys.argv[1], port=int(sys.argv[2]), log_level="warning")
 """
 
 
-async def measure_ceiling(seconds: float) -> Outcome:
-    """A trivial async FastAPI endpoint in its own uvicorn process: this host's HTTP ceiling."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BARE_APP, LOOPBACK, str(port)],
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    pools = Pools([port])
-    try:
-        await _wait_answering(pools, ("GET", "/ping", {}, None), proc)
-        load = Load(None, [proc.pid])
-        return await closed_loop(pools, lambda i: ("GET", "/ping", {}, None), 32, seconds, load)
-    finally:
-        pools.close()
-        _terminate_group(proc, 5)
+class Ceiling:
+    """A trivial async FastAPI endpoint in its own uvicorn process: this host's HTTP ceiling.
+
+    It stays up for the whole run and is measured right before each phase, so each figure is
+    divided by the ceiling of the moment it was taken (the host's load drifts).
+    """
+
+    def __init__(self, seconds: float, enabled: bool) -> None:
+        self.seconds = seconds
+        self.enabled = enabled
+        self.samples: list[tuple[str, Outcome]] = []
+        self.proc: subprocess.Popen | None = None
+        self.pools: Pools | None = None
+
+    async def start(self) -> Ceiling:
+        if not self.enabled:
+            return self
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BARE_APP, LOOPBACK, str(port)],
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.pools = Pools([port])
+        await _wait_answering(self.pools, PING, self.proc)
+        return self
+
+    async def measure(self, label: str) -> float:
+        """Requests/s of the bare endpoint now (NaN when disabled)."""
+        if self.proc is None or self.pools is None:
+            return float("nan")
+        load = Load(None, [self.proc.pid])
+        out = await closed_loop(self.pools, lambda i: PING, 32, self.seconds, load)
+        self.samples.append((label, out))
+        _progress(f"ceiling ({label}): {out.rate:.0f} req/s")
+        return out.rate
+
+    def stop(self) -> None:
+        if self.pools is not None:
+            self.pools.close()
+        if self.proc is not None:
+            _terminate_group(self.proc, 5)
+
+
+PING: Request = ("GET", "/ping", {}, None)
 
 
 async def _wait_answering(pools: Pools, request: Request, proc: subprocess.Popen) -> None:
@@ -620,7 +656,7 @@ async def measure_health(dep: Deployment, seconds: float) -> Outcome:
 
 # --- phase: heartbeats per second -----------------------------------------------------------
 
-STEP_FRACTIONS = (0.4, 0.6, 0.75, 0.9, 1.0, 1.15)
+STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
 
 @dataclass
@@ -652,18 +688,24 @@ async def measure_heartbeats(
         _progress(f"{dep.label} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}")
         steps: list[Outcome] = []
         best = None
-        for fraction in STEP_FRACTIONS:
+        retried = False
+        fractions = list(STEP_FRACTIONS)
+        while fractions:
             await asyncio.sleep(0.5)
-            step = await open_loop(pools, make, probe.rate * fraction, args.hb_seconds, Load(dep))
+            rate = probe.rate * fractions[0]
+            step = await open_loop(pools, make, rate, args.hb_seconds, Load(dep))
             steps.append(step)
             passed = hb_passes(step, args.hb_p99)
             _progress(
                 f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s p99 {fmt_ms(step.lat.p99)}"
                 f" failed {step.failed} {'ok' if passed else 'over'}"
             )
-            if not passed:
+            if passed:
+                best = step
+                fractions.pop(0)
+            elif retried:  # the second miss in a row is the server, not a passing hiccup
                 break
-            best = step
+            retried = not passed
         return HeartbeatResult(probe, steps, best)
     finally:
         pools.close()
@@ -855,6 +897,8 @@ class JobRun:
     fetch_failed: int = 0
     fetches: int = 0
     empty_fetches: int = 0
+    repeated: int = 0
+    done_ids: set[int] = field(default_factory=set)
     watches: int = 0
     load: dict[str, float] = field(default_factory=dict)
 
@@ -924,6 +968,10 @@ async def report_success(
     if status >= 300:
         run.report_failed += 1
         return
+    if job["id"] in run.done_ids:  # a repeated report (answer lost, sent again) counts once
+        run.repeated += 1
+        return
+    run.done_ids.add(job["id"])
     run.completed += 1
     run.last_done = time.monotonic()
     if run.completed >= run.jobs:
@@ -954,8 +1002,11 @@ async def run_workers(
     return done, tasks, conns
 
 
-async def stop_workers(tasks: list[asyncio.Task], conns: list[Conn]) -> None:
-    for task in tasks:
+async def stop_workers(done: asyncio.Event, tasks: list[asyncio.Task], conns: list[Conn]) -> None:
+    """Let every worker finish its round (report what it claimed), then stop the stragglers."""
+    done.set()
+    _, late = await asyncio.wait(tasks, timeout=10.0)
+    for task in late:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for conn in conns:
@@ -985,7 +1036,7 @@ async def measure_jobs(
         await submit_jobs(pools, admin, e2e, args.submitters)
         await wait_done(done, e2e, budget)
         e2e.load = load.stop()
-        await stop_workers(tasks, conns)
+        await stop_workers(done, tasks, conns)
         _progress(f"{dep.label} jobs end to end: {e2e.end_to_end:.0f}/s")
 
         backlog = JobRun(args.jobs)
@@ -998,7 +1049,7 @@ async def measure_jobs(
         await wait_done(done, backlog, budget)
         backlog.load = load.stop()
         backlog.load["submit_srv"] = submit_load["srv"]
-        await stop_workers(tasks, conns)
+        await stop_workers(done, tasks, conns)
         _progress(
             f"{dep.label} jobs submit {backlog.submit_rate:.0f}/s, drain {backlog.drain:.0f}/s"
         )
@@ -1040,10 +1091,17 @@ class ConfigResult:
     fleet: list[FleetStep] = field(default_factory=list)
     jobs: JobResult | None = None
     server_errors: int = 0
+    #: phase -> the ceiling (req/s) measured right before it
+    ceilings: dict[str, float] = field(default_factory=dict)
 
 
 async def run_config(
-    backend: str, replicas: int, args: argparse.Namespace, pg: PgCluster | None, pg_url: str
+    backend: str,
+    replicas: int,
+    args: argparse.Namespace,
+    pg: PgCluster | None,
+    pg_url: str,
+    ceiling: Ceiling,
 ) -> ConfigResult:
     env = new_env(keep=args.keep)
     if backend == "sqlite":
@@ -1056,12 +1114,17 @@ async def run_config(
         await asyncio.to_thread(dep.start, replicas)
         _progress(f"== {dep.label}: servers on ports {dep.ports}")
         profile = profiler(dep, args)
+        label = dep.label
+        result.ceilings["health"] = await ceiling.measure(f"{label} health")
         result.health = await measure_health(dep, args.ceiling_seconds)
         if "heartbeat" not in args.skip:
+            result.ceilings["heartbeat"] = await ceiling.measure(f"{label} heartbeat")
             result.heartbeat = await measure_heartbeats(dep, args, profile)
         if "fleet" not in args.skip:
+            result.ceilings["fleet"] = await ceiling.measure(f"{label} fleet")
             result.fleet = await measure_fleet(dep, args)
         if "jobs" not in args.skip:
+            result.ceilings["jobs"] = await ceiling.measure(f"{label} jobs")
             result.jobs = await measure_jobs(dep, args, profile)
         result.server_errors = dep.errors()
         for line in [ln for s in dep.servers for ln in s.error_lines()][:5]:
@@ -1143,7 +1206,7 @@ def print_details(results: list[ConfigResult], args: argparse.Namespace) -> None
     if job_rows:
         print_table(
             "no-op jobs (fetches per job = fetches / jobs; CPU while workers ran)",
-            ["config", "run", "jobs/s", "submit/s", "done", "fetch/job", "failed s/f/r",
+            ["config", "run", "jobs/s", "submit/s", "done", "fetch/job", "failed s/f/r/dup",
              *LOAD_HEADERS],
             job_rows,
         )  # fmt: skip
@@ -1178,7 +1241,7 @@ def _job_rows(res: ConfigResult) -> list[list[object]]:
                 rate(run.submit_rate),
                 f"{run.completed}/{run.jobs}",
                 f"{run.fetches / max(1, run.completed):.2f}",
-                f"{run.submit_failed}/{run.fetch_failed}/{run.report_failed}",
+                f"{run.submit_failed}/{run.fetch_failed}/{run.report_failed}/{run.repeated}",
                 *fmt_load(run.load),
             ]
         )
@@ -1186,9 +1249,11 @@ def _job_rows(res: ConfigResult) -> list[list[object]]:
     return rows
 
 
-def print_summary(results: list[ConfigResult], ceiling: float, args: argparse.Namespace) -> None:
+def print_summary(results: list[ConfigResult], args: argparse.Namespace) -> None:
     rows = []
     for res in results:
+        ceil = res.ceilings.get
+        nan = float("nan")
         hb = res.heartbeat.best.rate if res.heartbeat and res.heartbeat.best else None
         fleet = best_fleet(res.fleet, args)
         fleet_rate = fleet.size / args.fleet_interval if fleet else None
@@ -1199,20 +1264,23 @@ def print_summary(results: list[ConfigResult], ceiling: float, args: argparse.Na
         rows.append(
             [
                 res.label,
-                f"{rate(health)} ({frac(health, ceiling)})",
-                f"{rate(hb)} ({frac(hb, ceiling)})",
-                f"{fleet.size if fleet else '-'} ({frac(fleet_rate, ceiling)})"
-                + (" (max tried)" if fleet and fleet is res.fleet[-1] else ""),
-                f"{rate(e2e)} ({frac(e2e, ceiling)})",
-                f"{rate(drain)} ({frac(drain, ceiling)})",
-                f"{rate(submit)} ({frac(submit, ceiling)})",
+                " / ".join(f"{v:.0f}" for v in res.ceilings.values()) or "-",
+                f"{rate(health)} ({frac(health, ceil('health', nan))})",
+                f"{rate(hb)} ({frac(hb, ceil('heartbeat', nan))})",
+                f"{fleet.size if fleet else '-'} ({frac(fleet_rate, ceil('fleet', nan))})"
+                + ("+" if fleet and fleet is res.fleet[-1] else ""),
+                f"{rate(e2e)} ({frac(e2e, ceil('jobs', nan))})",
+                f"{rate(drain)} ({frac(drain, ceil('jobs', nan))})",
+                f"{rate(submit)} ({frac(submit, ceil('jobs', nan))})",
                 res.server_errors,
             ]
         )
     print_table(
-        f"SUMMARY (fraction of the ceiling {ceiling:.0f} req/s in brackets; fleet: N/interval)",
-        ["config", "health", f"hb/s p99<{fmt_ms(args.hb_p99)}", "fleet @10s", "jobs e2e",
-         "dispatch+done", "submit", "srv errors"],
+        "SUMMARY: (fraction of the ceiling measured right before the phase; fleet: N/interval"
+        " beats/s over the ceiling; N+ = the largest size tried kept up)",
+        ["config", "ceilings h/hb/fl/jobs", "health", f"hb/s p99<{fmt_ms(args.hb_p99)}",
+         f"fleet @{args.fleet_interval:g}s", "jobs e2e", "dispatch+done", "submit",
+         "srv errors"],
         rows,
     )  # fmt: skip
     print_growth(results, args)
@@ -1261,42 +1329,39 @@ async def amain(args: argparse.Namespace) -> None:
     pg = None
     pg_url = args.pg_url or ""
     results: list[ConfigResult] = []
-    ceilings: list[Outcome] = []
+    ceiling = Ceiling(args.ceiling_seconds, "ceiling" not in args.skip)
     try:
         if any(backend == "postgres" for backend, _ in configs) and not pg_url:
             pg = await asyncio.to_thread(PgCluster(keep=args.keep).start)
             pg_url = pg.url
             _progress(f"PostgreSQL cluster on port {pg.port} ({pg.dir})")
-        if "ceiling" not in args.skip:
-            ceilings.append(await measure_ceiling(args.ceiling_seconds))
-            _progress(f"ceiling: {ceilings[-1].rate:.0f} req/s")
+        await ceiling.start()
         for backend, replicas in configs:
-            results.append(await run_config(backend, replicas, args, pg, pg_url))
-        if "ceiling" not in args.skip:
-            ceilings.append(await measure_ceiling(args.ceiling_seconds))
-            _progress(f"ceiling again: {ceilings[-1].rate:.0f} req/s")
+            await asyncio.to_thread(wait_for_quiet_host, args.quiet_host, 180.0)
+            results.append(await run_config(backend, replicas, args, pg, pg_url, ceiling))
     finally:
+        ceiling.stop()
         if pg is not None:
             await asyncio.to_thread(pg.stop)
-    print_report(results, ceilings, args)
+    print_report(results, ceiling.samples, args)
 
 
 def print_report(
-    results: list[ConfigResult], ceilings: list[Outcome], args: argparse.Namespace
+    results: list[ConfigResult], ceilings: list[tuple[str, Outcome]], args: argparse.Namespace
 ) -> None:
     print(f"\nmeasured scale; code: {git_state()}; {os.cpu_count()} cores; quick={args.quick}")
     if ceilings:
         print_table(
-            "ceiling: bare FastAPI async endpoint, one uvicorn process, 32 callers",
-            ["when", "req/s", "p50", "p99", *LOAD_HEADERS],
+            "ceiling: bare FastAPI async endpoint, one uvicorn process, 32 callers, before each"
+            " phase",
+            ["before", "req/s", "p50", "p99", *LOAD_HEADERS],
             [
                 [when, rate(c.rate), fmt_ms(c.lat.p50), fmt_ms(c.lat.p99), *fmt_load(c.load)]
-                for when, c in zip(("before", "after"), ceilings, strict=False)
+                for when, c in ceilings
             ],
         )
-    ceiling = sum(c.rate for c in ceilings) / len(ceilings) if ceilings else float("nan")
     print_details(results, args)
-    print_summary(results, ceiling, args)
+    print_summary(results, args)
 
 
 def main() -> None:
