@@ -79,7 +79,6 @@ from _common import (  # noqa: E402
     Summary,
     _die_with_parent,
     _terminate_group,
-    cpu_seconds,
     fmt_ms,
     free_port,
     git_state,
@@ -256,17 +255,24 @@ def create_database(admin_url: str, name: str) -> str:
 
 
 def children_cpu(parent: int | None) -> float:
-    """CPU seconds of ``parent`` and its direct children (the cluster's backends)."""
+    """CPU seconds of ``parent`` and all its children, live or ended (the cluster's backends).
+
+    A live child counts by its own time; an ended one is in the parent's cutime/cstime once
+    reaped, so the sum never goes back when backends come and go.
+    """
     if parent is None:
         return float("nan")
-    total = cpu_seconds(parent) or 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) == parent:
-                total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            if int(entry.name) == parent:  # itself, plus its reaped children
+                total += sum(int(v) for v in stat[11:15]) / tick
+            elif int(stat[1]) == parent:
+                total += (int(stat[11]) + int(stat[12])) / tick
     return total
 
 
@@ -1212,8 +1218,9 @@ def print_details(results: list[ConfigResult], args: argparse.Namespace) -> None
         )  # fmt: skip
     if job_rows:
         print_table(
-            "no-op jobs (fetches per job = fetches / jobs; CPU while workers ran)",
-            ["config", "run", "jobs/s", "submit/s", "done", "fetch/job", "failed s/f/r/dup",
+            "no-op jobs (fetches and watches per completed job; failed: submit/fetch/result/"
+            "repeated; CPU while the workers ran)",
+            ["config", "run", "jobs/s", "submit/s", "done", "fetch/watch per job", "failed",
              *LOAD_HEADERS],
             job_rows,
         )  # fmt: skip
@@ -1240,6 +1247,7 @@ def _job_rows(res: ConfigResult) -> list[list[object]]:
         ("end to end", jobs.e2e, jobs.e2e.end_to_end),
         ("backlog drain", jobs.backlog, jobs.backlog.drain),
     ):
+        done = max(1, run.completed)
         rows.append(
             [
                 res.label,
@@ -1247,7 +1255,7 @@ def _job_rows(res: ConfigResult) -> list[list[object]]:
                 rate(figure),
                 rate(run.submit_rate),
                 f"{run.completed}/{run.jobs}",
-                f"{run.fetches / max(1, run.completed):.2f}",
+                f"{run.fetches / done:.2f}/{run.watches / done:.2f}",
                 f"{run.submit_failed}/{run.fetch_failed}/{run.report_failed}/{run.repeated}",
                 *fmt_load(run.load),
             ]
