@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-#: Execution option of the engine behind read-only sessions (see ``Sessions``).
-READ_ONLY = "edgefleet_read_only"
+from edgefleet.db import sqlite
+from edgefleet.db.sqlite import READ_ONLY
+
+#: Connections kept open: one per thread of the server's pool (40), so a busy server never
+#: opens and closes connections per request.
+POOL_SIZE = 40
 
 
 def make_engine(url: str) -> Engine:
-    """An engine tuned for its backend: SQLite gets WAL and a busy timeout for concurrency."""
+    """An engine tuned for its backend (SQLite: see ``sqlite``)."""
     if url.startswith("sqlite"):
-        _ensure_sqlite_dir(url)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
+            url, connect_args={"check_same_thread": False}, pool_size=POOL_SIZE, max_overflow=10
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
-        # pysqlite's own transaction handling is switched off; we issue BEGIN ourselves so
-        # that a write transaction takes the lock up front instead of failing on upgrade.
-        event.listen(engine, "begin", _sqlite_on_begin)
+        sqlite.configure(engine, url)
         return engine
     connect_args = {}
     if url.startswith("postgresql"):
@@ -31,7 +30,7 @@ def make_engine(url: str) -> Engine:
         # back text as bytes; ask for UTF-8 so every server behaves alike.
         connect_args["client_encoding"] = "utf8"
     return create_engine(
-        url, connect_args=connect_args, pool_size=20, max_overflow=20, pool_pre_ping=True
+        url, connect_args=connect_args, pool_size=POOL_SIZE, max_overflow=5, pool_pre_ping=True
     )
 
 
@@ -55,24 +54,3 @@ class Sessions(sessionmaker[Session]):
 
 def make_sessionmaker(engine: Engine) -> Sessions:
     return Sessions(engine)
-
-
-def _ensure_sqlite_dir(url: str) -> None:
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-
-
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _sqlite_on_begin(connection) -> None:
-    read_only = connection.get_execution_options().get(READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -18,6 +18,7 @@ from edgefleet.contract import (
     WorkerView,
 )
 from edgefleet.db.models import Job, Worker
+from edgefleet.db.session import Sessions
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, NotFound
 from edgefleet.server.services import lifecycle
@@ -35,16 +36,34 @@ LIVE_STATES = frozenset(
 )
 
 
-def desired_state(worker: Worker) -> DesiredState:
+def desired_state(worker: Worker | Row) -> DesiredState:
+    """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``."""
+    override, queues = worker.concurrency_override, worker.queues_override
     return DesiredState(
         version=worker.desired_version,
-        concurrency=worker.concurrency,
-        concurrency_source="flag" if worker.concurrency_override is None else "operator",
-        queues=list(worker.queues),
+        concurrency=override or worker.flag_concurrency,
+        concurrency_source="flag" if override is None else "operator",
+        queues=list(worker.flag_queues if queues is None else queues),
         maintenance=worker.maintenance_requested,
         maintenance_comment=worker.maintenance_comment,
         shutdown=worker.shutdown_requested,
     )
+
+
+_worker = Worker.__table__
+DESIRED_COLUMNS = [
+    _worker.c[name]
+    for name in (
+        "desired_version",
+        "concurrency_override",
+        "flag_concurrency",
+        "queues_override",
+        "flag_queues",
+        "maintenance_requested",
+        "maintenance_comment",
+        "shutdown_requested",
+    )
+]
 
 
 def observed_state(worker: Worker, now: datetime, offline_timeout: float) -> WorkerState:
@@ -140,30 +159,50 @@ def _fail_orphaned_jobs(session: Session, hostname: str, now: datetime) -> None:
     lifecycle.lose_running_jobs(session, hostname, why, now)
 
 
-def heartbeat(db: sessionmaker[Session], hostname: str, beat: Heartbeat) -> DesiredState:
-    """Record a beat and read back the desired state in one statement: the fleet's hot path."""
-    now = literal(utcnow(), UTCDateTime())
-    statement = (
-        update(Worker)
-        .where(Worker.hostname == hostname, Worker.instance_id == beat.instance_id)
+def _beat_statement() -> Update:
+    """Record a beat and read back the desired state, built once: a fleet sends thousands
+    of beats a second and each only binds new values."""
+    now = bindparam("beat_now", type_=UTCDateTime())
+    version = bindparam("beat_version")
+    return (
+        update(_worker)
+        .where(
+            _worker.c.hostname == bindparam("beat_hostname"),
+            _worker.c.instance_id == bindparam("beat_instance"),
+        )
         .values(
             last_heartbeat=now,
-            reported_state=beat.state,
-            applied_concurrency=beat.applied_concurrency,
+            reported_state=bindparam("beat_state"),
+            applied_concurrency=bindparam("beat_concurrency"),
             # Every right-hand side sees the row as it was, so this compares the old version.
             applied_at=case(
-                (Worker.applied_version != beat.applied_version, now), else_=Worker.applied_at
+                (_worker.c.applied_version != version, now), else_=_worker.c.applied_at
             ),
-            applied_version=beat.applied_version,
+            applied_version=version,
         )
-        .returning(Worker)
-        .execution_options(synchronize_session=False)
+        .returning(*DESIRED_COLUMNS)
     )
-    with db.begin() as session:
-        worker = session.scalars(statement).one_or_none()
-        if worker is None:  # say why: unknown worker (404) or a replaced process (409)
+
+
+_BEAT = _beat_statement()
+
+
+def heartbeat(db: Sessions, hostname: str, beat: Heartbeat) -> DesiredState:
+    """The fleet's hot path: one statement on a plain connection, no ORM session."""
+    params = {
+        "beat_now": utcnow(),
+        "beat_version": beat.applied_version,
+        "beat_hostname": hostname,
+        "beat_instance": beat.instance_id,
+        "beat_state": beat.state.value,
+        "beat_concurrency": beat.applied_concurrency,
+    }
+    with db.writer.begin() as connection:
+        row = connection.execute(_BEAT, params).one_or_none()
+    if row is None:  # say why: unknown worker (404) or a replaced process (409)
+        with db() as session:
             check_instance(get_worker(session, hostname), beat.instance_id)
-        return desired_state(worker)
+    return desired_state(row)
 
 
 def current_desired(db: sessionmaker[Session], hostname: str, instance_id: str) -> DesiredState:
