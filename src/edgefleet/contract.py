@@ -235,6 +235,20 @@ class JobSubmit(Request):
     cwd: WorkDir | None = None
 
 
+#: Most jobs one batch submit takes.
+MAX_BATCH_JOBS = 1000
+
+
+class JobBatch(Request):
+    """Many jobs in one request and one transaction: all are queued, or none."""
+
+    jobs: Annotated[list[JobSubmit], Field(min_length=1, max_length=MAX_BATCH_JOBS)]
+
+
+class JobsCreated(BaseModel):
+    ids: list[int]
+
+
 class JobCreated(BaseModel):
     id: int
 

@@ -193,3 +193,34 @@ def test_list_filters_by_state_and_queue(app_client, admin):
     assert all(j["waiting_reason"] == "no live worker serves queue 'b'" for j in listed)
     bad = app_client.get("/api/v1/jobs", params={"state": "nope"}, headers=admin)
     assert bad.status_code == 422
+
+
+def test_a_batch_is_queued_whole_in_order(app_client, admin):
+    batch = {"jobs": [{"command": ["true"]}, {"command": ["echo", "2"], "queue": "other"}]}
+    response = app_client.post("/api/v1/jobs/batch", json=batch, headers=admin)
+    assert response.status_code == 201, response.text
+    ids = response.json()["ids"]
+    assert len(ids) == 2 and ids == sorted(ids)
+    shown = [app_client.get(f"/api/v1/jobs/{i}", headers=admin).json() for i in ids]
+    assert [(job["command"], job["queue"], job["state"]) for job in shown] == [
+        (["true"], "default", "queued"),
+        (["echo", "2"], "other", "queued"),
+    ]
+    assert [e["event"] for e in shown[1]["history"]] == ["submitted"]
+    assert shown[1]["history"][0]["actor"] == "test-admin"
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {"jobs": []},
+        {"jobs": [{"command": ["true"]}, {"command": ["true"], "slots": 0}]},
+        {"jobs": [{"command": ["true"]}] * 1001},
+        {"jobs": [{"command": ["true"]}], "extra": 1},
+    ],
+    ids=["empty", "one-bad-job", "too-many", "unknown-field"],
+)
+def test_a_bad_batch_queues_nothing(app_client, admin, batch):
+    response = app_client.post("/api/v1/jobs/batch", json=batch, headers=admin)
+    assert response.status_code == 422, response.text
+    assert app_client.get("/api/v1/jobs", headers=admin).json() == []

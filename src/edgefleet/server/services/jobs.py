@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -49,25 +49,48 @@ NOT_ACCEPTING = frozenset(
 
 
 def submit(db: sessionmaker[Session], request: JobSubmit, actor: str | None = None) -> int:
+    return submit_many(db, [request], actor)[0]
+
+
+def submit_many(
+    db: sessionmaker[Session], requests: list[JobSubmit], actor: str | None = None
+) -> list[int]:
+    """Queue jobs in one transaction, in order: all of them or, on any error, none."""
     now = utcnow()
     with db.begin() as session:
-        job = Job(
-            command=list(request.command),
-            queue=request.queue,
-            priority=request.priority,
-            slots=request.slots,
-            retries=request.retries,
-            retry_delay=request.retry_delay,
-            timeout=request.timeout,
-            env=dict(request.env),
-            cwd=request.cwd,
-            state=JobState.QUEUED,
-            attempt=0,
-            queued_at=now,
-        )
-        session.add(job)
-        lifecycle.submitted(session, job, actor, now)
-        return job.id
+        batch = [_new_job(request, now) for request in requests]
+        session.add_all(batch)
+        session.flush()  # the jobs need their ids for their history
+        history = [
+            {
+                "job_id": job.id,
+                "at": now,
+                "event": "submitted",
+                "state": job.state,
+                "attempt": 0,
+                "actor": actor,
+            }
+            for job in batch
+        ]
+        session.execute(insert(JobEvent), history)  # one statement for the whole batch
+        return [job.id for job in batch]
+
+
+def _new_job(request: JobSubmit, now: datetime) -> Job:
+    return Job(
+        command=list(request.command),
+        queue=request.queue,
+        priority=request.priority,
+        slots=request.slots,
+        retries=request.retries,
+        retry_delay=request.retry_delay,
+        timeout=request.timeout,
+        env=dict(request.env),
+        cwd=request.cwd,
+        state=JobState.QUEUED,
+        attempt=0,
+        queued_at=now,
+    )
 
 
 def cancel(db: sessionmaker[Session], job_id: int, actor: str) -> tuple[JobView, str | None]:

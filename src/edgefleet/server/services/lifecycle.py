@@ -47,11 +47,6 @@ def record(
     )
 
 
-def submitted(session: Session, job: Job, actor: str | None, now: datetime) -> None:
-    session.flush()  # the job needs its id
-    record(session, job, "submitted", now, actor=actor)
-
-
 def start(session: Session, job: Job, hostname: str, seq: int | None, now: datetime) -> None:
     job.state = JobState.RUNNING
     job.worker_hostname = hostname
