@@ -20,8 +20,9 @@ HTTP/1.1 client of ``_common.Conn``; requests are spread round-robin over the re
    largest N that kept up.
 3. ``jobs``: no-op jobs. ``--job-workers`` simulated workers (``--job-slots`` free slots each)
    fetch, report every claimed job ``success`` at once (no process is run) and long-poll
-   ``watch`` when nothing is queued. (a) end to end: the jobs are submitted (POST /api/v1/jobs,
-   one per request, there is no batch route; ``--submitters`` in parallel) while the workers
+   ``watch`` when nothing is queued. (a) end to end: the jobs are submitted (POST
+   /api/v1/jobs/batch, ``--batch`` jobs per request, ``--submitters`` in parallel; ``--batch
+   1``: one POST /api/v1/jobs per job) while the workers
    run; jobs/s from the first submit to the last completion. (b) the same number is submitted
    with no worker running (the submission rate alone), then the workers drain the backlog:
    dispatch+complete jobs/s.
@@ -123,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--job-workers", type=int, default=50, help="simulated workers taking jobs")
     add("--job-slots", type=int, default=8, help="free slots each job worker fetches with")
     add("--submitters", type=int, default=32, help="parallel job submissions")
+    add(
+        "--batch",
+        type=int,
+        default=50,
+        help="jobs per submit request (POST /jobs/batch); 1: one POST /jobs per job",
+    )
     add("--ceiling-seconds", type=float, help="seconds of each ceiling measurement")
     add("--py-spy", metavar="DIR", help="record raw py-spy profiles of the 1-replica servers")
     add(
@@ -961,13 +968,29 @@ async def job_worker(
         worker.version = reply["desired"]["version"]
         if not reply["jobs"]:
             run.empty_fetches += 1
-            run.watches += 1
-            method, path, headers, body = worker.watch(slots, 2.0)
-            with contextlib.suppress(HttpError):
-                await conn.request(method, path, headers, body, timeout=30)
+            await wait_for_work(worker, conn, slots, run, done)
             continue
         for job in reply["jobs"]:
             await report_success(worker, conn, job, run, done)
+
+
+async def wait_for_work(
+    worker: SimWorker, conn: Conn, slots: int, run: JobRun, done: asyncio.Event
+) -> None:
+    """Long-poll until the server answers ``work`` (or can't say), as the agent does."""
+    while not done.is_set():
+        run.watches += 1
+        method, path, headers, body = worker.watch(slots, 2.0)
+        try:
+            status, answer = await conn.request(method, path, headers, body, timeout=30)
+        except HttpError:
+            return
+        if status != 200:
+            return
+        reply = json.loads(answer)
+        worker.version = reply["desired"]["version"]
+        if reply.get("reason") in (None, "work"):
+            return
 
 
 async def report_success(
@@ -991,12 +1014,20 @@ async def report_success(
         done.set()
 
 
-async def submit_jobs(pools: Pools, admin: dict[str, str], run: JobRun, parallel: int) -> None:
-    """POST /api/v1/jobs ``run.jobs`` times, ``parallel`` at a time (no batch route exists)."""
-    body = {"command": ["true"], "queue": "noop"}
-    request: Request = ("POST", f"{API_PREFIX}/jobs", admin, body)
+async def submit_jobs(
+    pools: Pools, admin: dict[str, str], run: JobRun, parallel: int, batch: int
+) -> None:
+    """Submit ``run.jobs`` jobs, ``parallel`` requests at a time: ``batch`` jobs per POST
+    /api/v1/jobs/batch, or one POST /api/v1/jobs per job with ``batch`` 1."""
+    job = {"command": ["true"], "queue": "noop"}
+    if batch <= 1:
+        requests: list[Request] = [("POST", f"{API_PREFIX}/jobs", admin, job)] * run.jobs
+    else:
+        sizes = [min(batch, run.jobs - start) for start in range(0, run.jobs, batch)]
+        path = f"{API_PREFIX}/jobs/batch"
+        requests = [("POST", path, admin, {"jobs": [job] * size}) for size in sizes]
     run.first_submit = time.monotonic()
-    failures, _ = await for_all(pools, [request] * run.jobs, parallel)
+    failures, _ = await for_all(pools, requests, parallel)
     run.last_submit = time.monotonic()
     run.submit_failed = failures
 
@@ -1046,7 +1077,7 @@ async def measure_jobs(
         e2e = JobRun(args.jobs)
         load = Load(dep).start()
         done, tasks, conns = await run_workers(dep, workers, e2e, args)
-        await submit_jobs(pools, admin, e2e, args.submitters)
+        await submit_jobs(pools, admin, e2e, args.submitters, args.batch)
         await wait_done(done, e2e, budget)
         e2e.load = load.stop()
         await stop_workers(done, tasks, conns)
@@ -1054,7 +1085,7 @@ async def measure_jobs(
 
         backlog = JobRun(args.jobs)
         load = Load(dep).start()
-        await submit_jobs(pools, admin, backlog, args.submitters)
+        await submit_jobs(pools, admin, backlog, args.submitters, args.batch)
         submit_load = load.stop()
         profile("jobs", min(10.0, args.jobs / 200))
         load = Load(dep).start()

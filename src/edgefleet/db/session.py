@@ -43,8 +43,11 @@ class Sessions(sessionmaker[Session]):
     """
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        #: For hot paths that skip the ORM: ``reader.connect()`` reads, ``writer.begin()``
+        #: writes, on the same terms as sessions.
+        self.reader = engine.execution_options(**{READ_ONLY: True})
         self.writer = engine
+        super().__init__(self.reader, expire_on_commit=False)
 
     @contextmanager
     def begin(self) -> Iterator[Session]:  # type: ignore[override]

@@ -86,7 +86,7 @@ def get_worker(session: Session, hostname: str, *, lock: bool = False) -> Worker
     return worker
 
 
-def check_instance(worker: Worker, instance_id: str) -> None:
+def check_instance(worker: Worker | Row, instance_id: str) -> None:
     """Refuse calls from a worker process that has been replaced by a newer registration."""
     if worker.instance_id != instance_id:
         raise Conflict(
