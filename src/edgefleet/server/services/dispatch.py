@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -24,8 +24,9 @@ from edgefleet.contract import (
     JobState,
     LogChunk,
 )
-from edgefleet.db.models import Job, JobLogChunk
-from edgefleet.db.types import utcnow
+from edgefleet.db.models import Job, JobEvent, JobLogChunk
+from edgefleet.db.session import Sessions
+from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.workers import check_instance, desired_state, get_worker
@@ -140,6 +141,56 @@ def queued_job_fits(session: Session, queues: list[str], max_slots: int) -> bool
     return bool(session.scalar(select(waiting)))
 
 
+_job, _event = Job.__table__, JobEvent.__table__
+_FINISH = bindparam("finished", type_=UTCDateTime())
+#: The common case of a result, as one guarded update: the reporter still holds the run.
+_SUCCEED = (
+    update(_job)
+    .where(
+        _job.c.id == bindparam("job"),
+        _job.c.worker_hostname == bindparam("worker"),
+        _job.c.attempt == bindparam("run_attempt"),
+        _job.c.state == JobState.RUNNING.value,
+    )
+    .values(
+        state=JobState.SUCCESS.value,
+        exit_code=bindparam("code"),
+        reason=bindparam("why"),
+        finished_at=_FINISH,
+    )
+)
+_SUCCEEDED = insert(_event).values(
+    job_id=bindparam("job"),
+    at=_FINISH,
+    event="succeeded",
+    state=JobState.SUCCESS.value,
+    attempt=bindparam("run_attempt"),
+    worker_hostname=bindparam("worker"),
+    exit_code=bindparam("code"),
+    reason=bindparam("why"),
+)
+
+
+def _record_success(
+    db: Sessions, job_id: int, hostname: str, result: JobResult, now: datetime
+) -> bool:
+    """The fast path of ``report_result``, without the ORM: False if the run is no longer
+    the current one as reported (a repeat, or a late report), for the full path to judge."""
+    params = {
+        "job": job_id,
+        "worker": hostname,
+        "run_attempt": result.attempt,
+        "code": result.exit_code,
+        "why": result.reason,
+        "finished": now,
+    }
+    with db.writer.begin() as connection:
+        if connection.execute(_SUCCEED, params).rowcount != 1:
+            return False
+        connection.execute(_SUCCEEDED, params)
+    return True
+
+
 def _lock_job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
@@ -162,6 +213,8 @@ def report_result(
     if result.state not in FINISHED_JOB_STATES:
         raise InvalidRequest(f"a result must be one of {sorted(FINISHED_JOB_STATES)}")
     now = utcnow()
+    if result.state == JobState.SUCCESS and _record_success(db, job_id, hostname, result, now):
+        return None
     with db.begin() as session:
         job = _lock_job(session, job_id)
         if _holds(job, hostname, result.attempt) and job.state == JobState.RUNNING:
