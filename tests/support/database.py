@@ -56,7 +56,8 @@ def fresh_database(directory: Path, name: str = "edgefleet.db") -> Iterator[str]
                     ),
                     {"name": db_name},
                 )
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}"'))
+                # FORCE: a connection a stopped server left behind must not keep it alive.
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
     finally:
         admin.dispose()
 

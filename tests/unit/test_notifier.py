@@ -9,7 +9,7 @@ import json
 from contextlib import ExitStack
 
 from edgefleet.server.notifier import QUEUE, WORKER, Notifier
-from edgefleet.server.pgnotify import PAYLOAD_LIMIT, payloads
+from edgefleet.server.pgnotify import PAYLOAD_LIMIT, PostgresBridge, payloads
 
 
 async def settle() -> None:
@@ -57,11 +57,31 @@ def test_a_job_wakes_as_many_idle_long_polls_as_it_needs_with_room_for_it():
 def test_published_wake_ups_fit_notify_payloads_and_survive_the_trip():
     wakeups = [(WORKER, f"site-a-worker-{i:05d}", 0, None) for i in range(1000)]
     wakeups.append((QUEUE, "default", 2, 1))
-    sent = list(payloads(wakeups))
+    sent = list(payloads("replica-a", wakeups))
     assert len(sent) > 1
     assert all(len(payload.encode()) <= PAYLOAD_LIMIT for payload in sent)
-    received = [tuple(item) for payload in sent for item in json.loads(payload)]
+    assert {json.loads(payload)[0] for payload in sent} == {"replica-a"}
+    received = [tuple(item) for payload in sent for item in json.loads(payload)[1]]
     assert received == wakeups
+
+
+def test_a_replica_ignores_its_own_wake_ups():
+    """It woke its own long-polls when it announced; its NOTIFY is for the others."""
+
+    async def scenario() -> None:
+        notifier = Notifier()
+        notifier.bind(asyncio.get_running_loop())
+        bridge = PostgresBridge.__new__(PostgresBridge)  # no engine needed to deliver
+        bridge._notifier, bridge.origin = notifier, "me"
+        with notifier.subscribe("a", 1) as waiter:
+            bridge._deliver(next(payloads("me", [(WORKER, "a", 0, None)])))
+            await settle()
+            assert not waiter.event.is_set()
+            bridge._deliver(next(payloads("other", [(WORKER, "a", 0, None)])))
+            await settle()
+            assert waiter.event.is_set()
+
+    asyncio.run(scenario())
 
 
 def test_a_newer_long_poll_of_a_worker_replaces_the_older_one():

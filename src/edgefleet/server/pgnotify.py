@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -34,13 +35,16 @@ class PostgresBridge:
         self._engine = engine
         self._notifier = notifier
         self._task: asyncio.Task[None] | None = None
+        #: Names this replica in what it sends: it woke its own long-polls already, and
+        #: waking them again on its own NOTIFY would spend a job's wake-up twice.
+        self.origin = uuid.uuid4().hex[:12]
 
     def publish(self, wakeups: list[WakeUp]) -> None:
         """Called after the change committed, from a route's worker thread: one round trip,
         however many workers a change touched."""
         try:
             with self._engine.connect() as connection:
-                for payload in payloads(wakeups):
+                for payload in payloads(self.origin, wakeups):
                     connection.execute(
                         text("SELECT pg_notify(:channel, :payload)"),
                         {"channel": CHANNEL, "payload": payload},
@@ -82,24 +86,29 @@ class PostgresBridge:
 
     def _deliver(self, payload: str) -> None:
         try:
-            wakeups = [(kind, key, slots, count) for kind, key, slots, count in json.loads(payload)]
+            origin, items = json.loads(payload)
+            wakeups = [(kind, key, slots, count) for kind, key, slots, count in items]
         except (ValueError, TypeError):
             log.warning("ignored a malformed wake-up %r", payload[:200])
+            return
+        if origin == self.origin:
             return
         for wakeup in wakeups:
             self._notifier.wake(*wakeup)
 
 
-def payloads(wakeups: list[WakeUp]) -> Iterator[str]:
-    """JSON lists of wake-ups, each small enough for one NOTIFY (8000 bytes at most)."""
+def payloads(origin: str, wakeups: list[WakeUp]) -> Iterator[str]:
+    """``[origin, [wake-up, ...]]`` as JSON, each small enough for one NOTIFY (PostgreSQL
+    takes 8000 bytes at most)."""
+    empty = len(json.dumps([origin, []]))
     batch: list[WakeUp] = []
-    size = 2
+    size = empty
     for wakeup in wakeups:
         item = len(json.dumps(wakeup)) + 2  # with the ", " that joins it
         if batch and size + item > PAYLOAD_LIMIT:
-            yield json.dumps(batch)
-            batch, size = [], 2
+            yield json.dumps([origin, batch])
+            batch, size = [], empty
         batch.append(wakeup)
         size += item
     if batch:
-        yield json.dumps(batch)
+        yield json.dumps([origin, batch])
