@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -40,7 +40,9 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 ANY_ATTEMPT = 2**31 - 1
 
 
-def _due(now: datetime):
+def due(now):
+    """Queued jobs that may start at ``now`` (a datetime or a bind parameter): not waiting
+    out a retry delay."""
     return or_(Job.not_before.is_(None), Job.not_before <= now)
 
 
@@ -92,7 +94,7 @@ def claim(
                 Job.state == JobState.QUEUED,
                 Job.queue.in_(worker.queues),
                 Job.slots <= budget,
-                _due(now),
+                due(now),
             )
             .order_by(Job.priority.desc(), Job.id)
             .limit(budget)
@@ -131,14 +133,21 @@ def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> 
         return queued_job_fits(session, queues, max_slots)
 
 
-def queued_job_fits(session: Session, queues: list[str], max_slots: int) -> bool:
-    waiting = exists().where(
+#: A due queued job on one of ``queues`` fits in ``free_slots``; built once, the long-poll
+#: asks it on every look.
+_QUEUED_WORK = select(
+    exists().where(
         Job.state == JobState.QUEUED,
-        Job.queue.in_(queues),
-        Job.slots <= max_slots,
-        _due(utcnow()),
+        Job.queue.in_(bindparam("queues", expanding=True)),
+        Job.slots <= bindparam("free_slots"),
+        due(bindparam("now", type_=UTCDateTime())),
     )
-    return bool(session.scalar(select(waiting)))
+)
+
+
+def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int) -> bool:
+    params = {"queues": queues, "free_slots": max_slots, "now": utcnow()}
+    return bool(db.scalar(_QUEUED_WORK, params))
 
 
 _job, _event = Job.__table__, JobEvent.__table__
@@ -309,7 +318,7 @@ def _chunk(job_id: int, attempt: int, seq: int, data: str) -> JobLogChunk:
 # --- cancel orders ----------------------------------------------------------------------------
 
 
-def _requested_here(hostname: str):
+def _requested_here(hostname):
     return and_(
         Job.worker_hostname == hostname,
         Job.state == JobState.RUNNING,
@@ -357,9 +366,9 @@ def orders_for_heartbeat(
         return cancel_orders(session, hostname, running)
 
 
-def has_new_cancels(session: Session, hostname: str) -> bool:
+def has_new_cancels(db: Session | Connection, hostname: str) -> bool:
     """Whether an operator cancelled a run of ``hostname`` it has not been told of yet."""
-    return bool(session.scalar(select(exists().where(_fresh_cancel(hostname)))))
+    return bool(db.scalar(_NEW_CANCEL, {"hostname": hostname}))
 
 
 def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel]:
@@ -378,5 +387,8 @@ def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel
         return [JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in jobs]
 
 
-def _fresh_cancel(hostname: str):
+def _fresh_cancel(hostname):
     return and_(_requested_here(hostname), Job.cancel_notified.is_(False))
+
+
+_NEW_CANCEL = select(exists().where(_fresh_cancel(bindparam("hostname"))))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
-from edgefleet.server.services import lifecycle
+from edgefleet.server.services import dispatch, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,9 @@ def queues_waiting(
     """Queues holding due jobs queued before ``queued_before``, with the fewest slots such a
     job needs. A job is announced to a few idle workers only; if none of them took it, the
     others with room for it should look."""
-    due = or_(Job.not_before.is_(None), Job.not_before <= now)
     query = (
         select(Job.queue, func.min(Job.slots))
-        .where(Job.state == JobState.QUEUED, Job.queued_at <= queued_before, due)
+        .where(Job.state == JobState.QUEUED, Job.queued_at <= queued_before, dispatch.due(now))
         .group_by(Job.queue)
     )
     with db() as session:
