@@ -91,6 +91,7 @@ from _common import (  # noqa: E402
     parse_server_env,
     print_table,
     raise_nofile,
+    run_async,
     start_worker,
     stop_worker,
     summarize,
@@ -1099,14 +1100,7 @@ async def guarded(args: argparse.Namespace) -> int:
 
 def main() -> None:
     args = parse_args()
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        code = runner.run(guarded(args))
-    sys.exit(code)
+    sys.exit(run_async(guarded(args)))
 
 
 if __name__ == "__main__":

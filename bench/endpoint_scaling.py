@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ from _common import (  # noqa: E402
     parse_server_env,
     print_table,
     raise_nofile,
+    run_async,
     summarize,
 )
 
@@ -239,13 +239,7 @@ async def amain(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(amain(args))
+    run_async(amain(args))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ from _common import (  # noqa: E402
     new_env,
     print_table,
     raise_nofile,
+    run_async,
     summarize,
     wait_for_quiet_host,
 )
@@ -1413,13 +1414,7 @@ def print_report(
 def main() -> None:
     args = parse_args()
     install_signal_exit()
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(amain(args))
+    run_async(amain(args))
 
 
 if __name__ == "__main__":
