@@ -109,16 +109,16 @@ class Notifier:
         self._announce([(QUEUE, queue, slots, count)])
 
     def _announce(self, wakeups: list[WakeUp]) -> None:
-        for wakeup in wakeups:
-            self.wake(*wakeup)
+        self.wake(wakeups)
         if self.publish is not None and wakeups:
             self.publish(wakeups)
 
-    def wake(self, kind: str, key: str, slots: int = 0, count: int | None = None) -> None:
-        """Wake long-polls waiting on ``key``; safe to call from any thread."""
-        if self._loop is None or key not in self._waiters.get(kind, {}):
-            return
-        self._loop.call_soon_threadsafe(self._set_some, kind, key, slots, count)
+    def wake(self, wakeups: list[WakeUp]) -> None:
+        """Wake the long-polls these wake-ups name; safe to call from any thread. One hand-over
+        to the loop however many there are: a fleet-wide change names every worker."""
+        waiting = [w for w in wakeups if w[1] in self._waiters.get(w[0], {})]
+        if self._loop is not None and waiting:
+            self._loop.call_soon_threadsafe(self._set_some, waiting)
 
     def wake_everyone(self) -> None:
         """Make every held long-poll look again: wake-ups may have been missed (a replica's
@@ -137,10 +137,11 @@ class Notifier:
                 for waiter in waiters:
                     waiter.event.set()
 
-    def _set_some(self, kind: str, key: str, slots: int, count: int | None) -> None:
-        able = [w for w in self._waiters[kind].get(key, ()) if w.free_slots >= slots]
-        if count is not None:
-            idle = [w for w in able if not w.event.is_set()]
-            able = random.sample(idle, min(count, len(idle)))
-        for waiter in able:
-            waiter.event.set()
+    def _set_some(self, wakeups: list[WakeUp]) -> None:
+        for kind, key, slots, count in wakeups:
+            able = [w for w in self._waiters[kind].get(key, ()) if w.free_slots >= slots]
+            if count is not None:
+                idle = [w for w in able if not w.event.is_set()]
+                able = random.sample(idle, min(count, len(idle)))
+            for waiter in able:
+                waiter.event.set()

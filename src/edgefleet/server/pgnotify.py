@@ -91,10 +91,8 @@ class PostgresBridge:
         except (ValueError, TypeError):
             log.warning("ignored a malformed wake-up %r", payload[:200])
             return
-        if origin == self.origin:
-            return
-        for wakeup in wakeups:
-            self._notifier.wake(*wakeup)
+        if origin != self.origin:
+            self._notifier.wake(wakeups)
 
 
 def payloads(origin: str, wakeups: list[WakeUp]) -> Iterator[str]:
