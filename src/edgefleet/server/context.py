@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet.db.session import Sessions
 from edgefleet.server.notifier import Notifier
 from edgefleet.settings import Settings
 
@@ -18,7 +18,7 @@ POSTGRES_RECHECK = 15.0
 class ServerContext:
     settings: Settings
     engine: Engine
-    db: sessionmaker[Session]
+    db: Sessions
     notifier: Notifier
     secret: str
 
