@@ -100,7 +100,7 @@ from _common import (  # noqa: E402
     wait_for_quiet_host,
 )
 
-from edgefleet.auth import Identity, mint_token  # noqa: E402
+from edgefleet.auth import TOKEN_REUSE_SECONDS, Identity, mint_token  # noqa: E402
 from edgefleet.contract import API_PREFIX  # noqa: E402
 
 WATCH_TIMEOUT = 30.0
@@ -206,7 +206,7 @@ class Sim:
 
     def _headers(self) -> dict[str, str]:
         now = time.monotonic()
-        if now - self._token_at > 20:  # tokens live 60 s; the agent mints one per request
+        if now - self._token_at > TOKEN_REUSE_SECONDS:  # as the agent's client does
             ident = Identity(subject=self.hostname, role="worker")
             self._token = mint_token(self.fleet.secret, ident)
             self._token_at = now

@@ -92,7 +92,7 @@ from _common import (  # noqa: E402
     wait_for_quiet_host,
 )
 
-from edgefleet.auth import Identity, mint_token  # noqa: E402
+from edgefleet.auth import Identity, TokenAuth, mint_token  # noqa: E402
 from edgefleet.contract import API_PREFIX  # noqa: E402
 
 PHASES = ("ceiling", "heartbeat", "fleet", "jobs")
@@ -496,14 +496,16 @@ class SimWorker:
     """A simulated worker's identity and protocol state."""
 
     name: str
-    token: str
+    #: Signs like a real worker: one token per ``TOKEN_REUSE_SECONDS``, so the server's cache
+    #: of verified tokens sees what a real fleet gives it.
+    signer: TokenAuth
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     seq: int = 0
     version: int = 1
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return {"Authorization": f"Bearer {self.signer.token()}"}
 
     def register(self, queue: str, concurrency: int, interval: float) -> Request:
         body = {
@@ -547,10 +549,11 @@ class SimWorker:
 
 
 def sim_workers(secret: str, prefix: str, count: int, start: int = 0) -> list[SimWorker]:
-    def token(name: str) -> str:
-        return mint_token(secret, Identity(subject=name, role="worker"), ttl=4 * 3600)
+    def signer(name: str) -> TokenAuth:
+        return TokenAuth(secret, Identity(subject=name, role="worker"))
 
-    return [SimWorker(f"{prefix}{i:05d}", token(f"{prefix}{i:05d}")) for i in range(start, count)]
+    names = [f"{prefix}{i:05d}" for i in range(start, count)]
+    return [SimWorker(name, signer(name)) for name in names]
 
 
 async def for_all(

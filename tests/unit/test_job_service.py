@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from edgefleet.contract import (
+    Heartbeat,
+    JobCancel,
     JobRelease,
     JobResult,
     JobSubmit,
@@ -19,7 +21,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, PayloadTooLarge
-from edgefleet.server.services import dispatch, jobs, sweep, workers
+from edgefleet.server.services import dispatch, heartbeats, jobs, sweep, workers
 
 OFFLINE = 5.0
 
@@ -244,7 +246,7 @@ def test_cancel_queued_running_and_finished_jobs(session_factory):
     orders = dispatch.take_new_cancels(db, "w1")
     assert [(o.id, o.attempt, o.requested) for o in orders] == [(running, 1, True)]
     assert dispatch.take_new_cancels(db, "w1") == []  # the long-poll is told once...
-    (beat,) = dispatch.orders_for_heartbeat(db, "w1", [running])  # ...heartbeats repeat it
+    (beat,) = beat_orders(db, instance, [running])  # ...heartbeats repeat it
     assert beat.id == running
     dispatch.report_result(db, running, "w1", result(instance, 1, "failed", -15))
     view = jobs.get_job(db, running)
@@ -266,19 +268,32 @@ def test_a_cancelled_job_never_starts(session_factory):
     assert not dispatch.has_queued(db, ["default"], 4)
 
 
+def beat_orders(db, instance: str, running: list[int]) -> list[JobCancel]:
+    """The cancel orders a heartbeat of w1 reporting ``running`` is answered with."""
+    beat = Heartbeat(
+        instance_id=instance,
+        state="running",
+        running_jobs=running,
+        applied_version=0,
+        applied_concurrency=1,
+    )
+    ((_, orders),) = heartbeats.write(db, [("w1", beat)])
+    return orders
+
+
 def test_heartbeats_order_stale_runs_stopped(session_factory):
     db = session_factory
     instance = register(db)
     job = submit(db, retries=1)
     dispatch.claim(db, "w1", instance, 1, seq=1)
-    assert dispatch.orders_for_heartbeat(db, "w1", [job]) == []
+    assert beat_orders(db, instance, [job]) == []
     with db.begin() as session:
         session.get(Worker, "w1").last_heartbeat = utcnow() - timedelta(seconds=60)
         session.get(Job, job).started_at = utcnow() - timedelta(seconds=60)
     sweep.requeue_lost(db, OFFLINE, utcnow())
-    (order,) = dispatch.orders_for_heartbeat(db, "w1", [job, 999])[:1]
+    (order,) = beat_orders(db, instance, [job, 999])[:1]
     assert (order.id, order.attempt, order.requested) == (job, 1, False)
-    missing = dispatch.orders_for_heartbeat(db, "w1", [999])
+    missing = beat_orders(db, instance, [999])
     assert [(o.id, o.requested) for o in missing] == [(999, False)]
 
 

@@ -53,6 +53,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         await sweeper.stop()
         if bridge is not None:
             await bridge.stop()
+        context.threads.shutdown(wait=False)
         context.engine.dispose()
 
     app = FastAPI(

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 
 from edgefleet.db.session import Sessions
+from edgefleet.server.grouping import GroupWriter
 from edgefleet.server.notifier import Notifier
+from edgefleet.server.services import heartbeats
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
 POSTGRES_RECHECK = 15.0
+#: Threads that run the worker API's database calls (see ``ServerContext.run``).
+DATABASE_THREADS = 16
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,6 +33,24 @@ class ServerContext:
     db: Sessions
     notifier: Notifier
     secret: str
+    threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(DATABASE_THREADS, "edgefleet-db")
+    )
+    #: Heartbeats, written in groups.
+    beats: GroupWriter[heartbeats.Beat, heartbeats.Answer] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.beats = GroupWriter(functools.partial(heartbeats.write, self.db), self.threads)
+
+    async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking database call off the event loop.
+
+        The hot routes are ``async`` and hand only their database work to these threads: a
+        sync route costs two trips through Starlette's thread pool per request (the call,
+        then validating the answer), which halved the requests a server could answer.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.threads, functools.partial(call, *args, **kwargs))
 
     @property
     def watch_recheck(self) -> float | None:

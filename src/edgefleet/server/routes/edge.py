@@ -7,7 +7,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from edgefleet.aio import wait_event
 from edgefleet.contract import (
@@ -27,6 +26,7 @@ from edgefleet.contract import (
     WorkerContact,
 )
 from edgefleet.db.types import utcnow
+from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
 from edgefleet.server.services import control, dispatch, workers
 from edgefleet.server.services import watch as watch_service
@@ -44,17 +44,18 @@ def _contact(
 
 
 @router.post("/workers/{hostname}/register", response_model=WorkerContact)
-def register(hostname: str, body: Registration, context: ContextDep, identity: WorkerDep):
+async def register(hostname: str, body: Registration, context: ContextDep, identity: WorkerDep):
     own_hostname(identity, hostname)
-    desired = workers.register(context.db, hostname, body, context.settings.worker_offline_timeout)
+    timeout = context.settings.worker_offline_timeout
+    desired = await context.run(workers.register, context.db, hostname, body, timeout)
     return _contact(desired)
 
 
 @router.post("/workers/{hostname}/heartbeat", response_model=WorkerContact)
-def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identity: WorkerDep):
+async def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identity: WorkerDep):
     own_hostname(identity, hostname)
-    desired = workers.heartbeat(context.db, hostname, body)
-    return _contact(desired, dispatch.orders_for_heartbeat(context.db, hostname, body.running_jobs))
+    desired, orders = await context.beats.submit((hostname, body))
+    return _contact(desired, orders)
 
 
 @router.get("/workers/{hostname}/watch", response_model=WorkerContact)
@@ -78,7 +79,7 @@ async def watch(
     with notifier.subscribe(hostname, free_slots) as waiter:
         while not waiter.replaced:
             waiter.event.clear()  # before the look: a wake-up during it is not lost
-            seen = await run_in_threadpool(
+            seen = await context.run(
                 watch_service.look, context.db, hostname, instance_id, version, free_slots
             )
             notifier.follow(waiter, seen.desired.queues)
@@ -97,7 +98,8 @@ async def watch(
 def local_maintenance(
     hostname: str, body: LocalMaintenance, context: ContextDep, identity: WorkerDep
 ):
-    """``edgefleet worker maintenance on|off`` on the worker's machine, recorded centrally."""
+    """``edgefleet worker maintenance on|off`` on the worker's machine, recorded centrally.
+    Rare, so a plain sync route."""
     own_hostname(identity, hostname)
     with context.db() as session:
         workers.check_instance(workers.get_worker(session, hostname), body.instance_id)
@@ -113,30 +115,37 @@ def local_maintenance(
 
 
 @router.post("/workers/{hostname}/fetch", response_model=FetchResponse)
-def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity: WorkerDep):
+async def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity: WorkerDep):
     own_hostname(identity, hostname)
-    claimed, desired = dispatch.claim(
-        context.db, hostname, body.instance_id, body.free_slots, body.seq
+    claimed, desired = await context.run(
+        dispatch.claim, context.db, hostname, body.instance_id, body.free_slots, body.seq
     )
     return FetchResponse(jobs=claimed, desired=desired)
 
 
 @router.post("/jobs/{job_id}/result", status_code=204)
-def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
+async def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
     """Idempotent per (job, attempt); 409 for an attempt that is no longer current."""
-    queue = dispatch.report_result(context.db, job_id, identity.subject, body)
-    if queue is not None:
+    await context.run(_report_result, context, job_id, identity.subject, body)
+
+
+def _report_result(context: ServerContext, job_id: int, hostname: str, body: JobResult) -> None:
+    queue = dispatch.report_result(context.db, job_id, hostname, body)
+    if queue is not None:  # re-queued for a retry; announcing it may take a round trip
         context.notifier.job_queued(queue)
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)
-def release(job_id: int, body: JobRelease, context: ContextDep, identity: WorkerDep):
-    queue = dispatch.release(context.db, job_id, identity.subject, body)
-    context.notifier.job_queued(queue)
+async def release(job_id: int, body: JobRelease, context: ContextDep, identity: WorkerDep):
+    await context.run(_release, context, job_id, identity.subject, body)
+
+
+def _release(context: ServerContext, job_id: int, hostname: str, body: JobRelease) -> None:
+    context.notifier.job_queued(dispatch.release(context.db, job_id, hostname, body))
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)
-def push_log(job_id: int, body: LogChunk, context: ContextDep, identity: WorkerDep):
+async def push_log(job_id: int, body: LogChunk, context: ContextDep, identity: WorkerDep):
     """Idempotent per (attempt, seq); 413 once the job's log reached its size limit."""
     limit = context.settings.job_log_max_bytes
-    dispatch.push_log(context.db, job_id, identity.subject, body, limit)
+    await context.run(dispatch.push_log, context.db, job_id, identity.subject, body, limit)

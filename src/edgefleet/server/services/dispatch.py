@@ -318,26 +318,48 @@ def _chunk(job_id: int, attempt: int, seq: int, data: str) -> JobLogChunk:
 # --- cancel orders ----------------------------------------------------------------------------
 
 
-def _requested_here(hostname):
-    return and_(
-        Job.worker_hostname == hostname,
-        Job.state == JobState.RUNNING,
-        Job.cancel_requested_at.is_not(None),
-    )
+def _requested_on(worker_clause):
+    return and_(worker_clause, Job.state == JobState.RUNNING, Job.cancel_requested_at.is_not(None))
 
 
-def cancel_orders(session: Session, hostname: str, running: list[int]) -> list[JobCancel]:
-    """Runs ``hostname`` must stop: operator cancels of its jobs, and runs it reports that
-    the server no longer counts on (re-queued, finished elsewhere, or purged)."""
+def cancel_orders(session: Session, running: dict[str, list[int]]) -> dict[str, list[JobCancel]]:
+    """Runs each worker must stop, given the job ids it reports running: operator cancels
+    of its jobs, and runs the server no longer counts on (re-queued, finished elsewhere, or
+    purged). One query for all the workers of a group of heartbeats."""
+    ids = [job_id for jobs in running.values() for job_id in jobs]
+    hostnames = list(running)
     jobs = session.scalars(
-        select(Job).where(or_(Job.id.in_(running), _requested_here(hostname))).order_by(Job.id)
+        select(Job).where(or_(Job.id.in_(ids), _requested_on(Job.worker_hostname.in_(hostnames))))
     ).all()
-    orders: list[JobCancel] = []
+    by_id = {job.id: job for job in jobs}
+    requested: dict[str, list[Job]] = {}
     for job in jobs:
-        mine = job.worker_hostname == hostname and job.state == JobState.RUNNING
-        if mine and job.cancel_requested_at is not None:
-            orders.append(JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL))
-        elif not mine and job.id in running:
+        if job.state == JobState.RUNNING and job.cancel_requested_at is not None:
+            requested.setdefault(job.worker_hostname, []).append(job)
+    return {
+        hostname: _orders(hostname, reported, by_id, requested.get(hostname, []))
+        for hostname, reported in running.items()
+    }
+
+
+def _orders(
+    hostname: str, running: list[int], by_id: dict[int, Job], requested: list[Job]
+) -> list[JobCancel]:
+    orders = [
+        JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in requested
+    ]
+    for job_id in sorted(set(running)):
+        job = by_id.get(job_id)
+        if job is None:
+            orders.append(
+                JobCancel(
+                    id=job_id,
+                    attempt=ANY_ATTEMPT,
+                    reason="the job no longer exists",
+                    requested=False,
+                )
+            )
+        elif job.worker_hostname != hostname or job.state != JobState.RUNNING:
             orders.append(
                 JobCancel(
                     id=job.id,
@@ -346,24 +368,7 @@ def cancel_orders(session: Session, hostname: str, running: list[int]) -> list[J
                     requested=False,
                 )
             )
-    for missing in sorted(set(running) - {job.id for job in jobs}):
-        orders.append(
-            JobCancel(
-                id=missing, attempt=ANY_ATTEMPT, reason="the job no longer exists", requested=False
-            )
-        )
-    return orders
-
-
-def orders_for_heartbeat(
-    db: sessionmaker[Session], hostname: str, running: list[int]
-) -> list[JobCancel]:
-    """Cancel orders for a heartbeat. A worker that runs nothing has nothing to stop (a
-    job claimed for it meanwhile is covered by the next contact), so idle beats cost no query."""
-    if not running:
-        return []
-    with db() as session:
-        return cancel_orders(session, hostname, running)
+    return sorted(orders, key=lambda order: order.id)
 
 
 def has_new_cancels(db: Session | Connection, hostname: str) -> bool:
@@ -388,7 +393,7 @@ def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel
 
 
 def _fresh_cancel(hostname):
-    return and_(_requested_here(hostname), Job.cancel_notified.is_(False))
+    return and_(_requested_on(Job.worker_hostname == hostname), Job.cancel_notified.is_(False))
 
 
 _NEW_CANCEL = select(exists().where(_fresh_cancel(bindparam("hostname"))))

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Row, Update, bindparam, case, func, select, update
+from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -18,9 +18,8 @@ from edgefleet.contract import (
     WorkerView,
 )
 from edgefleet.db.models import Job, Worker
-from edgefleet.db.session import Sessions
 from edgefleet.db.types import UTCDateTime, utcnow
-from edgefleet.errors import Conflict, NotFound
+from edgefleet.errors import Conflict, EdgefleetError, NotFound
 from edgefleet.server.services import lifecycle
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
@@ -89,10 +88,14 @@ def get_worker(session: Session, hostname: str, *, lock: bool = False) -> Worker
 def check_instance(worker: Worker | Row, instance_id: str) -> None:
     """Refuse calls from a worker process that has been replaced by a newer registration."""
     if worker.instance_id != instance_id:
-        raise Conflict(
-            f"worker {worker.hostname!r} is registered to another process "
-            f"(instance {worker.instance_id}); register again"
-        )
+        raise _replaced(worker)
+
+
+def _replaced(worker: Worker | Row) -> Conflict:
+    return Conflict(
+        f"worker {worker.hostname!r} is registered to another process "
+        f"(instance {worker.instance_id}); register again"
+    )
 
 
 def register(
@@ -160,8 +163,8 @@ def _fail_orphaned_jobs(session: Session, hostname: str, now: datetime) -> None:
 
 
 def _beat_statement() -> Update:
-    """Record a beat and read back the desired state, built once: a fleet sends thousands
-    of beats a second and each only binds new values."""
+    """Record a beat, built once: a fleet sends thousands of beats a second and each only
+    binds new values. Guarded by the instance, so a replaced process's beat changes nothing."""
     now = bindparam("beat_now", type_=UTCDateTime())
     version = bindparam("beat_version")
     return (
@@ -180,29 +183,49 @@ def _beat_statement() -> Update:
             ),
             applied_version=version,
         )
-        .returning(*DESIRED_COLUMNS)
     )
 
 
 _BEAT = _beat_statement()
+_DESIRED_OF = select(_worker.c.hostname, _worker.c.instance_id, *DESIRED_COLUMNS).where(
+    _worker.c.hostname.in_(bindparam("hostnames", expanding=True))
+)
 
 
-def heartbeat(db: Sessions, hostname: str, beat: Heartbeat) -> DesiredState:
-    """The fleet's hot path: one statement on a plain connection, no ORM session."""
-    params = {
-        "beat_now": utcnow(),
-        "beat_version": beat.applied_version,
-        "beat_hostname": hostname,
-        "beat_instance": beat.instance_id,
-        "beat_state": beat.state.value,
-        "beat_concurrency": beat.applied_concurrency,
-    }
-    with db.writer.begin() as connection:
-        row = connection.execute(_BEAT, params).one_or_none()
-    if row is None:  # say why: unknown worker (404) or a replaced process (409)
-        with db() as session:
-            check_instance(get_worker(session, hostname), beat.instance_id)
-    return desired_state(row)
+def record_heartbeats(
+    connection: Connection, beats: list[tuple[str, Heartbeat]]
+) -> list[DesiredState | EdgefleetError]:
+    """The fleet's hot path: a group of beats as one multi-row update and one read of the
+    desired states, on a connection in a write transaction. Each beat is answered with its
+    worker's desired state, or why it was refused: unknown worker (404) or a replaced
+    process (409)."""
+    now = utcnow()
+    connection.execute(
+        _BEAT,
+        [
+            {
+                "beat_now": now,
+                "beat_version": beat.applied_version,
+                "beat_hostname": hostname,
+                "beat_instance": beat.instance_id,
+                "beat_state": beat.state.value,
+                "beat_concurrency": beat.applied_concurrency,
+            }
+            for hostname, beat in beats
+        ],
+    )
+    hostnames = list({hostname for hostname, _ in beats})
+    rows = {row.hostname: row for row in connection.execute(_DESIRED_OF, {"hostnames": hostnames})}
+    answers: list[DesiredState | EdgefleetError] = []
+    for hostname, beat in beats:
+        row = rows.get(hostname)
+        if row is None:
+            answers.append(NotFound(f"no worker named {hostname!r}"))
+        elif row.instance_id != beat.instance_id:
+            answers.append(_replaced(row))
+        else:
+            answers.append(desired_state(row))
+    return answers
 
 
 def current_desired(db: sessionmaker[Session], hostname: str, instance_id: str) -> DesiredState:
