@@ -19,8 +19,10 @@ HTTP/1.1 client of ``_common.Conn``; requests are spread round-robin over the re
    in the database is older than 1.5 intervals at the end of the window. The figure is the
    largest N that kept up.
 3. ``jobs``: no-op jobs. ``--job-workers`` simulated workers (``--job-slots`` free slots each)
-   fetch, report every claimed job ``success`` at once (no process is run) and long-poll
-   ``watch`` when nothing is queued. (a) end to end: the jobs are submitted (POST
+   fetch, report every claimed job ``success`` at once (no process is run; all of a fetch in
+   one POST /workers/{name}/results, as a worker's outbox sends results that are ready
+   together; ``--report each``: one POST /jobs/{id}/result per job) and long-poll ``watch``
+   when nothing is queued. (a) end to end: the jobs are submitted (POST
    /api/v1/jobs/batch, ``--batch`` jobs per request, ``--submitters`` in parallel; ``--batch
    1``: one POST /api/v1/jobs per job) while the workers
    run; jobs/s from the first submit to the last completion. (b) the same number is submitted
@@ -130,6 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=50,
         help="jobs per submit request (POST /jobs/batch); 1: one POST /jobs per job",
+    )
+    add(
+        "--report",
+        choices=("batch", "each"),
+        default="batch",
+        help="job workers report the jobs of a fetch in one request, or one request each",
     )
     add("--ceiling-seconds", type=float, help="seconds of each ceiling measurement")
     add("--py-spy", metavar="DIR", help="record raw py-spy profiles of the 1-replica servers")
@@ -547,6 +555,14 @@ class SimWorker:
         body["exit_code"] = 0
         return "POST", f"{EDGE}/jobs/{job['id']}/result", self.headers, body
 
+    def results(self, jobs: list[dict]) -> Request:
+        results = [
+            {"job_id": job["id"], "instance_id": self.instance, "attempt": job["attempt"]}
+            | {"state": "success", "exit_code": 0}
+            for job in jobs
+        ]
+        return "POST", f"{EDGE}/workers/{self.name}/results", self.headers, {"results": results}
+
 
 def sim_workers(secret: str, prefix: str, count: int, start: int = 0) -> list[SimWorker]:
     def signer(name: str) -> TokenAuth:
@@ -911,6 +927,8 @@ class JobRun:
     """One job measurement; times are ``time.monotonic()``."""
 
     jobs: int
+    #: One result per request (POST /jobs/{id}/result) instead of a batch per fetch.
+    report_each: bool = False
     first_submit: float = math.nan
     last_submit: float = math.nan
     workers_start: float = math.nan
@@ -974,8 +992,11 @@ async def job_worker(
             run.empty_fetches += 1
             await wait_for_work(worker, conn, slots, run, done)
             continue
-        for job in reply["jobs"]:
-            await report_success(worker, conn, job, run, done)
+        if run.report_each:
+            for job in reply["jobs"]:
+                await report_success(worker, conn, [job], run, done)
+        else:
+            await report_success(worker, conn, reply["jobs"], run, done)
 
 
 async def wait_for_work(
@@ -998,21 +1019,27 @@ async def wait_for_work(
 
 
 async def report_success(
-    worker: SimWorker, conn: Conn, job: dict, run: JobRun, done: asyncio.Event
+    worker: SimWorker, conn: Conn, jobs: list[dict], run: JobRun, done: asyncio.Event
 ) -> None:
-    method, path, headers, body = worker.result(job)
+    """Report ``jobs`` done: one POST /jobs/{id}/result for a single job, else one POST
+    /workers/{name}/results for all (as a worker whose jobs end together does)."""
+    method, path, headers, body = worker.result(jobs[0]) if len(jobs) == 1 else worker.results(jobs)
     try:
-        status, _ = await conn.request(method, path, headers, body, timeout=30)
+        status, answer = await conn.request(method, path, headers, body, timeout=30)
     except HttpError:
         status = 0
     if status >= 300:
-        run.report_failed += 1
+        run.report_failed += len(jobs)
         return
-    if job["id"] in run.done_ids:  # a repeated report (answer lost, sent again) counts once
-        run.repeated += 1
-        return
-    run.done_ids.add(job["id"])
-    run.completed += 1
+    codes = [204] if status == 204 else [o["status_code"] for o in json.loads(answer)["outcomes"]]
+    for job, code in zip(jobs, codes, strict=True):
+        if code >= 300:
+            run.report_failed += 1
+        elif job["id"] in run.done_ids:  # a repeated report (answer lost, sent again)
+            run.repeated += 1
+        else:
+            run.done_ids.add(job["id"])
+            run.completed += 1
     run.last_done = time.monotonic()
     if run.completed >= run.jobs:
         done.set()
@@ -1078,7 +1105,7 @@ async def measure_jobs(
     budget = max(60.0, args.jobs / 20)
     try:
         await register_all(pools, workers, "noop", args.job_slots, 30.0)
-        e2e = JobRun(args.jobs)
+        e2e = JobRun(args.jobs, args.report == "each")
         load = Load(dep).start()
         done, tasks, conns = await run_workers(dep, workers, e2e, args)
         await submit_jobs(pools, admin, e2e, args.submitters, args.batch)
@@ -1087,7 +1114,7 @@ async def measure_jobs(
         await stop_workers(done, tasks, conns)
         _progress(f"{dep.label} jobs end to end: {e2e.end_to_end:.0f}/s")
 
-        backlog = JobRun(args.jobs)
+        backlog = JobRun(args.jobs, args.report == "each")
         load = Load(dep).start()
         await submit_jobs(pools, admin, backlog, args.submitters, args.batch)
         submit_load = load.stop()

@@ -201,6 +201,38 @@ class JobResult(Request):
     reason: str | None = Field(default=None, max_length=4096)
 
 
+#: Results one request reports at most.
+MAX_BATCH_RESULTS = 1000
+
+
+class ReportedResult(JobResult):
+    """One result of a batch: a ``JobResult`` that names its job."""
+
+    job_id: int
+
+
+class ResultBatch(Request):
+    """Results of one worker in one request. Each is judged on its own, exactly as if it
+    had been reported alone, and answered in ``ResultOutcomes``."""
+
+    results: Annotated[list[ReportedResult], Field(min_length=1, max_length=MAX_BATCH_RESULTS)]
+
+
+class ResultOutcome(BaseModel):
+    job_id: int
+    attempt: int
+    #: What reporting this result alone would have answered: 204 recorded (or recorded
+    #: before), 400 not a finished state, 404 no such job, 409 the attempt is no longer
+    #: current.
+    status_code: int
+    error: str | None = None
+    detail: str | None = None
+
+
+class ResultOutcomes(BaseModel):
+    outcomes: list[ResultOutcome]
+
+
 class JobRelease(Request):
     """A claimed job the worker hands back unstarted (its limit dropped while fetching)."""
 

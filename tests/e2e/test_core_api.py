@@ -24,6 +24,7 @@ EDGE_PATHS = {
     "/api/v1/edge/workers/{hostname}/heartbeat",
     "/api/v1/edge/workers/{hostname}/watch",
     "/api/v1/edge/workers/{hostname}/fetch",
+    "/api/v1/edge/workers/{hostname}/results",
     "/api/v1/edge/jobs/{job_id}/result",
     "/api/v1/edge/jobs/{job_id}/release",
     "/api/v1/edge/jobs/{job_id}/logs",

@@ -96,6 +96,7 @@ def test_health_needs_no_token(app_client):
         ("POST", "/api/v1/edge/workers/w/heartbeat"),
         ("POST", "/api/v1/edge/workers/w/fetch"),
         ("POST", "/api/v1/edge/jobs/1/result"),
+        ("POST", "/api/v1/edge/workers/w/results"),
     ],
 )
 def test_every_route_but_health_needs_a_token(app_client, method, path):

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edgefleet.server.grouping import GroupWriter
+from edgefleet.grouping import GroupWriter
 
 
 class Recorder:
@@ -36,9 +36,18 @@ def executor():
         yield pool
 
 
+def in_thread(write: Recorder, executor: ThreadPoolExecutor):
+    """The write as the server runs it: blocking, in a thread of its pool."""
+
+    async def run(items: list[int]) -> list[int | Exception]:
+        return await asyncio.get_running_loop().run_in_executor(executor, write, items)
+
+    return run
+
+
 async def test_requests_during_a_write_share_the_next_one(executor):
     write = Recorder()
-    writer = GroupWriter(write, executor)
+    writer = GroupWriter(in_thread(write, executor))
     write.release.clear()
     first = asyncio.create_task(writer.submit(1))
     await asyncio.to_thread(write.entered.wait, 5)
@@ -51,7 +60,7 @@ async def test_requests_during_a_write_share_the_next_one(executor):
 
 async def test_each_request_gets_its_own_error(executor):
     write = Recorder()
-    writer = GroupWriter(write, executor)
+    writer = GroupWriter(in_thread(write, executor))
     answers = await writer.submit_many([5, -1, 6])
     assert answers[0] == 50 and answers[2] == 60
     assert isinstance(answers[1], ValueError)
@@ -61,7 +70,7 @@ async def test_each_request_gets_its_own_error(executor):
 
 async def test_a_failed_write_fails_its_group_only(executor):
     write = Recorder()
-    writer = GroupWriter(write, executor)
+    writer = GroupWriter(in_thread(write, executor))
     write.release.clear()
     failing = asyncio.create_task(writer.submit_many([0, 7]))
     await asyncio.to_thread(write.entered.wait, 5)
@@ -74,7 +83,7 @@ async def test_a_failed_write_fails_its_group_only(executor):
 
 async def test_a_request_that_goes_away_leaves_the_others_answered(executor):
     write = Recorder()
-    writer = GroupWriter(write, executor, max_group=2)
+    writer = GroupWriter(in_thread(write, executor), max_group=2)
     write.release.clear()
     gone = asyncio.create_task(writer.submit(1))
     await asyncio.to_thread(write.entered.wait, 5)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgefleet.contract import FetchRequest, JobResult, LogChunk
+from edgefleet.contract import FetchRequest, JobResult, LogChunk, ResultBatch
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.spool import Spool
@@ -59,15 +59,20 @@ class ScriptedServer:
         parts = request.url.path.removeprefix(PREFIX).strip("/").split("/")
         action = parts[2]
         self.calls.append(action)
+        if action == "results":
+            if self.results_down:
+                raise httpx.ConnectError("server down")
+            batch = ResultBatch.model_validate_json(request.content)
+            for result in batch.results:
+                self.results.setdefault(result.job_id, []).append(result)
+            outcomes = [
+                {"job_id": r.job_id, "attempt": r.attempt, "status_code": 204}
+                for r in batch.results
+            ]
+            return httpx.Response(200, json={"outcomes": outcomes})
         if parts[0] == "jobs":
             job_id = int(parts[1])
-            if action == "result":
-                if self.results_down:
-                    raise httpx.ConnectError("server down")
-                self.results.setdefault(job_id, []).append(
-                    JobResult.model_validate_json(request.content)
-                )
-            elif action == "logs":
+            if action == "logs":
                 self.logs.setdefault(job_id, []).append(
                     LogChunk.model_validate_json(request.content)
                 )
@@ -172,7 +177,7 @@ async def test_results_wait_in_the_spool_while_the_server_is_away(tmp_path, reco
     async with worker_against(server, tmp_path):
         spool = tmp_path / "spool" / HOST / "outbox"
         await async_wait_until(lambda: list(spool.glob("*-result-7-1.json")), timeout=20)
-        await async_wait_until(lambda: server.calls.count("result") >= 2, timeout=20)
+        await async_wait_until(lambda: server.calls.count("results") >= 2, timeout=20)
         server.results_down = False
         await async_wait_until(lambda: 7 in server.results, timeout=20)
         await async_wait_until(lambda: not list(spool.glob("*.json")), timeout=20)
@@ -188,7 +193,7 @@ async def test_a_predecessors_spool_is_delivered_before_registering(tmp_path):
     server = ScriptedServer()
     async with worker_against(server, tmp_path) as worker:
         await async_wait_until(lambda: worker.desired is not None, timeout=20)
-    assert server.calls[:3] == ["logs", "result", "register"]
+    assert server.calls[:3] == ["logs", "results", "register"]
     (result,) = server.results[9]
     assert (result.attempt, result.instance_id) == (3, "old")
     assert Spool(tmp_path, HOST).load() == []

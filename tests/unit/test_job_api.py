@@ -224,3 +224,60 @@ def test_a_bad_batch_queues_nothing(app_client, admin, batch):
     response = app_client.post("/api/v1/jobs/batch", json=batch, headers=admin)
     assert response.status_code == 422, response.text
     assert app_client.get("/api/v1/jobs", headers=admin).json() == []
+
+
+def submit_jobs(app_client, admin, count: int, **options) -> list[int]:
+    body = {"jobs": [{"command": ["true"], **options} for _ in range(count)]}
+    response = app_client.post("/api/v1/jobs/batch", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    return response.json()["ids"]
+
+
+def report(app_client, worker, results: list[dict], hostname: str = "w1"):
+    headers, instance = worker
+    body = {"results": [{"instance_id": instance, **r} for r in results]}
+    return app_client.post(f"{EDGE}/workers/{hostname}/results", json=body, headers=headers)
+
+
+def test_a_batch_of_results_is_judged_one_by_one(app_client, admin, worker):
+    ok, retried, failed = submit_jobs(app_client, admin, 3, retries=1)
+    assert len(fetch(app_client, worker, 1)) == 3
+    response = report(
+        app_client,
+        worker,
+        [
+            {"job_id": ok, "attempt": 1, "state": "success", "exit_code": 0},
+            {"job_id": retried, "attempt": 1, "state": "failed", "exit_code": 3},
+            {"job_id": 999, "attempt": 1, "state": "success", "exit_code": 0},
+            {"job_id": failed, "attempt": 2, "state": "success", "exit_code": 0},
+            {"job_id": ok, "attempt": 1, "state": "success", "exit_code": 0},  # a repeat
+            {"job_id": failed, "attempt": 1, "state": "running"},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    outcomes = [(o["job_id"], o["status_code"], o["error"]) for o in response.json()["outcomes"]]
+    assert outcomes == [
+        (ok, 204, None),
+        (retried, 204, None),
+        (999, 404, "not_found"),
+        (failed, 409, "conflict"),
+        (ok, 204, None),
+        (failed, 400, "invalid_request"),
+    ]
+    states = {
+        job: app_client.get(f"/api/v1/jobs/{job}", headers=admin).json()["state"]
+        for job in (ok, retried, failed)
+    }
+    assert states == {ok: "success", retried: "queued", failed: "running"}
+
+
+def test_a_worker_reports_results_only_as_itself(app_client, admin, worker):
+    (job,) = submit_jobs(app_client, admin, 1)
+    fetch(app_client, worker, 1)
+    result = {"job_id": job, "attempt": 1, "state": "success", "exit_code": 0}
+    assert report(app_client, worker, [result], hostname="w2").status_code == 403
+    assert report(app_client, worker, []).status_code == 422
+    too_many = [dict(result, job_id=n) for n in range(1001)]
+    assert report(app_client, worker, too_many).status_code == 422
+    job_state = app_client.get(f"/api/v1/jobs/{job}", headers=admin).json()["state"]
+    assert job_state == "running"

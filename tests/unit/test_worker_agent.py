@@ -24,6 +24,7 @@ from edgefleet.contract import (
     JobResult,
     LogChunk,
     Registration,
+    ResultBatch,
 )
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
@@ -80,9 +81,7 @@ class FakeEdgeServer:
             assert parts[1] == HOST
             return await self._worker_call(parts[2], request)
         job_id = int(parts[1])
-        if parts[2] == "result":
-            self.results[job_id] = JobResult.model_validate_json(request.content)
-        elif parts[2] == "release":
+        if parts[2] == "release":
             self.releases.append((job_id, JobRelease.model_validate_json(request.content)))
         elif parts[2] == "logs":
             self.logs.setdefault(job_id, []).append(LogChunk.model_validate_json(request.content))
@@ -104,6 +103,14 @@ class FakeEdgeServer:
                     async with asyncio.timeout(0.2):
                         await self.changed.wait()
             return self._contact()
+        if action == "results":
+            batch = ResultBatch.model_validate_json(request.content)
+            self.results.update((result.job_id, result) for result in batch.results)
+            outcomes = [
+                {"job_id": r.job_id, "attempt": r.attempt, "status_code": 204}
+                for r in batch.results
+            ]
+            return httpx.Response(200, json={"outcomes": outcomes})
         if action == "fetch":
             self.fetches.append(FetchRequest.model_validate_json(request.content))
             jobs, changes = self.fetch_answers.pop(0) if self.fetch_answers else ([], {})

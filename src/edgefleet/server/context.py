@@ -12,9 +12,10 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 
 from edgefleet.db.session import Sessions
-from edgefleet.server.grouping import GroupWriter
+from edgefleet.errors import EdgefleetError
+from edgefleet.grouping import GroupWriter
 from edgefleet.server.notifier import Notifier
-from edgefleet.server.services import heartbeats
+from edgefleet.server.services import dispatch, heartbeats
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
@@ -36,11 +37,19 @@ class ServerContext:
     threads: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DATABASE_THREADS, "edgefleet-db")
     )
-    #: Heartbeats, written in groups.
+    #: Heartbeats and results, written in groups.
     beats: GroupWriter[heartbeats.Beat, heartbeats.Answer] = field(init=False)
+    results: GroupWriter[dispatch.Report, None] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.beats = GroupWriter(functools.partial(heartbeats.write, self.db), self.threads)
+        self.beats = GroupWriter(functools.partial(self.run, heartbeats.write, self.db))
+        self.results = GroupWriter(functools.partial(self.run, self._write_results))
+
+    def _write_results(self, reports: list[dispatch.Report]) -> list[None | EdgefleetError]:
+        answers = dispatch.report_results(self.db, reports)
+        for queue in {answer for answer in answers if isinstance(answer, str)}:
+            self.notifier.job_queued(queue)  # re-queued for a retry (may take a round trip)
+        return [answer if isinstance(answer, EdgefleetError) else None for answer in answers]
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking database call off the event loop.

@@ -11,10 +11,12 @@ from edgefleet.contract import (
     FetchResponse,
     Heartbeat,
     JobRelease,
-    JobResult,
     LocalMaintenance,
     LogChunk,
     Registration,
+    ReportedResult,
+    ResultBatch,
+    ResultOutcomes,
     WorkerContact,
 )
 
@@ -112,8 +114,14 @@ class EdgeClient:
         )
         return FetchResponse.model_validate_json(response.content)
 
-    async def report_result(self, job_id: int, body: JobResult) -> None:
-        await self._call("POST", f"/jobs/{job_id}/result", json=body.model_dump(mode="json"))
+    async def report_results(self, results: list[ReportedResult]) -> list[Rejected | None]:
+        """Several results in one request; each is answered on its own (a refusal)."""
+        body = ResultBatch(results=results).model_dump(mode="json")
+        response = await self._call("POST", f"/workers/{self.hostname}/results", json=body)
+        outcomes = ResultOutcomes.model_validate_json(response.content).outcomes
+        return [
+            Rejected(o.status_code, o.detail) if o.status_code >= 400 else None for o in outcomes
+        ]
 
     async def release(self, job_id: int, body: JobRelease) -> None:
         await self._call("POST", f"/jobs/{job_id}/release", json=body.model_dump(mode="json"))

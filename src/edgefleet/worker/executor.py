@@ -18,13 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgefleet.contract import (
+    MAX_BATCH_RESULTS,
     JobAssignment,
     JobCancel,
     JobRelease,
     JobResult,
     JobState,
     LogChunk,
+    ReportedResult,
 )
+from edgefleet.grouping import GroupWriter
 from edgefleet.worker.client import EdgeClient, Rejected
 from edgefleet.worker.logs import LogStreamer
 from edgefleet.worker.outbox import Deliver, Delivery, Outbox
@@ -56,11 +59,13 @@ class RunningJob:
 
 
 def delivery_via(client: EdgeClient) -> Deliver:
-    """How each kind of spooled message reaches the server."""
+    """How each kind of spooled message reaches the server. Results that are ready together
+    go in one request."""
+    results = GroupWriter(client.report_results, max_group=MAX_BATCH_RESULTS)
 
     async def deliver(entry: Entry) -> None:
         if entry.kind == "result":
-            await client.report_result(entry.job_id, JobResult.model_validate(entry.body))
+            await results.submit(ReportedResult(job_id=entry.job_id, **entry.body))
         elif entry.kind == "log":
             await client.push_log(entry.job_id, LogChunk.model_validate(entry.body))
         elif entry.kind == "release":

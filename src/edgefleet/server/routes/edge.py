@@ -21,11 +21,16 @@ from edgefleet.contract import (
     LogChunk,
     MaintenanceRequest,
     Registration,
+    ReportedResult,
+    ResultBatch,
+    ResultOutcome,
+    ResultOutcomes,
     Target,
     WakeReason,
     WorkerContact,
 )
 from edgefleet.db.types import utcnow
+from edgefleet.errors import EdgefleetError
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
 from edgefleet.server.services import control, dispatch, workers
@@ -126,13 +131,34 @@ async def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity
 @router.post("/jobs/{job_id}/result", status_code=204)
 async def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
     """Idempotent per (job, attempt); 409 for an attempt that is no longer current."""
-    await context.run(_report_result, context, job_id, identity.subject, body)
+    await context.results.submit((job_id, identity.subject, body))
 
 
-def _report_result(context: ServerContext, job_id: int, hostname: str, body: JobResult) -> None:
-    queue = dispatch.report_result(context.db, job_id, hostname, body)
-    if queue is not None:  # re-queued for a retry; announcing it may take a round trip
-        context.notifier.job_queued(queue)
+@router.post("/workers/{hostname}/results", response_model=ResultOutcomes)
+async def report_results(
+    hostname: str, body: ResultBatch, context: ContextDep, identity: WorkerDep
+):
+    """Many results in one request, each judged as ``/jobs/{id}/result`` would judge it
+    alone; one outcome per result, in order. A failure of the server itself (5xx) answers
+    the whole request, which is safe to repeat."""
+    own_hostname(identity, hostname)
+    reports = [(result.job_id, hostname, result) for result in body.results]
+    answers = await context.results.submit_many(reports)
+    for answer in answers:
+        if isinstance(answer, Exception) and not isinstance(answer, EdgefleetError):
+            raise answer
+    return ResultOutcomes(outcomes=list(map(_outcome, body.results, answers)))
+
+
+def _outcome(result: ReportedResult, answer: EdgefleetError | None) -> ResultOutcome:
+    outcome = ResultOutcome(job_id=result.job_id, attempt=result.attempt, status_code=204)
+    if answer is not None:
+        outcome.status_code, outcome.error, outcome.detail = (
+            answer.status_code,
+            answer.code,
+            answer.message,
+        )
+    return outcome
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)

@@ -27,7 +27,13 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, JobEvent, JobLogChunk
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import UTCDateTime, utcnow
-from edgefleet.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from edgefleet.errors import (
+    Conflict,
+    EdgefleetError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.workers import check_instance, desired_state, get_worker
 
@@ -180,12 +186,8 @@ _SUCCEEDED = insert(_event).values(
 )
 
 
-def _record_success(
-    db: Sessions, job_id: int, hostname: str, result: JobResult, now: datetime
-) -> bool:
-    """The fast path of ``report_result``, without the ORM: False if the run is no longer
-    the current one as reported (a repeat, or a late report), for the full path to judge."""
-    params = {
+def _success_params(job_id: int, hostname: str, result: JobResult, now: datetime) -> dict:
+    return {
         "job": job_id,
         "worker": hostname,
         "run_attempt": result.attempt,
@@ -193,11 +195,19 @@ def _record_success(
         "why": result.reason,
         "finished": now,
     }
+
+
+def _record_successes(db: Sessions, reports: list[Report], now: datetime) -> list[bool]:
+    """The fast path of a result, without the ORM, for a group of successes in one
+    transaction: False for a report whose run is no longer the current one as reported (a
+    repeat, or a late report), for the full path to judge."""
+    params = [_success_params(*report, now) for report in reports]
     with db.writer.begin() as connection:
-        if connection.execute(_SUCCEED, params).rowcount != 1:
-            return False
-        connection.execute(_SUCCEEDED, params)
-    return True
+        recorded = [connection.execute(_SUCCEED, p).rowcount == 1 for p in params]
+        events = [p for p, ok in zip(params, recorded, strict=True) if ok]
+        if events:
+            connection.execute(_SUCCEEDED, events)
+    return recorded
 
 
 def _lock_job(session: Session, job_id: int) -> Job:
@@ -211,6 +221,10 @@ def _holds(job: Job, hostname: str, attempt: int) -> bool:
     return job.worker_hostname == hostname and job.attempt == attempt
 
 
+#: A result as a worker reports it: (job id, worker, result).
+Report = tuple[int, str, JobResult]
+
+
 def report_result(
     db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult
 ) -> str | None:
@@ -219,11 +233,37 @@ def report_result(
     A repeated report is a no-op; a report for an attempt that is no longer current is
     refused (409) and noted in the job's history, so a late result is never recorded twice.
     """
+    (answer,) = report_results(db, [(job_id, hostname, result)])
+    if isinstance(answer, EdgefleetError):
+        raise answer
+    return answer
+
+
+def report_results(db: Sessions, reports: list[Report]) -> list[str | None | EdgefleetError]:
+    """``report_result`` for many reports, each answered on its own: the queue it was
+    re-queued to (or None), or the error reporting it alone would raise. Successes, the
+    common case, are recorded together in one transaction; anything else takes a
+    transaction of its own."""
+    now = utcnow()
+    answers: list[str | None | EdgefleetError] = [None] * len(reports)
+    successes = [i for i, (_, _, result) in enumerate(reports) if result.state == JobState.SUCCESS]
+    recorded = _record_successes(db, [reports[i] for i in successes], now) if successes else []
+    done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
+    for i, (job_id, hostname, result) in enumerate(reports):
+        if i in done:
+            continue
+        try:
+            answers[i] = _report_in_full(db, job_id, hostname, result, now)
+        except EdgefleetError as exc:
+            answers[i] = exc
+    return answers
+
+
+def _report_in_full(
+    db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult, now: datetime
+) -> str | None:
     if result.state not in FINISHED_JOB_STATES:
         raise InvalidRequest(f"a result must be one of {sorted(FINISHED_JOB_STATES)}")
-    now = utcnow()
-    if result.state == JobState.SUCCESS and _record_success(db, job_id, hostname, result, now):
-        return None
     with db.begin() as session:
         job = _lock_job(session, job_id)
         if _holds(job, hostname, result.attempt) and job.state == JobState.RUNNING:

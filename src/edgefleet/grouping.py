@@ -1,38 +1,35 @@
-"""Group commit for the worker API's hottest writes (heartbeats, results).
+"""Group commit: what arrives while one group is being written goes together in the next.
 
-Requests that arrive while one group is being written wait and go together in the next one:
-a busy server pays one trip to a database thread and one transaction per group instead of
-per request, and an idle one writes a lone request at once. Each request still gets its own
-answer, or its own error.
+The server writes heartbeats and results this way (one trip to a database thread and one
+transaction per group instead of per request), and a worker sends its results this way (one
+request for the results that are ready together). An idle writer writes a lone item at once;
+each item still gets its own answer, or its own error.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
 
-#: Items one transaction takes at most; the rest wait for the next.
+#: Items one write takes at most; the rest wait for the next.
 MAX_GROUP = 500
 
 
 class GroupWriter(Generic[Item, Answer]):
-    """``await submit(item)`` runs ``write([item, ...])`` in ``executor`` with whatever else
-    was submitted meanwhile. ``write`` answers each item in order, with a result or the
-    exception that item's request should raise; if it raises, every item of the group does."""
+    """``await submit(item)`` awaits ``write([item, ...])`` with whatever else was submitted
+    meanwhile, one write at a time. ``write`` answers each item in order, with a result or
+    the exception that item's caller should get; if it raises, every item of the group does."""
 
     def __init__(
         self,
-        write: Callable[[list[Item]], Sequence[Answer | Exception]],
-        executor: Executor,
+        write: Callable[[list[Item]], Awaitable[Sequence[Answer | Exception]]],
         max_group: int = MAX_GROUP,
     ) -> None:
         self._write = write
-        self._executor = executor
         self._max_group = max_group
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -44,17 +41,16 @@ class GroupWriter(Generic[Item, Answer]):
         return answer
 
     async def submit_many(self, items: list[Item]) -> list[Answer | Exception]:
-        """Several items of one request, answered each on its own (errors are returned)."""
+        """Several items of one caller, answered each on its own (errors are returned)."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         self._pending.extend(zip(items, futures, strict=True))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_pending())
-        # A request that goes away cancels its futures, never the group's write.
+        # A caller that goes away cancels its futures, never the group's write.
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def _write_pending(self) -> None:
-        loop = asyncio.get_running_loop()
         group: list[tuple[Item, asyncio.Future[Answer]]] = []
         try:
             while self._pending:
@@ -62,11 +58,11 @@ class GroupWriter(Generic[Item, Answer]):
                 del self._pending[: self._max_group]
                 items = [item for item, _ in group]
                 try:
-                    answers = await loop.run_in_executor(self._executor, self._write, items)
+                    answers = await self._write(items)
                 except Exception as exc:
                     answers = [exc] * len(items)
                 for (_, future), answer in zip(group, answers, strict=True):
-                    if future.done():  # its request went away
+                    if future.done():  # its caller went away
                         continue
                     if isinstance(answer, Exception):
                         future.set_exception(answer)
