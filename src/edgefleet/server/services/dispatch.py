@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -24,7 +24,7 @@ from edgefleet.contract import (
     JobState,
     LogChunk,
 )
-from edgefleet.db.models import Job, JobEvent, JobLogChunk
+from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import (
@@ -35,7 +35,7 @@ from edgefleet.errors import (
     PayloadTooLarge,
 )
 from edgefleet.server.services import lifecycle
-from edgefleet.server.services.workers import check_instance, desired_state, get_worker
+from edgefleet.server.services.workers import DESIRED_COLUMNS, check_instance, desired_state
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def due(now):
     return or_(Job.not_before.is_(None), Job.not_before <= now)
 
 
-def _assignment(job: Job) -> JobAssignment:
+def _assignment(job: Job | Row) -> JobAssignment:
     return JobAssignment(
         id=job.id,
         attempt=job.attempt,
@@ -65,8 +65,68 @@ def _assignment(job: Job) -> JobAssignment:
     )
 
 
+# The claim's statements, built once: every fetch runs them (Core, no ORM session).
+_worker = Worker.__table__
+_job, _event = Job.__table__, JobEvent.__table__
+_ASSIGNED = [_job.c[name] for name in ("id", "command", "queue", "slots", "env", "cwd", "timeout")]
+_LOCK_WORKER = (
+    select(_worker.c.hostname, _worker.c.instance_id, _worker.c.fetch_seq, *DESIRED_COLUMNS)
+    .where(_worker.c.hostname == bindparam("hostname"))
+    .with_for_update()
+)
+_NEXT_FETCH = (
+    update(_worker)
+    .where(_worker.c.hostname == bindparam("worker"))
+    .values(fetch_seq=bindparam("seq"))
+)
+_RUNNING_HERE = and_(
+    _job.c.worker_hostname == bindparam("hostname"), _job.c.state == JobState.RUNNING.value
+)
+_SLOTS_IN_USE = select(func.coalesce(func.sum(_job.c.slots), 0)).where(_RUNNING_HERE)
+_CLAIMED_BY = (
+    select(*_ASSIGNED, _job.c.attempt)
+    .where(_RUNNING_HERE, _job.c.claim_seq == bindparam("seq"))
+    .order_by(_job.c.priority.desc(), _job.c.id)
+)
+_CANDIDATES = (
+    select(*_ASSIGNED, (_job.c.attempt + 1).label("attempt"))
+    .where(
+        _job.c.state == JobState.QUEUED.value,
+        _job.c.queue.in_(bindparam("queues", expanding=True)),
+        _job.c.slots <= bindparam("budget"),
+        due(bindparam("now", type_=UTCDateTime())),
+    )
+    .order_by(_job.c.priority.desc(), _job.c.id)
+    .limit(bindparam("budget"))
+    .with_for_update(skip_locked=True)
+)
+_START = (
+    update(_job)
+    .where(_job.c.id == bindparam("job"))
+    .values(
+        state=JobState.RUNNING.value,
+        worker_hostname=bindparam("worker"),
+        attempt=bindparam("run_attempt"),
+        claim_seq=bindparam("seq"),
+        started_at=bindparam("now", type_=UTCDateTime()),
+        finished_at=None,
+        exit_code=None,
+        reason=None,
+        not_before=None,
+    )
+)
+_STARTED = insert(_event).values(
+    job_id=bindparam("job"),
+    at=bindparam("now", type_=UTCDateTime()),
+    event="started",
+    state=JobState.RUNNING.value,
+    attempt=bindparam("run_attempt"),
+    worker_hostname=bindparam("worker"),
+)
+
+
 def claim(
-    db: sessionmaker[Session],
+    db: Sessions,
     hostname: str,
     instance_id: str,
     free_slots: int,
@@ -78,59 +138,38 @@ def claim(
     its running jobs cannot change underneath; other workers' claims skip rows locked here.
     A repeated ``seq`` answers with the jobs that fetch claimed; an older one claims nothing.
     """
-    with db.begin() as session:
-        worker = get_worker(session, hostname, lock=True)
+    with db.writer.begin() as connection:
+        worker = connection.execute(_LOCK_WORKER, {"hostname": hostname}).one_or_none()
+        if worker is None:
+            raise NotFound(f"no worker named {hostname!r}")
         check_instance(worker, instance_id)
         desired = desired_state(worker)
         if seq is not None:
             if seq < worker.fetch_seq:
                 return [], desired
             if seq == worker.fetch_seq:
-                return _claimed_by(session, hostname, seq), desired
-            worker.fetch_seq = seq
+                rows = connection.execute(_CLAIMED_BY, {"hostname": hostname, "seq": seq})
+                return [_assignment(row) for row in rows], desired
+            connection.execute(_NEXT_FETCH, {"worker": hostname, "seq": seq})
         if desired.maintenance or desired.shutdown:
             return [], desired
-        budget = min(free_slots, worker.concurrency - _slots_in_use(session, hostname))
+        in_use = connection.scalar(_SLOTS_IN_USE, {"hostname": hostname})
+        budget = min(free_slots, desired.concurrency - in_use)
         if budget <= 0:
             return [], desired
         now = utcnow()
-        candidates = session.scalars(
-            select(Job)
-            .where(
-                Job.state == JobState.QUEUED,
-                Job.queue.in_(worker.queues),
-                Job.slots <= budget,
-                due(now),
-            )
-            .order_by(Job.priority.desc(), Job.id)
-            .limit(budget)
-            .with_for_update(skip_locked=True)
-        ).all()
+        params = {"queues": desired.queues, "budget": budget, "now": now}
         claimed: list[JobAssignment] = []
-        for job in candidates:
-            if job.slots > budget:
-                continue
-            budget -= job.slots
-            lifecycle.start(session, job, hostname, seq, now)
-            claimed.append(_assignment(job))
+        for job in connection.execute(_CANDIDATES, params):
+            if job.slots <= budget:
+                budget -= job.slots
+                claimed.append(_assignment(job))
+        if claimed:
+            started = {"worker": hostname, "seq": seq, "now": now}
+            runs = [started | {"job": job.id, "run_attempt": job.attempt} for job in claimed]
+            connection.execute(_START, runs)
+            connection.execute(_STARTED, runs)
         return claimed, desired
-
-
-def _claimed_by(session: Session, hostname: str, seq: int) -> list[JobAssignment]:
-    jobs = session.scalars(
-        select(Job)
-        .where(Job.worker_hostname == hostname, Job.state == JobState.RUNNING, Job.claim_seq == seq)
-        .order_by(Job.priority.desc(), Job.id)
-    )
-    return [_assignment(job) for job in jobs]
-
-
-def _slots_in_use(session: Session, hostname: str) -> int:
-    return session.scalar(
-        select(func.coalesce(func.sum(Job.slots), 0)).where(
-            Job.worker_hostname == hostname, Job.state == JobState.RUNNING
-        )
-    )
 
 
 def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> bool:
@@ -156,7 +195,6 @@ def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int)
     return bool(db.scalar(_QUEUED_WORK, params))
 
 
-_job, _event = Job.__table__, JobEvent.__table__
 _FINISH = bindparam("finished", type_=UTCDateTime())
 #: The common case of a result, as one guarded update: the reporter still holds the run.
 _SUCCEED = (

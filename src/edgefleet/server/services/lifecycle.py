@@ -47,19 +47,6 @@ def record(
     )
 
 
-def start(session: Session, job: Job, hostname: str, seq: int | None, now: datetime) -> None:
-    job.state = JobState.RUNNING
-    job.worker_hostname = hostname
-    job.attempt += 1
-    job.claim_seq = seq
-    job.started_at = now
-    job.finished_at = None
-    job.exit_code = None
-    job.reason = None
-    job.not_before = None
-    record(session, job, "started", now)
-
-
 def release(session: Session, job: Job, now: datetime) -> None:
     """A claimed job handed back unstarted: the attempt is given back too."""
     hostname = job.worker_hostname
