@@ -566,9 +566,11 @@ class Conn:
     fails before any answer arrives is retried once on a new one.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, keepalive: float | None = None) -> None:
         self.host = host
         self.port = port
+        #: Seconds an idle connection is kept (``KEEPALIVE`` unless the server keeps longer).
+        self.keepalive = KEEPALIVE if keepalive is None else keepalive
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._idle_since = 0.0
@@ -594,7 +596,7 @@ class Conn:
             head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
         for attempt in (0, 1):
-            if self._writer is not None and time.monotonic() - self._idle_since > KEEPALIVE:
+            if self._writer is not None and time.monotonic() - self._idle_since > self.keepalive:
                 self.close()
             reused = self._writer is not None
             try:

@@ -11,9 +11,10 @@ HTTP/1.1 client of ``_common.Conn``; requests are spread round-robin over the re
    server cannot hide queueing); a step passes if p99 < 100 ms and >= 95 % of the offered rate
    was answered. The figure is the highest passing step's achieved rate.
 2. ``fleet``: N workers (stepped, default 1000, 2500, 5000, 10000) each heartbeat every 10 s
-   (+-10 % jitter, random phase; a new TCP connection per beat, as a real worker's idle
-   keep-alive connection is gone after uvicorn's 5 s; a beat answered late makes the next one
-   due at once, never two at a time). A step *falls behind* if it answered fewer than 95 %
+   (+-10 % jitter, random phase; each over one connection kept open between beats, as the
+   worker's client keeps it for 60 s and the server for ``EDGEFLEET_KEEP_ALIVE`` 75 s;
+   ``--fleet-connections new``: a new TCP connection per beat; a beat answered late makes the
+   next one due at once, never two at a time). A step *falls behind* if it answered fewer than 95 %
    of N/10 beats/s over the window, p99 latency (from the beat's due time) exceeds ``--fleet-p99``
    (1 s, a tenth of the interval), more than 0.1 % failed, or any worker's ``last_heartbeat``
    in the database is older than 1.5 intervals at the end of the window. The figure is the
@@ -96,6 +97,7 @@ from _common import (  # noqa: E402
 
 from edgefleet.auth import Identity, TokenAuth, mint_token  # noqa: E402
 from edgefleet.contract import API_PREFIX  # noqa: E402
+from edgefleet.worker.client import KEEPALIVE_SECONDS  # noqa: E402
 
 PHASES = ("ceiling", "heartbeat", "fleet", "jobs")
 EDGE = f"{API_PREFIX}/edge"
@@ -122,6 +124,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--fleet-sizes", help="comma-separated fleet sizes to step through")
     add("--fleet-window", type=float, help="seconds each fleet step is measured")
     add("--fleet-interval", type=float, default=10.0, help="heartbeat interval of the fleet")
+    add(
+        "--fleet-connections",
+        choices=("keep", "new"),
+        default="keep",
+        help="fleet workers keep one connection between beats (as the worker's client does), "
+        "or open a new one per beat",
+    )
     add("--fleet-p99", type=float, default=1.0, help="p99 bound of the fleet phase (s)")
     add("--jobs", type=int, help="no-op jobs per job measurement")
     add("--job-workers", type=int, default=50, help="simulated workers taking jobs")
@@ -793,27 +802,37 @@ def fleet_criterion(args: argparse.Namespace) -> str:
 
 
 async def beat_forever(
-    worker: SimWorker, port: int, interval: float, t0: float, until: float, tally: dict
+    worker: SimWorker,
+    port: int,
+    interval: float,
+    t0: float,
+    until: float,
+    tally: dict,
+    keep: bool,
 ) -> None:
-    """Heartbeat every ``interval`` +-10 % from a random phase, a new connection per beat."""
+    """Heartbeat every ``interval`` +-10 % from a random phase. ``keep``: over one connection
+    kept open between beats, as the worker's client does (``KEEPALIVE_SECONDS``); else a new
+    connection per beat."""
     due = t0 + random.uniform(0, interval)
+    conn = Conn(LOOPBACK, port, keepalive=KEEPALIVE_SECONDS)
     while due < until:
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         tally["scheduled"] += 1
         method, path, headers, body = worker.heartbeat()
-        conn = Conn(LOOPBACK, port)
         try:
             status, _ = await conn.request(method, path, headers, body, timeout=30)
             ok = status < 300
         except HttpError:
             ok = False
         finally:
-            conn.close()
+            if not keep:
+                conn.close()
         if ok:
             tally["latencies"].append(time.monotonic() - due)
         else:
             tally["failed"] += 1
         due = max(due + interval * random.uniform(0.9, 1.1), time.monotonic())
+    conn.close()
 
 
 def staleness(db_url: str, prefix: str) -> tuple[int, float, int]:
@@ -867,12 +886,13 @@ async def fleet_step(
 ) -> FleetStep:
     tally: dict = {"scheduled": 0, "failed": 0, "latencies": []}
     ports = dep.ports
+    keep = args.fleet_connections == "keep"
     load = Load(dep).start()
     t0 = time.monotonic()
     until = t0 + args.fleet_window
     await asyncio.gather(
         *(
-            beat_forever(w, ports[i % len(ports)], args.fleet_interval, t0, until, tally)
+            beat_forever(w, ports[i % len(ports)], args.fleet_interval, t0, until, tally, keep)
             for i, w in enumerate(workers)
         )
     )

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     #: another replica is lost. Unset: never on SQLite (one process sees every change), every
     #: 15 s on PostgreSQL. Wake-ups themselves are immediate.
     watch_recheck: float | None = Field(default=None, gt=0)
+    #: Seconds the server keeps an idle connection open. Longer than the workers' heartbeat
+    #: interval, so each worker's beats reuse one connection instead of opening a new one per
+    #: beat (worker clients drop idle connections after 60 s, before the server does).
+    keep_alive: int = Field(default=75, ge=1)
     #: Finished jobs, with their logs and history, are deleted this many seconds after they
     #: ended (default 7 days).
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)

@@ -20,6 +20,11 @@ from edgefleet.contract import (
     WorkerContact,
 )
 
+#: Seconds an idle connection to the server is kept for reuse: longer than a heartbeat
+#: interval, shorter than the server's keep-alive (``EDGEFLEET_KEEP_ALIVE``, 75 s), so beats
+#: reuse one connection. A connection the server closed first is retried once (``_call``).
+KEEPALIVE_SECONDS = 60.0
+
 
 class ServerUnavailable(Exception):
     """The server could not be reached or failed (5xx): worth retrying later."""
@@ -47,6 +52,7 @@ class EdgeClient:
             base_url=api_url.rstrip("/") + API_PREFIX + "/edge",
             auth=TokenAuth(secret, Identity(subject=hostname, role="worker")),
             timeout=httpx.Timeout(15.0),
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             transport=transport,
         )
 
