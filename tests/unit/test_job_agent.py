@@ -35,6 +35,10 @@ class ScriptedServer:
         self.cancel: list[dict] = []
         self.lose_fetch_answers = 0
         self.results_down = False
+        #: Job ids of each results request; while ``results_held`` is clear, requests wait.
+        self.result_batches: list[list[int]] = []
+        self.results_held = asyncio.Event()
+        self.results_held.set()
 
     def contact(self) -> httpx.Response:
         desired = {
@@ -63,6 +67,8 @@ class ScriptedServer:
             if self.results_down:
                 raise httpx.ConnectError("server down")
             batch = ResultBatch.model_validate_json(request.content)
+            self.result_batches.append([result.job_id for result in batch.results])
+            await self.results_held.wait()
             for result in batch.results:
                 self.results.setdefault(result.job_id, []).append(result)
             outcomes = [
@@ -197,3 +203,18 @@ async def test_a_predecessors_spool_is_delivered_before_registering(tmp_path):
     (result,) = server.results[9]
     assert (result.attempt, result.instance_id) == (3, "old")
     assert Spool(tmp_path, HOST).load() == []
+
+
+async def test_results_ready_while_one_is_on_its_way_go_in_the_next_request(tmp_path):
+    server = ScriptedServer()
+    server.results_held.clear()
+    server.queue = [assignment(n, ["true"]) for n in (1, 2, 3)]
+    async with worker_against(server, tmp_path):
+        spool = tmp_path / "spool" / HOST / "outbox"
+        await async_wait_until(lambda: len(list(spool.glob("*-result-*.json"))) == 3, timeout=20)
+        server.results_held.set()
+        await async_wait_until(lambda: len(server.results) == 3, timeout=20)
+    # Results that were ready together, or came while a request waited for the server,
+    # shared a request: one per result would make three.
+    assert sorted(job for batch in server.result_batches for job in batch) == [1, 2, 3]
+    assert len(server.result_batches) < 3, server.result_batches
