@@ -235,16 +235,38 @@ def _success_params(job_id: int, hostname: str, result: JobResult, now: datetime
     }
 
 
+#: The runs a group of results names, locked in id order (two groups never deadlock).
+_RUNS = (
+    select(_job.c.id, _job.c.worker_hostname, _job.c.attempt, _job.c.state)
+    .where(_job.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_job.c.id)
+    .with_for_update()
+)
+
+
 def _record_successes(db: Sessions, reports: list[Report], now: datetime) -> list[bool]:
     """The fast path of a result, without the ORM, for a group of successes in one
-    transaction: False for a report whose run is no longer the current one as reported (a
-    repeat, or a late report), for the full path to judge."""
+    transaction of three statements however large the group: False for a report whose run
+    is no longer the current one as reported (a repeat, or a late report), for the full path
+    to judge."""
     params = [_success_params(*report, now) for report in reports]
     with db.writer.begin() as connection:
-        recorded = [connection.execute(_SUCCEED, p).rowcount == 1 for p in params]
-        events = [p for p, ok in zip(params, recorded, strict=True) if ok]
-        if events:
-            connection.execute(_SUCCEEDED, events)
+        runs = {
+            run.id: run for run in connection.execute(_RUNS, {"ids": [p["job"] for p in params]})
+        }
+        recorded = []
+        for p in params:
+            run = runs.pop(p["job"], None)  # a job named twice: the second takes the full path
+            recorded.append(
+                run is not None
+                and run.state == JobState.RUNNING
+                and run.worker_hostname == p["worker"]
+                and run.attempt == p["run_attempt"]
+            )
+        succeeded = [p for p, ok in zip(params, recorded, strict=True) if ok]
+        if succeeded:
+            connection.execute(_SUCCEED, succeeded)
+            connection.execute(_SUCCEEDED, succeeded)
     return recorded
 
 
