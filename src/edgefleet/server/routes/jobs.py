@@ -17,6 +17,7 @@ from edgefleet.contract import (
     JobView,
     QueueName,
 )
+from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep
 from edgefleet.server.services import jobs
 
@@ -24,22 +25,27 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", response_model=JobCreated, status_code=201)
-def submit(body: JobSubmit, context: ContextDep, identity: AdminDep):
-    job_id = jobs.submit(context.db, body, identity.subject)
-    context.notifier.job_queued(body.queue, body.slots, count=1)
+async def submit(body: JobSubmit, context: ContextDep, identity: AdminDep):
+    (job_id,) = await context.run(_submit, context, [body], identity.subject)
     return JobCreated(id=job_id)
 
 
 @router.post("/batch", response_model=JobsCreated, status_code=201)
-def submit_batch(body: JobBatch, context: ContextDep, identity: AdminDep):
+async def submit_batch(body: JobBatch, context: ContextDep, identity: AdminDep):
     """Up to 1000 jobs in one transaction; ids in the order given."""
-    ids = jobs.submit_many(context.db, body.jobs, identity.subject)
+    return JobsCreated(ids=await context.run(_submit, context, body.jobs, identity.subject))
+
+
+def _submit(context: ServerContext, requests: list[JobSubmit], actor: str) -> list[int]:
+    """Queue the jobs, then wake as many idle workers per queue as jobs went there (the
+    announcement may take a round trip, so it runs here, off the event loop)."""
+    ids = jobs.submit_many(context.db, requests, actor)
     per_queue: dict[str, list[int]] = {}
-    for job in body.jobs:
+    for job in requests:
         per_queue.setdefault(job.queue, []).append(job.slots)
     for queue, slots in per_queue.items():
         context.notifier.job_queued(queue, min(slots), count=len(slots))
-    return JobsCreated(ids=ids)
+    return ids
 
 
 @router.get("", response_model=list[JobView])

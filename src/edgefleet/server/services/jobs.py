@@ -23,6 +23,7 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
+from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.server.services import lifecycle
@@ -52,45 +53,47 @@ def submit(db: sessionmaker[Session], request: JobSubmit, actor: str | None = No
     return submit_many(db, [request], actor)[0]
 
 
-def submit_many(
-    db: sessionmaker[Session], requests: list[JobSubmit], actor: str | None = None
-) -> list[int]:
-    """Queue jobs in one transaction, in order: all of them or, on any error, none."""
+#: Inserts a batch of jobs in one statement and returns their ids in the order given.
+_INSERT_JOBS = insert(Job.__table__).returning(Job.__table__.c.id, sort_by_parameter_order=True)
+
+
+def submit_many(db: Sessions, requests: list[JobSubmit], actor: str | None = None) -> list[int]:
+    """Queue jobs in one transaction, in order: all of them or, on any error, none. Two
+    statements however many jobs: the jobs, then their history."""
     now = utcnow()
-    with db.begin() as session:
-        batch = [_new_job(request, now) for request in requests]
-        session.add_all(batch)
-        session.flush()  # the jobs need their ids for their history
+    with db.writer.begin() as connection:
+        ids = list(connection.scalars(_INSERT_JOBS, [_new_job(r, now) for r in requests]))
         history = [
             {
-                "job_id": job.id,
+                "job_id": job_id,
                 "at": now,
                 "event": "submitted",
-                "state": job.state,
+                "state": JobState.QUEUED.value,
                 "attempt": 0,
                 "actor": actor,
             }
-            for job in batch
+            for job_id in ids
         ]
-        session.execute(insert(JobEvent), history)  # one statement for the whole batch
-        return [job.id for job in batch]
+        connection.execute(insert(JobEvent.__table__), history)
+    return ids
 
 
-def _new_job(request: JobSubmit, now: datetime) -> Job:
-    return Job(
-        command=list(request.command),
-        queue=request.queue,
-        priority=request.priority,
-        slots=request.slots,
-        retries=request.retries,
-        retry_delay=request.retry_delay,
-        timeout=request.timeout,
-        env=dict(request.env),
-        cwd=request.cwd,
-        state=JobState.QUEUED,
-        attempt=0,
-        queued_at=now,
-    )
+def _new_job(request: JobSubmit, now: datetime) -> dict:
+    """The row of a newly queued job."""
+    return {
+        "command": list(request.command),
+        "queue": request.queue,
+        "priority": request.priority,
+        "slots": request.slots,
+        "retries": request.retries,
+        "retry_delay": request.retry_delay,
+        "timeout": request.timeout,
+        "env": dict(request.env),
+        "cwd": request.cwd,
+        "state": JobState.QUEUED.value,
+        "attempt": 0,
+        "queued_at": now,
+    }
 
 
 def cancel(db: sessionmaker[Session], job_id: int, actor: str) -> tuple[JobView, str | None]:
