@@ -6,6 +6,7 @@ from the API) and must change nothing.
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,6 +86,29 @@ def test_health_and_openapi_need_no_token(http):
     assert body_ref.endswith("/Heartbeat")
     concurrency = schemas["ConcurrencySet"]["properties"]["concurrency"]
     assert (concurrency["minimum"], concurrency["maximum"]) == (1, MAX_CONCURRENCY)
+    # Every route but health names the bearer scheme, so /docs offers to authorize.
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert "security" not in document["paths"]["/api/v1/health"]["get"]
+
+
+def test_an_idle_connection_is_kept_between_heartbeats(server):
+    """A worker's beats reuse one connection: the server keeps an idle one open for
+    EDGEFLEET_KEEP_ALIVE (75 s), not uvicorn's 5 s."""
+    host, port = server.url.removeprefix("http://").split(":")
+    request = f"GET /api/v1/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        for pause in (0, 6.5):
+            time.sleep(pause)
+            connection.sendall(request)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_a_bad_keep_alive_is_refused(edgefleet_env, cli):
+    env = dict(edgefleet_env, EDGEFLEET_KEEP_ALIVE="0")
+    result = cli("server", "--port", "1", env=env)
+    assert result.returncode != 0
+    assert "EDGEFLEET_KEEP_ALIVE" in result.stderr
 
 
 def _heartbeat_body(view: dict) -> dict:
