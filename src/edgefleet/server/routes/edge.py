@@ -151,14 +151,15 @@ async def report_results(
 
 
 def _outcome(result: ReportedResult, answer: EdgefleetError | None) -> ResultOutcome:
-    outcome = ResultOutcome(job_id=result.job_id, attempt=result.attempt, status_code=204)
-    if answer is not None:
-        outcome.status_code, outcome.error, outcome.detail = (
-            answer.status_code,
-            answer.code,
-            answer.message,
-        )
-    return outcome
+    if answer is None:
+        return ResultOutcome(job_id=result.job_id, attempt=result.attempt, status_code=204)
+    return ResultOutcome(
+        job_id=result.job_id,
+        attempt=result.attempt,
+        status_code=answer.status_code,
+        error=answer.code,
+        detail=answer.message,
+    )
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)
