@@ -6,9 +6,9 @@ from the API) and must change nothing.
 
 from __future__ import annotations
 
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 
 import httpx
 import jwt
@@ -96,12 +96,19 @@ def test_an_idle_connection_is_kept_between_heartbeats(server):
     """A worker's beats reuse one connection: the server keeps an idle one open for
     EDGEFLEET_KEEP_ALIVE (75 s), not uvicorn's 5 s."""
     host, port = server.url.removeprefix("http://").split(":")
-    request = f"GET /api/v1/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
+    connection = HTTPConnection(host, int(port), timeout=10)
+    opened = None
+    try:
         for pause in (0, 6.5):
             time.sleep(pause)
-            connection.sendall(request)
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            connection.request("GET", "/api/v1/health")
+            response = connection.getresponse()
+            assert (response.status, response.read()[:1]) == (200, b"{")
+            opened = opened or connection.sock
+        # http.client never reconnects by itself: a connection the server closed would raise.
+        assert connection.sock is opened
+    finally:
+        connection.close()
 
 
 def test_a_bad_keep_alive_is_refused(edgefleet_env, cli):
