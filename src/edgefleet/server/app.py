@@ -61,6 +61,9 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         version=__version__,
         description="Central API for edge workers (worker API under /edge) and operators.",
         lifespan=lifespan,
+        # Metrics are Prometheus' (/metrics). FastAPI's OpenTelemetry hooks would otherwise
+        # look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
     app.add_exception_handler(EdgefleetError, _domain_error)
