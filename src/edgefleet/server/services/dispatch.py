@@ -35,7 +35,7 @@ from edgefleet.errors import (
     PayloadTooLarge,
 )
 from edgefleet.server.services import lifecycle
-from edgefleet.server.services.workers import DESIRED_COLUMNS, check_instance, desired_state
+from edgefleet.server.services.workers import DESIRED_COLUMNS, desired_state, refusal
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,9 @@ def claim(
     """
     with db.writer.begin() as connection:
         worker = connection.execute(_LOCK_WORKER, {"hostname": hostname}).one_or_none()
-        if worker is None:
-            raise NotFound(f"no worker named {hostname!r}")
-        check_instance(worker, instance_id)
+        refused = refusal(worker, hostname, instance_id)
+        if refused is not None:
+            raise refused
         desired = desired_state(worker)
         if seq is not None:
             if seq < worker.fetch_seq:
@@ -285,9 +285,7 @@ def _holds(job: Job, hostname: str, attempt: int) -> bool:
 Report = tuple[int, str, JobResult]
 
 
-def report_result(
-    db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult
-) -> str | None:
+def report_result(db: Sessions, job_id: int, hostname: str, result: JobResult) -> str | None:
     """Record how an attempt ended. Returns the job's queue if it was queued for a retry.
 
     A repeated report is a no-op; a report for an attempt that is no longer current is

@@ -9,20 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select
-
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
-from edgefleet.db.models import Worker
 from edgefleet.db.session import Sessions
-from edgefleet.errors import NotFound
 from edgefleet.server.services import dispatch
-from edgefleet.server.services.workers import DESIRED_COLUMNS, check_instance, desired_state
-
-_worker = Worker.__table__
-
-_WORKER = select(_worker.c.hostname, _worker.c.instance_id, *DESIRED_COLUMNS).where(
-    _worker.c.hostname == bindparam("hostname")
-)
+from edgefleet.server.services.workers import DESIRED_OF, desired_state, refusal
 
 
 @dataclass(frozen=True)
@@ -35,10 +25,10 @@ class Look:
 
 def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots: int) -> Look:
     with db.reader.connect() as connection:
-        worker = connection.execute(_WORKER, {"hostname": hostname}).one_or_none()
-        if worker is None:
-            raise NotFound(f"no worker named {hostname!r}")
-        check_instance(worker, instance_id)
+        worker = connection.execute(DESIRED_OF, {"hostnames": [hostname]}).one_or_none()
+        refused = refusal(worker, hostname, instance_id)
+        if refused is not None:
+            raise refused
         desired = desired_state(worker)
         changed = desired.version != version
         # Only a busy worker has runs to cancel; only one with free slots can take work.

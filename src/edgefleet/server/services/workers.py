@@ -81,21 +81,32 @@ def observed_state(worker: Worker, now: datetime, offline_timeout: float) -> Wor
 def get_worker(session: Session, hostname: str, *, lock: bool = False) -> Worker:
     worker = session.get(Worker, hostname, with_for_update=lock or None)
     if worker is None:
-        raise NotFound(f"no worker named {hostname!r}")
+        raise _unknown(hostname)
     return worker
 
 
 def check_instance(worker: Worker | Row, instance_id: str) -> None:
     """Refuse calls from a worker process that has been replaced by a newer registration."""
+    refused = refusal(worker, worker.hostname, instance_id)
+    if refused is not None:
+        raise refused
+
+
+def refusal(worker: Worker | Row | None, hostname: str, instance_id: str) -> EdgefleetError | None:
+    """Why a call from process ``instance_id`` of worker ``hostname`` is refused, given its
+    row: an unknown worker (404), or a process replaced by a newer registration (409)."""
+    if worker is None:
+        return _unknown(hostname)
     if worker.instance_id != instance_id:
-        raise _replaced(worker)
+        return Conflict(
+            f"worker {worker.hostname!r} is registered to another process "
+            f"(instance {worker.instance_id}); register again"
+        )
+    return None
 
 
-def _replaced(worker: Worker | Row) -> Conflict:
-    return Conflict(
-        f"worker {worker.hostname!r} is registered to another process "
-        f"(instance {worker.instance_id}); register again"
-    )
+def _unknown(hostname: str) -> NotFound:
+    return NotFound(f"no worker named {hostname!r}")
 
 
 def register(
@@ -187,7 +198,8 @@ def _beat_statement() -> Update:
 
 
 _BEAT = _beat_statement()
-_DESIRED_OF = select(_worker.c.hostname, _worker.c.instance_id, *DESIRED_COLUMNS).where(
+#: What a worker call is checked and answered with, for the workers named ``hostnames``.
+DESIRED_OF = select(_worker.c.hostname, _worker.c.instance_id, *DESIRED_COLUMNS).where(
     _worker.c.hostname.in_(bindparam("hostnames", expanding=True))
 )
 
@@ -215,16 +227,12 @@ def record_heartbeats(
         ],
     )
     hostnames = list({hostname for hostname, _ in beats})
-    rows = {row.hostname: row for row in connection.execute(_DESIRED_OF, {"hostnames": hostnames})}
+    rows = {row.hostname: row for row in connection.execute(DESIRED_OF, {"hostnames": hostnames})}
     answers: list[DesiredState | EdgefleetError] = []
     for hostname, beat in beats:
         row = rows.get(hostname)
-        if row is None:
-            answers.append(NotFound(f"no worker named {hostname!r}"))
-        elif row.instance_id != beat.instance_id:
-            answers.append(_replaced(row))
-        else:
-            answers.append(desired_state(row))
+        refused = refusal(row, hostname, beat.instance_id)
+        answers.append(desired_state(row) if refused is None else refused)
     return answers
 
 
