@@ -53,6 +53,9 @@ class Worker(Base):
     #: The ``seq`` of this worker process's latest fetch: a repeated fetch gets its jobs again,
     #: an older one gets none (see ``FetchRequest``). Reset when a new process registers.
     fetch_seq: Mapped[int] = mapped_column(default=0)
+    #: Set when an operator revoked the worker: its credentials are dead and its calls are
+    #: refused until it enrolls again with a new join token.
+    revoked_at: Mapped[datetime | None]
 
     @property
     def concurrency(self) -> int:
@@ -91,6 +94,8 @@ class Job(Base):
     retry_delay: Mapped[float] = mapped_column(Double, default=10.0)
     timeout: Mapped[float | None] = mapped_column(Double)
     env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Environment values only the worker that runs the job may read: never listed or logged.
+    secret_env: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cwd: Mapped[str | None] = mapped_column(Text)
     #: A job queued for a retry is not claimed before this time.
     not_before: Mapped[datetime | None]
@@ -156,3 +161,40 @@ class AuditEntry(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Credential(Base):
+    """A bearer token the server issued: an operator's token (``kind`` operator, with its
+    role) or a worker's own credential (``kind`` worker, ``name`` is its hostname).
+
+    Only a SHA-256 of the token is stored; the token itself is shown once, when issued. A
+    worker holds several rows for a moment while it rotates its credential.
+    """
+
+    __tablename__ = "edge_credential"
+    __table_args__ = (Index("ix_edge_credential_name", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class JoinToken(Base):
+    """A token that lets a new worker enroll: limited in time and in uses, and carrying the
+    labels the enrolled worker gets. Stored as a SHA-256, like credentials."""
+
+    __tablename__ = "edge_join_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime]
+    uses_left: Mapped[int]
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
