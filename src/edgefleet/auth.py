@@ -1,8 +1,15 @@
-"""Short-lived signed tokens (HS256 JWT) minted from the shared secret.
+"""Who a request comes from: tokens minted from the shared secret, and opaque tokens.
 
-A worker's token names the worker (``sub``) and carries role ``worker``; the server lets it act
-only as that worker. Admin tokens carry role ``admin`` and name the operator, which the audit
-log records as the actor.
+Two kinds of bearer token exist:
+
+- HS256 JWTs minted from the shared secret (``EDGEFLEET_SECRET``). Whoever holds the secret can
+  mint any identity, so these carry full rights: single-host set-ups, the demo and the
+  bootstrap commands on the server host use them. A worker's JWT names the worker (``sub``)
+  with role ``worker``; an admin's names the operator, whom the audit log records.
+- Opaque tokens the server issues and stores only as a SHA-256 (``edgefleet.server.
+  credentials``): operator tokens (``efo_``, role viewer, operator or admin), worker
+  credentials (``efw_``, bound to one hostname) and join tokens (``efj_``, good only to
+  enroll). They hold no secret that could mint another identity.
 
 A client signs its requests with one token for half of its minute, then mints the next; the
 server remembers the tokens it verified until they expire, since checking a signature and its
@@ -11,6 +18,8 @@ claims costs more than the rest of a heartbeat.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -33,10 +42,42 @@ ALGORITHM = "HS256"
 AUDIENCE = "edgefleet"
 
 
+#: Operator roles, each allowed everything the ones before it are.
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+WORKER_ROLE = "worker"
+ROLES = (*OPERATOR_ROLES, WORKER_ROLE)
+
+#: Prefixes of the opaque tokens the server issues (a JWT never starts with one).
+OPERATOR_TOKEN_PREFIX = "efo_"
+WORKER_CREDENTIAL_PREFIX = "efw_"
+JOIN_TOKEN_PREFIX = "efj_"
+OPAQUE_PREFIXES = (OPERATOR_TOKEN_PREFIX, WORKER_CREDENTIAL_PREFIX, JOIN_TOKEN_PREFIX)
+
+
 @dataclass(frozen=True)
 class Identity:
     subject: str
-    role: str  # "worker" or "admin"
+    role: str  # one of ROLES
+    #: "secret" (a JWT minted from the shared secret: full rights), "token" (an operator
+    #: token) or "credential" (a worker's own credential).
+    source: str = "secret"
+
+    def allows(self, role: str) -> bool:
+        """Whether this identity may act with ``role``: operator roles include the ones below
+        them; the worker role is its own."""
+        if role == WORKER_ROLE or self.role == WORKER_ROLE:
+            return self.role == role
+        return OPERATOR_ROLES.index(self.role) >= OPERATOR_ROLES.index(role)
+
+
+def new_opaque_token(prefix: str) -> str:
+    """A fresh random token: 256 bits, URL-safe, with its kind's prefix."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """What the server stores of an opaque token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def mint_token(secret: str, identity: Identity, ttl: float = TOKEN_TTL_SECONDS) -> str:
@@ -75,9 +116,21 @@ def _verified(secret: str, token: str) -> tuple[Identity, float]:
         raise Unauthorized(f"invalid token: {exc}") from exc
     if claims["exp"] - claims["iat"] > MAX_TOKEN_LIFETIME_SECONDS:
         raise Unauthorized("invalid token: its lifetime is longer than the server allows (24 h)")
-    if claims["role"] not in ("worker", "admin"):
+    if claims["role"] not in ROLES:
         raise Unauthorized(f"unknown role {claims['role']!r}")
     return Identity(subject=claims["sub"], role=claims["role"]), float(claims["exp"])
+
+
+class BearerAuth(httpx.Auth):
+    """Sends one fixed bearer token (an operator token or a worker credential); ``token`` may
+    be replaced while the client is in use (a rotated credential)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
 
 
 class TokenAuth(httpx.Auth):

@@ -21,9 +21,10 @@ Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 QueueName = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
-Hostname = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+$")
-]
+#: What a worker may be called: letters, digits, '.', '-', '_' (never a glob character, a
+#: slash, a space or a control character), starting with a letter or digit.
+HOSTNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+Hostname = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=HOSTNAME_PATTERN)]
 Argument = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
 EnvName = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,6 +60,8 @@ class WorkerState(StrEnum):
     STOPPED = "stopped"
     UNKNOWN = "unknown"
     OFFLINE = "offline"
+    #: An operator revoked it: its credentials are dead until it enrolls again.
+    REVOKED = "revoked"
 
 
 class JobState(StrEnum):
@@ -430,3 +433,80 @@ class AuditView(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     detail: Any
+
+
+# --- credentials ------------------------------------------------------------------------
+
+#: Longest lifetime of an operator token (ten years) and of a join token (thirty days).
+MAX_TOKEN_TTL = 10 * 365 * 24 * 3600
+MAX_JOIN_TTL = 30 * 24 * 3600
+TokenName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@:\-]+$")
+]
+
+
+class Role(StrEnum):
+    """viewer: read only; operator: every control knob, submit, cancel; admin: also tokens,
+    revocation and removal. (Workers hold credentials of their own, not roles.)"""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class TokenRequest(Request):
+    name: TokenName
+    role: Role
+    ttl_seconds: Annotated[int, Field(strict=True, ge=60, le=MAX_TOKEN_TTL)] = 90 * 24 * 3600
+
+
+class TokenIssued(BaseModel):
+    """An operator token: ``token`` is shown this once and never again."""
+
+    token: str
+    name: str
+    role: Role
+    expires_at: datetime
+
+
+class TokenView(BaseModel):
+    name: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class JoinTokenRequest(Request):
+    ttl_seconds: Annotated[int, Field(strict=True, ge=60, le=MAX_JOIN_TTL)] = 3600
+    uses: Annotated[int, Field(strict=True, ge=1, le=100000)] = 1
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class JoinTokenIssued(BaseModel):
+    token: str
+    expires_at: datetime
+    uses: int
+    labels: dict[str, str]
+
+
+class EnrollRequest(Request):
+    """Sent with the join token as bearer token."""
+
+    hostname: Hostname
+
+
+class CredentialIssued(BaseModel):
+    """A worker's own credential, bound to ``hostname``; shown once."""
+
+    hostname: str
+    credential: str
+    expires_at: datetime
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    #: "secret" (minted from the shared secret), "token" or "credential".
+    source: str

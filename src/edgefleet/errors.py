@@ -7,6 +7,7 @@ EdgefleetError
  +-- Unauthorized    missing or bad token            -> 401
  +-- Forbidden       valid token, wrong role/worker  -> 403
  +-- PayloadTooLarge  a size limit was reached        -> 413
+ +-- TooManyRequests  a credential's rate limit       -> 429 (with Retry-After)
 """
 
 from __future__ import annotations
@@ -49,3 +50,12 @@ class Forbidden(EdgefleetError):
 class PayloadTooLarge(EdgefleetError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(EdgefleetError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     #: of the offline timeout, between 0.2 and 5 seconds.
     sweep_interval: float | None = Field(default=None, gt=0)
 
+    #: Requests a second each operator token or worker credential may make (bursts up to
+    #: ``rate_burst``); past it the server answers 429 with Retry-After. 0 turns it off.
+    #: Tokens minted from the shared secret are not limited.
+    rate_limit: float = Field(default=200.0, ge=0)
+    rate_burst: float = Field(default=400.0, ge=1)
+    #: Serve /metrics without a token (for a scraper that sends none).
+    public_metrics: bool = False
+    #: Serve /docs, /redoc and /openapi.json without a token.
+    public_docs: bool = False
+    #: Lifetime of a worker's credential; the worker rotates it when half is gone.
+    credential_ttl: float = Field(default=30 * 24 * 3600.0, ge=600)
+
     @property
     def effective_sweep_interval(self) -> float:
         if self.sweep_interval is not None:

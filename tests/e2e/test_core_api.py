@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 
+from edgefleet.auth import Identity, mint_token
 from edgefleet.settings import MAX_CONCURRENCY
 from support import admin_token, auth_header, squash, worker_token
 from support.cli import describe
@@ -63,12 +64,17 @@ def http(server):
         yield client
 
 
-def test_health_and_openapi_need_no_token(http):
+def test_health_is_open_and_the_api_map_needs_a_viewer_token(http, edgefleet_env):
     health = http.get("/api/v1/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
 
-    spec = http.get("/openapi.json")
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert http.get(path).status_code == 401, path
+    viewer = mint_token(edgefleet_env["EDGEFLEET_SECRET"], Identity("reader", "viewer"))
+    headers = {"Authorization": f"Bearer {viewer}"}
+    assert http.get("/docs", headers=headers).status_code == 200
+    spec = http.get("/openapi.json", headers=headers)
     assert spec.status_code == 200
     document = spec.json()
     assert set(document["paths"]) >= EDGE_PATHS | ADMIN_PATHS

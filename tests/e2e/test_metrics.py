@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import httpx
 
+from edgefleet.auth import Identity, mint_token
 
-def scrape(url: str) -> dict[str, float]:
-    response = httpx.get(f"{url}/metrics", timeout=10)
+
+def scrape(url: str, secret: str) -> dict[str, float]:
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401  # a token is needed
+    viewer = mint_token(secret, Identity("prometheus", "viewer"))
+    response = httpx.get(
+        f"{url}/metrics", timeout=10, headers={"Authorization": f"Bearer {viewer}"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = {}
@@ -23,7 +29,7 @@ def test_metrics_show_workers_desired_vs_applied_and_jobs(server, start_worker, 
     job = admin_api.submit(["true"])
     admin_api.wait_for_jobs([job])
 
-    samples = scrape(server.url)
+    samples = scrape(server.url, admin_api.secret)
     assert samples['edgefleet_worker_concurrency{hostname="m-1"}'] == 4
     assert samples['edgefleet_worker_applied_concurrency{hostname="m-1"}'] == 4
     assert samples['edgefleet_worker_versions_behind{hostname="m-1"}'] == 0

@@ -281,7 +281,7 @@ def test_results_are_accepted_only_from_the_holder(app_client, admin, as_worker,
     result = {"instance_id": b, "attempt": 1, "state": "success", "exit_code": 0}
     url = f"/api/v1/edge/jobs/{job_id}/result"
     response = app_client.post(url, json=result, headers=as_worker("wb"))
-    assert response.status_code == 409, response.text
+    assert response.status_code == 403, response.text  # another worker's job
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=admin).json()
     assert (job["state"], job["worker"]) == ("running", "wa")
 

@@ -146,12 +146,28 @@ def test_cancel_errors(app_client, admin, worker):
 def test_a_late_result_is_a_409_with_a_reason(app_client, admin, worker):
     headers, instance = worker
     job_id = app_client.post("/api/v1/jobs", json={"command": ["true"]}, headers=admin).json()["id"]
+    fetch(app_client, worker, 1)
+    release = {"instance_id": instance, "attempt": 1, "seq": 1}
+    response = app_client.post(f"{EDGE}/jobs/{job_id}/release", json=release, headers=headers)
+    assert response.status_code == 204, response.text
     report = {"instance_id": instance, "attempt": 1, "state": "success", "exit_code": 0}
     response = app_client.post(f"{EDGE}/jobs/{job_id}/result", json=report, headers=headers)
     assert response.status_code == 409
     assert "no longer held" in response.json()["detail"]
     history = app_client.get(f"/api/v1/jobs/{job_id}", headers=admin).json()["history"]
     assert history[-1]["event"] == "late_result_refused"
+    assert app_client.get(f"/api/v1/jobs/{job_id}", headers=admin).json()["state"] == "queued"
+
+
+def test_a_job_the_worker_never_held_is_403(app_client, admin, worker):
+    headers, instance = worker
+    job_id = app_client.post("/api/v1/jobs", json={"command": ["true"]}, headers=admin).json()["id"]
+    report = {"instance_id": instance, "attempt": 1, "state": "success", "exit_code": 0}
+    response = app_client.post(f"{EDGE}/jobs/{job_id}/result", json=report, headers=headers)
+    assert response.status_code == 403, response.text
+    chunk = {"attempt": 1, "seq": 0, "data": "forged"}
+    response = app_client.post(f"{EDGE}/jobs/{job_id}/logs", json=chunk, headers=headers)
+    assert response.status_code == 403, response.text
     assert app_client.get(f"/api/v1/jobs/{job_id}", headers=admin).json()["state"] == "queued"
 
 

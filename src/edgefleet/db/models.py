@@ -179,6 +179,9 @@ class Credential(Base):
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
+    #: A worker credential's labels, from the join token it was enrolled with: they are the
+    #: operator's word and win over the labels the worker claims at registration.
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime]

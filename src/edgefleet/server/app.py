@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,10 +15,10 @@ from edgefleet import __version__
 from edgefleet.contract import API_PREFIX
 from edgefleet.db.migrate import require_current
 from edgefleet.db.session import make_engine, make_sessionmaker
-from edgefleet.errors import EdgefleetError
+from edgefleet.errors import EdgefleetError, TooManyRequests
 from edgefleet.server.context import ServerContext
 from edgefleet.server.notifier import Notifier
-from edgefleet.server.routes import audit, edge, health, jobs, metrics, ui, workers
+from edgefleet.server.routes import audit, docs, edge, health, jobs, metrics, tokens, ui, workers
 from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         # Metrics are Prometheus' (/metrics). FastAPI's OpenTelemetry hooks would otherwise
         # look for a configured provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # The API's map is for token holders unless the operator opens it (docs.py).
+        **({} if settings.public_docs else docs.CLOSED),
     )
     app.state.context = context
     app.add_exception_handler(EdgefleetError, _domain_error)
@@ -73,6 +76,9 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(workers.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(tokens.router, prefix=API_PREFIX)
+    if not settings.public_docs:
+        app.include_router(docs.router)
     app.include_router(ui.router)
     app.include_router(metrics.router)
     return app
@@ -80,6 +86,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
 
 async def _domain_error(request: Request, exc: EdgefleetError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return JSONResponse(
         {"error": exc.code, "detail": exc.message}, status_code=exc.status_code, headers=headers
     )

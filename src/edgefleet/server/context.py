@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from edgefleet.db.session import Sessions
 from edgefleet.errors import EdgefleetError
 from edgefleet.grouping import GroupWriter
+from edgefleet.server.authn import Authenticator, RateLimiter
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.services import dispatch, heartbeats
 from edgefleet.settings import Settings
@@ -40,8 +41,12 @@ class ServerContext:
     #: Heartbeats and results, written in groups.
     beats: GroupWriter[heartbeats.Beat, heartbeats.Answer] = field(init=False)
     results: GroupWriter[dispatch.Report, None] = field(init=False)
+    authenticator: Authenticator = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.secret, self.db, self.run)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst)
         self.beats = GroupWriter(functools.partial(self.run, heartbeats.write, self.db))
         self.results = GroupWriter(functools.partial(self.run, self._write_results))
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from edgefleet.contract import AuditView
-from edgefleet.server.deps import AdminDep, ContextDep
+from edgefleet.server.deps import ContextDep, ViewerDep
 from edgefleet.server.services import control
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 @router.get("", response_model=list[AuditView])
 def list_audit(
     context: ContextDep,
-    identity: AdminDep,
+    identity: ViewerDep,
     edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100000)] = 10000,

@@ -6,11 +6,15 @@ import random
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edgefleet.aio import wait_event
+from edgefleet.auth import JOIN_TOKEN_PREFIX
 from edgefleet.contract import (
+    CredentialIssued,
     DesiredState,
+    EnrollRequest,
     FetchRequest,
     FetchResponse,
     Heartbeat,
@@ -30,10 +34,10 @@ from edgefleet.contract import (
     WorkerContact,
 )
 from edgefleet.db.types import utcnow
-from edgefleet.errors import EdgefleetError
+from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
 from edgefleet.server.context import ServerContext
-from edgefleet.server.deps import ContextDep, WorkerDep, own_hostname
-from edgefleet.server.services import control, dispatch, workers
+from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_token, own_hostname
+from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
 from edgefleet.settings import MAX_CONCURRENCY
 
@@ -48,8 +52,55 @@ def _contact(
     return WorkerContact(desired=desired, server_time=utcnow(), cancel=cancel or [], reason=reason)
 
 
+JoinTokenDep = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Depends(
+        HTTPBearer(
+            scheme_name="JoinToken",
+            description="A join token from `edgefleet token create-join`",
+            auto_error=False,
+        )
+    ),
+]
+
+
+@router.post("/enroll", response_model=CredentialIssued, status_code=201)
+async def enroll(body: EnrollRequest, context: ContextDep, join: JoinTokenDep):
+    """Exchange a join token (as bearer token) for a credential of the worker's own, bound
+    to ``hostname``. 401 for an unknown, expired or used-up join token; 409 for a hostname
+    that is enrolled already."""
+    if join is None or not join.credentials.startswith(JOIN_TOKEN_PREFIX):
+        raise Unauthorized(
+            "enrolling needs a join token: create one with `edgefleet token "
+            "create-join` and send it as the bearer token"
+        )
+    ttl = context.settings.credential_ttl
+    issued = await context.run(credentials.enroll, context.db, join.credentials, body.hostname, ttl)
+    return CredentialIssued(
+        hostname=issued.name, credential=issued.token, expires_at=issued.expires_at
+    )
+
+
+@router.post("/workers/{hostname}/credential", response_model=CredentialIssued, status_code=201)
+async def rotate_credential(
+    hostname: HostnamePath, request: Request, context: ContextDep, identity: WorkerDep
+):
+    """A fresh credential for the worker; the one it called with stops working a few
+    minutes later. Workers do this by themselves before their credential expires."""
+    own_hostname(identity, hostname)
+    if identity.source != "credential":
+        raise InvalidRequest("only a worker enrolled with a join token has a credential to rotate")
+    ttl = context.settings.credential_ttl
+    issued = await context.run(credentials.rotate, context.db, hostname, bearer_token(request), ttl)
+    return CredentialIssued(
+        hostname=issued.name, credential=issued.token, expires_at=issued.expires_at
+    )
+
+
 @router.post("/workers/{hostname}/register", response_model=WorkerContact)
-async def register(hostname: str, body: Registration, context: ContextDep, identity: WorkerDep):
+async def register(
+    hostname: HostnamePath, body: Registration, context: ContextDep, identity: WorkerDep
+):
     own_hostname(identity, hostname)
     timeout = context.settings.worker_offline_timeout
     desired = await context.run(workers.register, context.db, hostname, body, timeout)
@@ -57,7 +108,9 @@ async def register(hostname: str, body: Registration, context: ContextDep, ident
 
 
 @router.post("/workers/{hostname}/heartbeat", response_model=WorkerContact)
-async def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identity: WorkerDep):
+async def heartbeat(
+    hostname: HostnamePath, body: Heartbeat, context: ContextDep, identity: WorkerDep
+):
     own_hostname(identity, hostname)
     desired, orders = await context.beats.submit((hostname, body))
     return _contact(desired, orders)
@@ -65,7 +118,7 @@ async def heartbeat(hostname: str, body: Heartbeat, context: ContextDep, identit
 
 @router.get("/workers/{hostname}/watch", response_model=WorkerContact)
 async def watch(
-    hostname: str,
+    hostname: HostnamePath,
     context: ContextDep,
     identity: WorkerDep,
     instance_id: str,
@@ -101,7 +154,7 @@ async def watch(
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)
 def local_maintenance(
-    hostname: str, body: LocalMaintenance, context: ContextDep, identity: WorkerDep
+    hostname: HostnamePath, body: LocalMaintenance, context: ContextDep, identity: WorkerDep
 ):
     """``edgefleet worker maintenance on|off`` on the worker's machine, recorded centrally.
     Rare, so a plain sync route."""
@@ -120,7 +173,9 @@ def local_maintenance(
 
 
 @router.post("/workers/{hostname}/fetch", response_model=FetchResponse)
-async def fetch(hostname: str, body: FetchRequest, context: ContextDep, identity: WorkerDep):
+async def fetch(
+    hostname: HostnamePath, body: FetchRequest, context: ContextDep, identity: WorkerDep
+):
     own_hostname(identity, hostname)
     claimed, desired = await context.run(
         dispatch.claim, context.db, hostname, body.instance_id, body.free_slots, body.seq
@@ -136,7 +191,7 @@ async def report_result(job_id: int, body: JobResult, context: ContextDep, ident
 
 @router.post("/workers/{hostname}/results", response_model=ResultOutcomes)
 async def report_results(
-    hostname: str, body: ResultBatch, context: ContextDep, identity: WorkerDep
+    hostname: HostnamePath, body: ResultBatch, context: ContextDep, identity: WorkerDep
 ):
     """Many results in one request, each judged as ``/jobs/{id}/result`` would judge it
     alone; one outcome per result, in order. A failure of the server itself (5xx) answers
@@ -167,7 +222,7 @@ async def release(job_id: int, body: JobRelease, context: ContextDep, identity: 
     await context.run(_release, context, job_id, identity.subject, body)
 
 
-def _release(context: ServerContext, job_id: int, hostname: str, body: JobRelease) -> None:
+def _release(context: ServerContext, job_id: int, hostname: HostnamePath, body: JobRelease) -> None:
     context.notifier.job_queued(dispatch.release(context.db, job_id, hostname, body))
 
 

@@ -18,20 +18,20 @@ from edgefleet.contract import (
     QueueName,
 )
 from edgefleet.server.context import ServerContext
-from edgefleet.server.deps import AdminDep, ContextDep
+from edgefleet.server.deps import ContextDep, OperatorDep, ViewerDep
 from edgefleet.server.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", response_model=JobCreated, status_code=201)
-async def submit(body: JobSubmit, context: ContextDep, identity: AdminDep):
+async def submit(body: JobSubmit, context: ContextDep, identity: OperatorDep):
     (job_id,) = await context.run(_submit, context, [body], identity.subject)
     return JobCreated(id=job_id)
 
 
 @router.post("/batch", response_model=JobsCreated, status_code=201)
-async def submit_batch(body: JobBatch, context: ContextDep, identity: AdminDep):
+async def submit_batch(body: JobBatch, context: ContextDep, identity: OperatorDep):
     """Up to 1000 jobs in one transaction; ids in the order given."""
     return JobsCreated(ids=await context.run(_submit, context, body.jobs, identity.subject))
 
@@ -51,7 +51,7 @@ def _submit(context: ServerContext, requests: list[JobSubmit], actor: str) -> li
 @router.get("", response_model=list[JobView])
 def list_jobs(
     context: ContextDep,
-    identity: AdminDep,
+    identity: ViewerDep,
     state: JobState | None = None,
     queue: QueueName | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
@@ -64,13 +64,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def show(job_id: int, context: ContextDep, identity: AdminDep):
+def show(job_id: int, context: ContextDep, identity: ViewerDep):
     """One job with its full history: every state change, attempt, worker and reason."""
     return jobs.get_job(context.db, job_id, context.settings.worker_offline_timeout)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView)
-def cancel(job_id: int, context: ContextDep, identity: AdminDep):
+def cancel(job_id: int, context: ContextDep, identity: OperatorDep):
     """A queued job is cancelled at once; a running one is stopped by its worker, which is
     told at once (it ends ``cancelled``). A job that already ended otherwise: 409."""
     view, worker = jobs.cancel(context.db, job_id, identity.subject)
@@ -83,7 +83,7 @@ def cancel(job_id: int, context: ContextDep, identity: AdminDep):
 def logs(
     job_id: int,
     context: ContextDep,
-    identity: AdminDep,
+    identity: ViewerDep,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     attempt: Annotated[int | None, Query(ge=1)] = None,
 ):

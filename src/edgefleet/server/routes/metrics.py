@@ -1,20 +1,21 @@
 """Prometheus metrics, read from the database at scrape time so every replica tells the truth.
 
-Unauthenticated like ``/health``: it carries counts and per-worker settings, no job data.
+They name every worker, so a viewer's token is needed (Prometheus sends it with
+``authorization: {credentials: ...}``) unless ``EDGEFLEET_PUBLIC_METRICS`` opens them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
 from edgefleet.db.models import Job
 from edgefleet.server.context import ServerContext
-from edgefleet.server.deps import ContextDep
+from edgefleet.server.deps import BearerRole, ContextDep
 from edgefleet.server.services import workers
 
 router = APIRouter(tags=["health"])
@@ -70,8 +71,17 @@ class FleetCollector:
         yield jobs
 
 
+_viewer = BearerRole("viewer")
+
+
 @router.get("/metrics", response_class=Response)
-def metrics(context: ContextDep) -> Response:
+async def metrics(request: Request, context: ContextDep) -> Response:
+    if not context.settings.public_metrics:
+        await _viewer(request)
+    return await context.run(_scrape, context)
+
+
+def _scrape(context: ServerContext) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(context))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

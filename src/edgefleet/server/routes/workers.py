@@ -22,8 +22,8 @@ from edgefleet.contract import (
 )
 from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
-from edgefleet.server.deps import AdminDep, ContextDep
-from edgefleet.server.services import control, targets, workers
+from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
+from edgefleet.server.services import control, credentials, targets, workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 
@@ -49,7 +49,7 @@ def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
 @router.get("", response_model=list[WorkerView])
 def list_workers(
     context: ContextDep,
-    identity: AdminDep,
+    identity: ViewerDep,
     state: Annotated[list[WorkerState] | None, Query()] = None,
     edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
     queues: Annotated[str | None, Query(description="comma-separated; serves any")] = None,
@@ -67,12 +67,12 @@ def list_workers(
 
 
 @router.get("/{hostname}", response_model=WorkerView)
-def show_worker(hostname: str, context: ContextDep, identity: AdminDep):
+def show_worker(hostname: HostnamePath, context: ContextDep, identity: ViewerDep):
     return workers.show_worker(context.db, hostname, context.settings.worker_offline_timeout)
 
 
 @router.delete("/{hostname}", status_code=204)
-def remove_worker(hostname: str, context: ContextDep, identity: AdminDep):
+def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDep):
     """Forget an offline or stopped worker."""
     control.remove_worker(
         context.db, hostname, identity.subject, context.settings.worker_offline_timeout
@@ -80,57 +80,70 @@ def remove_worker(hostname: str, context: ContextDep, identity: AdminDep):
 
 
 @router.put("/{hostname}/concurrency", response_model=ChangeSet)
-def set_concurrency(hostname: str, body: ConcurrencySet, context: ContextDep, identity: AdminDep):
+def set_concurrency(
+    hostname: HostnamePath, body: ConcurrencySet, context: ContextDep, identity: OperatorDep
+):
     request = SetConcurrency(edge_hostname=hostname, concurrency=body.concurrency)
-    if targets.is_glob(hostname):
-        raise InvalidRequest("use POST /workers/actions/set-concurrency for patterns")
     return _notify(context, control.set_concurrency(context.db, request, identity.subject))
 
 
 @router.delete("/{hostname}/concurrency", response_model=ChangeSet)
-def reset_concurrency(hostname: str, context: ContextDep, identity: AdminDep):
+def reset_concurrency(hostname: HostnamePath, context: ContextDep, identity: OperatorDep):
     """Hand the worker's concurrency back to its own ``--concurrency`` flag."""
-    if targets.is_glob(hostname):
-        raise InvalidRequest("use POST /workers/actions/set-concurrency for patterns")
     request = SetConcurrency(edge_hostname=hostname, reset=True)
     return _notify(context, control.set_concurrency(context.db, request, identity.subject))
 
 
 @router.post("/actions/set-concurrency", response_model=ChangeSet)
-def bulk_set_concurrency(body: SetConcurrency, context: ContextDep, identity: AdminDep):
+def bulk_set_concurrency(body: SetConcurrency, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.set_concurrency(context.db, body, identity.subject))
 
 
 @router.post("/actions/add-queues", response_model=ChangeSet)
-def add_queues(body: QueuesChange, context: ContextDep, identity: AdminDep):
+def add_queues(body: QueuesChange, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.add_queues(context.db, body, identity.subject))
 
 
 @router.post("/actions/remove-queues", response_model=ChangeSet)
-def remove_queues(body: QueuesChange, context: ContextDep, identity: AdminDep):
+def remove_queues(body: QueuesChange, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.remove_queues(context.db, body, identity.subject))
 
 
 @router.post("/actions/reset-queues", response_model=ChangeSet)
-def reset_queues(body: Target, context: ContextDep, identity: AdminDep):
+def reset_queues(body: Target, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.reset_queues(context.db, body, identity.subject))
 
 
 @router.post("/actions/request-maintenance", response_model=ChangeSet)
-def request_maintenance(body: MaintenanceRequest, context: ContextDep, identity: AdminDep):
+def request_maintenance(body: MaintenanceRequest, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.request_maintenance(context.db, body, identity.subject))
 
 
 @router.post("/actions/exit-maintenance", response_model=ChangeSet)
-def exit_maintenance(body: Target, context: ContextDep, identity: AdminDep):
+def exit_maintenance(body: Target, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.exit_maintenance(context.db, body, identity.subject))
 
 
 @router.post("/actions/update-maintenance-comment", response_model=ChangeSet)
-def update_maintenance_comment(body: MaintenanceRequest, context: ContextDep, identity: AdminDep):
+def update_maintenance_comment(
+    body: MaintenanceRequest, context: ContextDep, identity: OperatorDep
+):
     return _notify(context, control.update_maintenance_comment(context.db, body, identity.subject))
 
 
 @router.post("/actions/shutdown", response_model=ChangeSet)
-def shutdown(body: Target, context: ContextDep, identity: AdminDep):
+def shutdown(body: Target, context: ContextDep, identity: OperatorDep):
     return _notify(context, control.request_shutdown(context.db, body, identity.subject))
+
+
+@router.post("/actions/revoke", response_model=ChangeSet)
+def revoke(body: Target, context: ContextDep, identity: AdminDep):
+    """Revoke the targeted workers: their credentials stop working with their next request,
+    they show as ``revoked``, and their running jobs are retried or failed as an offline
+    worker's are. Coming back needs a new join token."""
+    revoked = credentials.revoke_workers(context.db, body, identity.subject)
+    names = set(revoked.changes.workers)
+    context.authenticator.forget(names, "credential")
+    for queue in set(revoked.requeued):
+        context.notifier.job_queued(queue)
+    return _notify(context, revoked.changes)

@@ -30,6 +30,7 @@ from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import (
     Conflict,
     EdgefleetError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -70,7 +71,13 @@ _worker = Worker.__table__
 _job, _event = Job.__table__, JobEvent.__table__
 _ASSIGNED = [_job.c[name] for name in ("id", "command", "queue", "slots", "env", "cwd", "timeout")]
 _LOCK_WORKER = (
-    select(_worker.c.hostname, _worker.c.instance_id, _worker.c.fetch_seq, *DESIRED_COLUMNS)
+    select(
+        _worker.c.hostname,
+        _worker.c.instance_id,
+        _worker.c.fetch_seq,
+        _worker.c.revoked_at,
+        *DESIRED_COLUMNS,
+    )
     .where(_worker.c.hostname == bindparam("hostname"))
     .with_for_update()
 )
@@ -281,6 +288,12 @@ def _holds(job: Job, hostname: str, attempt: int) -> bool:
     return job.worker_hostname == hostname and job.attempt == attempt
 
 
+def _refuse_stranger(session: Session, job: Job, hostname: str) -> None:
+    """A worker may report only on jobs it ran: another worker's job is 403, not 409."""
+    if job.worker_hostname != hostname and not lifecycle.ever_held(session, job.id, hostname):
+        raise Forbidden(f"job {job.id} is not held by worker {hostname!r}")
+
+
 #: A result as a worker reports it: (job id, worker, result).
 Report = tuple[int, str, JobResult]
 
@@ -331,6 +344,7 @@ def _report_in_full(
             return job.queue if requeued else None
         if lifecycle.already_reported(session, job_id, result.attempt, hostname, result.state):
             return None
+        _refuse_stranger(session, job, hostname)
         current = f"the job is {job.state} at attempt {job.attempt}" + (
             f" on {job.worker_hostname}" if job.worker_hostname else ""
         )
@@ -363,6 +377,8 @@ def release(db: sessionmaker[Session], job_id: int, hostname: str, request: JobR
     with db.begin() as session:
         job = _lock_job(session, job_id)
         held = _holds(job, hostname, request.attempt) and job.state == JobState.RUNNING
+        if not held:
+            _refuse_stranger(session, job, hostname)
         if not held or (request.seq is not None and job.claim_seq != request.seq):
             raise Conflict(f"job {job_id} attempt {request.attempt} is not held by {hostname!r}")
         lifecycle.release(session, job, utcnow())
@@ -390,6 +406,7 @@ def push_log(
         if session.get(JobLogChunk, (job_id, chunk.attempt, chunk.seq)) is not None:
             return
         if not _holds(job, hostname, chunk.attempt):
+            _refuse_stranger(session, job, hostname)
             raise Conflict(f"job {job_id} attempt {chunk.attempt} is not held by {hostname!r}")
         size = len(chunk.data.encode())
         over = job.log_bytes + size > max_bytes

@@ -173,3 +173,20 @@ def already_reported(
     wanted = {JobState.SUCCESS: "succeeded", JobState.FAILED: "failed"}.get(state, "cancelled")
     # A failure reported after a cancel is recorded as cancelled.
     return wanted in events or (state == JobState.FAILED and "cancelled" in events)
+
+
+def ever_held(session: Session, job_id: int, hostname: str) -> bool:
+    """Whether ``hostname`` ever started an attempt of the job: a worker that never did has
+    no business reporting on it (403), unlike one whose attempt is merely stale (409)."""
+    return (
+        session.scalar(
+            select(JobEvent.id)
+            .where(
+                JobEvent.job_id == job_id,
+                JobEvent.worker_hostname == hostname,
+                JobEvent.event == "started",
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -19,8 +19,8 @@ from edgefleet.contract import (
 )
 from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
-from edgefleet.errors import Conflict, EdgefleetError, NotFound
-from edgefleet.server.services import lifecycle
+from edgefleet.errors import Conflict, EdgefleetError, NotFound, Unauthorized
+from edgefleet.server.services import credentials, lifecycle
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
 LIVE_STATES = frozenset(
@@ -67,6 +67,8 @@ DESIRED_COLUMNS = [
 
 def observed_state(worker: Worker, now: datetime, offline_timeout: float) -> WorkerState:
     """The state to show: what the worker reported, unless it has gone quiet."""
+    if worker.revoked_at is not None:
+        return WorkerState.REVOKED
     reported = WorkerState(worker.reported_state)
     if reported not in LIVE_STATES or worker.last_heartbeat is None:
         return reported
@@ -94,15 +96,25 @@ def check_instance(worker: Worker | Row, instance_id: str) -> None:
 
 def refusal(worker: Worker | Row | None, hostname: str, instance_id: str) -> EdgefleetError | None:
     """Why a call from process ``instance_id`` of worker ``hostname`` is refused, given its
-    row: an unknown worker (404), or a process replaced by a newer registration (409)."""
+    row: an unknown worker (404), a revoked one (401), or a process replaced by a newer
+    registration (409)."""
     if worker is None:
         return _unknown(hostname)
+    if worker.revoked_at is not None:
+        return revoked(hostname)
     if worker.instance_id != instance_id:
         return Conflict(
             f"worker {worker.hostname!r} is registered to another process "
             f"(instance {worker.instance_id}); register again"
         )
     return None
+
+
+def revoked(hostname: str) -> Unauthorized:
+    return Unauthorized(
+        f"worker {hostname!r} was revoked: enroll it again with a new join token "
+        "(`edgefleet token create-join` on the server, then `edgefleet worker --join-token`)"
+    )
 
 
 def _unknown(hostname: str) -> NotFound:
@@ -125,6 +137,8 @@ def register(
             )
             session.add(worker)
         else:
+            if worker.revoked_at is not None:
+                raise revoked(hostname)
             _refuse_live_duplicate(worker, reg, now, offline_timeout)
             before = desired_state(worker)
             worker.flag_concurrency = reg.concurrency
@@ -139,7 +153,8 @@ def register(
                 worker.fetch_seq = 0  # the new process numbers its fetches from 1
         worker.instance_id = reg.instance_id
         worker.pid = reg.pid
-        worker.labels = dict(reg.labels)
+        # Labels from the worker's join token are the operator's word: they win.
+        worker.labels = {**reg.labels, **credentials.enrolled_labels(session, hostname)}
         worker.sysinfo = dict(reg.sysinfo)
         worker.heartbeat_interval = reg.heartbeat_interval
         worker.reported_state = WorkerState.STARTING
@@ -199,9 +214,9 @@ def _beat_statement() -> Update:
 
 _BEAT = _beat_statement()
 #: What a worker call is checked and answered with, for the workers named ``hostnames``.
-DESIRED_OF = select(_worker.c.hostname, _worker.c.instance_id, *DESIRED_COLUMNS).where(
-    _worker.c.hostname.in_(bindparam("hostnames", expanding=True))
-)
+DESIRED_OF = select(
+    _worker.c.hostname, _worker.c.instance_id, _worker.c.revoked_at, *DESIRED_COLUMNS
+).where(_worker.c.hostname.in_(bindparam("hostnames", expanding=True)))
 
 
 def record_heartbeats(

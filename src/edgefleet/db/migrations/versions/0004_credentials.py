@@ -19,8 +19,8 @@ depends_on = None
 
 fingerprint = SchemaChange(
     add_tables={
-        "edge_credential": "id token_hash kind name role created_at created_by expires_at "
-        "revoked_at",
+        "edge_credential": "id token_hash kind name role labels created_at created_by "
+        "expires_at revoked_at",
         "edge_join_token": "id token_hash created_at created_by expires_at uses_left labels",
     },
     add_columns={"edge_worker": "revoked_at", "edge_job": "secret_env"},
@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("labels", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(255), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),

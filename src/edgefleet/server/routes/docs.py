@@ -1,0 +1,50 @@
+"""The OpenAPI document and its viewers, for token holders (a viewer's token is enough).
+
+Served here instead of by FastAPI itself unless ``EDGEFLEET_PUBLIC_DOCS`` opens them: the
+document lists every route an attacker could try. A browser cannot send a bearer token to
+``/docs``, so an operator who wants the pages opens them with that setting, or reads
+``/openapi.json`` with a token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from edgefleet.server.deps import ViewerDep
+
+#: FastAPI arguments that switch off its own, open, documentation routes.
+CLOSED = {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/openapi.json")
+async def openapi(request: Request, identity: ViewerDep) -> JSONResponse:
+    return JSONResponse(_document(request))
+
+
+@router.get("/docs")
+async def swagger(identity: ViewerDep) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="edgefleet API")
+
+
+@router.get("/redoc")
+async def redoc(identity: ViewerDep) -> HTMLResponse:
+    return get_redoc_html(openapi_url="/openapi.json", title="edgefleet API")
+
+
+def _document(request: Request) -> dict:
+    app = request.app
+    if app.openapi_schema is None:
+        # FastAPI builds the document only when openapi_url is set; build it the same way.
+        from fastapi.openapi.utils import get_openapi
+
+        app.openapi_schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+    return app.openapi_schema

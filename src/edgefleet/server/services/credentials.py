@@ -1,0 +1,341 @@
+"""Tokens the server issues: operator tokens, join tokens and workers' own credentials.
+
+Only a SHA-256 of each token is stored; the token itself is returned once, when issued. A
+worker enrolls with a join token (limited in time and uses) and gets a credential bound to
+its hostname; it rotates that credential itself before it expires, and an operator can revoke
+it (``revoke_workers``), which also loses the jobs it was running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.auth import (
+    JOIN_TOKEN_PREFIX,
+    OPERATOR_TOKEN_PREFIX,
+    WORKER_CREDENTIAL_PREFIX,
+    WORKER_ROLE,
+    Identity,
+    new_opaque_token,
+    token_hash,
+)
+from edgefleet.contract import (
+    ChangeSet,
+    JoinTokenRequest,
+    Target,
+    TokenRequest,
+    TokenView,
+    WorkerChange,
+)
+from edgefleet.db.models import AuditEntry, Credential, JoinToken, Worker
+from edgefleet.db.types import utcnow
+from edgefleet.errors import Conflict, NotFound, Unauthorized
+from edgefleet.server.services import lifecycle, targets
+
+log = logging.getLogger(__name__)
+
+OPERATOR = "operator"
+WORKER = "worker"
+#: How long a worker's previous credential still works after it rotated: requests already on
+#: their way, and a worker that crashed before it stored the new one, are not cut off.
+ROTATION_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token just issued: the token itself (shown once) and when it expires."""
+
+    token: str
+    name: str
+    role: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a stored credential says about its holder."""
+
+    identity: Identity
+    expires_at: datetime
+
+
+def look_up(db: sessionmaker[Session], token: str) -> Known | None:
+    """The live operator token or worker credential ``token`` is, or None."""
+    now = utcnow()
+    with db() as session:
+        row = session.scalars(
+            select(Credential).where(Credential.token_hash == token_hash(token))
+        ).one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    source = "credential" if row.kind == WORKER else "token"
+    return Known(Identity(subject=row.name, role=row.role, source=source), row.expires_at)
+
+
+# --- operator tokens --------------------------------------------------------------------------
+
+
+def issue_operator_token(db: sessionmaker[Session], request: TokenRequest, actor: str) -> Issued:
+    """A new operator token; a name that a live token already has is refused (409)."""
+    now = utcnow()
+    token = new_opaque_token(OPERATOR_TOKEN_PREFIX)
+    expires = now + timedelta(seconds=request.ttl_seconds)
+    with db.begin() as session:
+        if _live(session, OPERATOR, request.name, now):
+            raise Conflict(
+                f"a token named {request.name!r} exists already; revoke it first or pick "
+                "another name"
+            )
+        session.add(
+            Credential(
+                token_hash=token_hash(token),
+                kind=OPERATOR,
+                name=request.name,
+                role=request.role,
+                created_at=now,
+                created_by=actor,
+                expires_at=expires,
+            )
+        )
+        _audit(session, actor, f"token:{request.name}", "token", None, request.role, now)
+    return Issued(token, request.name, request.role, expires)
+
+
+def list_tokens(db: sessionmaker[Session]) -> list[TokenView]:
+    """Operator tokens, newest first, without their secrets."""
+    with db() as session:
+        rows = session.scalars(
+            select(Credential).where(Credential.kind == OPERATOR).order_by(Credential.id.desc())
+        ).all()
+        return [
+            TokenView(
+                name=row.name,
+                role=row.role,
+                created_at=row.created_at,
+                created_by=row.created_by,
+                expires_at=row.expires_at,
+                revoked_at=row.revoked_at,
+            )
+            for row in rows
+        ]
+
+
+def revoke_operator_token(db: sessionmaker[Session], name: str, actor: str) -> None:
+    now = utcnow()
+    with db.begin() as session:
+        live = _live(session, OPERATOR, name, now)
+        if not live:
+            raise NotFound(f"no live token named {name!r}")
+        for row in live:
+            row.revoked_at = now
+        _audit(session, actor, f"token:{name}", "token", live[0].role, "revoked", now)
+
+
+def _live(session: Session, kind: str, name: str, now: datetime) -> list[Credential]:
+    return list(
+        session.scalars(
+            select(Credential)
+            .where(
+                Credential.kind == kind,
+                Credential.name == name,
+                Credential.revoked_at.is_(None),
+                Credential.expires_at > now,
+            )
+            .with_for_update()
+        )
+    )
+
+
+# --- enrollment -------------------------------------------------------------------------------
+
+
+def create_join_token(db: sessionmaker[Session], request: JoinTokenRequest, actor: str) -> Issued:
+    now = utcnow()
+    token = new_opaque_token(JOIN_TOKEN_PREFIX)
+    expires = now + timedelta(seconds=request.ttl_seconds)
+    with db.begin() as session:
+        session.add(
+            JoinToken(
+                token_hash=token_hash(token),
+                created_at=now,
+                created_by=actor,
+                expires_at=expires,
+                uses_left=request.uses,
+                labels=dict(request.labels),
+            )
+        )
+        comment = f"uses {request.uses}, labels {request.labels or {}}"
+        _audit(session, actor, "join-token", "join_token", None, "created", now, comment)
+    return Issued(token, "join", WORKER_ROLE, expires)
+
+
+def enroll(db: sessionmaker[Session], join_token: str, hostname: str, ttl: float) -> Issued:
+    """Spend one use of ``join_token`` on a credential for ``hostname``.
+
+    Refused (401) for an unknown, expired or used-up join token, and (409) for a hostname
+    that holds a live credential already: a join token never takes over an enrolled worker.
+    """
+    now = utcnow()
+    with db.begin() as session:
+        join = session.scalars(
+            select(JoinToken)
+            .where(JoinToken.token_hash == token_hash(join_token))
+            .with_for_update()
+        ).one_or_none()
+        if join is None:
+            raise Unauthorized("unknown join token: create one with `edgefleet token create-join`")
+        if join.expires_at <= now:
+            raise Unauthorized(
+                f"this join token expired at {join.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
+                "create a new one with `edgefleet token create-join`"
+            )
+        if join.uses_left <= 0:
+            raise Unauthorized(
+                "this join token is used up: create a new one with `edgefleet token create-join`"
+            )
+        if _live(session, WORKER, hostname, now):
+            raise Conflict(
+                f"worker {hostname!r} is enrolled already; revoke it first "
+                f"(`edgefleet revoke-remote-edge-worker -H {hostname}`) or pick another name"
+            )
+        join.uses_left -= 1
+        worker = session.get(Worker, hostname, with_for_update=True)
+        if worker is not None:
+            worker.revoked_at = None
+            worker.labels = {**(worker.labels or {}), **join.labels}
+        issued = _issue_credential(session, hostname, dict(join.labels), now, ttl)
+        _audit(session, f"join-token:{join.id}", hostname, "enrolled", None, "credential", now)
+    log.info("worker %s enrolled with join token %d", hostname, join.id)
+    return issued
+
+
+def rotate(db: sessionmaker[Session], hostname: str, current: str, ttl: float) -> Issued:
+    """A fresh credential for ``hostname``; the one it rotated from dies after a grace."""
+    now = utcnow()
+    with db.begin() as session:
+        old = session.scalars(
+            select(Credential).where(Credential.token_hash == token_hash(current)).with_for_update()
+        ).one_or_none()
+        if old is None or old.kind != WORKER or old.name != hostname:
+            raise Unauthorized("only a worker's own credential can be rotated")
+        if old.revoked_at is not None or old.expires_at <= now:
+            raise Unauthorized("this credential was revoked or has expired")
+        old.expires_at = min(old.expires_at, now + ROTATION_GRACE)
+        return _issue_credential(session, hostname, dict(old.labels), now, ttl)
+
+
+def _issue_credential(
+    session: Session, hostname: str, labels: dict[str, Any], now: datetime, ttl: float
+) -> Issued:
+    token = new_opaque_token(WORKER_CREDENTIAL_PREFIX)
+    expires = now + timedelta(seconds=ttl)
+    session.add(
+        Credential(
+            token_hash=token_hash(token),
+            kind=WORKER,
+            name=hostname,
+            role=WORKER_ROLE,
+            labels=labels,
+            created_at=now,
+            created_by="enrollment",
+            expires_at=expires,
+        )
+    )
+    return Issued(token, hostname, WORKER_ROLE, expires)
+
+
+def enrolled_labels(session: Session, hostname: str) -> dict[str, Any]:
+    """The labels a worker's live credential pins (from its join token), or none."""
+    now = utcnow()
+    labels = session.scalars(
+        select(Credential.labels)
+        .where(
+            Credential.kind == WORKER,
+            Credential.name == hostname,
+            Credential.revoked_at.is_(None),
+            Credential.expires_at > now,
+        )
+        .order_by(Credential.id.desc())
+        .limit(1)
+    ).first()
+    return dict(labels or {})
+
+
+# --- revocation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revoked:
+    changes: ChangeSet
+    #: Queues that got a job back from the revoked workers (to wake their workers).
+    requeued: list[str]
+
+
+def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Revoked:
+    """Revoke the targeted workers: their credentials die at once, their calls are refused
+    until they enroll again, and their running jobs are lost as an offline worker's are."""
+    now = utcnow()
+    requeued: list[str] = []
+    changes: list[WorkerChange] = []
+    with db.begin() as session:
+        workers = targets.resolve(session, target)
+        names = [worker.hostname for worker in workers]
+        session.execute(
+            update(Credential)
+            .where(
+                Credential.kind == WORKER,
+                Credential.name.in_(names),
+                Credential.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        for worker in workers:
+            if worker.revoked_at is not None:
+                continue
+            worker.revoked_at = now
+            why = f"worker {worker.hostname} was revoked by {actor}"
+            requeued += lifecycle.lose_running_jobs(session, worker.hostname, why, now)
+            _audit(session, actor, worker.hostname, "revoked", None, True, now)
+            changes.append(
+                WorkerChange(
+                    hostname=worker.hostname,
+                    field="revoked",
+                    old=False,
+                    new=True,
+                    desired_version=worker.desired_version,
+                )
+            )
+        versions = {worker.hostname: worker.desired_version for worker in workers}
+    for change in changes:
+        log.warning("worker %s: revoked by %s", change.hostname, actor)
+    return Revoked(ChangeSet(workers=names, changes=changes, versions=versions), requeued)
+
+
+def _audit(
+    session: Session,
+    actor: str,
+    target: str,
+    field: str,
+    old: Any,
+    new: Any,
+    now: datetime,
+    comment: str | None = None,
+) -> None:
+    session.execute(
+        insert(AuditEntry).values(
+            at=now,
+            actor=actor,
+            target=target[:255],
+            field=field,
+            old_value=None if old is None else json.dumps(old),
+            new_value=None if new is None else json.dumps(new),
+            comment=comment,
+        )
+    )
