@@ -33,6 +33,7 @@ from edgefleet.contract import (
     TokenRequest,
     TokenView,
     WorkerChange,
+    WorkerState,
 )
 from edgefleet.db.models import AuditEntry, Credential, JoinToken, Worker
 from edgefleet.db.types import utcnow
@@ -300,6 +301,9 @@ def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Rev
             if worker.revoked_at is not None:
                 continue
             worker.revoked_at = now
+            # Its process is cut off: a new enrollment starts afresh, not as a duplicate.
+            worker.instance_id = None
+            worker.reported_state = WorkerState.STOPPED
             why = f"worker {worker.hostname} was revoked by {actor}"
             requeued += lifecycle.lose_running_jobs(session, worker.hostname, why, now)
             _audit(session, actor, worker.hostname, "revoked", None, True, now)
