@@ -715,13 +715,19 @@ def hb_passes(step: Outcome, bound: float) -> bool:
 
 
 async def measure_heartbeats(
-    dep: Deployment, args: argparse.Namespace, profile: Callable[[str, float], None]
+    dep: Deployment,
+    args: argparse.Namespace,
+    profile: Callable[[str, float], None],
+    workers: list[SimWorker] | None = None,
 ) -> HeartbeatResult:
-    """Closed-loop probe for the saturation rate, then open-loop steps below and around it."""
-    workers = sim_workers(dep.env.secret, "hb", args.hb_workers)
+    """Closed-loop probe for the saturation rate, then open-loop steps below and around it.
+    ``workers``: registered simulated workers to beat as (default: new ones, signing with
+    the shared secret)."""
     pools = Pools(dep.ports)
     try:
-        await register_all(pools, workers, "hb", 2, 10.0)
+        if workers is None:
+            workers = sim_workers(dep.env.secret, "hb", args.hb_workers)
+            await register_all(pools, workers, "hb", 2, 10.0)
 
         def make(i: int) -> Request:
             return workers[i % len(workers)].heartbeat()
