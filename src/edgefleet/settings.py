@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     #: Seconds between the server's sweeps for lost jobs and due retries; by default a fifth
     #: of the offline timeout, between 0.2 and 5 seconds.
     sweep_interval: float | None = Field(default=None, gt=0)
+    #: An operator token (``efo_...``) the CLI sends instead of minting one from the secret.
+    token: str | None = None
+    #: A file holding that token (``--token-file``); read before ``token``.
+    token_file: Path | None = None
+    #: A join token (``efj_...``) a worker exchanges for a credential of its own.
+    join_token: str | None = None
 
     #: Requests a second each operator token or worker credential may make (bursts up to
     #: ``rate_burst``); past it the server answers 429 with Retry-After. 0 turns it off.

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from edgefleet import API_PREFIX
-from edgefleet.auth import Identity, TokenAuth
+from edgefleet.auth import BearerAuth, Identity, TokenAuth
 from edgefleet.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -40,13 +44,57 @@ def _describe(body: Any) -> str:
     return str(body)
 
 
+def existing_secret(settings: Settings) -> str | None:
+    """The shared secret if this machine holds one (EDGEFLEET_SECRET or the home's secret
+    file); never creates one."""
+    if settings.secret:
+        return settings.secret
+    try:
+        return (settings.home / "secret").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def read_token_file(path: Path) -> str:
+    """The operator token kept in ``path`` (surrounding whitespace ignored)."""
+    try:
+        text = path.read_text()
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ApiError(f"cannot read the token file {path}: {exc.strerror}") from exc
+    token = text.strip()
+    if not token:
+        raise ApiError(f"the token file {path} is empty")
+    if any(ch.isspace() for ch in token):
+        raise ApiError(f"the token file {path} must hold one token and nothing else")
+    if mode & 0o077:
+        log.warning("the token file %s can be read by other users: chmod 600 it", path)
+    return token
+
+
+def client_auth(settings: Settings) -> httpx.Auth:
+    """Who the CLI is to the server: the operator token from ``--token-file`` or
+    EDGEFLEET_TOKEN; else, on a machine holding the shared secret, an admin token minted
+    from it in the name of ``operator_name()``."""
+    if settings.token_file is not None:
+        return BearerAuth(read_token_file(settings.token_file))
+    if settings.token and settings.token.strip():
+        return BearerAuth(settings.token.strip())
+    secret = existing_secret(settings)
+    if secret:
+        return TokenAuth(secret, Identity(subject=operator_name(), role="admin"))
+    raise ApiError(
+        "no credentials for the edgefleet server: set EDGEFLEET_TOKEN (or --token-file) to an "
+        "operator token from `edgefleet token create`, or run this on the server host"
+    )
+
+
 class AdminClient:
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = settings.api_url.rstrip("/")
-        identity = Identity(subject=operator_name(), role="admin")
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
-            auth=TokenAuth(settings.signing_secret(), identity),
+            auth=client_auth(settings),
             timeout=httpx.Timeout(30.0),
             transport=transport,
         )

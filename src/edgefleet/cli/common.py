@@ -33,7 +33,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def admin_client(ctx: typer.Context) -> Iterator[AdminClient]:
     """An API client whose errors end the command with a message and exit code 1."""
-    client = AdminClient(settings_of(ctx))
+    try:
+        client = AdminClient(settings_of(ctx))
+    except ApiError as exc:  # no credentials, or an unreadable token file
+        fail(str(exc))
     try:
         yield client
     except ApiError as exc:

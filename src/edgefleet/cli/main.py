@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,6 +31,13 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="A file holding the operator token to use (instead of EDGEFLEET_TOKEN).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
@@ -41,7 +49,7 @@ def main(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        ctx.obj = Settings()
+        ctx.obj = Settings(**({"token_file": token_file} if token_file is not None else {}))
     except ValidationError as exc:
         problems = "; ".join(
             f"EDGEFLEET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
@@ -54,12 +62,14 @@ def main(
 app.add_typer(db.app, name="db")
 app.add_typer(worker.app, name="worker")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(token.app, name="token")
 app.command("server")(server.server)
 app.command("submit")(jobs.submit)
 app.command("logs")(jobs.logs)
 app.command("cancel")(jobs.cancel)
 app.command("list-workers")(workers.list_workers)
 app.command("remove-remote-edge-worker")(workers.remove_remote_edge_worker)
+app.command("revoke-remote-edge-worker")(workers.revoke_remote_edge_worker)
 app.command("set-worker-concurrency")(control.set_worker_concurrency)
 app.command("add-worker-queues")(control.add_worker_queues)
 app.command("remove-worker-queues")(control.remove_worker_queues)

@@ -1,17 +1,21 @@
-"""``edgefleet ui-token``: an admin token to paste into the web UI's sign-in form."""
+"""Tokens: ``edgefleet token ...`` manages operator tokens and join tokens on the server;
+``edgefleet ui-token`` mints an admin token from the shared secret for the web UI."""
 
 from __future__ import annotations
 
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
-from edgefleet.cli.api import operator_name
-from edgefleet.cli.common import fail, settings_of
+from edgefleet.cli.api import existing_secret, operator_name
+from edgefleet.cli.common import OutputOption, admin_client, fail, settings_of
+from edgefleet.cli.output import OutputFormat, print_json, print_table
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,11 +51,158 @@ def ui_token(
     if not _NAME.match(subject):
         fail("--name must be 1-255 printable characters", code=2)
     settings = settings_of(ctx)
-    token = mint_token(settings.signing_secret(), Identity(subject=subject, role="admin"), seconds)
+    secret = existing_secret(settings)
+    if secret is None:
+        fail(
+            "this machine holds no shared secret (EDGEFLEET_SECRET or "
+            f"{settings.home / 'secret'}): run ui-token on the server host, or sign in with "
+            "an operator token from `edgefleet token create`"
+        )
+    token = mint_token(secret, Identity(subject=subject, role="admin"), seconds)
     expires = datetime.now(UTC) + timedelta(seconds=int(seconds))
     print(token)
     print(
         f"admin token for {subject!r}, valid until {expires:%Y-%m-%d %H:%M:%S} UTC; "
         f"paste it into {settings.api_url.rstrip('/')}/ui",
+        file=sys.stderr,
+    )
+
+
+# --- edgefleet token ... -------------------------------------------------------------------
+
+app = typer.Typer(help="Operator tokens (with roles) and join tokens for new workers.")
+
+#: Bounds of a token's lifetime, checked here so a typo fails before reaching the server.
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 10 * 366 * 86400
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+
+TOKEN_COLUMNS = [
+    ("name", "NAME"),
+    ("role", "ROLE"),
+    ("created_at", "CREATED"),
+    ("created_by", "CREATED_BY"),
+    ("expires_at", "EXPIRES"),
+    ("revoked_at", "REVOKED"),
+]
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+def ttl_seconds(text: str) -> int:
+    """A token lifetime from ``--ttl``, between a minute and ten years; exits 2 otherwise."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        fail(f"--ttl: {exc}", code=2)
+    if not MIN_TTL_SECONDS <= seconds <= MAX_TTL_SECONDS:
+        fail(f"--ttl must be between 1m and 3650d, not {text!r}", code=2)
+    return int(seconds)
+
+
+def parse_join_labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _LABEL_KEY.match(key):
+            fail(
+                f"bad --label {item!r}: use KEY=VALUE with a key of letters, digits, '.', '_', "
+                "'-' or '/'",
+                code=2,
+            )
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            fail(f"bad --label {item!r}: the value holds control characters", code=2)
+        labels[key] = value
+    return labels
+
+
+def _until(expires_at: Any) -> str:
+    return str(expires_at).replace("T", " ") if expires_at else "never"
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Unique name; the audit log's actor.")],
+    role: Annotated[Role, typer.Option("--role", help="viewer, operator or admin.")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 12h, 30d, 90d.")] = "90d",
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Create an operator token; it is shown once and never again (the server keeps a hash)."""
+    name = name.strip()
+    if not _NAME.match(name):
+        fail("--name must be 1-255 printable characters", code=2)
+    body = {"name": name, "role": role.value, "ttl_seconds": ttl_seconds(ttl)}
+    with admin_client(ctx) as client:
+        result = client.post("/tokens", json=body)
+    if output is OutputFormat.JSON:
+        print_json(result)
+        return
+    print(result["token"])
+    print(
+        f"{result['role']} token {result['name']!r}, valid until {_until(result.get('expires_at'))}"
+        "; shown only this once: keep it in a file only you can read and use it with "
+        "EDGEFLEET_TOKEN or --token-file",
+        file=sys.stderr,
+    )
+
+
+@app.command("list")
+def list_tokens(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
+    """Operator tokens: name, role, who created them, expiry and revocation (never secrets)."""
+    with admin_client(ctx) as client:
+        tokens = client.get("/tokens")
+    if output is OutputFormat.JSON:
+        print_json(tokens)
+    else:
+        print_table(tokens, TOKEN_COLUMNS)
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Revoke an operator token: its next request is refused (401)."""
+    with admin_client(ctx) as client:
+        client.delete(f"/tokens/{quote(name, safe='')}")
+    if output is OutputFormat.JSON:
+        print_json({"revoked": name})
+    else:
+        print(f"{name}: revoked")
+
+
+@app.command("create-join")
+def create_join(
+    ctx: typer.Context,
+    ttl: Annotated[str, typer.Option("--ttl", help="How long it may be used, e.g. 1h.")] = "1h",
+    uses: Annotated[int, typer.Option("--uses", help="How many workers may enroll with it.")] = 1,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="KEY=VALUE applied to enrolled workers; repeatable."),
+    ] = None,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Create a join token: start a new worker with ``--join-token`` to enroll it."""
+    if uses < 1:
+        fail(f"--uses must be at least 1, not {uses}", code=2)
+    body = {"ttl_seconds": ttl_seconds(ttl), "uses": uses, "labels": parse_join_labels(label or [])}
+    with admin_client(ctx) as client:
+        result = client.post("/tokens/join", json=body)
+    if output is OutputFormat.JSON:
+        print_json(result)
+        return
+    print(result["token"])
+    count = result.get("uses", uses)
+    print(
+        f"join token for {count} worker{'s' if count != 1 else ''}, valid until "
+        f"{_until(result.get('expires_at'))}; on the new worker run: "
+        "edgefleet worker --join-token <token>  (or set EDGEFLEET_JOIN_TOKEN)",
         file=sys.stderr,
     )

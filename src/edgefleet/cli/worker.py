@@ -81,11 +81,24 @@ def worker(
             help="On SIGTERM, seconds running jobs may take to finish before they are killed.",
         ),
     ] = 600.0,
+    join_token: Annotated[
+        str | None,
+        typer.Option(
+            "--join-token",
+            help="Enroll with this token from `edgefleet token create-join` (first start "
+            "only; defaults to EDGEFLEET_JOIN_TOKEN).",
+        ),
+    ] = None,
 ) -> None:
-    """Run an edge worker in the foreground (SIGTERM drains it; a second one kills its jobs)."""
+    """Run an edge worker in the foreground (SIGTERM drains it; a second one kills its jobs).
+
+    Its identity: its own credential in EDGEFLEET_HOME (from an earlier enrollment), else a
+    new one enrolled with --join-token, else the shared secret if this machine holds it.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
+    from edgefleet.worker.credential import EnrollmentError
     from edgefleet.worker.spool import SpoolError
 
     settings = settings_of(ctx)
@@ -102,17 +115,53 @@ def worker(
         grace_period=grace_period,
     )
     try:
-        asyncio.run(_run(config, settings.signing_secret()))
-    except (WorkerAlreadyRunning, RegistrationRefused, SpoolError) as exc:
+        identity = _choose_identity(settings, config.hostname, join_token or settings.join_token)
+        asyncio.run(_run(config, identity))
+    except (WorkerAlreadyRunning, RegistrationRefused, SpoolError, EnrollmentError) as exc:
         fail(str(exc))
 
 
-async def _run(config, secret: str) -> None:
+def _choose_identity(settings, hostname: str, join_token: str | None) -> tuple[str, str | None]:
+    """("credential", join token or None) when the worker has or can get a credential of its
+    own, else ("secret", the shared secret); a worker never creates a secret."""
+    from edgefleet.cli.api import existing_secret
+    from edgefleet.worker.credential import credential_path
+
+    join_token = (join_token or "").strip() or None
+    if join_token or credential_path(settings.home, hostname).exists():
+        return "credential", join_token
+    secret = existing_secret(settings)
+    if secret is None:
+        fail(
+            f"worker {hostname!r} has no identity: create a join token on the server with "
+            "`edgefleet token create-join` and start it with --join-token (or "
+            "EDGEFLEET_JOIN_TOKEN)"
+        )
+    return "secret", secret
+
+
+async def _run(config, identity: tuple[str, str | None]) -> None:
+    from edgefleet.auth import BearerAuth
     from edgefleet.worker.agent import EdgeWorker
     from edgefleet.worker.client import EdgeClient
+    from edgefleet.worker.credential import CredentialKeeper, CredentialRevoked, credential_path
 
-    client = EdgeClient(config.api_url, config.hostname, secret)
-    worker = EdgeWorker(config, client)
+    kind, value = identity
+    keeper: CredentialKeeper | None = None
+    if kind == "credential":
+        auth = BearerAuth("")
+        client = EdgeClient(config.api_url, config.hostname, auth=auth)
+        path = credential_path(config.home, config.hostname)
+        keeper = CredentialKeeper(client, auth, path, value)
+        try:
+            await keeper.start()
+        except BaseException:
+            await client.aclose()
+            raise
+    else:
+        client = EdgeClient(config.api_url, config.hostname, value)
+    worker = EdgeWorker(config, client, keeper)
+    rotation = asyncio.create_task(keeper.keep_fresh()) if keeper else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
@@ -126,7 +175,12 @@ async def _run(config, secret: str) -> None:
     )
     try:
         await worker.run()
+        if worker.refusal is not None:
+            raise CredentialRevoked(worker.refusal)
     finally:
+        if rotation is not None:
+            rotation.cancel()
+            await asyncio.gather(rotation, return_exceptions=True)
         await client.aclose()
 
 

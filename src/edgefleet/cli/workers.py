@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
+from edgefleet.cli.common import HostnameOption, OutputOption, admin_client, fail
+from edgefleet.cli.control import AllWorkers, Selector, TargetHostname, build_target, run_change
 from edgefleet.cli.output import OutputFormat, emit, print_json
 
 WORKER_COLUMNS = [
@@ -68,3 +69,26 @@ def remove_remote_edge_worker(
         print_json({"removed": edge_hostname})
     else:
         print(f"{edge_hostname}: removed")
+
+
+def revoke_remote_edge_worker(
+    ctx: typer.Context,
+    edge_hostname: TargetHostname = None,
+    selector: Selector = None,
+    all_workers: AllWorkers = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --all: do not ask for confirmation.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Revoke workers' credentials: their next request is refused, their running jobs are
+    treated as an offline worker's, and enrolling again needs a new join token."""
+    body = build_target(edge_hostname, selector, all_workers)
+    if all_workers and not yes:
+        try:
+            confirmed = typer.confirm("Revoke the credentials of ALL edge workers?", default=False)
+        except typer.Abort:
+            confirmed = False
+        if not confirmed:
+            fail("aborted; nothing changed (use --yes to skip this question)")
+    run_change(ctx, "revoke", body, output)

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefleet.aio import wait_event
 from edgefleet.contract import (
@@ -38,6 +39,9 @@ from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
 from edgefleet.worker.spool import Spool
 from edgefleet.worker.statefile import pid_alive, read_control, read_state, write_state
+
+if TYPE_CHECKING:
+    from edgefleet.worker.credential import CredentialKeeper
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,20 @@ def _backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 class EdgeWorker:
-    def __init__(self, config: WorkerConfig, client: EdgeClient) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        client: EdgeClient,
+        credential: CredentialKeeper | None = None,
+    ) -> None:
+        """``credential``: the worker's own credential, when it has one (not the secret). A
+        registration refused with 401 asks it to enroll again; a 401 later stops the worker
+        (``refusal`` says why)."""
         self.config = config
         self.client = client
+        self._credential = credential
+        #: Why the server stopped accepting this worker, once it did.
+        self.refusal: str | None = None
         self.instance_id = uuid.uuid4().hex
         self.limiter = SlotLimiter(config.concurrency)
         self.desired: DesiredState | None = None
@@ -208,6 +223,7 @@ class EdgeWorker:
     async def _register(self) -> None:
         async with self._register_lock:
             attempt = 0
+            renewed = False
             while True:
                 try:
                     contact = await self.client.register(self._registration())
@@ -228,6 +244,10 @@ class EdgeWorker:
                     attempt += 1
                     await wait_event(self._stop_event, delay)
                 except Rejected as exc:
+                    if exc.status_code == 401 and self._credential is not None and not renewed:
+                        await self._credential.reauthenticate()  # enrolls again, or raises
+                        renewed = True
+                        continue
                     raise RegistrationRefused(f"server refused registration: {exc.detail}") from exc
             self._registered = True
             self._last_contact = datetime.now(UTC)
@@ -257,8 +277,21 @@ class EdgeWorker:
             log.warning("worker %s: %s; registering again", self.config.hostname, exc.detail)
             self._replaces = self.instance_id
             await self._register()
+        elif exc.status_code == 401 and self._credential is not None:
+            self._credential_refused(exc)
         else:
             log.error("worker %s: request refused: %s", self.config.hostname, exc)
+
+    def _credential_refused(self, exc: Rejected) -> None:
+        """The server refuses this worker's credential (revoked, or expired unrenewed): its
+        jobs are already the server's to re-queue, so kill them and stop."""
+        if self.refusal is not None:
+            return
+        assert self._credential is not None
+        self.refusal = self._credential.refused_message()
+        log.error("worker %s: %s (%s)", self.config.hostname, self.refusal, exc.detail)
+        self.executor.kill_all("killed: the worker's credential was refused")
+        self.request_stop()
 
     # --- desired state --------------------------------------------------------------
 

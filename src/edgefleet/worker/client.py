@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from edgefleet.auth import Identity, TokenAuth
+from edgefleet.auth import BearerAuth, Identity, TokenAuth
 from edgefleet.contract import (
     API_PREFIX,
     FetchRequest,
@@ -44,13 +44,21 @@ class EdgeClient:
         self,
         api_url: str,
         hostname: str,
-        secret: str,
+        secret: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        auth: httpx.Auth | None = None,
     ) -> None:
+        """Signs requests with ``auth`` (a worker credential) or, without it, with tokens
+        minted from ``secret``."""
         self.hostname = hostname
+        if auth is None:
+            if secret is None:
+                raise ValueError("EdgeClient needs a secret or an auth")
+            auth = TokenAuth(secret, Identity(subject=hostname, role="worker"))
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/") + API_PREFIX + "/edge",
-            auth=TokenAuth(secret, Identity(subject=hostname, role="worker")),
+            auth=auth,
             timeout=httpx.Timeout(15.0),
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             transport=transport,
@@ -134,3 +142,16 @@ class EdgeClient:
 
     async def push_log(self, job_id: int, body: LogChunk) -> None:
         await self._call("POST", f"/jobs/{job_id}/logs", json=body.model_dump(mode="json"))
+
+    async def enroll(self, join_token: str) -> dict:
+        """Exchange a join token for this hostname's own credential (sent with the join
+        token instead of the client's own auth)."""
+        response = await self._call(
+            "POST", "/enroll", json={"hostname": self.hostname}, auth=BearerAuth(join_token)
+        )
+        return response.json()
+
+    async def renew_credential(self) -> dict:
+        """A fresh credential for this worker, in exchange for the current one."""
+        response = await self._call("POST", f"/workers/{self.hostname}/credential")
+        return response.json()
