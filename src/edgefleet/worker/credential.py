@@ -178,11 +178,11 @@ class CredentialKeeper:
             return
         if self._join_token:
             log.info(
-                "worker %s: using the credential in %s; the join token given is ignored",
+                "worker %s: using the credential in %s; the join token given is ignored "
+                "unless the server refuses that credential",
                 self.client.hostname,
                 self.path,
             )
-            self._join_token = None  # a refusal later says revoked, not "token used up"
         self._use(stored)
 
     async def reauthenticate(self) -> None:
