@@ -32,6 +32,10 @@ def operator_name() -> str:
     return os.environ.get("EDGEFLEET_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
+#: Refusals about who is asking rather than what: said as such, since the fix is the token.
+_REFUSALS = {401: "not signed in", 403: "not allowed"}
+
+
 def _describe(body: Any) -> str:
     if isinstance(body, dict) and "detail" in body:
         detail = body["detail"]
@@ -112,7 +116,12 @@ class AdminClient:
                 body = response.json()
             except ValueError:
                 body = response.text
-            raise ApiError(_describe(body), response.status_code, body)
+            message = _describe(body)
+            if response.status_code in _REFUSALS:
+                message = (
+                    f"{_REFUSALS[response.status_code]} (HTTP {response.status_code}): {message}"
+                )
+            raise ApiError(message, response.status_code, body)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
