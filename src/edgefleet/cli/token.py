@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -16,6 +15,7 @@ from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import existing_secret, operator_name
 from edgefleet.cli.common import OutputOption, admin_client, fail, settings_of
 from edgefleet.cli.output import OutputFormat, print_json, print_table
+from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -72,9 +72,10 @@ def ui_token(
 
 app = typer.Typer(help="Operator tokens (with roles) and join tokens for new workers.")
 
-#: Bounds of a token's lifetime, checked here so a typo fails before reaching the server.
+#: The server's bounds (contract.py), checked here so a typo fails before reaching it.
 MIN_TTL_SECONDS = 60
-MAX_TTL_SECONDS = 10 * 366 * 86400
+MAX_JOIN_USES = 100000
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]{1,128}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 
 TOKEN_COLUMNS = [
@@ -87,20 +88,15 @@ TOKEN_COLUMNS = [
 ]
 
 
-class Role(StrEnum):
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-
-
-def ttl_seconds(text: str) -> int:
-    """A token lifetime from ``--ttl``, between a minute and ten years; exits 2 otherwise."""
+def ttl_seconds(text: str, longest: int) -> int:
+    """A token lifetime from ``--ttl``, between a minute and ``longest`` seconds; exits 2
+    otherwise."""
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
         fail(f"--ttl: {exc}", code=2)
-    if not MIN_TTL_SECONDS <= seconds <= MAX_TTL_SECONDS:
-        fail(f"--ttl must be between 1m and 3650d, not {text!r}", code=2)
+    if not MIN_TTL_SECONDS <= seconds <= longest:
+        fail(f"--ttl must be between 1m and {longest // 86400}d, not {text!r}", code=2)
     return int(seconds)
 
 
@@ -135,9 +131,9 @@ def create(
 ) -> None:
     """Create an operator token; it is shown once and never again (the server keeps a hash)."""
     name = name.strip()
-    if not _NAME.match(name):
-        fail("--name must be 1-255 printable characters", code=2)
-    body = {"name": name, "role": role.value, "ttl_seconds": ttl_seconds(ttl)}
+    if not _TOKEN_NAME.match(name):
+        fail("--name must be 1-128 letters, digits or '_.@:-'", code=2)
+    body = {"name": name, "role": role.value, "ttl_seconds": ttl_seconds(ttl, MAX_TOKEN_TTL)}
     with admin_client(ctx) as client:
         result = client.post("/tokens", json=body)
     if output is OutputFormat.JSON:
@@ -190,9 +186,13 @@ def create_join(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Create a join token: start a new worker with ``--join-token`` to enroll it."""
-    if uses < 1:
-        fail(f"--uses must be at least 1, not {uses}", code=2)
-    body = {"ttl_seconds": ttl_seconds(ttl), "uses": uses, "labels": parse_join_labels(label or [])}
+    if not 1 <= uses <= MAX_JOIN_USES:
+        fail(f"--uses must be between 1 and {MAX_JOIN_USES}, not {uses}", code=2)
+    body = {
+        "ttl_seconds": ttl_seconds(ttl, MAX_JOIN_TTL),
+        "uses": uses,
+        "labels": parse_join_labels(label or []),
+    }
     with admin_client(ctx) as client:
         result = client.post("/tokens/join", json=body)
     if output is OutputFormat.JSON:
