@@ -8,6 +8,7 @@ go to the test's tmp dir, or to ``EDGEFLEET_UI_SCREENSHOTS`` (a directory) when 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -111,7 +112,7 @@ def test_ui_steers_a_live_worker(
     worker = start_worker("ui-edge-1", concurrency=2, extra_args=("--label", "site=lab"))
     start_worker("ui-edge-2", concurrency=3, queues="default,gpu")
 
-    # Sign-in: garbage and a worker token are refused with a message; an admin token works.
+    # Sign-in: garbage and a worker's token are refused with a message; an admin token works.
     page.goto(server.url + "/")
     assert page.url.endswith("/ui")
     page.fill("#signin-token", "not-a-token")
@@ -121,9 +122,10 @@ def test_ui_steers_a_live_worker(
     worker_token = mint_token(secret, Identity(subject="ui-edge-1", role="worker"), ttl=600)
     page.fill("#signin-token", worker_token)
     page.click("#signin-submit")
-    expect(page.locator("#signin-error")).to_contain_text("admin token")
+    expect(page.locator("#signin-error")).to_contain_text("worker's credential")
     sign_in(page, server, ui_token(cli))
     expect(page.locator("#user-name")).to_have_text("ui-tester")
+    expect(page.locator("#user-role")).to_have_text("admin")
 
     # The fleet: both workers, live state, desired next to applied.
     first = row(page, "ui-edge-1")
@@ -323,3 +325,118 @@ def test_ui_signs_out_when_the_server_refuses_the_token(server, cli, page):
     page.reload()
     expect(page.locator("#signin-error")).to_contain_text("sign in again", timeout=UI_TIMEOUT_MS)
     wait_until(lambda: page.evaluate("sessionStorage.length") == 0, timeout=5)
+
+
+# --- roles -------------------------------------------------------------------------------------
+
+
+def operator_token(admin_api, role: str, name: str) -> str:
+    body = {"name": name, "role": role, "ttl_seconds": 3600}
+    return admin_api.call("POST", "/tokens", expect=201, json=body)["token"]
+
+
+def enrolled_credential(admin_api, server, hostname: str) -> tuple[str, str]:
+    """A join token, and the credential a worker got for it (the join token is then spent)."""
+    join = admin_api.call("POST", "/tokens/join", expect=201, json={"uses": 1})["token"]
+    spare = admin_api.call("POST", "/tokens/join", expect=201, json={"uses": 1})["token"]
+    enrolled = httpx.post(
+        f"{server.url}/api/v1/edge/enroll",
+        json={"hostname": hostname},
+        headers={"Authorization": f"Bearer {join}"},
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    return spare, enrolled.json()["credential"]
+
+
+def refused_at_sign_in(page, server, token: str, message: str) -> None:
+    page.goto(server.url + "/ui")
+    page.fill("#signin-token", token)
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_contain_text(message)
+    expect(page.locator("#signin-error")).not_to_contain_text("null")
+    expect(page.locator("#app")).to_be_hidden()
+
+
+def sign_in_as(page, server, token: str, name: str, role: str) -> None:
+    if page.locator("#signout").is_visible():
+        page.click("#signout")
+    sign_in(page, server, token)
+    expect(page.locator("#user-name")).to_have_text(name)
+    expect(page.locator("#user-role")).to_have_text(role)
+
+
+def test_ui_shows_each_role_only_what_it_may_do(server, start_worker, admin_api, page, tmp_path):
+    worker = start_worker("role-edge", concurrency=2)
+    parked = admin_api.submit(["true"], queue="nobody-serves-this")
+    viewer = operator_token(admin_api, "viewer", "ui-viewer")
+    operator = operator_token(admin_api, "operator", "ui-operator")
+    admin = operator_token(admin_api, "admin", "ui-admin")
+
+    # A worker's credential and a join token never sign in, with a message saying why.
+    join, credential = enrolled_credential(admin_api, server, "role-enrolled")
+    refused_at_sign_in(page, server, credential, "worker's credential")
+    refused_at_sign_in(page, server, join, "join token")
+    screenshot(page, tmp_path, "ui-signin-join-token-refused")
+
+    # A viewer sees the fleet, a worker's details and the jobs, but no control anywhere.
+    sign_in_as(page, server, viewer, "ui-viewer", "viewer")
+    first = row(page, "role-edge")
+    expect(first.locator('[data-col="state"]')).to_have_text("idle", timeout=UI_TIMEOUT_MS)
+    expect(first.locator('[data-col="sel"] input')).to_be_hidden()
+    expect(page.locator("#fleet-select-all")).to_be_hidden()
+    page.get_by_role("button", name="Details role-edge").click()
+    expect(page.locator("#drawer h2")).to_have_text("role-edge")
+    expect(page.locator("#drawer")).to_contain_text("Desired 2")
+    for control in ("#w-concurrency", "#w-concurrency-set", "#w-queue-add", "#w-maint-enter"):
+        expect(page.locator(control)).to_be_hidden()
+    for control in ("#w-shutdown", "#w-revoke", "#w-remove"):
+        expect(page.locator(control)).to_be_hidden()
+    screenshot(page, tmp_path, "ui-role-viewer")
+    page.click('.tabs a[data-view="jobs"]')
+    expect(page.locator("#submit-form")).to_be_hidden()
+    page.locator(f'#jobs-rows tr[data-id="{parked}"]').click()
+    expect(page.locator("#job-log")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#drawer")).to_contain_text("nobody-serves-this")
+    expect(page.locator("#job-cancel")).to_have_count(0)
+
+    # An operator steers the worker, submits and cancels jobs, but cannot revoke or remove.
+    sign_in_as(page, server, operator, "ui-operator", "operator")
+    open_worker(page, "role-edge")
+    for control in ("#w-shutdown", "#w-concurrency-set", "#w-maint-enter"):
+        expect(page.locator(control)).to_be_visible()
+    expect(page.locator("#w-revoke")).to_be_hidden()
+    expect(page.locator("#w-remove")).to_be_hidden()
+    page.fill("#w-concurrency", "4")
+    page.click("#w-concurrency-set")
+    admin_api.wait_applied("role-edge", 4, pid=worker.pid)
+    expect(first.locator('[data-field="applied"]')).to_have_text("4", timeout=UI_TIMEOUT_MS)
+    page.click('.tabs a[data-view="jobs"]')
+    page.fill("#submit-command", "sh -c 'echo submitted from the console'")
+    page.click("#submit-job")
+    submitted = page.locator("#jobs-rows tr", has_text="submitted from the console")
+    expect(submitted.locator('[data-col="state"]')).to_have_text("success", timeout=UI_TIMEOUT_MS)
+    page.locator(f'#jobs-rows tr[data-id="{parked}"]').click()
+    page.click("#job-cancel")
+    page.click("#dialog-confirm")
+    expect(page.locator(f'#jobs-rows tr[data-id="{parked}"] [data-col="state"]')).to_have_text(
+        "cancelled", timeout=UI_TIMEOUT_MS
+    )
+    screenshot(page, tmp_path, "ui-role-operator-jobs")
+    actors = {e["field"]: e["actor"] for e in admin_api.call("GET", "/audit")}
+    assert actors["concurrency"] == "ui-operator"
+    assert admin_api.job(parked)["history"][-1]["actor"] == "ui-operator"
+
+    # An admin also sees revoke (and remove); a revoked worker is shown as such.
+    sign_in_as(page, server, admin, "ui-admin", "admin")
+    open_worker(page, "role-edge")
+    expect(page.locator("#w-remove")).to_be_visible()
+    page.click("#w-revoke")
+    expect(page.locator("#dialog")).to_contain_text("new join token")
+    page.click("#dialog-confirm")
+    admin_api.wait_for_worker("role-edge", lambda v: v["state"] == "revoked")
+    expect(first.locator('[data-col="state"]')).to_have_text("revoked", timeout=UI_TIMEOUT_MS)
+    expect(first).to_have_class(re.compile(r"\brevoked\b"))
+    expect(page.locator("#w-revoke")).to_be_disabled()
+    revoked = [e for e in admin_api.call("GET", "/audit") if e["field"] == "revoked"]
+    assert [e["actor"] for e in revoked] == ["ui-admin"]
+    screenshot(page, tmp_path, "ui-role-admin-revoked")

@@ -1,8 +1,11 @@
 """The operator web UI: static HTML, CSS and JS served by the API server itself.
 
-The page holds no secrets: the operator pastes an admin token (``edgefleet ui-token``), which
-the browser keeps in sessionStorage and sends as a bearer token to the admin API. The
-content security policy allows only this server's own scripts, styles and API.
+The page holds no secrets: the operator pastes a token (an operator token from ``edgefleet
+token create``, or an admin token from ``edgefleet ui-token``), which the browser keeps in
+sessionStorage and sends as a bearer token to the API. The page asks ``/api/v1/whoami`` whose
+token it is and shows only what that role may do (the API refuses the rest anyway); worker
+credentials and join tokens cannot sign in. The content security policy allows only this
+server's own scripts, styles and API.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 /* edgefleet operator console: plain JS, no build step, no third-party code.
  *
- * Everything the page shows comes from the admin API (/api/v1) with the operator's bearer
- * token; every value is inserted as text (never as HTML). Views: fleet (workers, steering),
- * jobs (recent jobs, logs) and audit (control changes). Data refreshes on a timer while the
+ * Everything the page shows comes from the API (/api/v1) with the operator's bearer token;
+ * every value is inserted as text (never as HTML). Views: fleet (workers, steering), jobs
+ * (recent jobs, logs, submit) and audit (control changes). Data refreshes on a timer while the
  * tab is visible.
+ *
+ * The token's role (GET /whoami) decides what is shown: a viewer reads, an operator also
+ * steers workers and submits or cancels jobs, an admin also revokes and removes workers.
+ * Controls a role may not use carry data-needs="operator|admin" and are hidden by the
+ * stylesheet (body[data-role]); the server refuses them all the same.
  */
 "use strict";
 
@@ -14,7 +19,7 @@
   const REFRESH_MS = { fleet: 1500, jobs: 2500, audit: 4000 };
   const WORKER_STATES = [
     "starting", "idle", "running", "maintenance_pending", "maintenance",
-    "shutdown_pending", "stopped", "unknown", "offline",
+    "shutdown_pending", "stopped", "unknown", "offline", "revoked",
   ];
   const ONLINE_STATES = new Set([
     "starting", "idle", "running", "maintenance_pending", "maintenance", "shutdown_pending",
@@ -22,6 +27,8 @@
   const REMOVABLE_STATES = new Set(["offline", "stopped"]);
   const JOB_STATES = ["queued", "running", "success", "failed", "cancelled"];
   const JOB_FINISHED = new Set(["success", "failed", "cancelled"]);
+  /** Operator roles, each allowed what the ones before it are (a worker has none of them). */
+  const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 
   // --- DOM helpers ----------------------------------------------------------------------
 
@@ -63,7 +70,7 @@
     el.replaceChildren(
       h("span", { class: "err-icon", "aria-hidden": "true", text: "!" }),
       h("span", { class: "err-text", text: error.message || String(error) }),
-      status ? h("span", { class: "err-code", text: status }) : null,
+      ...(status ? [h("span", { class: "err-code", text: status })] : []),
     );
     el.hidden = false;
   }
@@ -183,12 +190,25 @@
 
   // --- session ----------------------------------------------------------------------------
 
-  const session = { token: null, claims: null, expiryTimer: null };
+  const session = { token: null, claims: null, name: null, role: null, expiryTimer: null };
 
-  function decodeToken(token) {
+  /** Whether the signed-in token's role includes ``role``. */
+  const may = (role) => session.role in ROLE_RANK && ROLE_RANK[session.role] >= ROLE_RANK[role];
+
+  const WORKER_REFUSAL = "This is a worker's credential: it can act only as its own worker, never "
+    + "in the console. Sign in with an operator token (edgefleet token create) or edgefleet ui-token.";
+  const JOIN_REFUSAL = "This is a join token: it is good only for enrolling a new worker. Sign in "
+    + "with an operator token (edgefleet token create) or edgefleet ui-token.";
+
+  /** What the token itself says before the server is asked: refuses the kinds that can never
+   * sign in, and reads a JWT's claims (for its expiry). An operator token (efo_) is opaque. */
+  function readToken(token) {
+    if (token.startsWith("efw_")) throw new Error(WORKER_REFUSAL);
+    if (token.startsWith("efj_")) throw new Error(JOIN_REFUSAL);
+    if (token.startsWith("efo_")) return {};
     const parts = token.split(".");
     if (parts.length !== 3) {
-      throw new Error("That is not a token: expected three dot-separated parts.");
+      throw new Error("That is not a token: paste an operator token (efo_…) or the line printed by edgefleet ui-token.");
     }
     let claims;
     try {
@@ -198,9 +218,7 @@
     } catch {
       throw new Error("Cannot read the token's payload; copy the whole line printed by edgefleet ui-token.");
     }
-    if (claims.role !== "admin") {
-      throw new Error(`This is a ${claims.role || "role-less"} token; the console needs an admin token (edgefleet ui-token).`);
-    }
+    if (claims.role === "worker") throw new Error(WORKER_REFUSAL);
     if (typeof claims.exp === "number" && claims.exp * 1000 <= Date.now()) {
       throw new Error(`This token expired at ${stamp(new Date(claims.exp * 1000).toISOString())}; create a new one.`);
     }
@@ -208,27 +226,47 @@
   }
 
   async function signIn(token, { quiet = false } = {}) {
-    const claims = decodeToken(token);
-    await api("GET", "/workers", undefined, { token }); // the server has the last word
-    session.token = token;
-    session.claims = claims;
+    const claims = readToken(token);
+    const me = await api("GET", "/whoami", undefined, { token }); // the server has the last word
+    if (!(me.role in ROLE_RANK)) throw new Error(me.role === "worker" ? WORKER_REFUSAL : `Unknown role ${me.role}.`);
+    resetViews();
+    Object.assign(session, { token, claims, name: me.name, role: me.role });
     sessionStorage.setItem(TOKEN_KEY, token);
     clearTimeout(session.expiryTimer);
     if (typeof claims.exp === "number") {
       const ms = claims.exp * 1000 - Date.now();
-      session.expiryTimer = setTimeout(() => signOut("Your token expired. Create a new one with edgefleet ui-token."), Math.min(ms, 2 ** 31 - 1));
+      session.expiryTimer = setTimeout(() => signOut("Your token expired. Sign in with a new one."), Math.min(ms, 2 ** 31 - 1));
     }
-    $("#user-name").textContent = claims.sub || "(no subject)";
+    $("#user-name").textContent = me.name;
+    const role = $("#user-role");
+    role.textContent = me.role;
+    role.dataset.role = me.role;
+    role.title = `${ROLE_HELP[me.role]} (${me.source === "secret" ? "token signed with the shared secret" : "operator token"})`;
+    document.body.dataset.role = me.role;
     $("#signin").hidden = true;
     $("#app").hidden = false;
-    if (!quiet) toast("ok", `Signed in as ${claims.sub}`);
+    if (!quiet) toast("ok", `Signed in as ${me.name} (${me.role})`);
     route();
     refreshNow();
   }
 
+  const ROLE_HELP = {
+    viewer: "Viewer: reads the fleet, jobs and audit log; changes nothing",
+    operator: "Operator: steers workers, submits and cancels jobs",
+    admin: "Admin: everything, including revoking and removing workers",
+  };
+
+  /** Forget what a previous session showed: the next token may see less (or more). */
+  function resetViews() {
+    fleet.selected.clear();
+    $("#fleet-rows").replaceChildren();
+    $("#jobs-rows").replaceChildren();
+    Object.assign(features, { loaded: false, cancel: null });
+  }
+
   function signOut(message) {
-    session.token = null;
-    session.claims = null;
+    Object.assign(session, { token: null, claims: null, name: null, role: null });
+    delete document.body.dataset.role;
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(session.expiryTimer);
     clearTimeout(poller.timer);
@@ -341,7 +379,8 @@
       return;
     }
     for (const [host, version] of Object.entries(changeSet.versions || {})) {
-      if (changes.some((c) => c.hostname === host)) awaitingAck.set(host, version);
+      // A revocation is the server's alone: the worker has nothing to acknowledge.
+      if (changes.some((c) => c.hostname === host && c.field !== "revoked")) awaitingAck.set(host, version);
     }
     const byHost = new Map();
     for (const c of changes) {
@@ -491,6 +530,8 @@
       { key: "offline", label: "Offline / unknown", value: count((w) => w.state === "offline" || w.state === "unknown"), cls: "bad" },
       { key: "@pending", label: "Not converged", value: count((w) => !w.converged), cls: "warn" },
     ];
+    const revoked = count((w) => w.state === "revoked");
+    if (revoked) stats.push({ key: "revoked", label: "Revoked", value: revoked, cls: "bad" });
     const box = $("#fleet-stats");
     const keyOf = JSON.stringify(stats.map((s) => s.value)) + $("#fleet-state").value + $("#fleet-pending").checked;
     setCell(box, keyOf, () => stats.map((s) => {
@@ -514,7 +555,7 @@
 
   function newFleetRow(hostname) {
     const tr = h("tr", { dataset: { hostname } });
-    for (const col of FLEET_COLUMNS) tr.append(h("td", { dataset: { col } }));
+    for (const col of FLEET_COLUMNS) tr.append(h("td", { dataset: col === "sel" ? { col, needs: "operator" } : { col } }));
     const box = h("input", {
       type: "checkbox", "aria-label": `Select ${hostname}`,
       onchange: (event) => {
@@ -524,8 +565,9 @@
       },
     });
     tr.children[0].append(box);
+    const verb = may("operator") ? "Manage" : "Details";
     tr.children[11].append(h("button", {
-      type: "button", class: "btn small ghost manage", text: "Manage", "aria-label": `Manage ${hostname}`,
+      type: "button", class: "btn small ghost manage", text: verb, "aria-label": `${verb} ${hostname}`,
       onclick: () => openWorker(hostname),
     }));
     tr.addEventListener("dblclick", (event) => {
@@ -537,7 +579,8 @@
   function updateFleetRow(tr, w) {
     const cells = Object.fromEntries([...tr.children].map((td) => [td.dataset.col, td]));
     tr.classList.toggle("pending", !w.converged);
-    tr.classList.toggle("dim", w.state === "offline" || w.state === "stopped");
+    tr.classList.toggle("dim", w.state === "offline" || w.state === "stopped" || w.state === "revoked");
+    tr.classList.toggle("revoked", w.state === "revoked");
     tr.classList.toggle("selected", fleet.selected.has(w.hostname));
     tr.classList.toggle("open", drawer.kind === "worker" && drawer.host === w.hostname);
     cells.sel.firstChild.checked = fleet.selected.has(w.hostname);
@@ -794,6 +837,8 @@
     els.shutdown = h("button", { type: "button", id: "w-shutdown", class: "btn danger", text: "Shut down…" });
     els.remove = h("button", { type: "button", id: "w-remove", class: "btn danger-outline", text: "Remove…" });
     els.removeHint = h("span", { class: "hint inline" });
+    els.revoke = h("button", { type: "button", id: "w-revoke", class: "btn danger", text: "Revoke…" });
+    els.revokeHint = h("span", { class: "hint inline" });
     els.dangerError = h("div", { id: "w-danger-error", class: "field-error", role: "alert", hidden: true });
     els.audit = h("div", { class: "mini-audit", id: "w-audit" }, h("span", { class: "muted", text: "Loading…" }));
 
@@ -867,20 +912,32 @@
       });
       if (answer && await act(els.remove, els.dangerError, `${host} removed`, () => api("DELETE", path))) closeDrawer();
     });
+    els.revoke.addEventListener("click", async () => {
+      const w = worker();
+      const answer = await ask({
+        title: `Revoke ${host}?`,
+        message: `Its credential stops working with its next request, and its ${w ? w.jobs_running : 0} running job(s) are retried elsewhere or failed. It can come back only when enrolled again with a new join token.`,
+        confirmLabel: "Revoke", danger: true,
+      });
+      if (answer) act(els.revoke, els.dangerError, `${host}: revoked`,
+        () => api("POST", "/workers/actions/revoke", { edge_hostname: host }));
+    });
 
     const panel = [
       drawerHead("Worker", host, els.badge),
       h("div", { class: "drawer-body" },
         els.facts,
         section("Concurrency", els.concHint,
-          h("div", { class: "row" }, els.conc, els.concSet, els.concReset), els.concError),
+          h("div", { class: "row", dataset: { needs: "operator" } }, els.conc, els.concSet, els.concReset), els.concError),
         section("Queues", els.queues,
-          h("div", { class: "row" }, els.queueInput, els.queueAdd, els.queueReset), els.queueError),
-        section("Maintenance", els.maintStatus, els.maintComment,
-          h("div", { class: "row" }, els.maintEnter, els.maintUpdate, els.maintExit), els.maintError),
-        h("section", { class: "panel danger-zone" }, h("h3", { text: "Danger zone" }),
+          h("div", { class: "row", dataset: { needs: "operator" } }, els.queueInput, els.queueAdd, els.queueReset), els.queueError),
+        section("Maintenance", els.maintStatus,
+          h("div", { dataset: { needs: "operator" } }, els.maintComment,
+            h("div", { class: "row" }, els.maintEnter, els.maintUpdate, els.maintExit)), els.maintError),
+        h("section", { class: "panel danger-zone", dataset: { needs: "operator" } }, h("h3", { text: "Danger zone" }),
           h("div", { class: "row" }, els.shutdown, h("span", { class: "hint inline", text: "Drain running jobs, then stop the worker process." })),
-          h("div", { class: "row" }, els.remove, els.removeHint), els.dangerError),
+          h("div", { class: "row", dataset: { needs: "admin" } }, els.revoke, els.revokeHint),
+          h("div", { class: "row", dataset: { needs: "admin" } }, els.remove, els.removeHint), els.dangerError),
         section("Recent changes", els.audit)),
     ];
     return { els, panel };
@@ -927,7 +984,7 @@
     els.concReset.disabled = w.concurrency_source === "flag";
 
     setCell(els.queues, w.queues.join(","), () => w.queues.map((q) => {
-      const x = h("button", { type: "button", class: "chip-x", "aria-label": `Remove queue ${q}`, title: `Remove queue ${q}`, text: "×" });
+      const x = h("button", { type: "button", class: "chip-x", "aria-label": `Remove queue ${q}`, title: `Remove queue ${q}`, text: "×", dataset: { needs: "operator" } });
       x.addEventListener("click", () => els.removeQueue(q, x));
       return h("span", { class: "chip queue", dataset: { queue: q } }, q, x);
     }));
@@ -950,10 +1007,15 @@
 
     const removable = REMOVABLE_STATES.has(w.state);
     els.remove.disabled = !removable;
-    els.shutdown.disabled = w.state === "stopped" || w.state === "offline" || w.state === "shutdown_pending";
+    els.shutdown.disabled = ["stopped", "offline", "shutdown_pending", "revoked"].includes(w.state);
     els.removeHint.textContent = removable
       ? "Forget this worker (it is not running)."
       : "Only an offline or stopped worker can be removed.";
+    const revoked = w.state === "revoked";
+    els.revoke.disabled = revoked;
+    els.revokeHint.textContent = revoked
+      ? "Revoked: it comes back only when enrolled with a new join token."
+      : "Its credential stops working at once; its running jobs are retried or failed.";
 
     if (Date.now() - drawer.auditAt > 4000) {
       drawer.auditAt = Date.now();
@@ -1151,6 +1213,63 @@
     $("#jobs-shown").textContent = `${rows.length} job${rows.length === 1 ? "" : "s"} shown`;
   }
 
+  /** Split a command line into arguments as a shell would split words: whitespace separates,
+   * '…' and "…" quote, a backslash escapes the next character. Nothing else is interpreted. */
+  function splitCommand(text) {
+    const args = [];
+    let word = null;
+    let quote = null;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (quote) {
+        if (c === quote) quote = null;
+        else if (c === "\\" && quote === '"' && i + 1 < text.length) word += text[++i];
+        else word += c;
+      } else if (/\s/.test(c)) {
+        if (word !== null) args.push(word);
+        word = null;
+      } else if (c === "'" || c === '"') {
+        quote = c;
+        word = word ?? "";
+      } else if (c === "\\" && i + 1 < text.length) {
+        word = (word ?? "") + text[++i];
+      } else {
+        word = (word ?? "") + c;
+      }
+    }
+    if (quote) throw new Error(`Unclosed ${quote} in the command.`);
+    if (word !== null) args.push(word);
+    return args;
+  }
+
+  function wireSubmit() {
+    $("#submit-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const errorEl = $("#submit-error");
+      let command;
+      try {
+        command = splitCommand($("#submit-command").value.trim());
+      } catch (error) {
+        return showError(errorEl, error);
+      }
+      if (!command.length) return showError(errorEl, { message: "Enter the command to run." });
+      const queue = $("#submit-queue").value.trim() || "default";
+      const button = $("#submit-job");
+      button.disabled = true;
+      showError(errorEl, null);
+      try {
+        const created = await api("POST", "/jobs", { command, queue });
+        $("#submit-command").value = "";
+        toast("ok", `Job #${created.id} submitted to ${queue}`, [commandText(command)]);
+        refreshNow();
+      } catch (error) {
+        showError(errorEl, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
   /** Fields the job panel shows in its own way; any other field is listed generically. */
   const JOB_FIELDS = new Set([
     "id", "state", "queue", "priority", "attempt", "max_attempts", "worker", "exit_code", "reason",
@@ -1165,7 +1284,9 @@
     if (features.loaded) return features;
     features.loaded = true;
     try {
-      const response = await fetch("/openapi.json", { cache: "no-store" });
+      // The API's map is for token holders (a viewer's token is enough).
+      const headers = { Authorization: `Bearer ${session.token}` };
+      const response = await fetch("/openapi.json", { cache: "no-store", headers });
       const spec = await response.json();
       for (const [path, ops] of Object.entries(spec.paths || {})) {
         const match = /^\/api\/v1\/jobs\/\{[^}]+\}\/cancel$/.test(path) && ops.post;
@@ -1263,7 +1384,7 @@
   function renderJobActions(els, job, id) {
     const cancel = features.cancel;
     const open = !job.finished_at && !JOB_FINISHED.has(job.state);
-    els.actions.hidden = !cancel || !open;
+    els.actions.hidden = !cancel || !open || !may("operator");
     if (els.actions.hidden || els.actions.childElementCount) return;
     els.actions.append(
       h("button", {
@@ -1523,6 +1644,7 @@
     $("#audit-filter").addEventListener("input", renderAudit);
     $("#audit-range").addEventListener("change", refreshNow);
     wireBulk();
+    wireSubmit();
 
     window.addEventListener("hashchange", route);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshNow(); });
