@@ -87,7 +87,7 @@ def test_shutdown_all_asks_first(server, start_worker, cli, admin_api):
 def test_remove_only_an_offline_worker(server, start_worker, cli, cli_json, admin_api):
     worker = start_worker("gone-1")
     live = cli("remove-remote-edge-worker", "-H", "gone-1")
-    assert live.returncode == 1 and "only an offline or stopped" in squash(live.stderr)
+    assert live.returncode == 1 and "only an offline, stopped or revoked" in squash(live.stderr)
     assert admin_api.find_worker("gone-1") is not None
 
     unknown = cli("remove-remote-edge-worker", "-H", "never-was")

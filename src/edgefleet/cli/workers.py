@@ -62,7 +62,7 @@ def remove_remote_edge_worker(
     edge_hostname: HostnameOption,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Forget a worker that is offline or stopped (a live one must be shut down first)."""
+    """Forget a worker that is offline, stopped or revoked (a live one must be shut down first)."""
     with admin_client(ctx) as client:
         client.delete(f"/workers/{edge_hostname}")
     if output is OutputFormat.JSON:

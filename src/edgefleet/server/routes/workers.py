@@ -73,7 +73,7 @@ def show_worker(hostname: HostnamePath, context: ContextDep, identity: ViewerDep
 
 @router.delete("/{hostname}", status_code=204)
 def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDep):
-    """Forget an offline or stopped worker."""
+    """Forget an offline, stopped or revoked worker."""
     control.remove_worker(
         context.db, hostname, identity.subject, context.settings.worker_offline_timeout
     )

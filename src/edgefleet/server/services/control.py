@@ -198,7 +198,7 @@ def request_shutdown(db: sessionmaker[Session], request: Target, actor: str) -> 
     return apply_to_targets(db, request, mutate, actor)
 
 
-REMOVABLE_STATES = frozenset({"offline", "stopped"})
+REMOVABLE_STATES = frozenset({"offline", "stopped", "revoked"})
 
 
 def remove_worker(
@@ -210,8 +210,8 @@ def remove_worker(
         state = observed_state(worker, utcnow(), offline_timeout)
         if state not in REMOVABLE_STATES:
             raise Conflict(
-                f"worker {hostname!r} is {state}; only an offline or stopped worker can be "
-                "removed (shut it down first)"
+                f"worker {hostname!r} is {state}; only an offline, stopped or revoked worker "
+                "can be removed (shut it down first)"
             )
         now = utcnow()
         why = "its worker was removed while the job was running"

@@ -24,7 +24,7 @@
   const ONLINE_STATES = new Set([
     "starting", "idle", "running", "maintenance_pending", "maintenance", "shutdown_pending",
   ]);
-  const REMOVABLE_STATES = new Set(["offline", "stopped"]);
+  const REMOVABLE_STATES = new Set(["offline", "stopped", "revoked"]);
   const JOB_STATES = ["queued", "running", "success", "failed", "cancelled"];
   const JOB_FINISHED = new Set(["success", "failed", "cancelled"]);
   /** Operator roles, each allowed what the ones before it are (a worker has none of them). */
@@ -671,7 +671,7 @@
     $("#bulk-count").textContent = `${n} selected`;
     const removable = [...fleet.selected].filter((host) => REMOVABLE_STATES.has(fleet.byHost.get(host)?.state));
     $("#bulk-remove").disabled = removable.length === 0;
-    $("#bulk-remove").title = removable.length ? `Remove ${removable.length} offline/stopped worker(s)` : "Only offline or stopped workers can be removed";
+    $("#bulk-remove").title = removable.length ? `Remove ${removable.length} offline/stopped/revoked worker(s)` : "Only offline, stopped or revoked workers can be removed";
   }
 
   // Bulk actions: one request per selected worker, each a normal audited change.
@@ -1010,7 +1010,7 @@
     els.shutdown.disabled = ["stopped", "offline", "shutdown_pending", "revoked"].includes(w.state);
     els.removeHint.textContent = removable
       ? "Forget this worker (it is not running)."
-      : "Only an offline or stopped worker can be removed.";
+      : "Only an offline, stopped or revoked worker can be removed.";
     const revoked = w.state === "revoked";
     els.revoke.disabled = revoked;
     els.revokeHint.textContent = revoked
