@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from edgefleet import API_PREFIX, API_VERSION
 from edgefleet.settings import MAX_CONCURRENCY
@@ -178,7 +178,8 @@ class JobAssignment(BaseModel):
     command: list[str]
     queue: str
     slots: int
-    env: dict[str, str] = Field(default_factory=dict)
+    #: The job's env with its secret values: never part of a repr, so never of a log line.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
     cwd: str | None = None
     #: Seconds the job may run before the worker kills its process group.
     timeout: float | None = None
@@ -267,7 +268,17 @@ class JobSubmit(Request):
     #: Seconds an attempt may run before its process group is killed and it fails.
     timeout: Annotated[float, Field(gt=0, le=MAX_JOB_SECONDS)] | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
+    #: Env values only the worker that runs the job receives: views show their names only
+    #: (``secret_env_keys``). A name may not be in both maps.
+    secret_env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256, repr=False)
     cwd: WorkDir | None = None
+
+    @model_validator(mode="after")
+    def _names_once(self) -> JobSubmit:
+        both = sorted(self.env.keys() & self.secret_env.keys())
+        if both:
+            raise ValueError(f"env and secret_env both name {', '.join(both)}; keep one")
+        return self
 
 
 #: Most jobs one batch submit takes.
@@ -314,6 +325,8 @@ class JobView(BaseModel):
     retry_delay: float
     timeout: float | None
     env: dict[str, str]
+    #: Names of the job's secret env variables; their values are never shown.
+    secret_env_keys: list[str] = Field(default_factory=list)
     cwd: str | None
     worker: str | None
     exit_code: int | None

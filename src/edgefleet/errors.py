@@ -8,6 +8,7 @@ EdgefleetError
  +-- Forbidden       valid token, wrong role/worker  -> 403
  +-- PayloadTooLarge  a size limit was reached        -> 413
  +-- TooManyRequests  a credential's rate limit       -> 429 (with Retry-After)
+ +-- ConfigurationError  this process's own set-up is unusable (a bad secret file)
 """
 
 from __future__ import annotations
@@ -59,3 +60,9 @@ class TooManyRequests(EdgefleetError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConfigurationError(EdgefleetError):
+    """Not the caller's fault: the CLI reports it and exits 2 before doing anything."""
+
+    code = "configuration_error"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgefleet.errors import ConfigurationError
+from edgefleet.private_files import ensure_private_dir, publish_new
+
 #: The documented upper bound for a worker's concurrency. Larger values are refused
 #: everywhere (CLI, API, worker flag) because no single edge host runs that many jobs.
 MAX_CONCURRENCY = 1024
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
+#: Shortest token secret accepted, from the environment or a file: HS256 wants 256 bits.
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -24,7 +28,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".edgefleet")
     db_url: str | None = None
     #: Shared token secret; at least 32 characters, as HS256 wants a key of 256 bits.
-    secret: str | None = Field(default=None, min_length=32)
+    secret: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     api_url: str = DEFAULT_API_URL
     #: A worker whose last heartbeat is older than this many seconds is shown as offline.
     worker_offline_timeout: float = 150.0
@@ -77,19 +81,45 @@ class Settings(BaseSettings):
             return self.db_url
         return f"sqlite:///{self.home / 'edgefleet.db'}"
 
+    @property
+    def secret_file(self) -> Path:
+        return self.home / "secret"
+
     def signing_secret(self) -> str:
-        """The shared token secret: from the environment, else generated once in the home."""
+        """The token secret: from the environment, else from the home's secret file, which
+        is generated (mode 0600, in a home made 0700) when there is none. Processes racing to
+        generate it all end up with the one that was published first."""
+        existing = self.existing_secret()
+        if existing is not None:
+            return existing
+        ensure_private_dir(self.home)
+        publish_new(self.secret_file, secrets.token_urlsafe(32).encode())
+        value = self.existing_secret()
+        if value is None:  # removed again at once by someone else: nothing sane to do
+            raise ConfigurationError(f"the secret file {self.secret_file} vanished as it was made")
+        return value
+
+    def existing_secret(self) -> str | None:
+        """The token secret from ``EDGEFLEET_SECRET`` or the home's secret file, or None when
+        there is neither; never generates one.
+
+        A worker uses this to tell whether it holds the secret (and with it full rights) or
+        must authenticate with a credential of its own. A secret file is checked like the
+        variable: fewer than 32 characters is an error, never a silently weak key.
+        """
         if self.secret:
             return self.secret
-        path = self.home / "secret"
-        if path.exists():
-            return path.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process on this host created it first
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
+            value = self.secret_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            message = f"cannot read the secret file {self.secret_file}: {exc}"
+            raise ConfigurationError(message) from exc
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"the secret file {self.secret_file} holds {len(value)} characters; a secret "
+                f"needs at least {MIN_SECRET_LENGTH}. Write a longer one there (or set "
+                "EDGEFLEET_SECRET), or delete the file to have one generated"
+            )
         return value

@@ -285,6 +285,19 @@ def test_ui_jobs_and_logs(server, start_worker, admin_api, cli, page, tmp_path):
     screenshot(page, tmp_path, "ui-job-log")
 
 
+def test_ui_job_panel_names_secret_env_without_values(server, admin_api, cli, page, tmp_path):
+    value = "ui-secret-value-never-shown"
+    body = {"command": ["true"], "env": {"PLAIN": "p"}, "secret_env": {"API_TOKEN": value}}
+    job_id = admin_api.call("POST", "/jobs", expect=201, json=body)["id"]
+    sign_in(page, server, ui_token(cli))
+    page.click('.tabs a[data-view="jobs"]')
+    page.locator(f'#jobs-rows tr[data-id="{job_id}"]').click()
+    expect(page.locator(".facts")).to_contain_text("API_TOKEN (secret)", timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".facts")).to_contain_text("PLAIN=p")
+    screenshot(page, tmp_path, "ui-job-secret-env")
+    assert value not in page.content()
+
+
 def test_ui_assets_are_served_safely(server):
     root = httpx.get(server.url + "/", follow_redirects=False)
     assert root.status_code in (302, 307) and root.headers["location"] == "/ui"

@@ -36,6 +36,7 @@ JOB_DETAIL_FIELDS = [
     "slots",
     "command",
     "env",
+    "secret_env_keys",
     "cwd",
     "timeout",
     "attempt",
@@ -66,12 +67,14 @@ HISTORY_COLUMNS = [
 FOLLOW_INTERVAL = 0.5
 
 
-def parse_env(values: list[str]) -> dict[str, str]:
+def parse_env(values: list[str], option: str = "--env") -> dict[str, str]:
     env: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+            # A --secret-env value is never echoed back, not even in an error.
+            shown = "a value" if option == "--secret-env" else repr(item)
+            raise typer.BadParameter(f"{shown} is not KEY=VALUE", param_hint=option)
         env[key] = value
     return env
 
@@ -100,6 +103,14 @@ def submit(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the job, repeatable.")
     ] = None,
+    secret_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-env",
+            help="KEY=VALUE only the worker running the job receives; listings show the KEY "
+            "alone. Repeatable.",
+        ),
+    ] = None,
     cwd: Annotated[
         str | None, typer.Option(help="Absolute directory on the worker to run the job in.")
     ] = None,
@@ -115,6 +126,8 @@ def submit(
         "retry_delay": retry_delay,
         "env": parse_env(env or []),
     }
+    if secret_env:
+        body["secret_env"] = parse_env(secret_env, "--secret-env")
     if timeout is not None:
         body["timeout"] = timeout
     if cwd is not None:
@@ -171,7 +184,7 @@ def show(
     for key in JOB_DETAIL_FIELDS:
         value = job.get(key)
         if isinstance(value, list):
-            value = " ".join(str(v) for v in value)
+            value = " ".join(str(v) for v in value) or None
         elif isinstance(value, dict):
             value = " ".join(f"{k}={v}" for k, v in value.items()) or None
         print(f"{key:17} {value if value is not None else '-'}")

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from edgefleet import __version__
 from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers
+from edgefleet.errors import ConfigurationError
 from edgefleet.settings import Settings
 
 app = typer.Typer(
@@ -84,4 +85,8 @@ app.command("ui-token")(token.ui_token)
 
 
 def run() -> None:
-    app()
+    try:
+        app()
+    except ConfigurationError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -26,6 +26,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
 from edgefleet.db.fingerprint import SchemaChange, Shape, live_shape
+from edgefleet.private_files import FILE_MODE, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +297,8 @@ def _file_lock(database: str | None) -> Iterator[None]:
         yield
         return
     path = Path(f"{database}.migrate-lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    ensure_private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

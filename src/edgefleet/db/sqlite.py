@@ -18,6 +18,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event
 
+from edgefleet.private_files import create_private, ensure_private_dir
+
 #: Execution option of the engine behind read-only sessions (see ``session.Sessions``).
 READ_ONLY = "edgefleet_read_only"
 #: Seconds a writer waits for the database, in this process and in SQLite's busy handler.
@@ -60,7 +62,7 @@ class WriteGate:
 
 
 def configure(engine: Engine, url: str) -> None:
-    _ensure_directory(url)
+    prepare_files(engine.url.database)
     gate = WriteGate()
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", gate.on_begin)
@@ -69,10 +71,15 @@ def configure(engine: Engine, url: str) -> None:
     event.listen(engine, "soft_invalidate", gate.on_invalidate)
 
 
-def _ensure_directory(url: str) -> None:
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def prepare_files(database: str | None) -> None:
+    """Create the database file, empty and with mode 0600, before SQLite opens it, in a
+    folder made 0700 if missing. SQLite gives its -wal and -shm files the database file's
+    mode, so they are private too; a file that already exists keeps the mode it has."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    ensure_private_dir(path.parent)
+    create_private(path)
 
 
 def _on_connect(dbapi_connection, _record) -> None:

@@ -16,6 +16,7 @@ from edgefleet.errors import EdgefleetError
 from edgefleet.grouping import GroupWriter
 from edgefleet.server.authn import Authenticator, RateLimiter
 from edgefleet.server.notifier import Notifier
+from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import dispatch, heartbeats
 from edgefleet.settings import Settings
 
@@ -43,10 +44,13 @@ class ServerContext:
     results: GroupWriter[dispatch.Report, None] = field(init=False)
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
+    #: Seals jobs' secret env values for the database, opens them for the claiming worker.
+    sealer: EnvSealer = field(init=False)
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.secret, self.db, self.run)
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst)
+        self.sealer = EnvSealer(self.secret)
         self.beats = GroupWriter(functools.partial(self.run, heartbeats.write, self.db))
         self.results = GroupWriter(functools.partial(self.run, self._write_results))
 

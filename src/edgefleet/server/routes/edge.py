@@ -178,7 +178,13 @@ async def fetch(
 ):
     own_hostname(identity, hostname)
     claimed, desired = await context.run(
-        dispatch.claim, context.db, hostname, body.instance_id, body.free_slots, body.seq
+        dispatch.claim,
+        context.db,
+        hostname,
+        body.instance_id,
+        body.free_slots,
+        body.seq,
+        sealer=context.sealer,
     )
     return FetchResponse(jobs=claimed, desired=desired)
 

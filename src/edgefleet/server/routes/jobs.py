@@ -39,7 +39,7 @@ async def submit_batch(body: JobBatch, context: ContextDep, identity: OperatorDe
 def _submit(context: ServerContext, requests: list[JobSubmit], actor: str) -> list[int]:
     """Queue the jobs, then wake as many idle workers per queue as jobs went there (the
     announcement may take a round trip, so it runs here, off the event loop)."""
-    ids = jobs.submit_many(context.db, requests, actor)
+    ids = jobs.submit_many(context.db, requests, actor, context.sealer)
     per_queue: dict[str, list[int]] = {}
     for job in requests:
         per_queue.setdefault(job.queue, []).append(job.slots)

@@ -35,6 +35,7 @@ from edgefleet.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from edgefleet.server.secret_env import UNREADABLE, EnvSealer, SecretEnvUnreadable
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.workers import DESIRED_COLUMNS, desired_state, refusal
 
@@ -53,14 +54,21 @@ def due(now):
     return or_(Job.not_before.is_(None), Job.not_before <= now)
 
 
-def _assignment(job: Job | Row) -> JobAssignment:
+def _assignment(job: Job | Row, sealer: EnvSealer | None) -> JobAssignment:
+    """What the claiming worker is told: the only place secret env values are opened.
+    Raises ``SecretEnvUnreadable`` if they were sealed under another signing secret."""
+    env = dict(job.env or {})
+    if job.secret_env:
+        if sealer is None:
+            raise ValueError(f"job {job.id} has secret env values and no sealer was given")
+        env.update(sealer.open(job.secret_env))
     return JobAssignment(
         id=job.id,
         attempt=job.attempt,
         command=job.command,
         queue=job.queue,
         slots=job.slots,
-        env=dict(job.env or {}),
+        env=env,
         cwd=job.cwd,
         timeout=job.timeout,
     )
@@ -69,7 +77,10 @@ def _assignment(job: Job | Row) -> JobAssignment:
 # The claim's statements, built once: every fetch runs them (Core, no ORM session).
 _worker = Worker.__table__
 _job, _event = Job.__table__, JobEvent.__table__
-_ASSIGNED = [_job.c[name] for name in ("id", "command", "queue", "slots", "env", "cwd", "timeout")]
+_ASSIGNED = [
+    _job.c[name]
+    for name in ("id", "command", "queue", "slots", "env", "secret_env", "cwd", "timeout")
+]
 _LOCK_WORKER = (
     select(
         _worker.c.hostname,
@@ -138,12 +149,14 @@ def claim(
     instance_id: str,
     free_slots: int,
     seq: int | None = None,
+    sealer: EnvSealer | None = None,
 ) -> tuple[list[JobAssignment], DesiredState]:
     """Hand queued jobs to a worker, never beyond its central concurrency.
 
     The worker row is locked first, so claims for one worker are serialised and the count of
     its running jobs cannot change underneath; other workers' claims skip rows locked here.
     A repeated ``seq`` answers with the jobs that fetch claimed; an older one claims nothing.
+    ``sealer`` opens secret env values; a job whose values it cannot open fails instead.
     """
     with db.writer.begin() as connection:
         worker = connection.execute(_LOCK_WORKER, {"hostname": hostname}).one_or_none()
@@ -156,7 +169,8 @@ def claim(
                 return [], desired
             if seq == worker.fetch_seq:
                 rows = connection.execute(_CLAIMED_BY, {"hostname": hostname, "seq": seq})
-                return [_assignment(row) for row in rows], desired
+                again, _ = _take(connection, rows, MAX_SLOTS, sealer)
+                return again, desired
             connection.execute(_NEXT_FETCH, {"worker": hostname, "seq": seq})
         if desired.maintenance or desired.shutdown:
             return [], desired
@@ -166,17 +180,52 @@ def claim(
             return [], desired
         now = utcnow()
         params = {"queues": desired.queues, "budget": budget, "now": now}
-        claimed: list[JobAssignment] = []
-        for job in connection.execute(_CANDIDATES, params):
-            if job.slots <= budget:
-                budget -= job.slots
-                claimed.append(_assignment(job))
+        claimed, _ = _take(connection, connection.execute(_CANDIDATES, params), budget, sealer)
         if claimed:
             started = {"worker": hostname, "seq": seq, "now": now}
             runs = [started | {"job": job.id, "run_attempt": job.attempt} for job in claimed]
             connection.execute(_START, runs)
             connection.execute(_STARTED, runs)
         return claimed, desired
+
+
+#: More slots than any worker has: a budget that never runs out.
+MAX_SLOTS = 2**31 - 1
+
+
+def _take(
+    connection: Connection, rows, budget: int, sealer: EnvSealer | None
+) -> tuple[list[JobAssignment], int]:
+    """Assignments for the rows that fit in ``budget`` slots, in order, and the budget
+    left. A job whose secret env cannot be opened fails on the spot instead (it never
+    could run) and is not handed out."""
+    claimed: list[JobAssignment] = []
+    unreadable: list[int] = []
+    for job in rows:
+        if job.slots > budget:
+            continue
+        try:
+            claimed.append(_assignment(job, sealer))
+        except SecretEnvUnreadable:
+            unreadable.append(job.id)
+            continue
+        budget -= job.slots
+    if unreadable:
+        _fail_unreadable(connection, unreadable)
+    return claimed, budget
+
+
+def _fail_unreadable(connection: Connection, job_ids: list[int]) -> None:
+    """Rare (only after the signing secret changed), so through the ORM and ``lifecycle``
+    inside the claim's own transaction."""
+    now = utcnow()
+    with Session(bind=connection) as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            if job is not None:
+                lifecycle.refuse(session, job, UNREADABLE, now)
+                log.warning("job %d: failed: %s", job_id, UNREADABLE)
+        session.flush()
 
 
 def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> bool:

@@ -26,6 +26,7 @@ from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
+from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.dispatch import (  # noqa: F401 - the worker side, re-exported
     claim,
@@ -49,20 +50,29 @@ NOT_ACCEPTING = frozenset(
 )
 
 
-def submit(db: sessionmaker[Session], request: JobSubmit, actor: str | None = None) -> int:
-    return submit_many(db, [request], actor)[0]
+def submit(
+    db: Sessions, request: JobSubmit, actor: str | None = None, sealer: EnvSealer | None = None
+) -> int:
+    return submit_many(db, [request], actor, sealer)[0]
 
 
 #: Inserts a batch of jobs in one statement and returns their ids in the order given.
 _INSERT_JOBS = insert(Job.__table__).returning(Job.__table__.c.id, sort_by_parameter_order=True)
 
 
-def submit_many(db: Sessions, requests: list[JobSubmit], actor: str | None = None) -> list[int]:
+def submit_many(
+    db: Sessions,
+    requests: list[JobSubmit],
+    actor: str | None = None,
+    sealer: EnvSealer | None = None,
+) -> list[int]:
     """Queue jobs in one transaction, in order: all of them or, on any error, none. Two
-    statements however many jobs: the jobs, then their history."""
+    statements however many jobs: the jobs, then their history. Secret env values are
+    sealed with ``sealer`` before they reach the database."""
     now = utcnow()
+    rows = [_new_job(r, now, sealer) for r in requests]
     with db.writer.begin() as connection:
-        ids = list(connection.scalars(_INSERT_JOBS, [_new_job(r, now) for r in requests]))
+        ids = list(connection.scalars(_INSERT_JOBS, rows))
         history = [
             {
                 "job_id": job_id,
@@ -78,8 +88,13 @@ def submit_many(db: Sessions, requests: list[JobSubmit], actor: str | None = Non
     return ids
 
 
-def _new_job(request: JobSubmit, now: datetime) -> dict:
+def _new_job(request: JobSubmit, now: datetime, sealer: EnvSealer | None) -> dict:
     """The row of a newly queued job."""
+    secret_env: dict[str, str] = {}
+    if request.secret_env:
+        if sealer is None:
+            raise ValueError("a job with secret env values needs a sealer to store them")
+        secret_env = sealer.seal(request.secret_env)
     return {
         "command": list(request.command),
         "queue": request.queue,
@@ -89,6 +104,7 @@ def _new_job(request: JobSubmit, now: datetime) -> dict:
         "retry_delay": request.retry_delay,
         "timeout": request.timeout,
         "env": dict(request.env),
+        "secret_env": secret_env,
         "cwd": request.cwd,
         "state": JobState.QUEUED.value,
         "attempt": 0,
@@ -129,6 +145,7 @@ def job_view(job: Job, reason_for_wait: str | None = None) -> JobView:
         retry_delay=job.retry_delay,
         timeout=job.timeout,
         env=dict(job.env or {}),
+        secret_env_keys=sorted(job.secret_env or {}),
         cwd=job.cwd,
         worker=job.worker_hostname,
         exit_code=job.exit_code,

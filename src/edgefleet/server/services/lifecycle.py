@@ -110,6 +110,14 @@ def finish(
     return decision.retry
 
 
+def refuse(session: Session, job: Job, why: str, now: datetime) -> None:
+    """A job that cannot run at all (its secret env cannot be opened) fails at once, with no
+    retry: another attempt could not go differently."""
+    _end(job, JobState.FAILED, None, why, now)
+    job.not_before = None
+    record(session, job, "failed", now, reason=why)
+
+
 def lose(session: Session, job: Job, why: str, now: datetime) -> bool:
     """The current attempt's worker is gone: retry at once if allowed, else fail (or cancel).
 

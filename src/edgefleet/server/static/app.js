@@ -1273,7 +1273,7 @@
   /** Fields the job panel shows in its own way; any other field is listed generically. */
   const JOB_FIELDS = new Set([
     "id", "state", "queue", "priority", "attempt", "max_attempts", "worker", "exit_code", "reason",
-    "waiting_reason", "queued_at", "started_at", "finished_at", "command", "history", "env", "cwd",
+    "waiting_reason", "queued_at", "started_at", "finished_at", "command", "history", "env", "secret_env_keys", "cwd",
     "slots", "timeout", "not_before", "cancel_requested", "retry_delay", "log_truncated",
   ]);
 
@@ -1339,6 +1339,8 @@
     const attempts = (job.max_attempts ? `${job.attempt ?? 0} of ${job.max_attempts}` : String(job.attempt ?? "—"))
       + (job.max_attempts > 1 && typeof job.retry_delay === "number" ? ` · first retry after ${duration(job.retry_delay)}, doubling` : "");
     const env = job.env && typeof job.env === "object" ? Object.entries(job.env) : [];
+    // The server sends only the names of secret variables, never their values.
+    const secretNames = Array.isArray(job.secret_env_keys) ? job.secret_env_keys : [];
     return [
       fact("State", [stateBadge(job.state, "job"), job.cancel_requested && !job.finished_at ? h("span", { class: "chip", text: "cancel requested" }) : null]),
       fact("Command", h("code", { class: "cmdline wrap", text: commandText(job.command) })),
@@ -1353,6 +1355,7 @@
       job.timeout ? fact("Timeout", duration(job.timeout)) : null,
       job.cwd ? fact("Directory", h("code", { text: job.cwd })) : null,
       env.length ? fact("Environment", h("div", { class: "chips" }, env.map(([k, v]) => chip(`${k}=${v}`, "label")))) : null,
+      secretNames.length ? fact("Secret environment", h("div", { class: "chips" }, secretNames.map((k) => chip(`${k} (secret)`, "label")))) : null,
       job.reason ? fact("Reason", job.reason) : null,
       job.waiting_reason ? fact("Waiting", h("span", { class: "warn-text", text: job.waiting_reason })) : null,
       extra.map((k) => fact(label(k), fmtValue(job[k]))),
