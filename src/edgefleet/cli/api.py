@@ -48,17 +48,6 @@ def _describe(body: Any) -> str:
     return str(body)
 
 
-def existing_secret(settings: Settings) -> str | None:
-    """The shared secret if this machine holds one (EDGEFLEET_SECRET or the home's secret
-    file); never creates one."""
-    if settings.secret:
-        return settings.secret
-    try:
-        return (settings.home / "secret").read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
-
 def read_token_file(path: Path) -> str:
     """The operator token kept in ``path`` (surrounding whitespace ignored)."""
     try:
@@ -84,7 +73,7 @@ def client_auth(settings: Settings) -> httpx.Auth:
         return BearerAuth(read_token_file(settings.token_file))
     if settings.token and settings.token.strip():
         return BearerAuth(settings.token.strip())
-    secret = existing_secret(settings)
+    secret = settings.existing_secret()
     if secret:
         return TokenAuth(secret, Identity(subject=operator_name(), role="admin"))
     raise ApiError(

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import typer
 
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
-from edgefleet.cli.api import existing_secret, operator_name
+from edgefleet.cli.api import operator_name
 from edgefleet.cli.common import OutputOption, admin_client, fail, settings_of
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
@@ -51,7 +51,7 @@ def ui_token(
     if not _NAME.match(subject):
         fail("--name must be 1-255 printable characters", code=2)
     settings = settings_of(ctx)
-    secret = existing_secret(settings)
+    secret = settings.existing_secret()
     if secret is None:
         fail(
             "this machine holds no shared secret (EDGEFLEET_SECRET or "

@@ -124,13 +124,12 @@ def worker(
 def _choose_identity(settings, hostname: str, join_token: str | None) -> tuple[str, str | None]:
     """("credential", join token or None) when the worker has or can get a credential of its
     own, else ("secret", the shared secret); a worker never creates a secret."""
-    from edgefleet.cli.api import existing_secret
     from edgefleet.worker.credential import credential_path
 
     join_token = (join_token or "").strip() or None
     if join_token or credential_path(settings.home, hostname).exists():
         return "credential", join_token
-    secret = existing_secret(settings)
+    secret = settings.existing_secret()
     if secret is None:
         fail(
             f"worker {hostname!r} has no identity: create a join token on the server with "
