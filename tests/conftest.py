@@ -11,13 +11,15 @@ Fixture overview (all function-scoped):
 - ``edgefleet_home``      an empty EDGEFLEET_HOME directory
 - ``edgefleet_env``       dict: the environment for edgefleet subprocesses (see below)
 - ``processes``           ProcessRegistry: owns every subprocess; logs shown if a test fails
-- ``server_factory``      ``(migrate=True, env=None, wait=True, extra_args=()) -> ServerProcess``
+- ``server_factory``      ``(migrate=True, env=None, wait=True, extra_args=(), tls=None,
+                          mutual=False) -> ServerProcess`` (``tls``: serve HTTPS)
 - ``server``              a migrated, healthy server (``.url``, ``.pid``, ``.log_text()``)
 - ``admin_api``           AdminApi (httpx) for ``server`` with an admin token
 - ``start_worker``        ``(hostname, concurrency=2, queues="default", *, heartbeat_interval=1,
                           extra_args=(), env=None, wait=True, timeout=30) -> WorkerProcess``
 - ``cli`` / ``cli_json``  run the ``edgefleet`` console script with ``edgefleet_env``
 - ``job_recorder``        JobRecorder: jobs that record their own start/end times
+- ``tls_files``           TlsFiles: a throwaway CA, server and client certificates (PEM paths)
 - ``migrated_database_url``, ``app_settings``, ``app``, ``app_client``, ``session_factory``:
                           in-process server pieces for unit tests (no subprocesses)
 """
@@ -38,9 +40,11 @@ from support import (
     JobRecorder,
     ProcessRegistry,
     ServerProcess,
+    TlsFiles,
     WorkerProcess,
     free_port,
     fresh_database,
+    make_tls,
     upgrade_database,
     wait_until,
 )
@@ -138,8 +142,12 @@ def server_factory(
 ) -> Callable[..., ServerProcess]:
     """Start ``edgefleet server`` on the port in ``EDGEFLEET_API_URL``.
 
-    ``server_factory(migrate=True, env=None, wait=True, extra_args=())``: runs
-    ``edgefleet db migrate`` first unless ``migrate=False``; with ``wait`` blocks until
+    ``server_factory(migrate=True, env=None, wait=True, extra_args=(), tls=None,
+    mutual=False)``: runs ``edgefleet db migrate`` first unless ``migrate=False``. With
+    ``tls`` (a ``TlsFiles``) it serves HTTPS with ``tls.server`` and ``EDGEFLEET_API_URL``
+    becomes ``https://...`` (clients still need the CA: ``--ca-file`` or
+    ``EDGEFLEET_CA_FILE``); ``mutual`` also requires client certificates signed by
+    ``tls.ca``. With ``wait`` blocks until
     ``GET /api/v1/health`` answers and the server proves it is ours (it accepts a token
     signed with this test's secret). A port found taken is replaced by a free one (and
     ``EDGEFLEET_API_URL`` updated) up to three times. Stopped at teardown (SIGTERM, then KILL).
@@ -150,13 +158,22 @@ def server_factory(
         env: dict[str, str] | None = None,
         wait: bool = True,
         extra_args: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
+        mutual: bool = False,
     ) -> ServerProcess:
         env = edgefleet_env if env is None else env
         if migrate:
             cli("db", "migrate", check=True, env=env)
+        scheme, verify = "http", True
+        if tls is not None:
+            scheme, verify = "https", tls.client_context()
+            extra_args = (*extra_args, "--ssl-certfile", str(tls.server))
+            if mutual:
+                extra_args = (*extra_args, "--ssl-client-ca", str(tls.ca))
         for _ in range(3):
             port = int(env["EDGEFLEET_API_URL"].rsplit(":", 1)[1])
-            server = processes.start_server(env, port, extra_args)
+            env["EDGEFLEET_API_URL"] = f"{scheme}://127.0.0.1:{port}"
+            server = processes.start_server(env, port, extra_args, scheme=scheme, verify=verify)
             if not wait:
                 return server
             try:
@@ -176,7 +193,7 @@ def server_factory(
 
 def _answers_to(server: ServerProcess, secret: str) -> bool:
     """Whether the server at ``server.url`` is ours: it accepts this test's secret."""
-    with AdminApi(server.url, secret) as api:
+    with AdminApi(server.url, secret, verify=server.verify) as api:
         return api.request("GET", "/workers").status_code == 200
 
 
@@ -189,7 +206,7 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 @pytest.fixture
 def admin_api(server: ServerProcess, edgefleet_env: dict[str, str]) -> Iterator[AdminApi]:
     """An admin HTTP client for ``server`` (token subject ``test-admin``)."""
-    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"]) as api:
+    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"], verify=server.verify) as api:
         yield api
 
 
@@ -230,14 +247,15 @@ def start_worker(
         ]
         worker = processes.start_worker(env, hostname, args)
         if wait:
-            _wait_registered(worker, env, timeout)
+            verify = processes.verify_for(env["EDGEFLEET_API_URL"])
+            _wait_registered(worker, env, timeout, verify)
         return worker
 
     return start
 
 
-def _wait_registered(worker: WorkerProcess, env: dict[str, str], timeout: float) -> None:
-    with AdminApi(env["EDGEFLEET_API_URL"], env["EDGEFLEET_SECRET"]) as api:
+def _wait_registered(worker: WorkerProcess, env: dict[str, str], timeout: float, verify) -> None:
+    with AdminApi(env["EDGEFLEET_API_URL"], env["EDGEFLEET_SECRET"], verify=verify) as api:
 
         def registered() -> bool:
             if not worker.alive():
@@ -254,6 +272,12 @@ def _wait_registered(worker: WorkerProcess, env: dict[str, str], timeout: float)
             )
 
         wait_until(registered, timeout=timeout, message=lambda: worker.log_tail())
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TlsFiles:
+    """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate."""
+    return make_tls(tmp_path / "tls")
 
 
 @pytest.fixture

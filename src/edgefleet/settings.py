@@ -19,6 +19,10 @@ DEFAULT_API_URL = "http://127.0.0.1:8080"
 #: Shortest token secret accepted, from the environment or a file: HS256 wants 256 bits.
 MIN_SECRET_LENGTH = 32
 
+#: The smallest request-body cap the server accepts: the largest message a worker sends (a
+#: log chunk, see ``worker/logs.py``, or a batch of results) is below it, whatever it holds.
+MIN_BODY_BYTES = 2 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     """Everything configurable through the environment; one instance per process."""
@@ -68,6 +72,15 @@ class Settings(BaseSettings):
     public_docs: bool = False
     #: Lifetime of a worker's credential; the worker rotates it when half is gone.
     credential_ttl: float = Field(default=30 * 24 * 3600.0, ge=600)
+    #: Request bodies larger than this many bytes are refused (413) before they are read.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=MIN_BODY_BYTES)
+    #: Clients (workers, the CLI): the CA bundle that signed the server's certificate, in
+    #: place of the system store.
+    ca_file: Path | None = None
+    #: Clients: a certificate (and its key, unless in the same file) shown to a server that
+    #: requires one (mutual TLS).
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     @property
     def effective_sweep_interval(self) -> float:

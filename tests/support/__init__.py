@@ -10,6 +10,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 - ``cli``       ``Cli``: runs the installed ``edgefleet`` console script with a test environment
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
 - ``records``   ``JobRecorder``: jobs that log their own start/end times, and overlap maths
+- ``tls``       ``make_tls``: a throwaway CA and certificates for HTTPS servers and clients
 """
 
 from support.api import AdminApi, admin_token, auth_header, worker_token
@@ -23,6 +24,7 @@ from support.processes import (
     free_port,
 )
 from support.records import JobRecorder, JobRun, max_overlap, parse_time, running_at
+from support.tls import TlsFiles, make_tls
 from support.waiting import WaitTimeout, async_wait_until, wait_until
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "ManagedProcess",
     "ProcessRegistry",
     "ServerProcess",
+    "TlsFiles",
     "WaitTimeout",
     "WorkerProcess",
     "admin_token",
@@ -43,6 +46,7 @@ __all__ = [
     "backend_name",
     "free_port",
     "fresh_database",
+    "make_tls",
     "max_overlap",
     "parse_time",
     "running_at",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -33,13 +34,20 @@ class AdminApi:
     assert success and return parsed JSON.
     """
 
-    def __init__(self, base_url: str, secret: str, subject: str = ADMIN_SUBJECT) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        subject: str = ADMIN_SUBJECT,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self.http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
             auth=TokenAuth(secret, Identity(subject=subject, role="admin")),
             timeout=httpx.Timeout(30.0),
+            verify=verify,
         )
 
     def close(self) -> None:

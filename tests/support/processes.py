@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -135,17 +136,19 @@ class ManagedProcess:
 
 
 class ServerProcess(ManagedProcess):
-    """``edgefleet server``; ``url`` is its base URL (``http://127.0.0.1:PORT``)."""
+    """``edgefleet server``; ``url`` is its base URL (``http://127.0.0.1:PORT``, or https);
+    ``verify`` is what the test harness verifies it with (httpx's ``verify=``)."""
 
     kind = "server"
 
-    def __init__(self, url: str, args, proc, log_path) -> None:
+    def __init__(self, url: str, args, proc, log_path, verify: ssl.SSLContext | bool = True):
         super().__init__(f"server {url}", args, proc, log_path)
         self.url = url
+        self.verify = verify
 
     def healthy(self) -> bool:
         try:
-            response = httpx.get(f"{self.url}/api/v1/health", timeout=2.0)
+            response = httpx.get(f"{self.url}/api/v1/health", timeout=2.0, verify=self.verify)
         except httpx.TransportError:
             return False
         return response.status_code == 200
@@ -256,13 +259,28 @@ class ProcessRegistry:
         self.processes.append(process)
         return process
 
-    def start_server(self, env: Mapping[str, str], port: int, extra_args=()) -> ServerProcess:
-        url = f"http://127.0.0.1:{port}"
+    def start_server(
+        self,
+        env: Mapping[str, str],
+        port: int,
+        extra_args=(),
+        *,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> ServerProcess:
+        url = f"{scheme}://127.0.0.1:{port}"
         args = [str(EDGEFLEET), "server", "--host", "127.0.0.1", "--port", str(port), *extra_args]
         log_path = self.log_path(f"server-{port}")
-        process = ServerProcess(url, args, spawn(args, env, log_path), log_path)
+        process = ServerProcess(url, args, spawn(args, env, log_path), log_path, verify)
         self.add(process)
         return process
+
+    def verify_for(self, url: str) -> ssl.SSLContext | bool:
+        """How the harness verifies the server this registry started at ``url``."""
+        for process in self.processes:
+            if isinstance(process, ServerProcess) and process.url == url:
+                return process.verify
+        return True
 
     def start_worker(self, env: Mapping[str, str], hostname: str, args: Sequence[str]):
         argv = [str(EDGEFLEET), "worker", "-H", hostname, *args]

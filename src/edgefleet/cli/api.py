@@ -6,6 +6,8 @@ import getpass
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,18 @@ import httpx
 from edgefleet import API_PREFIX
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
 from edgefleet.settings import Settings
+from edgefleet.throttle import retry_after_seconds
+from edgefleet.tls import (
+    ClientConfigError,
+    ClientTls,
+    check_api_url,
+    describe_tls_failure,
+    disconnect_hint,
+    origin,
+)
+
+#: Longest a command waits out a 429 before its one retry; a longer Retry-After fails at once.
+MAX_RATE_LIMIT_WAIT = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +97,59 @@ def client_auth(settings: Settings) -> httpx.Auth:
 
 
 class AdminClient:
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
-        self.base_url = settings.api_url.rstrip("/")
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Raises ``ApiError`` for a malformed API URL or an unusable TLS file."""
+        self._tls = ClientTls.from_settings(settings)
+        try:
+            self.base_url = check_api_url(settings.api_url)
+            verify = self._tls.ssl_context()
+        except ClientConfigError as exc:
+            raise ApiError(str(exc)) from exc
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
             auth=client_auth(settings),
             timeout=httpx.Timeout(30.0),
             transport=transport,
+            verify=verify,
         )
 
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, url, **kwargs)
+            return self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the edgefleet server at {self.base_url}: {exc}") from exc
+            server = origin(self.base_url)
+            problem = describe_tls_failure(exc, server)
+            if problem is not None:
+                raise ApiError(problem) from exc
+            hint = disconnect_hint(exc, server, self._tls)
+            raise ApiError(
+                f"cannot reach the edgefleet server at {self.base_url}: {exc}{hint}"
+            ) from exc
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """One call; a 429 is waited out (``Retry-After``, at most 30 s) and tried once more."""
+        response = self._send(method, url, **kwargs)
+        if response.status_code == 429:
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            if delay <= MAX_RATE_LIMIT_WAIT:
+                self._sleep(delay)
+                response = self._send(method, url, **kwargs)
+            if response.status_code == 429:
+                delay = retry_after_seconds(response.headers.get("retry-after"))
+                raise ApiError(
+                    f"the server is rate-limiting this client (429): try again in {delay:g}s",
+                    429,
+                    response.text,
+                )
         if response.status_code >= 400:
             try:
                 body = response.json()

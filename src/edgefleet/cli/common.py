@@ -35,7 +35,7 @@ def admin_client(ctx: typer.Context) -> Iterator[AdminClient]:
     """An API client whose errors end the command with a message and exit code 1."""
     try:
         client = AdminClient(settings_of(ctx))
-    except ApiError as exc:  # no credentials, or an unreadable token file
+    except ApiError as exc:  # no credentials, an unreadable token or TLS file, a bad URL
         fail(str(exc))
     try:
         yield client

@@ -42,6 +42,14 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            help="CA bundle to verify an HTTPS server with (EDGEFLEET_CA_FILE; default: the "
+            "system store).",
+        ),
+    ] = None,
 ) -> None:
     logging.basicConfig(
         level=log_level.upper(),
@@ -58,6 +66,8 @@ def main(
         )
         print(f"error: bad configuration: {problems}", file=sys.stderr)
         raise typer.Exit(2) from None
+    if ca_file is not None:
+        ctx.obj = ctx.obj.model_copy(update={"ca_file": ca_file})
 
 
 app.add_typer(db.app, name="db")

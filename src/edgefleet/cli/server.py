@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import ssl
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +20,27 @@ def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this certificate (PEM, chain included)."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="The certificate's private key, unless in --ssl-certfile."),
+    ] = None,
+    ssl_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mutual TLS: every client must show a certificate signed by this CA bundle."
+        ),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted "
+            "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)."
+        ),
+    ] = None,
 ) -> None:
     """Run the central API server (workers and admin commands connect to it)."""
     import uvicorn
@@ -25,6 +48,8 @@ def server(
     from edgefleet.db.migrate import SchemaNotCurrent
     from edgefleet.server.app import create_app
 
+    if ssl_certfile is None and (ssl_keyfile is not None or ssl_client_ca is not None):
+        fail("--ssl-keyfile and --ssl-client-ca need --ssl-certfile", code=2)
     settings = settings_of(ctx)
     try:
         app = create_app(settings)
@@ -44,9 +69,24 @@ def server(
         log_level=log_level,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=settings.keep_alive,
+        forwarded_allow_ips=forwarded_allow_ips,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_ca_certs=ssl_client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if ssl_client_ca is not None else ssl.CERT_NONE,
     )
+    try:
+        config.load()  # reads the TLS files: a bad one is a one-line error, not a traceback
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"TLS: cannot use the server's certificate, key or client CA: {_reason(exc)}")
     tune_garbage_collector()
     Server(config).run()
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def tune_garbage_collector() -> None:

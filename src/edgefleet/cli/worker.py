@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -89,6 +90,27 @@ def worker(
             "only; defaults to EDGEFLEET_JOIN_TOKEN).",
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA bundle to verify the server with; defaults to EDGEFLEET_CA_FILE, "
+            "else the system store."
+        ),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Certificate shown to a server that requires one (mutual TLS); "
+            "defaults to EDGEFLEET_CLIENT_CERT."
+        ),
+    ] = None,
+    client_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The client certificate's key, unless in the same file; defaults "
+            "to EDGEFLEET_CLIENT_KEY."
+        ),
+    ] = None,
 ) -> None:
     """Run an edge worker in the foreground (SIGTERM drains it; a second one kills its jobs).
 
@@ -97,7 +119,9 @@ def worker(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from edgefleet.tls import ClientConfigError, ClientTls
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
+    from edgefleet.worker.client import TlsFailure
     from edgefleet.worker.credential import EnrollmentError
     from edgefleet.worker.spool import SpoolError
 
@@ -114,10 +138,20 @@ def worker(
         labels=parse_labels(label or []),
         grace_period=grace_period,
     )
+    tls = ClientTls.from_settings(
+        settings, ca_file=ca_file, client_cert=client_cert, client_key=client_key
+    )
     try:
         identity = _choose_identity(settings, config.hostname, join_token or settings.join_token)
-        asyncio.run(_run(config, identity))
-    except (WorkerAlreadyRunning, RegistrationRefused, SpoolError, EnrollmentError) as exc:
+        asyncio.run(_run(config, identity, tls))
+    except (
+        WorkerAlreadyRunning,
+        RegistrationRefused,
+        SpoolError,
+        EnrollmentError,
+        TlsFailure,
+        ClientConfigError,
+    ) as exc:
         fail(str(exc))
 
 
@@ -139,7 +173,7 @@ def _choose_identity(settings, hostname: str, join_token: str | None) -> tuple[s
     return "secret", secret
 
 
-async def _run(config, identity: tuple[str, str | None]) -> None:
+async def _run(config, identity: tuple[str, str | None], tls) -> None:
     from edgefleet.auth import BearerAuth
     from edgefleet.worker.agent import EdgeWorker
     from edgefleet.worker.client import EdgeClient
@@ -147,18 +181,18 @@ async def _run(config, identity: tuple[str, str | None]) -> None:
 
     kind, value = identity
     keeper: CredentialKeeper | None = None
-    if kind == "credential":
-        auth = BearerAuth("")
-        client = EdgeClient(config.api_url, config.hostname, auth=auth)
-        path = credential_path(config.home, config.hostname)
-        keeper = CredentialKeeper(client, auth, path, value)
-        try:
+    auth = BearerAuth("") if kind == "credential" else None
+    secret = value if auth is None else None
+    client = EdgeClient(config.api_url, config.hostname, secret, auth=auth, tls=tls)
+    try:
+        await client.check_server()  # a certificate that fails verification: exit now
+        if auth is not None:
+            path = credential_path(config.home, config.hostname)
+            keeper = CredentialKeeper(client, auth, path, value)
             await keeper.start()
-        except BaseException:
-            await client.aclose()
-            raise
-    else:
-        client = EdgeClient(config.api_url, config.hostname, value)
+    except BaseException:
+        await client.aclose()
+        raise
     worker = EdgeWorker(config, client, keeper)
     rotation = asyncio.create_task(keeper.keep_fresh()) if keeper else None
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from edgefleet.db.migrate import require_current
 from edgefleet.db.session import make_engine, make_sessionmaker
 from edgefleet.errors import EdgefleetError, TooManyRequests
 from edgefleet.server.context import ServerContext
+from edgefleet.server.limits import BodyLimits
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.routes import audit, docs, edge, health, jobs, metrics, tokens, ui, workers
 from edgefleet.server.sweeper import Sweeper
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         **({} if settings.public_docs else docs.CLOSED),
     )
     app.state.context = context
+    app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(EdgefleetError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router, prefix=API_PREFIX)

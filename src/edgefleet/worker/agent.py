@@ -34,7 +34,13 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import EdgeClient, Rejected, ServerUnavailable
+from edgefleet.worker.client import (
+    EdgeClient,
+    Rejected,
+    ServerUnavailable,
+    TlsFailure,
+    retry_after,
+)
 from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
 from edgefleet.worker.spool import Spool
@@ -198,7 +204,7 @@ class EdgeWorker:
                     self.config.hostname,
                     exc,
                 )
-                await asyncio.sleep(_backoff(attempt, cap=10.0))
+                await asyncio.sleep(max(_backoff(attempt, cap=10.0), retry_after(exc)))
                 attempt += 1
                 continue
             except Rejected as exc:
@@ -229,12 +235,14 @@ class EdgeWorker:
                     contact = await self.client.register(self._registration())
                     break
                 except ServerUnavailable as exc:
+                    if isinstance(exc, TlsFailure) and not self._registered:
+                        raise  # never registered: a configuration problem, not an outage
                     if self._stopping:  # a stop must not wait for a server that may never come
                         log.warning(
                             "worker %s: stopped before it could register", self.config.hostname
                         )
                         return
-                    delay = _backoff(attempt)
+                    delay = max(_backoff(attempt), retry_after(exc))
                     log.warning(
                         "worker %s: cannot register (%s); retrying in %.1fs",
                         self.config.hostname,
@@ -380,7 +388,7 @@ class EdgeWorker:
             if got is not None:
                 return got
             self._wake.clear()  # a stop, or another request getting through, retries at once
-            await wait_event(self._wake, backoff.next())
+            await wait_event(self._wake, max(backoff.next(), self.client.paused_for("fetch")))
         return False  # stopping: _drain settles the pending fetch
 
     async def _send_fetch(self, request: FetchRequest) -> bool | None:
@@ -459,7 +467,8 @@ class EdgeWorker:
             contact = watch.result()
         except ServerUnavailable as exc:
             log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
-            await wait_event(self._wake, _backoff(3, cap=self.config.poll_interval))
+            delay = max(_backoff(3, cap=self.config.poll_interval), retry_after(exc))
+            await wait_event(self._wake, delay)
             return None
         except Rejected as exc:
             await self._recover(exc)
@@ -495,7 +504,8 @@ class EdgeWorker:
         backoff = Backoff(base=0.2, cap=5.0)
         while self._pending_fetch is not None and loop.time() < deadline:
             if await self._send_fetch(self._pending_fetch) is None:
-                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - loop.time())))
+                delay = max(backoff.next(), self.client.paused_for("fetch"))
+                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
 
     # --- heartbeat ------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
@@ -19,6 +21,8 @@ from edgefleet.contract import (
     ResultOutcomes,
     WorkerContact,
 )
+from edgefleet.throttle import retry_after_seconds
+from edgefleet.tls import ClientTls, check_api_url, describe_tls_failure, disconnect_hint, origin
 
 #: Seconds an idle connection to the server is kept for reuse: longer than a heartbeat
 #: interval, shorter than the server's keep-alive (``EDGEFLEET_KEEP_ALIVE``, 75 s), so beats
@@ -28,6 +32,26 @@ KEEPALIVE_SECONDS = 60.0
 
 class ServerUnavailable(Exception):
     """The server could not be reached or failed (5xx): worth retrying later."""
+
+
+class RateLimited(ServerUnavailable):
+    """The server answered 429: this call is not tried again for ``retry_after`` seconds
+    (the client refuses it locally until then)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TlsFailure(ServerUnavailable):
+    """TLS failed (the server's certificate cannot be verified, or the server refused ours).
+    At start-up a configuration problem; in a running worker treated as an outage. The
+    message is one line naming the problem."""
+
+
+def retry_after(exc: Exception) -> float:
+    """The least a caller waits before trying again after ``exc`` (0: no demand)."""
+    return exc.retry_after if isinstance(exc, RateLimited) else 0.0
 
 
 class Rejected(Exception):
@@ -48,16 +72,24 @@ class EdgeClient:
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         auth: httpx.Auth | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         """Signs requests with ``auth`` (a worker credential) or, without it, with tokens
-        minted from ``secret``."""
+        minted from ``secret``. Raises ``ClientConfigError`` for a malformed URL or an
+        unusable TLS file."""
         self.hostname = hostname
         if auth is None:
             if secret is None:
                 raise ValueError("EdgeClient needs a secret or an auth")
             auth = TokenAuth(secret, Identity(subject=hostname, role="worker"))
+        self.api_url = check_api_url(api_url)
+        self.server = origin(self.api_url)
+        self.tls = tls or ClientTls()
+        #: Call name (the URL's last segment) -> monotonic time before which it is not sent.
+        self._paused: dict[str, float] = {}
         self._http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/") + API_PREFIX + "/edge",
+            base_url=self.api_url + API_PREFIX + "/edge",
+            verify=self.tls.ssl_context(),
             auth=auth,
             timeout=httpx.Timeout(15.0),
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
@@ -67,16 +99,42 @@ class EdgeClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def check_server(self) -> None:
+        """Start-up: raise ``TlsFailure`` if TLS to the server fails; anything else (a server
+        not up yet) is left to the worker's retries."""
+        try:
+            await self._http.get(self.api_url + API_PREFIX + "/health")
+        except httpx.TransportError as exc:
+            problem = describe_tls_failure(exc, self.server)
+            if problem is not None:
+                raise TlsFailure(problem) from exc
+
     async def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
         """One request; a connection that broke under it (a kept-alive connection the link
-        dropped) is retried once on a fresh one. Every worker call is idempotent."""
+        dropped) is retried once on a fresh one. Every worker call is idempotent.
+
+        After a 429 the same call (``heartbeat``, ``fetch``, ``logs``...) is refused here,
+        unsent, until the server's ``Retry-After`` has passed."""
+        call = url.rsplit("/", 1)[-1]
+        if self._paused:
+            self._check_pause(call)
         try:
             try:
                 response = await self._http.request(method, url, **kwargs)
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                if describe_tls_failure(exc, self.server) is not None:
+                    raise
                 response = await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise ServerUnavailable(f"{method} {url}: {exc!r}") from exc
+            problem = describe_tls_failure(exc, self.server)
+            if problem is not None:
+                raise TlsFailure(problem) from exc
+            hint = disconnect_hint(exc, self.server, self.tls)
+            raise ServerUnavailable(f"{method} {url}: {exc!r}{hint}") from exc
+        if response.status_code == 429:
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            self._paused[call] = time.monotonic() + delay
+            raise RateLimited(f"{method} {url}: HTTP 429, retry after {delay:g}s", delay)
         if response.status_code >= 500:
             raise ServerUnavailable(f"{method} {url}: HTTP {response.status_code}")
         if response.status_code >= 400:
@@ -86,6 +144,23 @@ class EdgeClient:
                 detail = response.text
             raise Rejected(response.status_code, detail)
         return response
+
+    def paused_for(self, call: str) -> float:
+        """Seconds before ``call`` may be sent again after a 429 (0: now)."""
+        until = self._paused.get(call)
+        return 0.0 if until is None else max(0.0, until - time.monotonic())
+
+    def _check_pause(self, call: str) -> None:
+        until = self._paused.get(call)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._paused[call]
+            return
+        raise RateLimited(
+            f"{call}: not sent, rate limited by the server for {left:.1f}s more", left
+        )
 
     async def register(self, body: Registration) -> WorkerContact:
         response = await self._call(

@@ -22,7 +22,13 @@ from typing import Any
 
 from edgefleet.auth import BearerAuth
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import EdgeClient, Rejected, ServerUnavailable
+from edgefleet.worker.client import (
+    EdgeClient,
+    Rejected,
+    ServerUnavailable,
+    TlsFailure,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +216,10 @@ class CredentialKeeper:
             try:
                 answer = await self.client.enroll(token)
                 break
+            except TlsFailure:
+                raise  # at start-up: a configuration problem, not an outage
             except ServerUnavailable as exc:
-                delay = backoff.next()
+                delay = max(backoff.next(), retry_after(exc))
                 log.warning(
                     "worker %s: cannot enroll yet (%s); retrying in %.1fs",
                     self.client.hostname,

@@ -16,7 +16,9 @@ from edgefleet.aio import wait_event
 
 log = logging.getLogger(__name__)
 
-#: Characters per chunk at most (the wire limit is twice that).
+#: Characters per chunk at most (the wire limit is twice that). Output is cut at this size,
+#: so the largest chunk's request body (every character escaped as ``\uXXXX``: 6 bytes) is
+#: 1.5 MiB, under the smallest request-body cap a server accepts (``MIN_BODY_BYTES``).
 MAX_CHUNK_CHARS = 256 * 1024
 
 #: Takes (seq, text); returns False if the chunk could not be kept (the spool is full).

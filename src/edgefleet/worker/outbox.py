@@ -21,7 +21,7 @@ from typing import Any
 
 from edgefleet.aio import wait_event
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import Rejected, ServerUnavailable
+from edgefleet.worker.client import Rejected, ServerUnavailable, retry_after
 from edgefleet.worker.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Outbox:
             async with self._slots:
                 await self._deliver(entry)
         except ServerUnavailable as exc:
-            delay = backoff.next()
+            delay = max(backoff.next(), retry_after(exc))
             if backoff.failures <= QUIET_AFTER or backoff.failures % 10 == 0:
                 log.warning(
                     "job %d: %s for attempt %d not delivered (%s); retry %d in %.1fs",
