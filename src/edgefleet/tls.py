@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from edgefleet.settings import Settings
 
 CA_HINT = "give --ca-file / EDGEFLEET_CA_FILE"
-CLIENT_CERT_HINT = "give --client-cert and --client-key / EDGEFLEET_CLIENT_CERT, _KEY"
+CLIENT_CERT_HINT = "give --client-cert [--client-key] / EDGEFLEET_CLIENT_CERT [_KEY]"
 
 
 class ClientConfigError(ValueError):
@@ -138,13 +138,16 @@ def _reason(exc: BaseException) -> str:
 
 
 def disconnect_hint(exc: BaseException, server: str, tls: ClientTls) -> str:
-    """A hint for a connection that an HTTPS server closed without answering while this
-    client showed no certificate: that is how a server that requires one (mutual TLS)
-    refuses, as the TLS alert is not always delivered. Empty otherwise."""
-    if (
-        isinstance(exc, httpx.RemoteProtocolError)
-        and server.startswith("https:")
-        and tls.client_cert is None
+    """A hint for a connection that an HTTPS server closed without answering: that is how a
+    server that requires a client certificate (mutual TLS) refuses a client without one, or
+    with one it does not trust, as its TLS alert is seldom delivered. Empty otherwise."""
+    if not isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) or not server.startswith(
+        "https:"
     ):
+        return ""
+    if tls.client_cert is None:
         return f" (if the server requires a client certificate, {CLIENT_CERT_HINT})"
-    return ""
+    return (
+        f" (if the server requires a client certificate, it may not accept {tls.client_cert}: "
+        "is it signed by the CA the server trusts?)"
+    )

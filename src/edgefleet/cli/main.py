@@ -45,10 +45,17 @@ def main(
     ca_file: Annotated[
         Path | None,
         typer.Option(
-            "--ca-file",
             help="CA bundle to verify an HTTPS server with (EDGEFLEET_CA_FILE; default: the "
             "system store).",
         ),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(help="Client certificate for mutual TLS (EDGEFLEET_CLIENT_CERT)."),
+    ] = None,
+    client_key: Annotated[
+        Path | None,
+        typer.Option(help="Its key, unless in the same file (EDGEFLEET_CLIENT_KEY)."),
     ] = None,
 ) -> None:
     logging.basicConfig(
@@ -66,8 +73,10 @@ def main(
         )
         print(f"error: bad configuration: {problems}", file=sys.stderr)
         raise typer.Exit(2) from None
-    if ca_file is not None:
-        ctx.obj = ctx.obj.model_copy(update={"ca_file": ca_file})
+    flags = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key}
+    given = {name: value for name, value in flags.items() if value is not None}
+    if given:
+        ctx.obj = ctx.obj.model_copy(update=given)
 
 
 app.add_typer(db.app, name="db")
