@@ -130,6 +130,8 @@ def test_a_worker_with_no_identity_refuses_to_start_and_says_what_to_do(env):
 
 def test_a_refused_join_token_is_one_line_with_the_servers_reason(env, monkeypatch):
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/health":  # the worker's start-up check of TLS
+            return httpx.Response(200, json={"status": "ok"})
         assert request.url.path == "/api/v1/edge/enroll"
         return httpx.Response(401, json={"detail": "join token used up"})
 
