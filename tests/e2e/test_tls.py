@@ -118,3 +118,41 @@ def test_a_malformed_api_url_is_a_one_line_error(cli, start_worker, edgefleet_en
     worker = start_worker("lost-edge", wait=False, extra_args=("--api-url", "htp://nowhere"))
     assert worker.wait(timeout=30) != 0
     assert "bad API URL 'htp://nowhere'" in squash(_one_line_error(worker.log_text()))
+
+
+def test_a_worker_enrolled_by_join_token_runs_jobs_over_mutual_tls(
+    server_factory, tls_files: TlsFiles, start_worker, cli, edgefleet_env, tmp_path
+):
+    server = server_factory(tls=tls_files, mutual=True)
+    tls_env = {
+        **edgefleet_env,
+        "EDGEFLEET_CA_FILE": str(tls_files.ca),
+        "EDGEFLEET_CLIENT_CERT": str(tls_files.client),
+    }
+    created = cli("token", "create-join", "--uses", "1", "-o", "json", env=tls_env)
+    assert created.returncode == 0, describe(created)
+    join_token = json.loads(created.stdout)["token"]
+
+    # Another machine: no secret, no database; only the CA, its certificate and the token.
+    home = tmp_path / "remote-home"
+    home.mkdir()
+    remote = {k: v for k, v in tls_env.items() if k not in ("EDGEFLEET_SECRET", "EDGEFLEET_DB_URL")}
+    remote["EDGEFLEET_HOME"] = str(home)
+    worker = start_worker(
+        "enrolled-tls-edge",
+        queues="remote",
+        extra_args=("--join-token", join_token),
+        env=remote,
+        wait=False,
+    )
+    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"], verify=server.verify) as api:
+        api.wait_for_worker(
+            "enrolled-tls-edge",
+            lambda view: view["pid"] == worker.pid and view["applied_version"] > 0,
+            message=worker.log_tail(),
+        )
+        job_id = api.submit(["sh", "-c", "echo enrolled-over-tls"], queue="remote")
+        assert api.wait_for_jobs([job_id])[job_id]["state"] == "success"
+        assert "enrolled-over-tls" in api.job_log(job_id)
+    assert (home / "workers" / "enrolled-tls-edge" / "credential").exists()
+    assert not (home / "secret").exists()
