@@ -63,7 +63,7 @@ class ClientTls:
             )
         except (OSError, ssl.SSLError) as exc:
             raise ClientConfigError(
-                f"TLS: cannot use the CA file {self.ca_file}: {_reason(exc)}"
+                f"TLS: cannot use the CA file {self.ca_file}: {ssl_reason(exc)}"
             ) from exc
         if self.client_cert is not None:
             key = str(self.client_key) if self.client_key is not None else None
@@ -72,7 +72,7 @@ class ClientTls:
             except (OSError, ssl.SSLError) as exc:
                 raise ClientConfigError(
                     f"TLS: cannot use the client certificate {self.client_cert}"
-                    f"{f' with key {key}' if key else ''}: {_reason(exc)}"
+                    f"{f' with key {key}' if key else ''}: {ssl_reason(exc)}"
                 ) from exc
         return context
 
@@ -103,10 +103,10 @@ def describe_tls_failure(exc: BaseException, server: str) -> str | None:
     when the failure had nothing to do with TLS."""
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
-            problem = cause.verify_message or _reason(cause)
+            problem = cause.verify_message or ssl_reason(cause)
             return f"TLS: cannot verify {server}: certificate verify failed: {problem} ({CA_HINT})"
         if isinstance(cause, ssl.SSLError):
-            reason = _reason(cause)
+            reason = ssl_reason(cause)
             if "certificate required" in reason or "bad certificate" in reason:
                 return f"TLS: {server} refused this client: {reason} ({CLIENT_CERT_HINT})"
             if "wrong version number" in reason or "record layer failure" in reason:
@@ -124,12 +124,10 @@ def _causes(exc: BaseException):
         current = current.__cause__ or current.__context__
 
 
-def _reason(exc: BaseException) -> str:
+def ssl_reason(exc: BaseException) -> str:
     """OpenSSL's words without the ``[SSL: CODE]`` prefix and ``(_ssl.c:NNN)`` suffix."""
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-    elif isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
     else:
         text = str(exc)
     if text.startswith("[SSL"):

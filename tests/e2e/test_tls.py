@@ -156,3 +156,21 @@ def test_a_worker_enrolled_by_join_token_runs_jobs_over_mutual_tls(
         assert "enrolled-over-tls" in api.job_log(job_id)
     assert (home / "workers" / "enrolled-tls-edge" / "credential").exists()
     assert not (home / "secret").exists()
+
+
+def test_the_server_refuses_unusable_tls_files_in_one_line(server_factory, tls_files: TlsFiles):
+    # The CA's certificate alone: no private key.
+    server = server_factory(wait=False, extra_args=("--ssl-certfile", str(tls_files.ca)))
+    assert server.wait(timeout=60) != 0
+    line = _one_line_error(server.log_text())
+    assert (
+        line == f"error: TLS: {tls_files.ca}: not a PEM certificate with its private key (PEM lib)"
+    )
+
+    missing = tls_files.ca.parent / "missing.pem"
+    extra_args = ("--ssl-certfile", str(tls_files.server), "--ssl-client-ca", str(missing))
+    server = server_factory(migrate=False, wait=False, extra_args=extra_args)
+    assert server.wait(timeout=60) != 0
+    assert (
+        _one_line_error(server.log_text()) == f"error: TLS: --ssl-client-ca {missing}: no such file"
+    )

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from edgefleet.cli.common import fail, settings_of
+from edgefleet.tls import ssl_reason
 
 #: Allocations between collections of the youngest generation (CPython's default: 700).
 GC_THRESHOLD = 50_000
@@ -48,7 +49,9 @@ def server(
     from edgefleet.db.migrate import SchemaNotCurrent
     from edgefleet.server.app import create_app
 
-    if ssl_certfile is None and (ssl_keyfile is not None or ssl_client_ca is not None):
+    if ssl_certfile is not None:
+        check_tls_files(ssl_certfile, ssl_keyfile, ssl_client_ca)
+    elif ssl_keyfile is not None or ssl_client_ca is not None:
         fail("--ssl-keyfile and --ssl-client-ca need --ssl-certfile", code=2)
     settings = settings_of(ctx)
     try:
@@ -78,15 +81,32 @@ def server(
     try:
         config.load()  # reads the TLS files: a bad one is a one-line error, not a traceback
     except (OSError, ssl.SSLError) as exc:
-        fail(f"TLS: cannot use the server's certificate, key or client CA: {_reason(exc)}")
+        fail(f"TLS: cannot use the server's certificate, key or client CA: {ssl_reason(exc)}")
     tune_garbage_collector()
     Server(config).run()
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
+def check_tls_files(certfile: Path, keyfile: Path | None, client_ca: Path | None) -> None:
+    """Load the TLS files once before serving, so a bad one is a one-line error naming it."""
+    given = (
+        ("--ssl-certfile", certfile),
+        ("--ssl-keyfile", keyfile),
+        ("--ssl-client-ca", client_ca),
+    )
+    for flag, path in given:
+        if path is not None and not path.is_file():
+            fail(f"TLS: {flag} {path}: no such file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        files = f"{certfile} and {keyfile}" if keyfile else str(certfile)
+        fail(f"TLS: {files}: not a PEM certificate with its private key ({ssl_reason(exc)})")
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            fail(f"TLS: --ssl-client-ca {client_ca}: not a PEM CA bundle ({ssl_reason(exc)})")
 
 
 def tune_garbage_collector() -> None:
