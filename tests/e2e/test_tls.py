@@ -163,8 +163,8 @@ def test_the_server_refuses_unusable_tls_files_in_one_line(server_factory, tls_f
     server = server_factory(wait=False, extra_args=("--ssl-certfile", str(tls_files.ca)))
     assert server.wait(timeout=60) != 0
     line = _one_line_error(server.log_text())
-    assert (
-        line == f"error: TLS: {tls_files.ca}: not a PEM certificate with its private key (PEM lib)"
+    assert line.startswith(
+        f"error: TLS: {tls_files.ca}: not a PEM certificate with its private key"
     )
 
     missing = tls_files.ca.parent / "missing.pem"
