@@ -126,10 +126,7 @@ def _causes(exc: BaseException):
 
 def ssl_reason(exc: BaseException) -> str:
     """OpenSSL's words without the ``[SSL: CODE]`` prefix and ``(_ssl.c:NNN)`` suffix."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    else:
-        text = str(exc)
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     if text.startswith("[SSL"):
         text = text.split("] ", 1)[-1]
     return text.split(" (_ssl.c:", 1)[0].strip()
