@@ -36,7 +36,16 @@ WorkDir = Annotated[str, StringConstraints(min_length=1, max_length=4096, patter
 #: Longest job timeout and retry delay accepted: 30 days.
 MAX_JOB_SECONDS = 30 * 24 * 3600.0
 MAX_RETRIES = 100
+#: Longest reason a worker gives for how a job ended; a longer one is cut (``clip_reason``).
+MAX_REASON_LENGTH = 4096
 Queues = Annotated[list[QueueName], Field(min_length=1, max_length=64)]
+
+
+def clip_reason(reason: str | None) -> str | None:
+    """A reason the contract accepts: one naming a 64 KiB argument is cut, not refused."""
+    if reason is None or len(reason) <= MAX_REASON_LENGTH:
+        return reason
+    return reason[: MAX_REASON_LENGTH - 3] + "..."
 
 
 class Request(BaseModel):
@@ -202,7 +211,7 @@ class JobResult(Request):
     attempt: Annotated[int, Field(strict=True, ge=1)]
     state: JobState
     exit_code: int | None = None
-    reason: str | None = Field(default=None, max_length=4096)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
 
 
 #: Results one request reports at most.

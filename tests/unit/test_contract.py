@@ -144,3 +144,12 @@ def test_job_submit_is_validated(body):
 def test_job_submit_defaults():
     job = JobSubmit.model_validate({"command": ["echo", "hi"]})
     assert (job.queue, job.priority) == ("default", 0)
+
+
+def test_a_reason_naming_a_huge_argument_is_cut_to_what_the_server_takes():
+    from edgefleet.contract import MAX_REASON_LENGTH, JobResult, clip_reason
+
+    reason = clip_reason(f"could not start {'x' * 65536!r}: No such file or directory")
+    assert len(reason) == MAX_REASON_LENGTH and reason.endswith("...")
+    JobResult(instance_id="i" * 8, attempt=1, state="failed", reason=reason)
+    assert clip_reason("short") == "short" and clip_reason(None) is None

@@ -25,6 +25,7 @@ from edgefleet.contract import (
     JobState,
     LogChunk,
     ReportedResult,
+    clip_reason,
 )
 from edgefleet.grouping import GroupWriter
 from edgefleet.worker.client import EdgeClient, Rejected
@@ -223,7 +224,7 @@ class Executor:
             attempt=a.attempt,
             state=outcome.state,
             exit_code=outcome.exit_code,
-            reason=outcome.reason,
+            reason=clip_reason(outcome.reason),
         ).model_dump(mode="json")
 
     def hand_back(self, assignment: JobAssignment, seq: int | None) -> None:
