@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import __version__
 from edgefleet.contract import API_PREFIX
@@ -19,7 +20,7 @@ from edgefleet.errors import EdgefleetError, TooManyRequests
 from edgefleet.server.context import ServerContext
 from edgefleet.server.limits import BodyLimits
 from edgefleet.server.notifier import Notifier
-from edgefleet.server.responses import ERROR_RESPONSES, validation_issues
+from edgefleet.server.responses import ERROR_RESPONSES, error_code, validation_issues
 from edgefleet.server.routes import audit, docs, edge, health, jobs, metrics, tokens, ui, workers
 from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(EdgefleetError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(edge.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(workers.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
@@ -99,3 +101,13 @@ async def _domain_error(request: Request, exc: EdgefleetError) -> JSONResponse:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     detail = validation_issues(exc.errors())
     return JSONResponse({"error": "validation_error", "detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own refusals (an unparsable body, an unknown path or method) in the
+    same shape as every other error."""
+    return JSONResponse(
+        {"error": error_code(exc.status_code), "detail": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

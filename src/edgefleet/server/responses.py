@@ -7,6 +7,7 @@ client generated from it, or a fuzzer checking answers against it, knows what a 
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel
@@ -63,3 +64,11 @@ def validation_issues(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _text(value: object) -> str:
     return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def error_code(status_code: int) -> str:
+    """``"method_not_allowed"`` for 405: the code of an error the framework raised."""
+    try:
+        return "_".join(HTTPStatus(status_code).phrase.lower().split())
+    except ValueError:
+        return "error"
