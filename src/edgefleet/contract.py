@@ -552,7 +552,7 @@ class TokenView(BaseModel):
 class JoinTokenRequest(Request):
     ttl_seconds: Annotated[int, Field(strict=True, ge=60, le=MAX_JOIN_TTL)] = 3600
     uses: Annotated[int, Field(strict=True, ge=1, le=100000)] = 1
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: Labels = Field(default_factory=dict)
 
 
 class JoinTokenIssued(BaseModel):
