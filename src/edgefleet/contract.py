@@ -45,8 +45,9 @@ QueueName = Annotated[
 #: glob, a path or anything a shell or a URL would read differently.
 HOSTNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 Hostname = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=HOSTNAME_PATTERN)]
-#: A worker's name or a glob over names (``site-a-*``, ``w[12]``).
-HOST_PATTERN_SYNTAX = r"^[A-Za-z0-9_.\-*?\[\]!]+$"
+#: A worker's name or a glob over names (``site-a-*``, ``w[12]``), bounded here; its syntax
+#: is checked where it is matched (``targets.check_glob``: a 400 that says what is wrong).
+HOST_PATTERN_SYNTAX = _PRINTABLE
 HostPattern = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=HOST_PATTERN_SYNTAX)
 ]

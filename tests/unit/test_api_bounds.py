@@ -113,7 +113,7 @@ def test_hostnames_are_names_not_patterns_paths_or_text(name):
 
 
 def test_a_target_pattern_is_bounded_too(app_client, admin):
-    for name in ("x" * 300, "a b", "a/b", "w\x00"):
+    for name in ("x" * 300, "w\n", "w\x00", ""):
         body = {"edge_hostname": name}
         response = app_client.post("/api/v1/workers/actions/shutdown", json=body, headers=admin)
         _refused(response, "body", "edge_hostname")
