@@ -17,27 +17,77 @@ from edgefleet.settings import MAX_CONCURRENCY
 
 __all__ = ["API_PREFIX", "API_VERSION"]  # re-exported: part of the contract
 
+# --- bounds --------------------------------------------------------------------------
+# Every value on the wire fits the column it ends up in, so a bad value is refused with a
+# 422 that names it, never a database error (a 500 for every request sharing its write
+# group). The integer columns are INTEGER: 4 bytes on PostgreSQL.
+
+#: Largest value an integer column holds.
+DB_INT_MAX = 2**31 - 1
+#: A signed integer a column holds (exit codes may be negative: killed by a signal).
+DbInt = Annotated[int, Field(strict=True, ge=-DB_INT_MAX - 1, le=DB_INT_MAX)]
+#: A counter or version: 0 or more, within a column.
+Count = Annotated[int, Field(strict=True, ge=0, le=DB_INT_MAX)]
+#: A job id, or an attempt or sequence number that starts at 1.
+Serial = Annotated[int, Field(strict=True, ge=1, le=DB_INT_MAX)]
+JobId = Serial
+
+#: Characters a text column refuses (PostgreSQL stores no NUL), nor may a label hold other
+#: control characters. A pattern also refuses unpaired surrogates, which no UTF-8 can hold.
+_NO_NUL = r"^[^\x00]*$"
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 QueueName = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
-#: What a worker may be called: letters, digits, '.', '-', '_' (never a glob character, a
-#: slash, a space or a control character), starting with a letter or digit.
+#: A worker's name: letters, digits, ``_ . -``, starting with a letter or digit; never a
+#: glob, a path or anything a shell or a URL would read differently.
 HOSTNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 Hostname = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=HOSTNAME_PATTERN)]
-Argument = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
+#: A worker's name or a glob over names (``site-a-*``, ``w[12]``), bounded here; its syntax
+#: is checked where it is matched (``targets.check_glob``: a 400 that says what is wrong).
+HOST_PATTERN_SYNTAX = _PRINTABLE
+HostPattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=HOST_PATTERN_SYNTAX)
+]
+#: Names one worker process (a fresh one per start).
+INSTANCE_ID_SYNTAX = r"^[A-Za-z0-9_.:\-]+$"
+InstanceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=INSTANCE_ID_SYNTAX)
+]
+LabelKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.\-/]+$")
+]
+LabelValue = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
+MAX_LABELS = 64
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+#: What a worker tells of its host: a flat map of short scalars.
+SysinfoValue = (
+    Annotated[str, StringConstraints(max_length=1024, pattern=_NO_NUL)]
+    | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+    | None
+)
+Sysinfo = Annotated[dict[LabelKey, SysinfoValue], Field(max_length=64)]
+#: Longest reason a worker gives for how a job ended; a longer one is cut (``clip_reason``).
+MAX_REASON_LENGTH = 4096
+#: Why a job ended or was stopped, as told by a worker.
+Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_LENGTH, pattern=_NO_NUL)]
+Argument = Annotated[str, StringConstraints(max_length=65536, pattern=_NO_NUL)]
 EnvName = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 ]
-EnvValue = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
+EnvValue = Annotated[str, StringConstraints(max_length=65536, pattern=_NO_NUL)]
 #: An absolute directory on the worker (no NUL bytes); relative paths would depend on where
 #: the worker happened to be started.
 WorkDir = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00]*$")]
+#: Characters one log chunk holds at most: even JSON-escaped, well below the body cap.
+MAX_LOG_CHUNK_CHARS = 512 * 1024
 #: Longest job timeout and retry delay accepted: 30 days.
 MAX_JOB_SECONDS = 30 * 24 * 3600.0
 MAX_RETRIES = 100
-#: Longest reason a worker gives for how a job ended; a longer one is cut (``clip_reason``).
-MAX_REASON_LENGTH = 4096
 Queues = Annotated[list[QueueName], Field(min_length=1, max_length=64)]
 
 
@@ -103,22 +153,22 @@ class DesiredState(BaseModel):
 
 
 class Registration(Request):
-    instance_id: Annotated[str, StringConstraints(min_length=8, max_length=64)]
+    instance_id: Annotated[InstanceId, StringConstraints(min_length=8)]
     #: The instance this process succeeds on the same host (a crash leaves it looking alive).
-    replaces: str | None = None
+    replaces: InstanceId | None = None
     concurrency: Concurrency
     queues: Queues
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: Labels = Field(default_factory=dict)
     heartbeat_interval: Annotated[float, Field(gt=0, le=3600)]
-    pid: int | None = None
-    sysinfo: dict[str, Any] = Field(default_factory=dict)
+    pid: Annotated[int, Field(strict=True, ge=0, le=DB_INT_MAX)] | None = None
+    sysinfo: Sysinfo = Field(default_factory=dict)
 
 
 class Heartbeat(Request):
-    instance_id: str
+    instance_id: InstanceId
     state: WorkerState
-    running_jobs: list[int] = Field(default_factory=list, max_length=MAX_CONCURRENCY)
-    applied_version: Annotated[int, Field(strict=True, ge=0)]
+    running_jobs: list[JobId] = Field(default_factory=list, max_length=MAX_CONCURRENCY)
+    applied_version: Count
     applied_concurrency: Concurrency
 
 
@@ -162,9 +212,9 @@ class WorkerContact(BaseModel):
 class LocalMaintenance(Request):
     """A maintenance switch flipped on the worker's own machine, forwarded to the centre."""
 
-    instance_id: str
+    instance_id: InstanceId
     maintenance: bool
-    comments: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    comments: Annotated[str, StringConstraints(max_length=1024, pattern=_NO_NUL)] | None = None
 
 
 class FetchRequest(Request):
@@ -176,9 +226,9 @@ class FetchRequest(Request):
     that never learns of it.
     """
 
-    instance_id: str
+    instance_id: InstanceId
     free_slots: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
-    seq: Annotated[int, Field(strict=True, ge=1)] | None = None
+    seq: Serial | None = None
 
 
 class JobAssignment(BaseModel):
@@ -207,11 +257,11 @@ class JobResult(Request):
     re-queued is refused (409).
     """
 
-    instance_id: str
-    attempt: Annotated[int, Field(strict=True, ge=1)]
+    instance_id: InstanceId
+    attempt: Serial
     state: JobState
-    exit_code: int | None = None
-    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    exit_code: DbInt | None = None
+    reason: Reason | None = None
 
 
 #: Results one request reports at most.
@@ -221,7 +271,7 @@ MAX_BATCH_RESULTS = 1000
 class ReportedResult(JobResult):
     """One result of a batch: a ``JobResult`` that names its job."""
 
-    job_id: int
+    job_id: JobId
 
 
 class ResultBatch(Request):
@@ -249,16 +299,16 @@ class ResultOutcomes(BaseModel):
 class JobRelease(Request):
     """A claimed job the worker hands back unstarted (its limit dropped while fetching)."""
 
-    instance_id: str
-    attempt: Annotated[int, Field(strict=True, ge=1)]
+    instance_id: InstanceId
+    attempt: Serial
     #: The ``seq`` of the fetch that claimed it, so a late copy cannot release a later claim.
-    seq: Annotated[int, Field(strict=True, ge=1)] | None = None
+    seq: Serial | None = None
 
 
 class LogChunk(Request):
-    attempt: Annotated[int, Field(strict=True, ge=1)]
-    seq: Annotated[int, Field(strict=True, ge=0)]
-    data: Annotated[str, StringConstraints(max_length=512 * 1024)]
+    attempt: Serial
+    seq: Count
+    data: Annotated[str, StringConstraints(max_length=MAX_LOG_CHUNK_CHARS, pattern=_NO_NUL)]
 
 
 # --- admin API --------------------------------------------------------------------------
@@ -394,7 +444,7 @@ class ConcurrencySet(Request):
     concurrency: Concurrency
 
 
-Comments = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Comments = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=_NO_NUL)]
 
 
 class Target(Request):
@@ -404,8 +454,8 @@ class Target(Request):
     selector that matches no worker, and an empty selector are refused.
     """
 
-    edge_hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
-    selector: dict[str, str] | None = None
+    edge_hostname: HostPattern | None = None
+    selector: Labels | None = None
     all: bool = False
 
 
@@ -503,7 +553,7 @@ class TokenView(BaseModel):
 class JoinTokenRequest(Request):
     ttl_seconds: Annotated[int, Field(strict=True, ge=60, le=MAX_JOIN_TTL)] = 3600
     uses: Annotated[int, Field(strict=True, ge=1, le=100000)] = 1
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: Labels = Field(default_factory=dict)
 
 
 class JoinTokenIssued(BaseModel):

@@ -22,15 +22,22 @@ MAX_GROUP = 500
 class GroupWriter(Generic[Item, Answer]):
     """``await submit(item)`` awaits ``write([item, ...])`` with whatever else was submitted
     meanwhile, one write at a time. ``write`` answers each item in order, with a result or
-    the exception that item's caller should get; if it raises, every item of the group does."""
+    the exception that item's caller should get; if it raises, every item of the group does.
+
+    Unless ``alone(exc)`` says the exception is one item's fault (a value the database
+    refused, say): then each item of the group is written again on its own, so a bad item
+    fails only its own caller, never the others that happened to share its group.
+    """
 
     def __init__(
         self,
         write: Callable[[list[Item]], Awaitable[Sequence[Answer | Exception]]],
         max_group: int = MAX_GROUP,
+        alone: Callable[[Exception], bool] | None = None,
     ) -> None:
         self._write = write
         self._max_group = max_group
+        self._alone = alone
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._writing: asyncio.Task[None] | None = None
 
@@ -60,7 +67,7 @@ class GroupWriter(Generic[Item, Answer]):
                 try:
                     answers = await self._write(items)
                 except Exception as exc:
-                    answers = [exc] * len(items)
+                    answers = await self._after_failure(items, exc)
                 for (_, future), answer in zip(group, answers, strict=True):
                     if future.done():  # its caller went away
                         continue
@@ -72,3 +79,16 @@ class GroupWriter(Generic[Item, Answer]):
             self._writing = None
             for _, future in group + self._pending:  # only if cancelled (shutdown)
                 future.cancel()
+
+    async def _after_failure(
+        self, items: list[Item], exc: Exception
+    ) -> Sequence[Answer | Exception]:
+        if len(items) < 2 or self._alone is None or not self._alone(exc):
+            return [exc] * len(items)
+        answers: list[Answer | Exception] = []
+        for item in items:
+            try:
+                answers.extend(await self._write([item]))
+            except Exception as own:
+                answers.append(own)
+        return answers

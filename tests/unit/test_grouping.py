@@ -93,3 +93,22 @@ async def test_a_request_that_goes_away_leaves_the_others_answered(executor):
     write.release.set()
     assert await asyncio.gather(*stays) == [20, 30, 40]
     assert write.groups == [[1], [2, 3], [4]]  # at most max_group per write; 1 was written
+
+
+async def test_a_bad_item_alone_fails_only_itself_when_its_fault_is_told_apart(executor):
+    """``alone``: a group whose write raised for one item's value is written again item by
+    item, so the other items of the group are answered as if it had not been there."""
+
+    def write(items: list[int]) -> list[int]:
+        if any(n > 2**31 for n in items):
+            raise OverflowError("value out of range")
+        if 0 in items:
+            raise RuntimeError("the database went away")
+        return [n * 10 for n in items]
+
+    writer = GroupWriter(in_thread(write, executor), alone=lambda e: isinstance(e, OverflowError))
+    answers = await writer.submit_many([1, 2**70, 3])
+    assert answers[0] == 10 and answers[2] == 30
+    assert isinstance(answers[1], OverflowError)
+    # A failure of the database itself still fails the whole group, written once.
+    assert [type(a) for a in await writer.submit_many([0, 4])] == [RuntimeError, RuntimeError]

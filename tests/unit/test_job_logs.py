@@ -72,3 +72,12 @@ async def test_chunks_the_spool_has_no_room_for_are_counted_and_noted() -> None:
     await streamer2.close()
     assert streamer2.dropped == 500
     assert "500 characters of output were dropped" in sink.text
+
+
+async def test_nul_bytes_are_shown_replaced_as_no_text_column_holds_them() -> None:
+    sink = Sink()
+    streamer = LogStreamer(sink, interval=60)
+    streamer.start()
+    streamer.write(b"a\x00b")
+    await streamer.close()
+    assert sink.text == "a\ufffdb"

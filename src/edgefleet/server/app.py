@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import __version__
 from edgefleet.contract import API_PREFIX
@@ -19,6 +20,7 @@ from edgefleet.errors import EdgefleetError, TooManyRequests
 from edgefleet.server.context import ServerContext
 from edgefleet.server.limits import BodyLimits
 from edgefleet.server.notifier import Notifier
+from edgefleet.server.responses import ERROR_RESPONSES, error_code, validation_issues
 from edgefleet.server.routes import audit, docs, edge, health, jobs, metrics, tokens, ui, workers
 from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
@@ -73,12 +75,13 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(EdgefleetError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router, prefix=API_PREFIX)
-    app.include_router(edge.router, prefix=API_PREFIX)
-    app.include_router(workers.router, prefix=API_PREFIX)
-    app.include_router(jobs.router, prefix=API_PREFIX)
-    app.include_router(audit.router, prefix=API_PREFIX)
-    app.include_router(tokens.router, prefix=API_PREFIX)
+    app.include_router(edge.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(workers.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(jobs.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(audit.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(tokens.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     if not settings.public_docs:
         app.include_router(docs.router)
     app.include_router(ui.router)
@@ -96,8 +99,15 @@ async def _domain_error(request: Request, exc: EdgefleetError) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-        for e in exc.errors()
-    ]
-    return JSONResponse({"error": "validation_error", "detail": errors}, status_code=422)
+    detail = validation_issues(exc.errors())
+    return JSONResponse({"error": "validation_error", "detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own refusals (an unparsable body, an unknown path or method) in the
+    same shape as every other error."""
+    return JSONResponse(
+        {"error": error_code(exc.status_code), "detail": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

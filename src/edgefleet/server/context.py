@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from edgefleet.db.session import Sessions
 from edgefleet.errors import EdgefleetError
@@ -27,6 +28,15 @@ DATABASE_THREADS = 16
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def refused_value(exc: Exception) -> bool:
+    """Whether the database (or its driver) refused a value, rather than failing itself: out
+    of a column's range, or text it cannot hold. The contract's bounds keep such values out;
+    this is the second line, so one that slips through costs only its own request."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, DataError | IntegrityError)
+    return isinstance(exc, StatementError | ValueError | OverflowError)
 
 
 @dataclass
@@ -51,8 +61,11 @@ class ServerContext:
         self.authenticator = Authenticator(self.secret, self.db, self.run)
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst)
         self.sealer = EnvSealer(self.secret)
-        self.beats = GroupWriter(functools.partial(self.run, heartbeats.write, self.db))
-        self.results = GroupWriter(functools.partial(self.run, self._write_results))
+        write_beats = functools.partial(self.run, heartbeats.write, self.db)
+        self.beats = GroupWriter(write_beats, alone=refused_value)
+        self.results = GroupWriter(
+            functools.partial(self.run, self._write_results), alone=refused_value
+        )
 
     def _write_results(self, reports: list[dispatch.Report]) -> list[None | EdgefleetError]:
         answers = dispatch.report_results(self.db, reports)

@@ -25,6 +25,12 @@ MAX_CHUNK_CHARS = 256 * 1024
 Sink = Callable[[int, str], bool]
 
 
+def _storable(text: str) -> str:
+    """NUL bytes shown as U+FFFD, like undecodable bytes: no text column stores a NUL, and
+    the server refuses a chunk that holds one."""
+    return text.replace("\x00", "\ufffd")
+
+
 class LogStreamer:
     """Buffers output and emits a chunk every ``interval`` seconds (sooner when a chunk's
     worth is waiting). ``stop()`` discards all further output, for a job whose log the
@@ -54,7 +60,7 @@ class LogStreamer:
         self._buffer, self._buffered = [], 0
 
     def write(self, data: bytes) -> None:
-        text = self._decoder.decode(data)
+        text = _storable(self._decoder.decode(data))
         if not text or self._stopped is not None:
             return
         self._buffer.append(text)
@@ -68,7 +74,7 @@ class LogStreamer:
         self._wake.set()
         if self._task is not None:
             await self._task
-        tail = self._decoder.decode(b"", final=True)
+        tail = _storable(self._decoder.decode(b"", final=True))
         if tail and self._stopped is None:
             self._buffer.append(tail)
         self._flush()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from edgefleet.contract import AuditView
 from edgefleet.server.deps import ContextDep, ViewerDep
+from edgefleet.server.params import HostPatternQuery, SinceQuery
 from edgefleet.server.services import control
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -18,11 +18,9 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 def list_audit(
     context: ContextDep,
     identity: ViewerDep,
-    edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
-    since: datetime | None = None,
+    edge_hostname: HostPatternQuery = None,
+    since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=100000)] = 10000,
 ):
     """Control changes, oldest first: who changed which field of which worker, and why."""
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
     return control.list_audit(context.db, edge_hostname, since, limit)

@@ -37,6 +37,7 @@ from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_token, own_hostname
+from edgefleet.server.params import CountQuery, InstanceQuery, JobIdPath
 from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
 from edgefleet.settings import MAX_CONCURRENCY
@@ -121,8 +122,8 @@ async def watch(
     hostname: HostnamePath,
     context: ContextDep,
     identity: WorkerDep,
-    instance_id: str,
-    version: Annotated[int, Query(ge=0)],
+    instance_id: InstanceQuery,
+    version: CountQuery,
     free_slots: Annotated[int, Query(ge=0, le=MAX_CONCURRENCY)] = 0,
     timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
 ):
@@ -190,7 +191,9 @@ async def fetch(
 
 
 @router.post("/jobs/{job_id}/result", status_code=204)
-async def report_result(job_id: int, body: JobResult, context: ContextDep, identity: WorkerDep):
+async def report_result(
+    job_id: JobIdPath, body: JobResult, context: ContextDep, identity: WorkerDep
+):
     """Idempotent per (job, attempt); 409 for an attempt that is no longer current."""
     await context.results.submit((job_id, identity.subject, body))
 
@@ -224,7 +227,7 @@ def _outcome(result: ReportedResult, answer: EdgefleetError | None) -> ResultOut
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)
-async def release(job_id: int, body: JobRelease, context: ContextDep, identity: WorkerDep):
+async def release(job_id: JobIdPath, body: JobRelease, context: ContextDep, identity: WorkerDep):
     await context.run(_release, context, job_id, identity.subject, body)
 
 
@@ -233,7 +236,7 @@ def _release(context: ServerContext, job_id: int, hostname: HostnamePath, body: 
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)
-async def push_log(job_id: int, body: LogChunk, context: ContextDep, identity: WorkerDep):
+async def push_log(job_id: JobIdPath, body: LogChunk, context: ContextDep, identity: WorkerDep):
     """Idempotent per (attempt, seq); 413 once the job's log reached its size limit."""
     limit = context.settings.job_log_max_bytes
     await context.run(dispatch.push_log, context.db, job_id, identity.subject, body, limit)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from edgefleet.contract import (
+    DB_INT_MAX,
     JobBatch,
     JobCreated,
     JobDetail,
@@ -19,6 +20,7 @@ from edgefleet.contract import (
 )
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, OperatorDep, ViewerDep
+from edgefleet.server.params import CountQuery, JobIdPath, LogCursorQuery
 from edgefleet.server.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -55,7 +57,7 @@ def list_jobs(
     state: JobState | None = None,
     queue: QueueName | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: CountQuery = 0,
 ):
     """Jobs, oldest first; queued ones say why they wait (``waiting_reason``) when it is more
     than their turn: a retry not yet due, no live worker for the queue, too many slots."""
@@ -64,13 +66,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def show(job_id: int, context: ContextDep, identity: ViewerDep):
+def show(job_id: JobIdPath, context: ContextDep, identity: ViewerDep):
     """One job with its full history: every state change, attempt, worker and reason."""
     return jobs.get_job(context.db, job_id, context.settings.worker_offline_timeout)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView)
-def cancel(job_id: int, context: ContextDep, identity: OperatorDep):
+def cancel(job_id: JobIdPath, context: ContextDep, identity: OperatorDep):
     """A queued job is cancelled at once; a running one is stopped by its worker, which is
     told at once (it ends ``cancelled``). A job that already ended otherwise: 409."""
     view, worker = jobs.cancel(context.db, job_id, identity.subject)
@@ -81,11 +83,11 @@ def cancel(job_id: int, context: ContextDep, identity: OperatorDep):
 
 @router.get("/{job_id}/logs", response_model=JobLogView)
 def logs(
-    job_id: int,
+    job_id: JobIdPath,
     context: ContextDep,
     identity: ViewerDep,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    cursor: LogCursorQuery = None,
+    attempt: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
 ):
     """The job's output; pass the returned ``cursor`` back to get only what came since."""
     return jobs.job_log(context.db, job_id, cursor, attempt)

@@ -23,6 +23,7 @@ from edgefleet.contract import (
 from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
+from edgefleet.server.params import HostPatternQuery
 from edgefleet.server.services import control, credentials, targets, workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -51,7 +52,7 @@ def list_workers(
     context: ContextDep,
     identity: ViewerDep,
     state: Annotated[list[WorkerState] | None, Query()] = None,
-    edge_hostname: Annotated[str | None, Query(max_length=255)] = None,
+    edge_hostname: HostPatternQuery = None,
     queues: Annotated[str | None, Query(description="comma-separated; serves any")] = None,
     selector: Annotated[str | None, Query(description="KEY=VALUE[,KEY=VALUE]")] = None,
 ):

@@ -257,9 +257,14 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     if not cursor:
         return None
     attempt, sep, seq = cursor.partition(":")
-    if not sep or not attempt.isdigit() or not seq.isdigit():
+    if not sep or not _small_number(attempt) or not _small_number(seq):
         raise InvalidRequest(f"bad log cursor {cursor!r}: expected ATTEMPT:SEQ as returned before")
     return int(attempt), int(seq)
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` holds too), and few enough for a column."""
+    return text.isascii() and text.isdigit() and len(text) <= 10
 
 
 def job_log(

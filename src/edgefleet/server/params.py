@@ -1,0 +1,44 @@
+"""Path and query parameters with the same bounds as the wire contract.
+
+A query string arrives as text, so these are lax (``"7"`` is 7) where the body's types are
+strict, but the bounds are the contract's: an id or a version past what a column holds, or a
+time no UTC clock reaches, is a 422 naming the parameter, never a database error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Path, Query
+from pydantic import AfterValidator
+
+from edgefleet.contract import DB_INT_MAX, HOST_PATTERN_SYNTAX, INSTANCE_ID_SYNTAX
+
+JobIdPath = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The job's id")]
+#: A count or version given in a query.
+CountQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX)]
+InstanceQuery = Annotated[str, Query(min_length=1, max_length=64, pattern=INSTANCE_ID_SYNTAX)]
+#: A worker's name, or a glob over names.
+HostPatternQuery = Annotated[
+    str | None, Query(min_length=1, max_length=255, pattern=HOST_PATTERN_SYNTAX)
+]
+#: ``ATTEMPT:SEQ`` as a log read returned it (checked by ``jobs.parse_cursor``: 400).
+LogCursorQuery = Annotated[str | None, Query(max_length=64)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A naive time is UTC; an aware one is moved to UTC, which must exist."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range once moved to UTC") from None
+
+
+SinceQuery = Annotated[
+    datetime | None,
+    AfterValidator(lambda value: None if value is None else _as_utc(value)),
+    Query(description="ISO 8601; without a zone, UTC"),
+]

@@ -1,0 +1,171 @@
+"""Property-based fuzzing of a live server: every operation of its OpenAPI document, called
+with valid tokens and with generated values, valid ones and out-of-schema ones.
+
+Required: no answer is a 5xx, and every answer matches the document (its status code is
+declared, its body has the declared shape). Runs on whatever database the suite runs on
+(SQLite, or PostgreSQL with ``EDGEFLEET_TEST_PG_URL``).
+
+``EDGEFLEET_FUZZ_EXAMPLES`` sets the examples per operation, half of them valid and half
+out of schema (default 25, quick enough for CI; ``EDGEFLEET_FUZZ_EXAMPLES=500`` for a
+thorough run). Operations whose bodies may be megabytes (job submits, result batches, log
+chunks) take a fifth of that: generating such bodies is what the time goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from edgefleet.contract import API_PREFIX
+from support import admin_token, auth_header, worker_token
+
+EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES", "25"))
+#: Operations whose examples are costly to generate and send.
+HEAVY = {
+    "POST /api/v1/jobs",
+    "POST /api/v1/jobs/batch",
+    "POST /api/v1/edge/jobs/{job_id}/logs",
+    "POST /api/v1/edge/workers/{hostname}/results",
+}
+#: The quick profile reports a failing example as found; a thorough one shrinks it first.
+PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if EXAMPLES > 25 else [])
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+#: The registered worker whose token the worker API is called with.
+WORKER = "fuzz-worker"
+TOKEN_TTL = 3600.0
+
+
+class Fleet:
+    """The live server, its tokens, and the worker process the edge routes speak for (a
+    fuzzed registration replaces it, so its instance id is followed)."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url = url
+        self.admin = auth_header(admin_token(secret, ttl=TOKEN_TTL))
+        self.worker = auth_header(worker_token(secret, WORKER, ttl=TOKEN_TTL))
+        self.instance_id = uuid.uuid4().hex
+
+    def register(self) -> None:
+        body = {
+            "instance_id": self.instance_id,
+            "concurrency": 2,
+            "queues": ["default"],
+            "heartbeat_interval": 30.0,
+            "labels": {"site": "fuzz"},
+        }
+        path = f"{self.url}{API_PREFIX}/edge/workers/{WORKER}/register"
+        response = httpx.post(path, json=body, headers=self.worker, timeout=30)
+        assert response.status_code == 200, response.text
+        for command in (["true"], ["sh", "-c", "exit 3"]):
+            job = {"command": command, "queue": "default"}
+            response = httpx.post(f"{self.url}{API_PREFIX}/jobs", json=job, headers=self.admin)
+            assert response.status_code == 201, response.text
+
+    def headers_for(self, path: str) -> dict[str, str]:
+        return self.worker if path.startswith(f"{API_PREFIX}/edge/") else self.admin
+
+    def aim(self, case: schemathesis.Case, own_instance: bool) -> None:
+        """Point a generated call at the live worker process (or not), so the calls reach
+        past the instance check into the services."""
+        if not own_instance:
+            return
+        if isinstance(case.body, dict) and "instance_id" in case.body:
+            case.body["instance_id"] = self.instance_id
+        if isinstance(case.query, dict) and "instance_id" in case.query:
+            case.query["instance_id"] = self.instance_id
+
+    def follow(self, case: schemathesis.Case, response: Any) -> None:
+        if case.path.endswith("/register") and response.status_code == 200:
+            self.instance_id = case.body["instance_id"]
+
+
+@pytest.fixture
+def fleet(server_factory, edgefleet_env: dict[str, str]) -> Fleet:
+    # A long-poll holds at most a moment, so watch calls cost no more than the others.
+    edgefleet_env["EDGEFLEET_WATCH_TIMEOUT"] = "0.2"
+    # Fuzzing is a flood from one token: a 429 answers it correctly but tests nothing else.
+    edgefleet_env["EDGEFLEET_RATE_LIMIT"] = "0"
+    server = server_factory()
+    fleet = Fleet(server.url, edgefleet_env["EDGEFLEET_SECRET"])
+    fleet.register()
+    return fleet
+
+
+def _fuzz(fleet: Fleet, operation: Any, mode: GenerationMode) -> str | None:
+    """Run one operation's examples; the first failure (shrunk), or None."""
+    fixed = {"hostname": WORKER} if operation.path.startswith(f"{API_PREFIX}/edge/") else None
+    strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
+    headers = fleet.headers_for(operation.path)
+    examples = max(2, EXAMPLES // (10 if operation.label in HEAVY else 2))
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=PHASES,
+        report_multiple_bugs=False,
+    )
+    @given(case=strategy, own_instance=st.booleans())
+    def run(case: schemathesis.Case, own_instance: bool) -> None:
+        fleet.aim(case, own_instance)
+        response = case.call_and_validate(
+            base_url=fleet.url, headers=headers, checks=CHECKS, timeout=30
+        )
+        fleet.follow(case, response)
+
+    try:
+        run()
+    except Unsatisfiable:  # no input of this operation can break its schema: nothing to negate
+        assert mode is GenerationMode.NEGATIVE, operation.label
+    except (AssertionError, BaseExceptionGroup) as exc:  # failed checks: report with the others
+        return f"{operation.label} [{mode.value}]: {exc}"
+    return None
+
+
+def _timed(fuzz, fleet: Fleet, operation: Any, mode: GenerationMode) -> str | None:
+    started = time.monotonic()
+    try:
+        return fuzz(fleet, operation, mode)
+    finally:
+        print(f"{time.monotonic() - started:6.2f} s  {operation.label} [{mode.value}]")
+
+
+def _operations(url: str, headers: dict[str, str]) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", headers=headers)
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.timeout(max(180, EXAMPLES * 20))
+def test_no_operation_answers_5xx_or_breaks_its_schema(fleet: Fleet) -> None:
+    operations = _operations(fleet.url, fleet.admin)
+    assert len(operations) > 20, [op.label for op in operations]
+    failures = [
+        failure
+        for operation in operations
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        if (failure := _timed(_fuzz, fleet, operation, mode)) is not None
+    ]
+    assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
