@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from edgefleet.contract import LogChunk, ReportedResult, ResultBatch
+from edgefleet.contract import DB_INT_MAX, LogChunk, ReportedResult, ResultBatch
 from edgefleet.settings import MIN_BODY_BYTES, Settings
 from edgefleet.worker.executor import RESULTS_PER_REQUEST
 from edgefleet.worker.logs import MAX_CHUNK_CHARS
@@ -164,9 +164,9 @@ def test_the_largest_log_chunk_and_result_batch_fit_under_the_smallest_cap():
     assert _wire_size(chunk.model_dump(mode="json")) < MIN_BODY_BYTES
 
     result = ReportedResult(
-        job_id=2**62,
+        job_id=DB_INT_MAX,
         instance_id=uuid.uuid4().hex,
-        attempt=2**31,
+        attempt=DB_INT_MAX,
         state="failed",
         exit_code=-(2**31),
         reason="\x01" * 4096,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.auth import (
@@ -139,18 +139,19 @@ def revoke_operator_token(db: sessionmaker[Session], name: str, actor: str) -> N
         _audit(session, actor, f"token:{name}", "token", live[0].role, "revoked", now)
 
 
+def _is_live(kind: str, name: str, now: datetime):
+    """The credentials of ``name`` that still work: not revoked, not expired."""
+    return and_(
+        Credential.kind == kind,
+        Credential.name == name,
+        Credential.revoked_at.is_(None),
+        Credential.expires_at > now,
+    )
+
+
 def _live(session: Session, kind: str, name: str, now: datetime) -> list[Credential]:
     return list(
-        session.scalars(
-            select(Credential)
-            .where(
-                Credential.kind == kind,
-                Credential.name == name,
-                Credential.revoked_at.is_(None),
-                Credential.expires_at > now,
-            )
-            .with_for_update()
-        )
+        session.scalars(select(Credential).where(_is_live(kind, name, now)).with_for_update())
     )
 
 
@@ -257,12 +258,7 @@ def enrolled_labels(session: Session, hostname: str) -> dict[str, Any]:
     now = utcnow()
     labels = session.scalars(
         select(Credential.labels)
-        .where(
-            Credential.kind == WORKER,
-            Credential.name == hostname,
-            Credential.revoked_at.is_(None),
-            Credential.expires_at > now,
-        )
+        .where(_is_live(WORKER, hostname, now))
         .order_by(Credential.id.desc())
         .limit(1)
     ).first()
