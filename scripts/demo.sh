@@ -75,10 +75,12 @@ import sys, time
 from edgefleet.cli.api import AdminClient
 from edgefleet.settings import Settings
 
-api = AdminClient(Settings())
+api = None
 deadline = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < deadline:
     try:
+        # The server writes the secret the client signs with as it starts.
+        api = api or AdminClient(Settings())
         if eval(sys.argv[2]):
             sys.exit(0)
     except Exception:
