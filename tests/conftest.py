@@ -61,6 +61,25 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "same_on_every_backend: what it checks does not depend on the database (TLS, the "
+        "browser, roles, the CLI's identity); run in the SQLite pass only",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The suite runs twice, on SQLite and on PostgreSQL; a test whose subject does not
+    depend on the database runs once, in the SQLite pass, to keep CI within its time."""
+    if not os.environ.get("EDGEFLEET_TEST_PG_URL"):
+        return
+    skip = pytest.mark.skip(reason="same on every backend: runs in the SQLite pass")
+    for item in items:
+        if item.get_closest_marker("same_on_every_backend"):
+            item.add_marker(skip)
+
+
 def _test_failed(request: pytest.FixtureRequest) -> bool:
     return any(
         getattr(getattr(request.node, f"rep_{when}", None), "failed", False)

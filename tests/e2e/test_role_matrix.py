@@ -28,6 +28,8 @@ import pytest
 from edgefleet.contract import API_PREFIX
 from support import AdminApi, ServerProcess
 
+pytestmark = pytest.mark.same_on_every_backend
+
 OK = "OK"
 CALLERS = ("anonymous", "viewer", "operator", "admin", "own worker", "other worker", "join token")
 

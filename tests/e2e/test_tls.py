@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from support import AdminApi, TlsFiles, squash, wait_until
 from support.cli import describe
+
+pytestmark = pytest.mark.same_on_every_backend
 
 
 def _one_line_error(text: str) -> str:

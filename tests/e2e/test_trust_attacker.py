@@ -13,9 +13,12 @@ import json
 import shutil
 
 import httpx
+import pytest
 
 from support import AdminApi, TlsFiles
 from support.cli import describe
+
+pytestmark = pytest.mark.same_on_every_backend
 
 VICTIM = "edge-victim"
 THIEF = "edge-stolen"

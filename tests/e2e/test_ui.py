@@ -37,7 +37,10 @@ CHROMIUM_ARGS = [
 #: How long the UI may take to show a change (it refreshes every 1.5 s).
 UI_TIMEOUT_MS = 20_000
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.same_on_every_backend,
+]
 
 
 @pytest.fixture(scope="module")
