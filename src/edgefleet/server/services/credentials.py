@@ -67,17 +67,26 @@ class Known:
     expires_at: datetime
 
 
-def look_up(db: sessionmaker[Session], token: str) -> Known | None:
-    """The live operator token or worker credential ``token`` is, or None."""
+def look_up(db: sessionmaker[Session], tokens: list[str]) -> list[Known | None]:
+    """What each of ``tokens`` is: a live operator token or worker credential, or None. One
+    query for them all: a fleet's remembered credentials come due together."""
     now = utcnow()
+    hashes = [token_hash(token) for token in tokens]
     with db() as session:
-        row = session.scalars(
-            select(Credential).where(Credential.token_hash == token_hash(token))
-        ).one_or_none()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
-        return None
-    source = "credential" if row.kind == WORKER else "token"
-    return Known(Identity(subject=row.name, role=row.role, source=source), row.expires_at)
+        rows = {
+            row.token_hash: row
+            for row in session.scalars(select(Credential).where(Credential.token_hash.in_(hashes)))
+        }
+    found: list[Known | None] = []
+    for digest in hashes:
+        row = rows.get(digest)
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            found.append(None)
+            continue
+        source = "credential" if row.kind == WORKER else "token"
+        identity = Identity(subject=row.name, role=row.role, source=source)
+        found.append(Known(identity, row.expires_at))
+    return found
 
 
 # --- operator tokens --------------------------------------------------------------------------
