@@ -2,9 +2,10 @@
 
 A JWT minted from the shared secret is checked by its signature (``auth.verify_token``). An
 opaque token (operator token or worker credential) is looked up by its hash in the database
-once, then remembered and looked up again in the background every ``RECHECK_SECONDS`` (plus
-up to half again, so a fleet that enrolled together does not come due together): a fleet's
-heartbeats must not each cost a query.
+once, then remembered and looked up again in the background every ``RECHECK_SECONDS`` (a
+worker's credential: ``WORKER_RECHECK_SECONDS``), plus up to half again so that a fleet that
+enrolled together does not come due together: a fleet's heartbeats must not each cost a
+query.
 Look-ups that come due while one is running go together in one query (``GroupWriter``).
 Revoking a token here forgets it at once; another replica learns of it by its next look
 (workers are refused at once everywhere: a revoked worker's row refuses its calls).
@@ -30,8 +31,11 @@ from edgefleet.server.services import credentials
 
 log = logging.getLogger(__name__)
 
-#: Seconds a looked-up opaque token is trusted before it is looked up again.
+#: Seconds a looked-up operator token is trusted before it is looked up again.
 RECHECK_SECONDS = 10.0
+#: The same for a worker's credential: a fleet's worth of look-ups is a cost, and a revoked
+#: worker is refused by its own row on every replica anyway (``workers.refusal``).
+WORKER_RECHECK_SECONDS = 300.0
 #: Opaque tokens remembered (a fleet's worth).
 REMEMBERED = 32768
 
@@ -45,8 +49,9 @@ class _Remembered:
     recheck_at: float  # monotonic
 
 
-def _next_look() -> float:
-    return time.monotonic() + RECHECK_SECONDS * random.uniform(1.0, 1.5)
+def _next_look(identity: Identity) -> float:
+    every = WORKER_RECHECK_SECONDS if identity.source == "credential" else RECHECK_SECONDS
+    return time.monotonic() + every * random.uniform(1.0, 1.5)
 
 
 class Authenticator:
@@ -83,7 +88,9 @@ class Authenticator:
         if found is None:
             self._known.pop(token, None)
             raise Unauthorized("unknown, expired or revoked token")
-        known = _Remembered(found.identity, found.expires_at.timestamp(), _next_look())
+        known = _Remembered(
+            found.identity, found.expires_at.timestamp(), _next_look(found.identity)
+        )
         self._known[token] = known
         if len(self._known) > REMEMBERED:
             self._known.popitem(last=False)
@@ -96,7 +103,7 @@ class Authenticator:
             pass  # revoked or gone: forgotten, its next request is refused
         except Exception:
             log.warning("could not look token %s... up again", token[:8], exc_info=True)
-            known.recheck_at = _next_look()
+            known.recheck_at = _next_look(known.identity)
 
     def forget(self, names: set[str], source: str) -> None:
         """Drop what is remembered of the tokens of ``names`` (revoked just now)."""
