@@ -5,10 +5,11 @@ One ``edgefleet server`` (SQLite, or ``--pg-url``) and two fleets of simulated w
 enrolled with a join token and send their own opaque credential (looked up once, then
 remembered by the server). The heartbeat phase of ``scale.py`` (closed-loop probe, then
 open-loop steps; the figure is the highest rate with p99 under ``--hb-p99``) runs for each,
-alternating ``--rounds`` times in ABBA order so drift of the machine hits both alike; each figure is the
-median of its rounds. Passes if the credential figure is within 10 % of the secret one.
+alternating ``--rounds`` times in ABBA order so drift of the machine hits both alike; each
+figure is the median of its rounds. Passes if the credential figure is within 10 % of the
+secret one.
 
-    .venv/bin/python bench/credentials.py            # ~3 minutes
+    .venv/bin/python bench/credentials.py            # ~5 minutes
     .venv/bin/python bench/credentials.py --quick    # a smoke run
 """
 
