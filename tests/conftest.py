@@ -65,14 +65,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "same_on_every_backend: what it checks does not depend on the database (TLS, the "
-        "browser, roles, the CLI's identity); run in the SQLite pass only",
+        "browser, roles, a worker's own behaviour on a link or a signal); run in the SQLite "
+        "pass only unless EDGEFLEET_TEST_EVERY_BACKEND is set",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The suite runs twice, on SQLite and on PostgreSQL; a test whose subject does not
-    depend on the database runs once, in the SQLite pass, to keep CI within its time."""
-    if not os.environ.get("EDGEFLEET_TEST_PG_URL"):
+    depend on the database runs once, in the SQLite pass, to keep CI within its time
+    (``EDGEFLEET_TEST_EVERY_BACKEND=1`` runs it on PostgreSQL too)."""
+    if not os.environ.get("EDGEFLEET_TEST_PG_URL") or os.environ.get(
+        "EDGEFLEET_TEST_EVERY_BACKEND"
+    ):
         return
     skip = pytest.mark.skip(reason="same on every backend: runs in the SQLite pass")
     for item in items:

@@ -6,6 +6,8 @@ import pytest
 
 from support import squash, wait_until
 
+pytestmark = pytest.mark.same_on_every_backend
+
 
 def test_maintenance_drains_without_killing_and_resumes(
     server, start_worker, cli, cli_json, admin_api, job_recorder

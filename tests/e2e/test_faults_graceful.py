@@ -8,9 +8,12 @@ from __future__ import annotations
 import shlex
 import signal
 
+import pytest
 from jobs_support import jobs_fixture  # noqa: F401 - fixture
 
 from support import wait_until
+
+pytestmark = pytest.mark.same_on_every_backend
 
 
 def _alive(pid: int) -> bool:

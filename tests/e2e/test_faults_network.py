@@ -14,6 +14,7 @@ import shlex
 import threading
 import time
 
+import pytest
 from jobs_support import (  # noqa: F401 - fixtures
     exactly_once,
     jobs_fixture,
@@ -23,6 +24,8 @@ from jobs_support import (  # noqa: F401 - fixtures
 )
 
 from support import wait_until
+
+pytestmark = pytest.mark.same_on_every_backend
 
 CHATTY = (
     "import sys, time\n"

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 from edgefleet.contract import API_PREFIX
 from support import admin_token, auth_header, worker_token
 
-EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES") or 25)
 #: Operations whose examples are costly to generate and send.
 HEAVY = {
     "POST /api/v1/jobs",

@@ -7,7 +7,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from jobs_support import jobs_fixture  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.same_on_every_backend
 
 VALUE = "s3cr3t-value-only-the-job-may-see"
 

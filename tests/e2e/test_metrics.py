@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from edgefleet.auth import Identity, mint_token
+
+pytestmark = pytest.mark.same_on_every_backend
 
 
 def scrape(url: str, secret: str) -> dict[str, float]:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 from support import AdminApi, WorkerProcess, squash, wait_until
 from support.cli import describe
+
+pytestmark = pytest.mark.same_on_every_backend
 
 
 def _remote_env(edgefleet_env: dict[str, str], home: Path, **extra: str) -> dict[str, str]:
