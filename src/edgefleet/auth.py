@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import httpx
-import jwt
 
 from edgefleet.errors import Unauthorized
 
@@ -89,6 +88,8 @@ def mint_token(secret: str, identity: Identity, ttl: float = TOKEN_TTL_SECONDS) 
         "iat": now,
         "exp": now + int(ttl),
     }
+    import jwt  # here: a CLI call with an operator token never mints, and PyJWT is slow to load
+
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -103,6 +104,8 @@ def verify_token(secret: str, token: str) -> Identity:
 def _verified(secret: str, token: str) -> tuple[Identity, float]:
     """The identity a valid token names and when it expires; a refusal is never remembered
     (it raises)."""
+    import jwt
+
     try:
         claims = jwt.decode(
             token,

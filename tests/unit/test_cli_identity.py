@@ -13,7 +13,7 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from edgefleet.cli import common
+from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.cli.main import app
 from edgefleet.settings import Settings
@@ -155,7 +155,7 @@ def test_a_refused_join_token_is_one_line_with_the_servers_reason(env, monkeypat
 
 def _script_server(monkeypatch: pytest.MonkeyPatch, handler) -> None:
     monkeypatch.setattr(
-        common,
+        api,
         "AdminClient",
         lambda settings: AdminClient(settings, transport=httpx.MockTransport(handler)),
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.cli.output import OutputFormat
-from edgefleet.settings import Settings
+
+if TYPE_CHECKING:
+    from edgefleet.cli.api import AdminClient
+    from edgefleet.settings import Settings
 
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="Print a table or JSON.")
@@ -21,8 +24,41 @@ HostnameOption = Annotated[
 ]
 
 
+@dataclass
+class CliOptions:
+    """The global options given on the command line, kept until a command needs settings:
+    reading the environment into ``Settings`` is left to the commands that use it, so
+    ``--help`` and ``--version`` stay fast."""
+
+    overrides: dict[str, Any]
+    settings: Settings | None = field(default=None)
+
+
 def settings_of(ctx: typer.Context) -> Settings:
-    return ctx.find_root().obj
+    """The ``EDGEFLEET_*`` environment with the global options on top, read once; a bad
+    value ends the command with exit code 2, naming the variable."""
+    options: CliOptions = ctx.find_root().obj
+    if options.settings is None:
+        options.settings = load_settings(options.overrides)
+    return options.settings
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    from pydantic import ValidationError
+
+    from edgefleet.settings import Settings
+
+    token_file = overrides.get("token_file")
+    try:
+        settings = Settings(**({"token_file": token_file} if token_file is not None else {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EDGEFLEET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        fail(f"bad configuration: {problems}", code=2)
+    rest = {name: value for name, value in overrides.items() if name != "token_file"}
+    return settings.model_copy(update=rest) if rest else settings
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -33,6 +69,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def admin_client(ctx: typer.Context) -> Iterator[AdminClient]:
     """An API client whose errors end the command with a message and exit code 1."""
+    from edgefleet.cli.api import AdminClient, ApiError
+
     try:
         client = AdminClient(settings_of(ctx))
     except ApiError as exc:  # no credentials, an unreadable token or TLS file, a bad URL

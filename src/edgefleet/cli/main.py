@@ -8,17 +8,104 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from edgefleet import __version__
-from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers
+from edgefleet.cli.common import CliOptions
+from edgefleet.cli.lazy import LazyCommand, lazy_group
 from edgefleet.errors import ConfigurationError
-from edgefleet.settings import Settings
+
+_CONTROL = "edgefleet.cli.control"
+
+#: Every top-level command: its module, loaded only when it runs, and its one-line help
+#: (``tests/unit/test_cli_startup.py`` checks each against the command's own).
+COMMANDS = {
+    "db": LazyCommand(
+        "edgefleet.cli.db:app", "Create, upgrade and check the central database schema."
+    ),
+    "worker": LazyCommand(
+        "edgefleet.cli.worker:app", "Run an edge worker, or manage the one on this machine."
+    ),
+    "jobs": LazyCommand("edgefleet.cli.jobs:app", "Inspect and cancel jobs."),
+    "token": LazyCommand(
+        "edgefleet.cli.token:app", "Operator tokens (with roles) and join tokens for new workers."
+    ),
+    "server": LazyCommand(
+        "edgefleet.cli.server:server",
+        "Run the central API server (workers and admin commands connect to it).",
+    ),
+    "submit": LazyCommand(
+        "edgefleet.cli.jobs:submit",
+        "Queue a job: `edgefleet submit [OPTIONS] -- CMD ARG...` (run without a shell).",
+    ),
+    "logs": LazyCommand(
+        "edgefleet.cli.jobs:logs",
+        "Print a job's captured stdout and stderr (all attempts, in order).",
+    ),
+    "cancel": LazyCommand(
+        "edgefleet.cli.jobs:cancel",
+        "Cancel jobs: a queued one never starts; a running one is killed on its worker.",
+    ),
+    "list-workers": LazyCommand(
+        "edgefleet.cli.workers:list_workers",
+        "One row per worker: desired next to applied values, and when it last checked in.",
+    ),
+    "remove-remote-edge-worker": LazyCommand(
+        "edgefleet.cli.workers:remove_remote_edge_worker",
+        "Forget a worker that is offline, stopped or revoked (a live one must be shut down first).",
+    ),
+    "revoke-remote-edge-worker": LazyCommand(
+        "edgefleet.cli.workers:revoke_remote_edge_worker",
+        "Revoke workers' credentials: their next request is refused.",
+    ),
+    "set-worker-concurrency": LazyCommand(
+        f"{_CONTROL}:set_worker_concurrency",
+        "Set workers' concurrency centrally; each adopts it at once, without restart.",
+    ),
+    "add-worker-queues": LazyCommand(
+        f"{_CONTROL}:add_worker_queues", "Make workers also take jobs from these queues."
+    ),
+    "remove-worker-queues": LazyCommand(
+        f"{_CONTROL}:remove_worker_queues",
+        "Stop workers taking jobs from these queues (a worker keeps at least one queue).",
+    ),
+    "reset-worker-queues": LazyCommand(
+        f"{_CONTROL}:reset_worker_queues", "Hand workers' queues back to their own --queues flag."
+    ),
+    "remote-edge-worker-request-maintenance": LazyCommand(
+        f"{_CONTROL}:request_maintenance",
+        "Drain workers: they finish running jobs, take no new ones, and report maintenance.",
+    ),
+    "remote-edge-worker-exit-maintenance": LazyCommand(
+        f"{_CONTROL}:exit_maintenance", "Let workers in maintenance take jobs again."
+    ),
+    "remote-edge-worker-update-maintenance-comment": LazyCommand(
+        f"{_CONTROL}:update_maintenance_comment",
+        "Change the comment of workers already in maintenance.",
+    ),
+    "shutdown-remote-edge-worker": LazyCommand(
+        f"{_CONTROL}:shutdown_remote_worker",
+        "Ask workers to finish their running jobs and then exit cleanly.",
+    ),
+    "shutdown-all-workers": LazyCommand(
+        f"{_CONTROL}:shutdown_all_workers", "Ask every worker to finish its jobs and exit."
+    ),
+    "audit": LazyCommand(
+        "edgefleet.cli.audit:audit",
+        "Every control change: time, actor, worker, field, old -> new, comment.",
+    ),
+    "ui-token": LazyCommand(
+        "edgefleet.cli.token:ui_token",
+        "Print an admin token for the web UI (GET /ui) on stdout; anyone holding it is admin.",
+    ),
+}
 
 app = typer.Typer(
+    cls=lazy_group(COMMANDS),
     help="edgefleet: run jobs on edge workers and steer them centrally at runtime.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rendering it with Rich would import Rich for every --help.
+    rich_markup_mode=None,
 )
 
 
@@ -64,43 +151,13 @@ def main(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        ctx.obj = Settings(**({"token_file": token_file} if token_file is not None else {}))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"EDGEFLEET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        print(f"error: bad configuration: {problems}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    flags = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key}
-    given = {name: value for name, value in flags.items() if value is not None}
-    if given:
-        ctx.obj = ctx.obj.model_copy(update=given)
-
-
-app.add_typer(db.app, name="db")
-app.add_typer(worker.app, name="worker")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(token.app, name="token")
-app.command("server")(server.server)
-app.command("submit")(jobs.submit)
-app.command("logs")(jobs.logs)
-app.command("cancel")(jobs.cancel)
-app.command("list-workers")(workers.list_workers)
-app.command("remove-remote-edge-worker")(workers.remove_remote_edge_worker)
-app.command("revoke-remote-edge-worker")(workers.revoke_remote_edge_worker)
-app.command("set-worker-concurrency")(control.set_worker_concurrency)
-app.command("add-worker-queues")(control.add_worker_queues)
-app.command("remove-worker-queues")(control.remove_worker_queues)
-app.command("reset-worker-queues")(control.reset_worker_queues)
-app.command("remote-edge-worker-request-maintenance")(control.request_maintenance)
-app.command("remote-edge-worker-exit-maintenance")(control.exit_maintenance)
-app.command("remote-edge-worker-update-maintenance-comment")(control.update_maintenance_comment)
-app.command("shutdown-remote-edge-worker")(control.shutdown_remote_worker)
-app.command("shutdown-all-workers")(control.shutdown_all_workers)
-app.command("audit")(audit.audit)
-app.command("ui-token")(token.ui_token)
+    flags = {
+        "token_file": token_file,
+        "ca_file": ca_file,
+        "client_cert": client_cert,
+        "client_key": client_key,
+    }
+    ctx.obj = CliOptions({name: value for name, value in flags.items() if value is not None})
 
 
 def run() -> None:

@@ -7,9 +7,6 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 
 class OutputFormat(StrEnum):
     TABLE = "table"
@@ -32,6 +29,9 @@ def _cell(value: Any) -> str:
 
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
     """``columns`` pairs a row key with its heading."""
+    from rich.console import Console  # here: JSON output and --help need no Rich
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")

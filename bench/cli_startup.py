@@ -1,0 +1,95 @@
+"""How long an ``edgefleet`` call takes from exec to exit, wall time.
+
+Each command runs ``--runs`` times as a fresh process (the median and the slowest are
+printed): ``--version``, ``--help``, and ``list-workers -o json`` against a local server.
+The baseline in the same run is the start-up as it was when every call imported every
+command module: a process that imports them all and exits.
+
+Goals: ``--help`` and ``--version`` under 150 ms, ``list-workers`` under 300 ms.
+
+    .venv/bin/python bench/cli_startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from _common import (
+    ServerProcess,
+    edgefleet_cmd,
+    fmt_ms,
+    git_state,
+    install_signal_exit,
+    new_env,
+    print_table,
+    verdict,
+    wait_for_quiet_host,
+)
+
+EAGER_IMPORTS = "from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers"
+GOALS = {"--version": 0.150, "--help": 0.150, "list-workers -o json": 0.300}
+
+
+def time_call(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], float]:
+    """Wall seconds of each run, and the median CPU seconds (user + system) of one: the CPU
+    figure holds on a busy host, where wall time measures the scheduler."""
+    took, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        began = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        took.append(time.perf_counter() - began)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return took, statistics.median(cpu)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--max-busy", type=float, default=0.5, help="cores others may use")
+    args = parser.parse_args()
+    install_signal_exit()
+    wait_for_quiet_host(args.max_busy, timeout=120)
+    bench_env = new_env()
+    server = ServerProcess(bench_env).start()
+    try:
+        env = bench_env.environ()
+        calls = {
+            "eager imports (baseline)": [sys.executable, "-c", EAGER_IMPORTS],
+            **{name: [*edgefleet_cmd(), *name.split()] for name in GOALS},
+        }
+        rows, ok = [], True
+        for name, argv in calls.items():
+            took, cpu = time_call(argv, env, args.runs)
+            median = statistics.median(took)
+            goal = GOALS.get(name)
+            passed = goal is None or median < goal
+            ok &= passed
+            rows.append(
+                [
+                    name,
+                    fmt_ms(median),
+                    fmt_ms(max(took)),
+                    fmt_ms(cpu),
+                    "-" if goal is None else f"< {fmt_ms(goal)} {verdict(passed)}",
+                ]
+            )
+        print_table(
+            f"edgefleet start-up, {args.runs} runs each ({git_state()})",
+            ["call", "median", "slowest", "CPU", "goal"],
+            rows,
+        )
+        return 0 if ok else 1
+    finally:
+        server.stop()
+        bench_env.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The CLI imports only what the command it runs needs (start-up cost: bench/cli_startup.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from edgefleet.cli.lazy import load_command
+from edgefleet.cli.main import COMMANDS
+
+#: What a call must not load unless its command needs it: the wire models, the server and the
+#: database layer, the HTTP client, settings and Rich.
+HEAVY = (
+    "edgefleet.contract",
+    "edgefleet.server",
+    "edgefleet.db",
+    "sqlalchemy",
+    "fastapi",
+    "httpx",
+    "pydantic_settings",
+    "jwt",
+    "rich",
+)
+
+PROBE = """
+import json, sys
+from edgefleet.cli.main import run
+sys.argv = ["edgefleet", *json.loads(sys.argv[1])]
+try:
+    run()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def modules_loaded_by(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "EDGEFLEET_API_URL": "http://127.0.0.1:1"},
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ()])
+def test_version_and_help_load_no_command_module(args: tuple[str, ...]) -> None:
+    loaded = modules_loaded_by(*args)
+    assert not heavy(loaded)
+    assert not {
+        m
+        for m in loaded
+        if m.startswith("edgefleet.cli.")
+        and m
+        not in {
+            "edgefleet.cli.main",
+            "edgefleet.cli.lazy",
+            "edgefleet.cli.common",
+            "edgefleet.cli.output",
+        }
+    }
+
+
+def test_a_client_command_loads_neither_server_nor_database() -> None:
+    loaded = modules_loaded_by("list-workers", "-o", "json")
+    assert "edgefleet.cli.workers" in loaded  # it did run
+    assert not {
+        m
+        for m in loaded
+        if m.startswith(("edgefleet.server", "edgefleet.db", "sqlalchemy", "fastapi", "uvicorn"))
+    }
+    assert "edgefleet.cli.db" not in loaded and "edgefleet.cli.server" not in loaded
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_listed_command_loads_and_its_listed_help_is_its_own(name: str) -> None:
+    command = load_command(name, COMMANDS[name])
+    assert command.name == name
+    own = " ".join((command.help or "").split())
+    listed = COMMANDS[name].help.rstrip(".")
+    assert own.startswith(listed), f"{name}: the table says {listed!r}, the command {own!r}"
+
+
+def test_an_unknown_command_is_refused_with_the_list() -> None:
+    from typer.testing import CliRunner
+
+    from edgefleet.cli.main import app
+
+    result = CliRunner().invoke(app, ["no-such-command"])
+    assert result.exit_code == 2
+    assert "No such command" in result.output
+    assert isinstance(app, typer.Typer)
