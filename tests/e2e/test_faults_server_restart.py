@@ -8,6 +8,7 @@ does not mistake its own absence for its workers' (their jobs are not re-queued)
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -110,3 +111,30 @@ def test_a_worker_crashed_while_the_server_is_down_delivers_its_spool_after_rest
     views = jobs.wait_finished(ids, timeout=60)
     exactly_once(job_recorder, views)
     assert all(jobs.events(j) == ["submitted", "started", "succeeded"] for j in ids)
+
+
+def test_a_sigterm_with_the_server_gone_stops_once_the_spool_is_safe(
+    server, start_worker, jobs, job_recorder, edgefleet_home
+):
+    # A free slot keeps the worker asking for work, so a fetch is in flight when the
+    # server goes: a stop must not sit out the grace period trying to settle it.
+    worker = start_worker(
+        "stranded-edge",
+        concurrency=2,
+        extra_args=("--grace-period", "600", "--report-timeout", "1"),
+    )
+    jobs.submit(job_recorder.command(0.5))
+    wait_until(job_recorder.running, message="job running")
+    server.stop()
+    wait_until(job_recorder.finished, timeout=30, message="job done")
+    wait_until(
+        lambda: any("-result-" in f.name for f in spool_files(edgefleet_home, "stranded-edge")),
+        timeout=30,
+        message="result spooled",
+    )
+    wait_until(lambda: re.search(r"fetch \d+ failed", worker.log_text()), message="a fetch lost")
+
+    worker.send(signal.SIGTERM)
+    assert worker.wait(30) == 0  # well inside the 600 s grace period
+    assert "stay in the spool" in worker.log_text()
+    assert any("-result-" in f.name for f in spool_files(edgefleet_home, "stranded-edge"))

@@ -82,6 +82,15 @@ def worker(
             help="On SIGTERM, seconds running jobs may take to finish before they are killed.",
         ),
     ] = 600.0,
+    report_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=24 * 3600,
+            help="On SIGTERM, seconds spent delivering what the server is owed; the rest "
+            "stays in the spool for the next start.",
+        ),
+    ] = 10.0,
     join_token: Annotated[
         str | None,
         typer.Option(
@@ -137,6 +146,7 @@ def worker(
         long_poll=long_poll,
         labels=parse_labels(label or []),
         grace_period=grace_period,
+        report_timeout=report_timeout,
     )
     tls = ClientTls.from_settings(
         settings, ca_file=ca_file, client_cert=client_cert, client_key=client_key

@@ -41,6 +41,7 @@ from edgefleet.worker.client import (
     TlsFailure,
     retry_after,
 )
+from edgefleet.worker.credential import EnrollmentError
 from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
 from edgefleet.worker.spool import Spool
@@ -81,9 +82,9 @@ class WorkerConfig:
     report_timeout: float = 10.0
 
 
-def _backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter, so a fleet does not reconnect in step."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+#: Errors that end the worker on purpose: the server refuses it (or its credential) for good.
+#: Any other error in a long-lived loop is logged and the loop carries on.
+FATAL: tuple[type[Exception], ...] = (RegistrationRefused, EnrollmentError)
 
 
 class EdgeWorker:
@@ -132,6 +133,8 @@ class EdgeWorker:
         self._local_maintenance: bool | None = None
         self._reported_state: WorkerState | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Waits between long-polls that fail; reset by one that is answered.
+        self._watch_backoff = Backoff(base=min(0.5, config.poll_interval), cap=config.poll_interval)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -147,11 +150,16 @@ class EdgeWorker:
             await self._dispatch_loop()
             await self._drain()
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            tasks = [heartbeat, *self._background]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.executor.close()
             self._stopped = True
-            await self._send_heartbeat()
+            try:
+                await self._send_heartbeat()
+            except Exception:
+                log.exception("worker %s: last heartbeat failed", self.config.hostname)
             self._write_state()
             log.info("worker %s stopped", self.config.hostname)
 
@@ -193,23 +201,23 @@ class EdgeWorker:
         task.add_done_callback(self._background.discard)
 
     async def _forward_local_maintenance(self, on: bool, comments: str | None) -> None:
+        """Tell the centre about a local switch, however long the server takes to answer."""
         body = LocalMaintenance(instance_id=self.instance_id, maintenance=on, comments=comments)
-        attempt = 0
+        backoff = Backoff(base=0.5, cap=10.0)
         while self._local_maintenance == on:
             try:
                 contact = await self.client.local_maintenance(body)
-            except ServerUnavailable as exc:
-                log.warning(
-                    "worker %s: cannot forward maintenance switch yet: %s",
-                    self.config.hostname,
-                    exc,
-                )
-                await asyncio.sleep(max(_backoff(attempt, cap=10.0), retry_after(exc)))
-                attempt += 1
-                continue
             except Rejected as exc:
                 log.error("worker %s: maintenance switch refused: %s", self.config.hostname, exc)
                 return
+            except Exception as exc:  # an outage, or an answer it cannot read: try again
+                log.warning(
+                    "worker %s: cannot forward maintenance switch yet: %s",
+                    self.config.hostname,
+                    exc if isinstance(exc, ServerUnavailable) else repr(exc),
+                )
+                await asyncio.sleep(max(backoff.next(), retry_after(exc)))
+                continue
             self._apply(contact.desired)
             if contact.desired.maintenance == on and self._local_maintenance == on:
                 self._local_maintenance = None
@@ -228,7 +236,7 @@ class EdgeWorker:
 
     async def _register(self) -> None:
         async with self._register_lock:
-            attempt = 0
+            backoff = Backoff(base=0.5, cap=30.0)
             renewed = False
             while True:
                 try:
@@ -242,14 +250,13 @@ class EdgeWorker:
                             "worker %s: stopped before it could register", self.config.hostname
                         )
                         return
-                    delay = max(_backoff(attempt), retry_after(exc))
+                    delay = max(backoff.next(), retry_after(exc))
                     log.warning(
                         "worker %s: cannot register (%s); retrying in %.1fs",
                         self.config.hostname,
                         exc,
                         delay,
                     )
-                    attempt += 1
                     await wait_event(self._stop_event, delay)
                 except Rejected as exc:
                     if exc.status_code == 401 and self._credential is not None and not renewed:
@@ -360,6 +367,23 @@ class EdgeWorker:
     # --- dispatch -------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
+        """Fetch and wait for work until the worker leaves. An unexpected error (an answer it
+        cannot read, a local file it cannot write) is logged and the loop starts again after
+        a pause: only a stop or a final refusal ends it."""
+        trouble = Backoff(base=0.5, cap=30.0)
+        while not self._exiting():
+            try:
+                await self._dispatch()
+            except FATAL:
+                raise
+            except Exception:
+                delay = trouble.next()
+                log.exception(
+                    "worker %s: dispatch failed; carrying on in %.1fs", self.config.hostname, delay
+                )
+                await wait_event(self._stop_event, delay)
+
+    async def _dispatch(self) -> None:
         empty_streak = 0
         may_have_work = True
         while not self._exiting():
@@ -467,12 +491,13 @@ class EdgeWorker:
             contact = watch.result()
         except ServerUnavailable as exc:
             log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
-            delay = max(_backoff(3, cap=self.config.poll_interval), retry_after(exc))
+            delay = max(self._watch_backoff.next(), retry_after(exc))
             await wait_event(self._wake, delay)
             return None
         except Rejected as exc:
             await self._recover(exc)
             return None
+        self._watch_backoff.reset()
         self._contact_ok()
         self._apply(contact.desired)
         self._obey(contact)
@@ -491,11 +516,28 @@ class EdgeWorker:
         return await self.executor.replay(self._stop_event)
 
     async def _drain(self) -> None:
-        """Leave cleanly: settle a pending fetch, let jobs finish within the grace period
-        (then kill them), and deliver their results while the server answers."""
-        deadline = asyncio.get_running_loop().time() + self.config.grace_period
-        await self._settle_pending_fetch(deadline)
-        await self.executor.drain(deadline, self.config.grace_period, self.config.report_timeout)
+        """Leave cleanly: let running jobs finish within the grace period (then kill them)
+        while a pending fetch is settled, then deliver what the server is owed for at most
+        ``report_timeout``. A server that cannot be reached holds the stop up no longer than
+        that: what it was not given stays in the spool for the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_period
+        settling = asyncio.create_task(self._settle_pending_fetch(deadline))
+        try:
+            await self.executor.finish_jobs(deadline, self.config.grace_period)
+            report_by = loop.time() + self.config.report_timeout
+            await asyncio.wait({settling}, timeout=self.config.report_timeout)
+            if not settling.done():
+                log.warning(
+                    "worker %s: leaving with fetch %d unanswered; the server re-queues what "
+                    "it claimed",
+                    self.config.hostname,
+                    self._pending_fetch.seq if self._pending_fetch else 0,
+                )
+            await self.executor.deliver_owed(max(0.0, report_by - loop.time()))
+        finally:
+            settling.cancel()
+            await asyncio.gather(settling, return_exceptions=True)
 
     async def _settle_pending_fetch(self, deadline: float) -> None:
         """A fetch whose answer was lost may have claimed jobs: ask again, and hand them
@@ -514,7 +556,10 @@ class EdgeWorker:
             interval = self.config.heartbeat_interval * random.uniform(0.9, 1.1)
             await wait_event(self._ack, interval)
             self._ack.clear()
-            await self._send_heartbeat()
+            try:
+                await self._send_heartbeat()
+            except Exception:  # never let one bad beat end the beating
+                log.exception("worker %s: heartbeat failed", self.config.hostname)
 
     async def _send_heartbeat(self) -> None:
         desired = self.desired

@@ -281,24 +281,29 @@ class Executor:
         """Wait until the server has every result (and anything else the spool owes)."""
         return await self.outbox.wait_empty(timeout)
 
-    async def drain(self, deadline: float, grace: float, report_timeout: float) -> None:
-        """Let running jobs end by ``deadline`` (loop time), kill what is left, then deliver
-        results for up to ``report_timeout`` seconds; the rest stays in the spool."""
+    async def finish_jobs(self, deadline: float, grace: float) -> None:
+        """Let running jobs end by ``deadline`` (loop time), then kill what is left; returns
+        once every result is in the spool."""
         loop = asyncio.get_running_loop()
-        if self.running:
-            log.info(
-                "worker %s: waiting up to %gs for %d running jobs",
-                self.hostname,
-                max(0.0, deadline - loop.time()),
-                self.running,
+        if not self.running:
+            return
+        log.info(
+            "worker %s: waiting up to %gs for %d running jobs",
+            self.hostname,
+            max(0.0, deadline - loop.time()),
+            self.running,
+        )
+        if not await self.wait_ended(max(0.0, deadline - loop.time())):
+            killed = self.kill_all(
+                f"killed: the worker was stopped and its grace period of {grace:g}s ran out"
             )
-            if not await self.wait_ended(max(0.0, deadline - loop.time())):
-                killed = self.kill_all(
-                    f"killed: the worker was stopped and its grace period of {grace:g}s ran out"
-                )
-                log.warning("worker %s: grace period over, killed %d jobs", self.hostname, killed)
-                await self.wait_ended(None)
-        if not await self.wait_reported(report_timeout):
+            log.warning("worker %s: grace period over, killed %d jobs", self.hostname, killed)
+            await self.wait_ended(None)
+
+    async def deliver_owed(self, timeout: float) -> None:
+        """Deliver what the spool holds for up to ``timeout`` seconds, then stop sending; the
+        rest stays in the spool for the next start."""
+        if not await self.wait_reported(timeout):
             log.warning(
                 "worker %s: %d messages could not be delivered yet; they stay in the spool "
                 "for the next start",
