@@ -203,13 +203,20 @@ class EdgeWorker:
     async def _forward_local_maintenance(self, on: bool, comments: str | None) -> None:
         """Tell the centre about a local switch, however long the server takes to answer."""
         body = LocalMaintenance(instance_id=self.instance_id, maintenance=on, comments=comments)
-        backoff = Backoff(base=0.5, cap=10.0)
+        backoff = Backoff(base=0.5, cap=30.0)
         while self._local_maintenance == on:
             try:
                 contact = await self.client.local_maintenance(body)
             except Rejected as exc:
-                log.error("worker %s: maintenance switch refused: %s", self.config.hostname, exc)
-                return
+                if exc.status_code not in (404, 409):
+                    log.error(
+                        "worker %s: maintenance switch refused: %s", self.config.hostname, exc
+                    )
+                    return
+                # not (yet, or no longer) registered: the other loops register it again
+                log.warning("worker %s: maintenance switch waits: %s", self.config.hostname, exc)
+                await asyncio.sleep(backoff.next())
+                continue
             except Exception as exc:  # an outage, or an answer it cannot read: try again
                 log.warning(
                     "worker %s: cannot forward maintenance switch yet: %s",

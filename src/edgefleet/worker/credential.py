@@ -259,7 +259,12 @@ class CredentialKeeper:
             if due > 0:
                 await asyncio.sleep(min(due, self._check_interval))
                 continue
-            if await self.rotate():
+            try:
+                rotated = await self.rotate()
+            except Exception:  # whatever went wrong, the next try may work
+                log.exception("worker %s: credential renewal failed", self.client.hostname)
+                rotated = False
+            if rotated:
                 self._retry.reset()
             else:
                 await asyncio.sleep(self._retry.next())

@@ -141,7 +141,12 @@ class Outbox:
                 outcome = await self._send(entry, backoff)
                 if outcome is None:
                     continue  # not delivered yet: backed off, try again
-                self.spool.remove(entry)
+                try:
+                    self.spool.remove(entry)
+                except OSError:  # sent again later: the server keeps a message once
+                    log.exception("job %d: cannot remove a delivered %s", entry.job_id, entry.kind)
+                    await wait_event(self._kick, backoff.next())
+                    continue
                 queue.popleft()
                 if not future.done():
                     future.set_result(outcome)
