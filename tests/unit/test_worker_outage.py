@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
-from edgefleet.contract import LocalMaintenance
+from edgefleet.contract import LocalMaintenance, ReportedResult
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
-from edgefleet.worker.client import EdgeClient
+from edgefleet.worker.client import EdgeClient, ServerUnavailable
 from edgefleet.worker.statefile import write_control
 from support import async_wait_until
 from support.virtual_clock import run_in_virtual_time
@@ -166,3 +167,18 @@ def test_unreadable_answers_end_no_loop_of_the_worker(tmp_path):
             await _back_in_touch(server, task, "heartbeat", "watch", "fetch")
 
     run_in_virtual_time(scenario())
+
+
+async def test_an_unreadable_answer_is_an_outage_so_a_result_is_sent_again():
+    async def proxy_page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>Bad Gateway</html>")
+
+    client = EdgeClient("http://x.test", HOST, "s" * 40, transport=httpx.MockTransport(proxy_page))
+    result = ReportedResult(job_id=1, instance_id="a" * 32, attempt=1, state="success")
+    try:
+        with pytest.raises(ServerUnavailable, match="not the API's"):
+            await client.report_results([result])  # before: a ValidationError, result dropped
+        with pytest.raises(ServerUnavailable):
+            await client.renew_credential()
+    finally:
+        await client.aclose()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
 from edgefleet.contract import (
@@ -28,6 +30,8 @@ from edgefleet.tls import ClientTls, check_api_url, describe_tls_failure, discon
 #: interval, shorter than the server's keep-alive (``EDGEFLEET_KEEP_ALIVE``, 75 s), so beats
 #: reuse one connection. A connection the server closed first is retried once (``_call``).
 KEEPALIVE_SECONDS = 60.0
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ServerUnavailable(Exception):
@@ -61,6 +65,33 @@ class Rejected(Exception):
         super().__init__(f"{status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+def _read(model: type[M], response: httpx.Response) -> M:
+    """The answer as ``model``; one that is not (a proxy's page, a cut body) is an outage,
+    so what was sent is sent again rather than taken as refused."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValueError as exc:
+        raise _unreadable(response) from exc
+
+
+def _read_json(response: httpx.Response) -> dict:
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise _unreadable(response) from exc
+    if not isinstance(answer, dict):
+        raise _unreadable(response)
+    return answer
+
+
+def _unreadable(response: httpx.Response) -> ServerUnavailable:
+    request = response.request
+    return ServerUnavailable(
+        f"{request.method} {request.url.path}: HTTP {response.status_code} with an answer "
+        "that is not the API's"
+    )
 
 
 class EdgeClient:
@@ -166,13 +197,13 @@ class EdgeClient:
         response = await self._call(
             "POST", f"/workers/{self.hostname}/register", json=body.model_dump(mode="json")
         )
-        return WorkerContact.model_validate_json(response.content)
+        return _read(WorkerContact, response)
 
     async def heartbeat(self, body: Heartbeat) -> WorkerContact:
         response = await self._call(
             "POST", f"/workers/{self.hostname}/heartbeat", json=body.model_dump(mode="json")
         )
-        return WorkerContact.model_validate_json(response.content)
+        return _read(WorkerContact, response)
 
     async def watch(
         self, instance_id: str, version: int, free_slots: int, timeout: float
@@ -189,25 +220,25 @@ class EdgeClient:
             params=params,
             timeout=httpx.Timeout(15.0, read=timeout + 15.0),
         )
-        return WorkerContact.model_validate_json(response.content)
+        return _read(WorkerContact, response)
 
     async def local_maintenance(self, body: LocalMaintenance) -> WorkerContact:
         response = await self._call(
             "POST", f"/workers/{self.hostname}/maintenance", json=body.model_dump(mode="json")
         )
-        return WorkerContact.model_validate_json(response.content)
+        return _read(WorkerContact, response)
 
     async def fetch(self, body: FetchRequest) -> FetchResponse:
         response = await self._call(
             "POST", f"/workers/{self.hostname}/fetch", json=body.model_dump(mode="json")
         )
-        return FetchResponse.model_validate_json(response.content)
+        return _read(FetchResponse, response)
 
     async def report_results(self, results: list[ReportedResult]) -> list[Rejected | None]:
         """Several results in one request; each is answered on its own (a refusal)."""
         body = ResultBatch(results=results).model_dump(mode="json")
         response = await self._call("POST", f"/workers/{self.hostname}/results", json=body)
-        outcomes = ResultOutcomes.model_validate_json(response.content).outcomes
+        outcomes = _read(ResultOutcomes, response).outcomes
         return [
             Rejected(o.status_code, o.detail) if o.status_code >= 400 else None for o in outcomes
         ]
@@ -224,9 +255,9 @@ class EdgeClient:
         response = await self._call(
             "POST", "/enroll", json={"hostname": self.hostname}, auth=BearerAuth(join_token)
         )
-        return response.json()
+        return _read_json(response)
 
     async def renew_credential(self) -> dict:
         """A fresh credential for this worker, in exchange for the current one."""
         response = await self._call("POST", f"/workers/{self.hostname}/credential")
-        return response.json()
+        return _read_json(response)
