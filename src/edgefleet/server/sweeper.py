@@ -2,9 +2,9 @@
 waiting announced, old jobs purged. One asyncio task per server process, started and stopped
 by the app's lifespan.
 
-Silence is only held against a worker once this process has itself been up for the offline
-timeout: after a server outage every worker looks silent, and their jobs must not be
-re-queued before the workers had a chance to reconnect and report.
+Silence is only counted from this process's start: after a server outage every worker
+looks silent, and its jobs must not be re-queued before it had the time it is allowed
+(a few of its own heartbeat intervals, see ``services.liveness``) to reconnect and report.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class Sweeper:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.interval = context.settings.effective_sweep_interval
-        self._started = time.monotonic()
-        self._last_tick: datetime = utcnow()
+        self._started: datetime = utcnow()
+        self._last_tick: datetime = self._started
         self._last_purge = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
@@ -57,10 +57,9 @@ class Sweeper:
         settings, db, notifier = self.context.settings, self.context.db, self.context.notifier
         now = utcnow()
         queues: set[str] = set()
-        if time.monotonic() - self._started >= settings.worker_offline_timeout:
-            for run in sweep.requeue_lost(db, settings.worker_offline_timeout, now):
-                if run.requeued:
-                    queues.add(run.queue)
+        for run in sweep.requeue_lost(db, settings.worker_offline_timeout, now, self._started):
+            if run.requeued:
+                queues.add(run.queue)
         queues.update(sweep.queues_due(db, self._last_tick, now))
         self._last_tick = now
         for queue in sorted(queues):

@@ -11,12 +11,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import Select, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
-from edgefleet.server.services import dispatch, lifecycle
+from edgefleet.server.services import dispatch, lifecycle, liveness
 
 log = logging.getLogger(__name__)
 
@@ -33,43 +33,114 @@ class LostRun:
     requeued: bool
 
 
-def requeue_lost(db: sessionmaker[Session], offline_timeout: float, now: datetime) -> list[LostRun]:
-    """Runs whose worker has been silent past ``offline_timeout`` (no heartbeat and no claim,
-    or it was removed) are lost: each is re-queued at once if it has retries left, else
-    failed (or cancelled, if that was asked for). No job stays running on a worker that is
-    gone."""
-    cutoff = now - timedelta(seconds=offline_timeout)
-    silent = or_(Worker.hostname.is_(None), Worker.last_heartbeat.is_(None))
-    silent = or_(silent, Worker.last_heartbeat < cutoff)
+@dataclass(frozen=True)
+class SilentWorker:
+    hostname: str
+    heartbeat_interval: float
+    last_heartbeat: datetime | None
+
+
+def requeue_lost(
+    db: sessionmaker[Session],
+    offline_timeout: float,
+    now: datetime,
+    watching_since: datetime | None = None,
+) -> list[LostRun]:
+    """Runs whose worker is offline by ``liveness``'s rule (silent for a few of its own
+    heartbeat intervals, no claim since either) or was removed are lost: each is re-queued
+    at once if it has retries left, else failed (or cancelled, if that was asked for). No job
+    stays running on a worker that is gone.
+
+    Silence is counted from ``watching_since`` at the earliest: a server that just started
+    has not been there to hear the beats it missed."""
+    lost: list[LostRun] = []
+    for worker in offline_workers(db, offline_timeout, now, watching_since):
+        lost += _lose_runs_of(db, worker, offline_timeout, now)
+    return lost + _lose_orphans(db, now)
+
+
+def offline_workers(
+    db: sessionmaker[Session],
+    offline_timeout: float,
+    now: datetime,
+    watching_since: datetime | None = None,
+) -> list[SilentWorker]:
+    """Workers with running jobs that are offline, without taking a lock: their few jobs
+    are locked afterwards. Only workers silent for the shortest allowed silence are read at
+    all, so a sweep of a healthy fleet reads little and locks nothing."""
+    shortest = liveness.allowed_silence(0.0, offline_timeout)  # the floor, or the timeout
+    running = exists().where(Job.worker_hostname == Worker.hostname, Job.state == JobState.RUNNING)
+    query = select(Worker.hostname, Worker.heartbeat_interval, Worker.last_heartbeat).where(
+        or_(
+            Worker.last_heartbeat.is_(None),
+            Worker.last_heartbeat < now - timedelta(seconds=shortest),
+        ),
+        running,
+    )
+    with db() as session:
+        rows = session.execute(query.order_by(Worker.hostname)).all()
+    offline = []
+    for row in rows:
+        last_seen = row.last_heartbeat
+        if watching_since is not None and (last_seen is None or last_seen < watching_since):
+            last_seen = watching_since
+        if liveness.is_offline(last_seen, row.heartbeat_interval, now, offline_timeout):
+            offline.append(SilentWorker(*row))
+    return offline
+
+
+def _lose_runs_of(
+    db: sessionmaker[Session], worker: SilentWorker, offline_timeout: float, now: datetime
+) -> list[LostRun]:
+    allowed = liveness.allowed_silence(worker.heartbeat_interval, offline_timeout)
+    cutoff = now - timedelta(seconds=allowed)
+    # Checked again under the lock: a beat or a registration since makes it live.
+    still_silent = exists().where(
+        Worker.hostname == worker.hostname,
+        or_(Worker.last_heartbeat.is_(None), Worker.last_heartbeat < cutoff),
+    )
     # A worker whose heartbeats are starved (a server or link under heavy load) but that
     # still claims jobs is alive: re-queueing its runs would only run them twice.
     claimed = aliased(Job)
     claiming = exists().where(
-        claimed.worker_hostname == Job.worker_hostname, claimed.started_at > cutoff
+        claimed.worker_hostname == worker.hostname, claimed.started_at > cutoff
     )
+    why = (
+        f"worker {worker.hostname} went offline "
+        f"({liveness.describe(worker.last_heartbeat, worker.heartbeat_interval, now)})"
+    )
+    query = (
+        select(Job)
+        .where(Job.worker_hostname == worker.hostname, Job.state == JobState.RUNNING)
+        .where(still_silent, ~claiming)
+    )
+    return _lose_in_batches(db, query, why, now)
+
+
+def _lose_orphans(db: sessionmaker[Session], now: datetime) -> list[LostRun]:
+    """Running jobs whose worker has no row (any more): nobody can report them."""
+    known = exists().where(Worker.hostname == Job.worker_hostname)
+    query = select(Job).where(Job.state == JobState.RUNNING, ~known)
+    return _lose_in_batches(db, query, "its worker is unknown", now)
+
+
+def _lose_in_batches(
+    db: sessionmaker[Session], query: Select, why: str, now: datetime
+) -> list[LostRun]:
     lost: list[LostRun] = []
+    query = query.order_by(Job.id).limit(BATCH).with_for_update(skip_locked=True)
     while True:
         with db.begin() as session:
-            jobs = session.scalars(
-                select(Job)
-                .outerjoin(Worker, Worker.hostname == Job.worker_hostname)
-                .where(Job.state == JobState.RUNNING, silent, ~claiming)
-                .order_by(Job.id)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True, of=Job)
-            ).all()
+            jobs = session.scalars(query).all()
             for job in jobs:
-                lost.append(_lose(session, job, offline_timeout, now))
+                lost.append(_lose(session, job, why, now))
         if len(jobs) < BATCH:
             return lost
 
 
-def _lose(session: Session, job: Job, offline_timeout: float, now: datetime) -> LostRun:
+def _lose(session: Session, job: Job, why: str, now: datetime) -> LostRun:
     hostname, attempt = job.worker_hostname, job.attempt
-    why = (
-        f"worker {hostname} went offline (no heartbeat for {offline_timeout:g}s) "
-        f"while running attempt {attempt}"
-    )
+    why = f"{why} while running attempt {attempt}"
     requeued = lifecycle.lose(session, job, why, now)
     log.warning("job %d: %s; %s", job.id, why, "re-queued" if requeued else job.state)
     return LostRun(job.id, attempt, hostname, job.queue, requeued)

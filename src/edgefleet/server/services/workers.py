@@ -20,7 +20,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, EdgefleetError, NotFound, Unauthorized
-from edgefleet.server.services import credentials, lifecycle
+from edgefleet.server.services import credentials, lifecycle, liveness
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
 LIVE_STATES = frozenset(
@@ -66,16 +66,17 @@ DESIRED_COLUMNS = [
 
 
 def observed_state(worker: Worker, now: datetime, offline_timeout: float) -> WorkerState:
-    """The state to show: what the worker reported, unless it has gone quiet."""
+    """The state to show: what the worker reported, unless it has gone quiet (the rule is
+    ``liveness``'s, the one the sweep loses a worker's runs by)."""
     if worker.revoked_at is not None:
         return WorkerState.REVOKED
     reported = WorkerState(worker.reported_state)
     if reported not in LIVE_STATES or worker.last_heartbeat is None:
         return reported
-    silence = (now - worker.last_heartbeat).total_seconds()
-    if silence > offline_timeout:
+    interval = worker.heartbeat_interval
+    if liveness.is_offline(worker.last_heartbeat, interval, now, offline_timeout):
         return WorkerState.OFFLINE
-    if silence > max(3 * worker.heartbeat_interval, worker.heartbeat_interval + 5):
+    if liveness.silence(worker.last_heartbeat, now) > liveness.unknown_after(interval):
         return WorkerState.UNKNOWN
     return reported
 
