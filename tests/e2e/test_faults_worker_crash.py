@@ -1,7 +1,8 @@
 """Fault: a worker killed with SIGKILL in the middle of its jobs.
 
-After the offline timeout (5 s in tests) the server's sweeper counts the worker's runs as
-lost: each job with retries left runs again elsewhere, the others fail with the reason.
+Once the worker missed a few of its own heartbeats (at most the offline timeout, 5 s in
+tests) the server's sweeper counts its runs as lost: each job with retries left runs again
+elsewhere, the others fail with the reason.
 A worker restarted before that hands its predecessor's runs back at once. Nothing stays
 ``running`` for ever, and the killed jobs' processes die with their worker.
 """
@@ -12,9 +13,11 @@ import os
 import signal
 import time
 
-from jobs_support import jobs_fixture, spool_files  # noqa: F401 - fixtures
+from jobs_support import Jobs, jobs_fixture, spool_files  # noqa: F401 - fixtures
 
-from support import parse_time, wait_until
+from support import AdminApi, parse_time, wait_until
+
+LONG_FIRST_ATTEMPT = 'if [ "$EDGEFLEET_JOB_ATTEMPT" = 1 ]; then exec sleep 600; fi'
 
 
 def _pid_gone(pid: int) -> bool:
@@ -101,3 +104,33 @@ def test_a_worker_restarted_at_once_hands_back_its_predecessors_jobs(
     assert sorted(r.job for r in finished) == sorted([*running, waiting])
     assert {r.ppid for r in finished} == {second.pid}
     assert spool_files(edgefleet_home, "phoenix-edge") == []
+
+
+def test_a_killed_worker_is_given_up_after_a_few_of_its_own_heartbeats(
+    edgefleet_env, server_factory, start_worker
+):
+    """Beating every 2 s, a worker is offline after 10 s of silence, far sooner than the
+    default offline timeout of 150 s, which stays the bound for slow beaters only."""
+    edgefleet_env["EDGEFLEET_WORKER_OFFLINE_TIMEOUT"] = "150"
+    edgefleet_env["EDGEFLEET_SWEEP_INTERVAL"] = "1"  # the sweep's own delay out of the way
+    server = server_factory()
+    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"]) as api:
+        jobs = Jobs(api)
+        victim = start_worker("quick-edge", concurrency=1, heartbeat_interval=2)
+        job = jobs.submit(["sh", "-c", LONG_FIRST_ATTEMPT], retries=1, retry_delay=0)
+        jobs.wait_state(job, "running")
+        victim.kill()
+        start_worker("steady-edge", concurrency=1, heartbeat_interval=2)
+        # Far below 150 s: a fixed global timeout would leave the job running here.
+        view = jobs.wait_state(job, "success", "failed", timeout=40)
+        assert (view["state"], view["attempt"], view["worker"]) == ("success", 2, "steady-edge")
+        history = jobs.get(job)["history"]
+        assert [e["event"] for e in history] == [
+            "submitted",
+            "started",
+            "lost",
+            "started",
+            "succeeded",
+        ]
+        assert "worker quick-edge went offline (no heartbeat for" in history[2]["reason"]
+        assert "beating every 2s" in history[2]["reason"]
