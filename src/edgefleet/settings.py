@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     #: Shared token secret; at least 32 characters, as HS256 wants a key of 256 bits.
     secret: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     api_url: str = DEFAULT_API_URL
-    #: A worker whose last heartbeat is older than this many seconds is shown as offline.
+    #: The longest heartbeat silence before a worker is offline; one beating faster is offline
+    #: sooner, after a few of its own intervals (``server.services.liveness``).
     worker_offline_timeout: float = 150.0
     #: Upper bound of a worker's long-poll on the server, in seconds.
     watch_timeout: float = 30.0
