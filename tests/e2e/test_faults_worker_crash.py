@@ -103,7 +103,11 @@ def test_a_worker_restarted_at_once_hands_back_its_predecessors_jobs(
     finished = [r for r in job_recorder.runs() if r.end is not None]
     assert sorted(r.job for r in finished) == sorted([*running, waiting])
     assert {r.ppid for r in finished} == {second.pid}
-    assert spool_files(edgefleet_home, "phoenix-edge") == []
+    # The server has each result before the worker deletes its spooled copy.
+    wait_until(
+        lambda: spool_files(edgefleet_home, "phoenix-edge") == [],
+        message="the worker's spool emptied",
+    )
 
 
 def test_a_killed_worker_is_given_up_after_a_few_of_its_own_heartbeats(
