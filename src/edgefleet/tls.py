@@ -88,6 +88,10 @@ def check_api_url(url: str) -> str:
             f"bad API URL {url!r}: give http://HOST:PORT or https://HOST[:PORT] "
             "(--api-url or EDGEFLEET_API_URL)"
         )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ClientConfigError(
+            f"bad API URL {url!r}: port {parsed.port} is not between 1 and 65535"
+        )
     return url.rstrip("/")
 
 

@@ -15,12 +15,12 @@ import httpx
 
 from edgefleet import API_PREFIX
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
+from edgefleet.servers import ServerList
 from edgefleet.settings import Settings
 from edgefleet.throttle import retry_after_seconds
 from edgefleet.tls import (
     ClientConfigError,
     ClientTls,
-    check_api_url,
     describe_tls_failure,
     disconnect_hint,
     origin,
@@ -39,6 +39,18 @@ class ApiError(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class _Unreachable(Exception):
+    """No answer from one server; ``sent`` if the request may have reached it."""
+
+    def __init__(self, message: str, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+#: Transport errors that leave the request unsent, so it may go to another server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def operator_name() -> str:
@@ -103,36 +115,71 @@ class AdminClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Raises ``ApiError`` for a malformed API URL or an unusable TLS file."""
+        """Raises ``ApiError`` for a malformed API URL or an unusable TLS file.
+        ``settings.api_url`` may name several replicas (``edgefleet.servers``)."""
         self._tls = ClientTls.from_settings(settings)
         try:
-            self.base_url = check_api_url(settings.api_url)
+            self.servers = ServerList(settings.api_url)
             verify = self._tls.ssl_context()
         except ClientConfigError as exc:
             raise ApiError(str(exc)) from exc
         self._sleep = sleep
         self._http = httpx.Client(
-            base_url=self.base_url + API_PREFIX,
             auth=client_auth(settings),
             timeout=httpx.Timeout(30.0),
             transport=transport,
             verify=verify,
         )
 
+    @property
+    def base_url(self) -> str:
+        """The server this client talks to now."""
+        return self.servers.current
+
     def close(self) -> None:
         self._http.close()
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send to the current server; move to the next one while a server cannot be
+        reached or fails (each at most once). A request the failed server may have carried
+        out (it answered 5xx, or the connection broke after sending) goes on only if it is
+        a read: a submit is never sent twice."""
+        tried = 0
+        while True:
+            server = self.servers.current
+            tried += 1
+            try:
+                response = self._send_to(server, method, url, **kwargs)
+            except _Unreachable as exc:
+                if not self._move_on(server, tried, exc.sent and method != "GET"):
+                    raise ApiError(str(exc)) from exc
+                continue
+            if response.status_code >= 500 and self._move_on(
+                server, tried, method != "GET" and response.status_code != 503
+            ):
+                continue
+            return response
+
+    def _move_on(self, server: str, tried: int, maybe_done: bool) -> bool:
+        """Whether to try the next server after ``server`` failed."""
+        if maybe_done or tried >= len(self.servers):
+            return False
+        self.servers.failed(server)
+        log.warning("server %s failed; trying %s", server, self.servers.current)
+        return True
+
+    def _send_to(self, server: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, url, **kwargs)
+            return self._http.request(method, server + API_PREFIX + url, **kwargs)
         except httpx.TransportError as exc:
-            server = origin(self.base_url)
-            problem = describe_tls_failure(exc, server)
+            where = origin(server)
+            problem = describe_tls_failure(exc, where)
             if problem is not None:
                 raise ApiError(problem) from exc
-            hint = disconnect_hint(exc, server, self._tls)
-            raise ApiError(
-                f"cannot reach the edgefleet server at {self.base_url}: {exc}{hint}"
+            hint = disconnect_hint(exc, where, self._tls)
+            raise _Unreachable(
+                f"cannot reach the edgefleet server at {server}: {exc}{hint}",
+                sent=not isinstance(exc, _NOT_SENT),
             ) from exc
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:

@@ -144,6 +144,13 @@ def main(
         Path | None,
         typer.Option(help="Its key, unless in the same file (EDGEFLEET_CLIENT_KEY)."),
     ] = None,
+    api_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Server URL (EDGEFLEET_API_URL); several replicas as URL1,URL2 or a repeated "
+            "option, the next tried when one fails."
+        ),
+    ] = None,
 ) -> None:
     logging.basicConfig(
         level=log_level.upper(),
@@ -156,6 +163,7 @@ def main(
         "ca_file": ca_file,
         "client_cert": client_cert,
         "client_key": client_key,
+        "api_url": ",".join(api_url) if api_url else None,
     }
     ctx.obj = CliOptions({name: value for name, value in flags.items() if value is not None})
 

@@ -63,7 +63,7 @@ def ui_token(
     print(token)
     print(
         f"admin token for {subject!r}, valid until {expires:%Y-%m-%d %H:%M:%S} UTC; "
-        f"paste it into {settings.api_url.rstrip('/')}/ui",
+        f"paste it into {settings.api_url.split(',')[0].strip().rstrip('/')}/ui",
         file=sys.stderr,
     )
 

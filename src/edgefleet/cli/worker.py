@@ -72,7 +72,11 @@ def worker(
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")
     ] = None,
     api_url: Annotated[
-        str | None, typer.Option(help="Server URL; defaults to EDGEFLEET_API_URL.")
+        list[str] | None,
+        typer.Option(
+            help="Server URL; several replicas as URL1,URL2 or a repeated option, tried in "
+            "turn when one fails. Defaults to EDGEFLEET_API_URL."
+        ),
     ] = None,
     grace_period: Annotated[
         float,
@@ -128,6 +132,7 @@ def worker(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from edgefleet.servers import parse_api_urls
     from edgefleet.tls import ClientConfigError, ClientTls
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
     from edgefleet.worker.client import TlsFailure
@@ -135,12 +140,16 @@ def worker(
     from edgefleet.worker.spool import SpoolError
 
     settings = settings_of(ctx)
+    try:
+        servers = parse_api_urls(api_url or settings.api_url)
+    except ClientConfigError as exc:
+        fail(str(exc))
     config = WorkerConfig(
         hostname=edge_hostname or socket.gethostname(),
         concurrency=concurrency,
         queues=parse_queues(queues),
         home=settings.home,
-        api_url=api_url or settings.api_url,
+        api_url=",".join(servers),
         heartbeat_interval=heartbeat_interval,
         poll_interval=poll_interval,
         long_poll=long_poll,
@@ -210,11 +219,12 @@ async def _run(config, identity: tuple[str, str | None], tls) -> None:
         loop.add_signal_handler(sig, worker.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, worker.request_local_maintenance)
     log.info(
-        "worker %s starting: concurrency %d, queues %s, server %s",
+        "worker %s starting: concurrency %d, queues %s, server %s (of %s)",
         config.hostname,
         config.concurrency,
         ",".join(config.queues),
-        config.api_url,
+        client.api_url,
+        client.servers,
     )
     try:
         await worker.run()

@@ -67,6 +67,7 @@ class WorkerConfig:
     concurrency: int
     queues: list[str]
     home: Path
+    #: The server, or several replicas separated by commas (``edgefleet.servers``).
     api_url: str
     heartbeat_interval: float = 30.0
     #: Fallback fetch poll when the long-poll is off or failing.
@@ -135,6 +136,7 @@ class EdgeWorker:
         self._background: set[asyncio.Task[None]] = set()
         #: Waits between long-polls that fail; reset by one that is answered.
         self._watch_backoff = Backoff(base=min(0.5, config.poll_interval), cap=config.poll_interval)
+        client.servers.on_move(self._server_moved)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -454,6 +456,15 @@ class EdgeWorker:
         self._last_contact = datetime.now(UTC)
         self.executor.outbox.kick()
 
+    def _server_moved(self, old: str, new: str) -> None:
+        """The client left a failed server for another replica: announce this worker there
+        at once (a heartbeat with its running jobs), deliver what it owes, and drop a
+        long-poll still held on the old one."""
+        self._ack.set()
+        self._wake.set()
+        self.executor.outbox.kick()
+        self._write_state()
+
     def _obey(self, contact: WorkerContact) -> None:
         self.executor.cancel(contact.cancel)
 
@@ -470,6 +481,7 @@ class EdgeWorker:
             await wait_event(self._wake, self.config.poll_interval)
             return True
         free_at_issue = self._fetchable_slots()
+        moves_at_issue = self.client.servers.moves
         version = self.desired.version if self.desired else 0
         watch = asyncio.create_task(
             self.client.watch(self.instance_id, version, free_at_issue, self.config.watch_timeout)
@@ -485,6 +497,8 @@ class EdgeWorker:
                 if self._exiting() or self._fetchable_slots() > free_at_issue:
                     self._wake.set()  # let the dispatch loop see why it woke
                     return True
+                if self.client.servers.moves != moves_at_issue:
+                    return True  # held on a server the client has left: ask the new one
             reason = await self._on_watch_answer(watch)
         finally:
             if not watch.done():
@@ -609,7 +623,7 @@ class EdgeWorker:
                 "pid": os.getpid(),
                 "instance_id": self.instance_id,
                 "state": state,
-                "api_url": self.config.api_url,
+                "api_url": self.client.api_url,
                 "concurrency": self.limiter.limit,
                 "queues": desired.queues if desired else self.config.queues,
                 "desired_version": desired.version if desired else 0,

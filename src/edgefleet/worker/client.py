@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Iterable
 from typing import TypeVar
 
 import httpx
@@ -23,12 +26,15 @@ from edgefleet.contract import (
     ResultOutcomes,
     WorkerContact,
 )
+from edgefleet.servers import ServerList
 from edgefleet.throttle import retry_after_seconds
-from edgefleet.tls import ClientTls, check_api_url, describe_tls_failure, disconnect_hint, origin
+from edgefleet.tls import ClientTls, describe_tls_failure, disconnect_hint, origin
+
+log = logging.getLogger(__name__)
 
 #: Seconds an idle connection to the server is kept for reuse: longer than a heartbeat
 #: interval, shorter than the server's keep-alive (``EDGEFLEET_KEEP_ALIVE``, 75 s), so beats
-#: reuse one connection. A connection the server closed first is retried once (``_call``).
+#: reuse one connection. A connection the server closed first is retried once (``_send``).
 KEEPALIVE_SECONDS = 60.0
 
 M = TypeVar("M", bound=BaseModel)
@@ -97,7 +103,7 @@ def _unreadable(response: httpx.Response) -> ServerUnavailable:
 class EdgeClient:
     def __init__(
         self,
-        api_url: str,
+        api_url: str | Iterable[str] | ServerList,
         hostname: str,
         secret: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -106,20 +112,19 @@ class EdgeClient:
         tls: ClientTls | None = None,
     ) -> None:
         """Signs requests with ``auth`` (a worker credential) or, without it, with tokens
-        minted from ``secret``. Raises ``ClientConfigError`` for a malformed URL or an
+        minted from ``secret``. ``api_url``: one server or several (replicas), see
+        ``edgefleet.servers``. Raises ``ClientConfigError`` for a malformed URL or an
         unusable TLS file."""
         self.hostname = hostname
         if auth is None:
             if secret is None:
                 raise ValueError("EdgeClient needs a secret or an auth")
             auth = TokenAuth(secret, Identity(subject=hostname, role="worker"))
-        self.api_url = check_api_url(api_url)
-        self.server = origin(self.api_url)
+        self.servers = api_url if isinstance(api_url, ServerList) else ServerList(api_url)
         self.tls = tls or ClientTls()
         #: Call name (the URL's last segment) -> monotonic time before which it is not sent.
         self._paused: dict[str, float] = {}
         self._http = httpx.AsyncClient(
-            base_url=self.api_url + API_PREFIX + "/edge",
             verify=self.tls.ssl_context(),
             auth=auth,
             timeout=httpx.Timeout(15.0),
@@ -127,53 +132,98 @@ class EdgeClient:
             transport=transport,
         )
 
+    @property
+    def api_url(self) -> str:
+        """The server this client talks to now."""
+        return self.servers.current
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def check_server(self) -> None:
-        """Start-up: raise ``TlsFailure`` if TLS to the server fails; anything else (a server
-        not up yet) is left to the worker's retries."""
+        """Start-up: raise ``TlsFailure`` if TLS to any of the servers fails; the first that
+        answers becomes the current one. Servers not up yet are left to the worker's
+        retries."""
+        answers = await asyncio.gather(*(self._health(url) for url in self.servers.urls))
+        up = [url for url, answered in zip(self.servers.urls, answers, strict=True) if answered]
+        if up:
+            self.servers.use(up[0])
+
+    async def _health(self, url: str) -> bool:
         try:
-            await self._http.get(self.api_url + API_PREFIX + "/health")
+            response = await self._http.get(url + API_PREFIX + "/health")
         except httpx.TransportError as exc:
-            problem = describe_tls_failure(exc, self.server)
+            problem = describe_tls_failure(exc, origin(url))
             if problem is not None:
                 raise TlsFailure(problem) from exc
+            return False
+        return response.status_code < 500
 
-    async def _call(self, method: str, url: str, **kwargs) -> httpx.Response:
-        """One request; a connection that broke under it (a kept-alive connection the link
-        dropped) is retried once on a fresh one. Every worker call is idempotent.
+    async def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """One call to the current server; one that cannot be reached, times out or answers
+        5xx is left for the next one, where the call is sent at once (each server at most
+        once per call). Every worker call is idempotent.
 
         After a 429 the same call (``heartbeat``, ``fetch``, ``logs``...) is refused here,
         unsent, until the server's ``Retry-After`` has passed."""
-        call = url.rsplit("/", 1)[-1]
+        call = path.rsplit("/", 1)[-1]
         if self._paused:
             self._check_pause(call)
-        try:
+        tried = 0
+        while True:
+            server = self.servers.current
             try:
-                response = await self._http.request(method, url, **kwargs)
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
-                if describe_tls_failure(exc, self.server) is not None:
+                response = await self._send(server, method, path, **kwargs)
+                break
+            except ServerUnavailable as exc:
+                tried += 1
+                if self.servers.failed(server):
+                    log.warning(
+                        "worker %s: server %s failed (%s); moving to %s",
+                        self.hostname,
+                        server,
+                        exc,
+                        self.servers.current,
+                    )
+                if (
+                    isinstance(exc, TlsFailure)
+                    or tried >= len(self.servers)
+                    or self.servers.current == server
+                ):
                     raise
-                response = await self._http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            problem = describe_tls_failure(exc, self.server)
-            if problem is not None:
-                raise TlsFailure(problem) from exc
-            hint = disconnect_hint(exc, self.server, self.tls)
-            raise ServerUnavailable(f"{method} {url}: {exc!r}{hint}") from exc
         if response.status_code == 429:
             delay = retry_after_seconds(response.headers.get("retry-after"))
             self._paused[call] = time.monotonic() + delay
-            raise RateLimited(f"{method} {url}: HTTP 429, retry after {delay:g}s", delay)
-        if response.status_code >= 500:
-            raise ServerUnavailable(f"{method} {url}: HTTP {response.status_code}")
+            raise RateLimited(f"{method} {path}: HTTP 429, retry after {delay:g}s", delay)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
             raise Rejected(response.status_code, detail)
+        return response
+
+    async def _send(self, server: str, method: str, path: str, **kwargs) -> httpx.Response:
+        """One request to ``server``; a connection that broke under it (a kept-alive
+        connection the link dropped) is retried once on a fresh one. ``ServerUnavailable``
+        when it cannot be reached or answers 5xx."""
+        url = server + API_PREFIX + "/edge" + path
+        where = origin(server)
+        try:
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                if describe_tls_failure(exc, where) is not None:
+                    raise
+                response = await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            problem = describe_tls_failure(exc, where)
+            if problem is not None:
+                raise TlsFailure(problem) from exc
+            hint = disconnect_hint(exc, where, self.tls)
+            raise ServerUnavailable(f"{method} {url}: {exc!r}{hint}") from exc
+        if response.status_code >= 500:
+            raise ServerUnavailable(f"{method} {url}: HTTP {response.status_code}")
         return response
 
     def paused_for(self, call: str) -> float:
