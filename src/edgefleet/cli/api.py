@@ -202,7 +202,7 @@ class AdminClient:
                 body = response.json()
             except ValueError:
                 body = response.text
-            message = _describe(body)
+            message = _describe(body) or f"HTTP {response.status_code}"
             if response.status_code in _REFUSALS:
                 message = (
                     f"{_REFUSALS[response.status_code]} (HTTP {response.status_code}): {message}"
