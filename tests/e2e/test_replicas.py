@@ -3,7 +3,7 @@
 Replicas share nothing but the database: each holds the long-polls of its own workers and
 learns about changes made on the other through PostgreSQL ``LISTEN/NOTIFY``. These tests run
 real processes: two ``edgefleet server`` on different ports (same database, same secret) and
-workers pointed at one replica each (a worker takes one ``--api-url``, so it cannot fail over).
+workers pointed at one replica each (``test_replicas_failover.py`` gives a worker both).
 
 Proving that the wake-up crossed replicas needs every other delivery path to be slower than
 the test's (generous) bound:
@@ -225,9 +225,9 @@ def test_workers_of_a_stopped_replica_keep_their_jobs(
     job_recorder: JobRecorder,
     edgefleet_home: Path,
 ):
-    """A worker knows one replica (``--api-url`` takes one URL), so it cannot fail over: while
-    its replica is away it finishes its jobs and keeps their results in its spool, and the
-    other replica's workers go on with the queue."""
+    """A worker given one replica only cannot fail over: while its replica is away it
+    finishes its jobs and keeps their results in its spool, and the other replica's workers
+    go on with the queue."""
     a, b = fleet.a, fleet.b
     # More work than replica a's workers have slots for: b's workers must take some.
     ids = [b.api.submit(job_recorder.command(3.0)) for _ in range(16)]

@@ -14,6 +14,9 @@ from edgefleet.cli import common
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
 
+#: What they check does not depend on the database.
+pytestmark = pytest.mark.same_on_every_backend
+
 SECRET = "k" * 40
 GOOD = "http://a.test:8080"
 MALFORMED = [

@@ -17,6 +17,9 @@ from edgefleet.settings import Settings
 from edgefleet.tls import ClientConfigError
 from edgefleet.worker.client import EdgeClient, RateLimited, Rejected, ServerUnavailable, TlsFailure
 
+#: What they check does not depend on the database.
+pytestmark = pytest.mark.same_on_every_backend
+
 HOST = "edge-1"
 SECRET = "s" * 40
 A, B, C = "http://a.test:8080", "http://b.test:8080", "https://c.test"

@@ -17,6 +17,9 @@ from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
 from support import JobRecorder, async_wait_until
 
+#: What they check does not depend on the database.
+pytestmark = pytest.mark.same_on_every_backend
+
 A, B = "a.test", "b.test"
 
 
