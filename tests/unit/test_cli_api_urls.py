@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from edgefleet.cli import common
+from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
 
@@ -70,7 +70,7 @@ def test_the_cli_takes_replicas_from_a_repeated_option_and_moves_past_a_dead_one
         return httpx.Response(200, json=[])
 
     monkeypatch.setattr(
-        common,
+        api,
         "AdminClient",
         lambda settings: AdminClient(settings, transport=httpx.MockTransport(handler)),
     )

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from edgefleet import API_PREFIX
+from edgefleet.api_urls import ServerList
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
-from edgefleet.servers import ServerList
 from edgefleet.settings import Settings
 from edgefleet.throttle import retry_after_seconds
 from edgefleet.tls import (
@@ -116,7 +116,7 @@ class AdminClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Raises ``ApiError`` for a malformed API URL or an unusable TLS file.
-        ``settings.api_url`` may name several replicas (``edgefleet.servers``)."""
+        ``settings.api_url`` may name several replicas (``edgefleet.api_urls``)."""
         self._tls = ClientTls.from_settings(settings)
         try:
             self.servers = ServerList(settings.api_url)

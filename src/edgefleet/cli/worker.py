@@ -132,7 +132,7 @@ def worker(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from edgefleet.servers import parse_api_urls
+    from edgefleet.api_urls import parse_api_urls
     from edgefleet.tls import ClientConfigError, ClientTls
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
     from edgefleet.worker.client import TlsFailure

@@ -67,7 +67,7 @@ class WorkerConfig:
     concurrency: int
     queues: list[str]
     home: Path
-    #: The server, or several replicas separated by commas (``edgefleet.servers``).
+    #: The server, or several replicas separated by commas (``edgefleet.api_urls``).
     api_url: str
     heartbeat_interval: float = 30.0
     #: Fallback fetch poll when the long-poll is off or failing.

@@ -11,6 +11,7 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel
 
+from edgefleet.api_urls import ServerList
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
 from edgefleet.contract import (
     API_PREFIX,
@@ -26,7 +27,6 @@ from edgefleet.contract import (
     ResultOutcomes,
     WorkerContact,
 )
-from edgefleet.servers import ServerList
 from edgefleet.throttle import retry_after_seconds
 from edgefleet.tls import ClientTls, describe_tls_failure, disconnect_hint, origin
 
@@ -113,7 +113,7 @@ class EdgeClient:
     ) -> None:
         """Signs requests with ``auth`` (a worker credential) or, without it, with tokens
         minted from ``secret``. ``api_url``: one server or several (replicas), see
-        ``edgefleet.servers``. Raises ``ClientConfigError`` for a malformed URL or an
+        ``edgefleet.api_urls``. Raises ``ClientConfigError`` for a malformed URL or an
         unusable TLS file."""
         self.hostname = hostname
         if auth is None:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from edgefleet.api_urls import ServerList, parse_api_urls
 from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.contract import Heartbeat, WorkerState
-from edgefleet.servers import ServerList, parse_api_urls
 from edgefleet.settings import Settings
 from edgefleet.tls import ClientConfigError
 from edgefleet.worker.client import EdgeClient, RateLimited, Rejected, ServerUnavailable, TlsFailure
