@@ -78,7 +78,3 @@ class ServerList:
         """Make ``url`` (one of the list) the current server without counting a move: at
         start-up, the first server that answers."""
         self._index = self.urls.index(url)
-
-    def order_from_current(self) -> list[str]:
-        """Every server once, the current one first, then the ones it would move to."""
-        return self.urls[self._index :] + self.urls[: self._index]
