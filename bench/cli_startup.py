@@ -20,16 +20,16 @@ import sys
 import time
 
 from _common import (
-    ServerProcess,
-    edgefleet_cmd,
+    Bench,
     fmt_ms,
     git_state,
     install_signal_exit,
-    new_env,
     print_table,
     verdict,
     wait_for_quiet_host,
 )
+
+from support import EDGEFLEET
 
 EAGER_IMPORTS = "from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers"
 GOALS = {"--version": 0.150, "--help": 0.150, "list-workers -o json": 0.300}
@@ -56,13 +56,12 @@ def main() -> int:
     args = parser.parse_args()
     install_signal_exit()
     wait_for_quiet_host(args.max_busy, timeout=120)
-    bench_env = new_env()
-    server = ServerProcess(bench_env).start()
-    try:
-        env = bench_env.environ()
+    with Bench() as bench:
+        bench.start_server()
+        env = bench.env()
         calls = {
             "eager imports (baseline)": [sys.executable, "-c", EAGER_IMPORTS],
-            **{name: [*edgefleet_cmd(), *name.split()] for name in GOALS},
+            **{name: [str(EDGEFLEET), *name.split()] for name in GOALS},
         }
         rows, ok = [], True
         for name, argv in calls.items():
@@ -86,9 +85,6 @@ def main() -> int:
             rows,
         )
         return 0 if ok else 1
-    finally:
-        server.stop()
-        bench_env.cleanup()
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from support import (
     free_port,
     fresh_database,
     make_tls,
+    subprocess_env,
     upgrade_database,
     wait_until,
 )
@@ -120,17 +121,14 @@ def edgefleet_env(edgefleet_home: Path, database_url: str) -> dict[str, str]:
     ``EDGEFLEET_WORKER_OFFLINE_TIMEOUT`` (5 s) and ``EDGEFLEET_ACTOR``. Edit it before starting
     processes to change their settings; ``cli`` and the factories read it at call time.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
-    env.update(
+    return subprocess_env(
         EDGEFLEET_HOME=str(edgefleet_home),
         EDGEFLEET_DB_URL=database_url,
         EDGEFLEET_SECRET=secrets.token_urlsafe(32),
         EDGEFLEET_API_URL=f"http://127.0.0.1:{free_port()}",
         EDGEFLEET_WORKER_OFFLINE_TIMEOUT=str(OFFLINE_TIMEOUT),
         EDGEFLEET_ACTOR="test-operator",
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 @pytest.fixture

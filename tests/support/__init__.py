@@ -5,7 +5,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 
 - ``waiting``   ``wait_until`` / ``async_wait_until``: polling with a deadline, never fixed sleeps
 - ``database``  ``fresh_database``: a new SQLite file, or a new PostgreSQL database when
-                ``EDGEFLEET_TEST_PG_URL`` is set
+                ``EDGEFLEET_TEST_PG_URL`` is set; ``PgCluster``: a throwaway PostgreSQL server
 - ``processes`` real ``edgefleet server`` / ``edgefleet worker`` subprocesses and their clean-up
 - ``cli``       ``Cli``: runs the installed ``edgefleet`` console script with a test environment
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
@@ -15,13 +15,20 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 
 from support.api import AdminApi, admin_token, auth_header, worker_token
 from support.cli import EDGEFLEET, Cli, squash
-from support.database import PG_URL_ENV, backend_name, fresh_database, upgrade_database
+from support.database import (
+    PG_URL_ENV,
+    PgCluster,
+    backend_name,
+    fresh_database,
+    upgrade_database,
+)
 from support.processes import (
     ManagedProcess,
     ProcessRegistry,
     ServerProcess,
     WorkerProcess,
     free_port,
+    subprocess_env,
 )
 from support.records import JobRecorder, JobRun, max_overlap, parse_time, running_at
 from support.tls import TlsFiles, make_tls
@@ -35,6 +42,7 @@ __all__ = [
     "JobRecorder",
     "JobRun",
     "ManagedProcess",
+    "PgCluster",
     "ProcessRegistry",
     "ServerProcess",
     "TlsFiles",
@@ -51,6 +59,7 @@ __all__ = [
     "parse_time",
     "running_at",
     "squash",
+    "subprocess_env",
     "upgrade_database",
     "wait_until",
     "worker_token",

@@ -3,12 +3,22 @@
 Set ``EDGEFLEET_TEST_PG_URL`` to a server URL (for example
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and every test gets its own newly
 created, uniquely named database on that server, dropped afterwards. The same suite then runs
-unchanged on both backends.
+unchanged on both backends. ``PgCluster`` starts such a server: a throwaway PostgreSQL
+cluster in a temporary directory (``scripts/lib/postgres.sh`` and the benchmarks use it).
+
+    python tests/support/database.py start   # prints PG_DIR=..., PG_PORT=..., PG_URL=...
+    python tests/support/database.py stop DIR
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,14 +36,17 @@ def backend_name(url: str) -> str:
 
 
 @contextmanager
-def fresh_database(directory: Path, name: str = "edgefleet.db") -> Iterator[str]:
+def fresh_database(
+    directory: Path, name: str = "edgefleet.db", server_url: str | None = None
+) -> Iterator[str]:
     """Yield the URL of a new empty database; remove it afterwards.
 
     Without ``EDGEFLEET_TEST_PG_URL`` this is a SQLite file ``directory/name`` (left in the
-    test's tmp dir for post-mortems). With it, a database ``edgefleet_test_<random>`` is created
-    on that server and dropped at exit, after terminating any connections still open to it.
+    test's tmp dir for post-mortems). With it (or ``server_url``, which wins), a database
+    ``edgefleet_test_<random>`` is created on that server and dropped at exit, after
+    terminating any connections still open to it.
     """
-    server_url = os.environ.get(PG_URL_ENV)
+    server_url = server_url or os.environ.get(PG_URL_ENV)
     if not server_url:
         yield f"sqlite:///{directory / name}"
         return
@@ -72,3 +85,80 @@ def upgrade_database(url: str) -> None:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+
+
+def _pg_bin() -> Path:
+    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    if not found:
+        raise SystemExit("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    return max(found, key=lambda b: [int(p) for p in b.parent.name.split(".") if p.isdigit()])
+
+
+class PgCluster:
+    """initdb into a temporary directory and ``pg_ctl start`` on a free loopback port, tuned
+    for throwaway data (no fsync). initdb refuses to run as root: as root the cluster runs as
+    the ``postgres`` user."""
+
+    def __init__(self, directory: Path | None = None, keep: bool = False) -> None:
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="edgefleet-pg-"))
+        self.keep = keep
+        self.port = 0
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        argv = [*self.as_user, str(_pg_bin() / cmd[0]), *cmd[1:]]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> PgCluster:
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        data = str(self.dir / "data")
+        init = self._run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                         "--no-locale")  # fmt: skip
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
+        for _ in range(3):  # a port taken between free_port() and the start: try another
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                self.port = sock.getsockname()[1]
+            options = (
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=400"
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
+            log = str(self.dir / "server.log")
+            started = self._run("pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", options,
+                                "start")  # fmt: skip
+            if started.returncode == 0:
+                return self
+        raise RuntimeError(f"pg_ctl start failed:\n{started.stdout}{started.stderr}")
+
+    def postmaster_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+        return None
+
+    def stop(self) -> None:
+        if (self.dir / "data" / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PgCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # for scripts/lib/postgres.sh
+    if sys.argv[1:2] == ["start"]:
+        cluster = PgCluster(keep=True).start()
+        print(f"PG_DIR={cluster.dir}\nPG_PORT={cluster.port}\nPG_URL={cluster.url}")
+    elif sys.argv[1:2] == ["stop"] and len(sys.argv) == 3:
+        PgCluster(Path(sys.argv[2])).stop()
+    else:
+        raise SystemExit("usage: database.py start | stop DIR")

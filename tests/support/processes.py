@@ -30,6 +30,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def subprocess_env(**settings: str) -> dict[str, str]:
+    """The environment for an edgefleet subprocess: ``os.environ`` without any outside
+    ``EDGEFLEET_*`` variables (they would change what is tested), plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **settings}
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (Linux /proc); empty where /proc is unavailable."""
     children = []

@@ -106,3 +106,39 @@ def test_a_change_wakes_the_workers_long_poll(app, app_client, app_settings, adm
         assert response.status_code == 200, response.text
         contact = answer.result()
     assert (contact["reason"], contact["desired"]["concurrency"]) == ("changed", 5)
+
+
+def test_a_change_committed_during_the_look_still_wakes_the_long_poll(
+    app, app_client, app_settings, admin, monkeypatch
+):
+    """The race of a long-poll that (re)starts as a change lands: the change commits after the
+    long-poll read the desired state and before it waits. The wake-up must not be lost: the
+    long-poll finds it set when it starts to wait, and answers with the change (on SQLite it
+    never re-reads by itself, so a lost wake-up would hold it until its timeout)."""
+    from edgefleet.server.routes import edge
+
+    worker = register(app_client, app_settings, "w1")
+    version = watch(app_client, "w1", worker, version=0)["desired"]["version"]
+    real_look, real_wait, looks, woken = edge.watch_service.look, edge.wait_event, [], []
+
+    def look_then_change(*args, **kwargs):
+        seen = real_look(*args, **kwargs)
+        looks.append(seen.reason)
+        if len(looks) == 1:  # right after the first look: the operator's change lands
+            body = {"edge_hostname": "w1", "concurrency": 7}
+            response = app_client.post(
+                "/api/v1/workers/actions/set-concurrency", json=body, headers=admin
+            )
+            assert response.status_code == 200, response.text
+        return seen
+
+    async def wait_event(event, timeout):
+        woken.append(event.is_set())
+        return await real_wait(event, timeout)
+
+    monkeypatch.setattr(edge.watch_service, "look", look_then_change)
+    monkeypatch.setattr(edge, "wait_event", wait_event)
+    contact = watch(app_client, "w1", worker, version=version, timeout=5.0)
+    assert (contact["reason"], contact["desired"]["concurrency"]) == ("changed", 7)
+    assert looks == [None, "changed"]  # the first look saw nothing: the race did happen
+    assert woken == [True]
