@@ -45,6 +45,7 @@ class Bench:
         self.keep = keep
         self.registry = ProcessRegistry(self.home / "logs")
         self.servers: list[ServerProcess] = []
+        self.db_url = ""  # the servers' database, once the first one started
 
     def __enter__(self) -> Bench:
         raise_nofile(65536)  # children inherit it: one socket per long-poll
@@ -77,6 +78,7 @@ class Bench:
         db_url = db_url or f"sqlite:///{self.home}/edgefleet.db"
         if not self.servers:
             upgrade_database(db_url)
+            self.db_url = db_url
         port = free_port()
         env = self.env(f"http://127.0.0.1:{port}", EDGEFLEET_DB_URL=db_url, **settings)
         server = self.registry.start_server(env, port, ("--log-level", "warning"))

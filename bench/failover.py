@@ -15,29 +15,17 @@ replica), then restarts the killed replica for the next round, which kills the o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
-import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Bench, fmt_ms, install_signal_exit, print_table, summarize
 
-from _common import (  # noqa: E402
-    ServerProcess,
-    fmt_ms,
-    install_signal_exit,
-    new_env,
-    print_table,
-    start_worker,
-    stop_worker,
-    summarize,
-    wait_until,
-)
-from scale import Deployment, PgCluster, create_database  # noqa: E402
+from support import PgCluster, ServerProcess, fresh_database, wait_until
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,8 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
     parser.add_argument("--pg-url", default=os.environ.get("EDGEFLEET_TEST_PG_URL", ""))
-    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 2 workers")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.workers = 2, 2
     if not 1 <= args.rounds <= 50 or not 1 <= args.workers <= 50:
         parser.error("--rounds and --workers must be within 1..50")
     return args
@@ -66,78 +56,73 @@ def contact(home: Path, hostname: str) -> tuple[str | None, float | None]:
     return state.get("api_url"), datetime.fromisoformat(last).timestamp() if last else None
 
 
-def kill(server: ServerProcess) -> float:
-    """SIGKILL the replica's process group; returns when it happened."""
-    os.killpg(server.pid, signal.SIGKILL)
-    at = time.time()
-    server.proc.wait(10)
-    return at
-
-
-def one_round(dep: Deployment, hostnames: list[str], victim: int) -> list[float]:
+def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
     """Kill replica ``victim``; the seconds each worker took to reach the other one."""
-    home, urls = dep.env.home, [s.env.api_url for s in dep.servers]
-    ready = wait_until(
-        lambda: all(contact(home, h)[0] == urls[victim] for h in hostnames), timeout=60
+    urls = [s.url for s in bench.servers]
+    where = lambda: {h: contact(bench.home, h) for h in hostnames}  # noqa: E731
+    wait_until(
+        lambda: all(url == urls[victim] for url, _ in where().values()),
+        timeout=60,
+        message=lambda: f"the workers are not all on {urls[victim]}: {where()}",
     )
-    if not ready:
-        raise SystemExit(f"the workers are not all on {urls[victim]}: {_where(home, hostnames)}")
-    killed_at = kill(dep.servers[victim])
+    server = bench.servers[victim]
+    os.killpg(server.pid, signal.SIGKILL)
+    killed_at = time.time()
+    server.proc.wait(10)
     other = urls[1 - victim]
 
     def moved() -> list[float] | None:
-        seen = [contact(home, h) for h in hostnames]
+        seen = list(where().values())
         if all(url == other and last is not None and last >= killed_at for url, last in seen):
             return [last - killed_at for _, last in seen]
         return None
 
-    delays = wait_until(moved, timeout=60)
-    if delays is None:
-        raise SystemExit(f"not every worker reached {other} within 60 s: {_where(home, hostnames)}")
-    dep.servers[victim].stop()  # closes its log; the process is gone already
-    dep.servers[victim].start()  # back for the next round
+    delays = wait_until(moved, timeout=60, message=lambda: f"not all on {other}: {where()}")
+    bench.servers[victim] = restart(bench, server)  # back for the next round
     return delays
 
 
-def _where(home: Path, hostnames: list[str]) -> dict[str, tuple[str | None, float | None]]:
-    return {h: contact(home, h) for h in hostnames}
+def restart(bench: Bench, server: ServerProcess) -> ServerProcess:
+    port = int(server.url.rsplit(":", 1)[1])
+    env = bench.env(server.url, EDGEFLEET_DB_URL=bench.db_url)
+    again = bench.registry.start_server(env, port, ("--log-level", "warning"))
+    again.wait_healthy(60)
+    return again
 
 
 def main() -> None:
     install_signal_exit()
     args = parse_args()
-    env = new_env(keep=args.keep)
-    pg = None if args.pg_url else PgCluster(keep=args.keep).start()
-    pg_url = args.pg_url or pg.url
-    dep = Deployment("postgres", env, create_database(pg_url, f"failover_{uuid.uuid4().hex[:6]}"))
-    workers = []
-    try:
-        dep.start(2)
-        urls = ",".join(s.env.api_url for s in dep.servers)
+    with contextlib.ExitStack() as stack:
+        pg_url = args.pg_url or stack.enter_context(PgCluster()).url
+        db_url = stack.enter_context(fresh_database(Path("."), server_url=pg_url))
+        bench = stack.enter_context(Bench())
+        for _ in range(2):
+            bench.start_server(db_url)
+        urls = ",".join(s.url for s in bench.servers)
         hostnames = [f"fo-{n}" for n in range(args.workers)]
-        extra = ("--api-url", urls)
-        workers = [
-            start_worker(env, h, "default", 1, args.heartbeat_interval, extra=extra)
-            for h in hostnames
-        ]
+        for hostname in hostnames:
+            bench.start_worker(
+                hostname,
+                "-c",
+                "1",
+                "--heartbeat-interval",
+                str(args.heartbeat_interval),
+                "--api-url",
+                urls,
+            )
         rows = []
         for round_ in range(args.rounds):
-            delays = one_round(dep, hostnames, victim=round_ % 2)
+            delays = one_round(bench, hostnames, victim=round_ % 2)
             summary = summarize(delays)
             rows.append([round_ + 1, fmt_ms(summary.p50), fmt_ms(summary.max)])
             print(f"round {round_ + 1}: {', '.join(fmt_ms(d) for d in delays)}", flush=True)
-        print_table(
-            f"kill -9 of a replica -> each worker's first successful call on the other "
-            f"({args.workers} workers, heartbeat every {args.heartbeat_interval:g}s)",
-            ["round", "median", "slowest"],
-            rows,
-        )
-    finally:
-        for proc in workers:
-            stop_worker(proc, None, 0)
-        dep.stop()
-        if pg is not None:
-            pg.stop()
+    print_table(
+        f"kill -9 of a replica -> each worker's first successful call on the other "
+        f"({args.workers} workers, heartbeat every {args.heartbeat_interval:g}s)",
+        ["round", "median", "slowest"],
+        rows,
+    )
 
 
 if __name__ == "__main__":
