@@ -268,6 +268,23 @@ def test_a_cancelled_job_never_starts(session_factory):
     assert not dispatch.has_queued(db, ["default"], 4)
 
 
+def test_a_job_cancelled_while_claimed_and_then_handed_back_never_starts(session_factory):
+    db = session_factory
+    instance = register(db)
+    elsewhere = register(db, "w2")
+    job = submit(db, retries=3)
+    dispatch.claim(db, "w1", instance, 1, seq=1)
+    jobs.cancel(db, job, "op")
+    queue = dispatch.release(db, job, "w1", JobRelease(instance_id=instance, attempt=1, seq=1))
+    assert queue is None  # nobody is woken for it
+    view = jobs.get_job(db, job)
+    assert (view.state, view.worker, view.attempt) == ("cancelled", None, 0)
+    assert "handed back unstarted by w1" in view.reason
+    assert [e.event for e in view.history][-2:] == ["cancel_requested", "cancelled"]
+    assert not dispatch.has_queued(db, ["default"], 4)
+    assert dispatch.claim(db, "w2", elsewhere, 4, seq=1)[0] == []
+
+
 def beat_orders(db, instance: str, running: list[int]) -> list[JobCancel]:
     """The cancel orders a heartbeat of w1 reporting ``running`` is answered with."""
     beat = Heartbeat(

@@ -232,7 +232,9 @@ async def release(job_id: JobIdPath, body: JobRelease, context: ContextDep, iden
 
 
 def _release(context: ServerContext, job_id: int, hostname: HostnamePath, body: JobRelease) -> None:
-    context.notifier.job_queued(dispatch.release(context.db, job_id, hostname, body))
+    queue = dispatch.release(context.db, job_id, hostname, body)
+    if queue is not None:
+        context.notifier.job_queued(queue)
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)

@@ -421,8 +421,11 @@ def _report_in_full(
     )
 
 
-def release(db: sessionmaker[Session], job_id: int, hostname: str, request: JobRelease) -> str:
-    """Put a claimed, never-started job back in its queue. Returns the queue for wake-ups."""
+def release(
+    db: sessionmaker[Session], job_id: int, hostname: str, request: JobRelease
+) -> str | None:
+    """Put a claimed, never-started job back in its queue. Returns the queue for wake-ups,
+    or None if the job was cancelled meanwhile and so ended instead."""
     with db.begin() as session:
         job = _lock_job(session, job_id)
         held = _holds(job, hostname, request.attempt) and job.state == JobState.RUNNING
@@ -430,8 +433,8 @@ def release(db: sessionmaker[Session], job_id: int, hostname: str, request: JobR
             _refuse_stranger(session, job, hostname)
         if not held or (request.seq is not None and job.claim_seq != request.seq):
             raise Conflict(f"job {job_id} attempt {request.attempt} is not held by {hostname!r}")
-        lifecycle.release(session, job, utcnow())
-        return job.queue
+        requeued = lifecycle.release(session, job, utcnow())
+        return job.queue if requeued else None
 
 
 def truncation_notice(max_bytes: int) -> str:

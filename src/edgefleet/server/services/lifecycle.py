@@ -47,15 +47,23 @@ def record(
     )
 
 
-def release(session: Session, job: Job, now: datetime) -> None:
-    """A claimed job handed back unstarted: the attempt is given back too."""
+def release(session: Session, job: Job, now: datetime) -> bool:
+    """A claimed job handed back unstarted: the attempt is given back too. True if it was
+    queued again; a job whose cancel was asked for ends cancelled instead (it never starts)."""
     hostname = job.worker_hostname
-    job.state = JobState.QUEUED
     job.worker_hostname = None
     job.started_at = None
     job.claim_seq = None
-    record(session, job, "released", now, worker=hostname, reason="handed back unstarted")
+    requeued = job.cancel_requested_at is None
+    if requeued:
+        job.state = JobState.QUEUED
+        record(session, job, "released", now, worker=hostname, reason="handed back unstarted")
+    else:
+        why = f"cancelled before it ran (handed back unstarted by {hostname})"
+        _end(job, JobState.CANCELLED, None, why, now)
+        record(session, job, "cancelled", now, worker=hostname, reason=why)
     job.attempt -= 1
+    return requeued
 
 
 def _join(*parts: str | None) -> str | None:
