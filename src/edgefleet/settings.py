@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: Finished jobs, with their logs and history, are deleted this many seconds after they
     #: ended (default 7 days).
     job_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    #: Audit log entries are deleted this many seconds after they were written (default 90
+    #: days).
+    audit_retention: float = Field(default=90 * 24 * 3600.0, gt=0)
     #: The most log output kept per job, in bytes; past it the rest is discarded (413).
     job_log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: Seconds between the server's sweeps for lost jobs and due retries; by default a fifth

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgefleet.cli.common import OutputOption, admin_client, fail
-from edgefleet.cli.output import OutputFormat, emit
+from edgefleet.cli.output import OutputFormat, emit, next_page_hint
 
 AUDIT_COLUMNS = [
     ("at", "TIME"),
@@ -46,14 +46,24 @@ def audit(
         str | None, typer.Option("--since", help="ISO time or age (15m, 2h, 7d).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100000)] = 10000,
+    before: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only entries older than this id (the next page's cursor)."),
+    ] = None,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Every control change: time, actor, worker, field, old -> new, comment."""
+    """Every control change, newest first: time, actor, worker, field, old -> new, comment.
+
+    A full page ends with a note on stderr naming the --before ID of the next one."""
     params: dict[str, object] = {"limit": limit}
     if edge_hostname:
         params["edge_hostname"] = edge_hostname
     if since:
         params["since"] = parse_since(since).isoformat()
+    if before is not None:
+        params["before"] = before
     with admin_client(ctx) as client:
         entries = client.get("/audit", params=params)
     emit(entries, output, AUDIT_COLUMNS)
+    given = {"--edge-hostname": edge_hostname, "--since": since, "--limit": limit}
+    next_page_hint(entries, limit, ["edgefleet", "audit"], given)

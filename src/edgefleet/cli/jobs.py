@@ -11,7 +11,7 @@ import typer
 
 from edgefleet.cli.api import ApiError
 from edgefleet.cli.common import OutputOption, admin_client
-from edgefleet.cli.output import OutputFormat, emit, print_json, print_table
+from edgefleet.cli.output import OutputFormat, emit, next_page_hint, print_json, print_table
 
 app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 
@@ -156,17 +156,27 @@ def list_jobs(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 1000,
+    before: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only jobs older than this id (the next page's cursor)."),
+    ] = None,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """List jobs, oldest first; REASON says why a job ended, or why a queued one waits."""
+    """List jobs, newest first; REASON says why a job ended, or why a queued one waits.
+
+    A full page ends with a note on stderr naming the --before ID of the next one."""
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
     if queue:
         params["queue"] = queue
+    if before is not None:
+        params["before"] = before
     with admin_client(ctx) as client:
         jobs = client.get("/jobs", params=params)
     emit(jobs if output is OutputFormat.JSON else _with_why(jobs), output, JOB_COLUMNS)
+    given = {"--state": state, "--queue": queue, "--limit": limit}
+    next_page_hint(jobs, limit, ["edgefleet", "jobs", "list"], given)
 
 
 @app.command("show")

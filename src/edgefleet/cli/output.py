@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any
@@ -45,3 +47,18 @@ def emit(data: Any, fmt: OutputFormat, columns: Sequence[tuple[str, str]]) -> No
         print_json(data)
     else:
         print_table(data if isinstance(data, list) else [data], columns)
+
+
+def next_page_hint(
+    rows: list[dict[str, Any]], limit: int, command: list[str], options: dict[str, Any]
+) -> None:
+    """A full page of a newest-first list may have older rows: say on stderr how to get
+    them, so stdout stays the list alone: ``command`` again with the ``options`` that were
+    given (None or empty ones left out) and ``--before`` the last id shown."""
+    if not rows or len(rows) < limit:
+        return
+    words = list(command)
+    for option, value in options.items():
+        if value not in (None, ""):
+            words += [option, str(value)]
+    print(f"more: {shlex.join([*words, '--before', str(rows[-1]['id'])])}", file=sys.stderr)

@@ -23,6 +23,11 @@ InstanceQuery = Annotated[str, Query(min_length=1, max_length=64, pattern=INSTAN
 HostPatternQuery = Annotated[
     str | None, Query(min_length=1, max_length=255, pattern=HOST_PATTERN_SYNTAX)
 ]
+#: The paging cursor of a newest-first list: only rows with a smaller id (the last id of
+#: the page before).
+BeforeQuery = Annotated[
+    int | None, Query(ge=1, le=DB_INT_MAX, description="Only ids below this one (next page)")
+]
 #: ``ATTEMPT:SEQ`` as a log read returned it (checked by ``jobs.parse_cursor``: 400).
 LogCursorQuery = Annotated[str | None, Query(max_length=64)]
 

@@ -68,9 +68,18 @@ class Sweeper:
         for queue, slots in sweep.queues_waiting(db, overdue, now).items():
             if queue not in queues:
                 notifier.job_queued(queue, slots)
-        purge_every = min(PURGE_EVERY, max(self.interval, settings.job_retention / 4))
+        retention = min(settings.job_retention, settings.audit_retention)
+        purge_every = min(PURGE_EVERY, max(self.interval, retention / 4))
         if time.monotonic() - self._last_purge >= purge_every:
             self._last_purge = time.monotonic()
-            purged = sweep.purge_finished(db, settings.job_retention, now)
-            if purged:
-                log.info("purged %d finished jobs older than %gs", purged, settings.job_retention)
+            self.purge(now)
+
+    def purge(self, now: datetime) -> None:
+        """Finished jobs and audit entries past their retention."""
+        settings, db = self.context.settings, self.context.db
+        purged = sweep.purge_finished(db, settings.job_retention, now)
+        if purged:
+            log.info("purged %d finished jobs older than %gs", purged, settings.job_retention)
+        purged = sweep.purge_audit(db, settings.audit_retention, now)
+        if purged:
+            log.info("purged %d audit entries older than %gs", purged, settings.audit_retention)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from edgefleet.contract import AuditView
 from edgefleet.server.deps import ContextDep, ViewerDep
-from edgefleet.server.params import HostPatternQuery, SinceQuery
+from edgefleet.server.params import BeforeQuery, HostPatternQuery, SinceQuery
 from edgefleet.server.services import control
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -21,6 +21,8 @@ def list_audit(
     edge_hostname: HostPatternQuery = None,
     since: SinceQuery = None,
     limit: Annotated[int, Query(ge=1, le=100000)] = 10000,
+    before: BeforeQuery = None,
 ):
-    """Control changes, oldest first: who changed which field of which worker, and why."""
-    return control.list_audit(context.db, edge_hostname, since, limit)
+    """Control changes, newest first: who changed which field of which worker, and why. Pass
+    the last id of a page as ``before`` for the next (older) one."""
+    return control.list_audit(context.db, edge_hostname, since, limit, before)

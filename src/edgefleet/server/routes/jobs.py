@@ -20,7 +20,7 @@ from edgefleet.contract import (
 )
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, OperatorDep, ViewerDep
-from edgefleet.server.params import CountQuery, JobIdPath, LogCursorQuery
+from edgefleet.server.params import BeforeQuery, CountQuery, JobIdPath, LogCursorQuery
 from edgefleet.server.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -58,11 +58,13 @@ def list_jobs(
     queue: QueueName | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: CountQuery = 0,
+    before: BeforeQuery = None,
 ):
-    """Jobs, oldest first; queued ones say why they wait (``waiting_reason``) when it is more
-    than their turn: a retry not yet due, no live worker for the queue, too many slots."""
+    """Jobs, newest first; pass the last id of a page as ``before`` for the next (older) one.
+    Queued jobs say why they wait (``waiting_reason``) when it is more than their turn: a
+    retry not yet due, no live worker for the queue, too many slots."""
     offline = context.settings.worker_offline_timeout
-    return jobs.list_jobs(context.db, state, limit, offset, offline, queue)
+    return jobs.list_jobs(context.db, state, limit, offset, offline, queue, before)
 
 
 @router.get("/{job_id}", response_model=JobDetail)

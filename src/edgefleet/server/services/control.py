@@ -231,9 +231,16 @@ def remove_worker(
 
 
 def list_audit(
-    db: sessionmaker[Session], hostname: str | None, since, limit: int
+    db: sessionmaker[Session],
+    hostname: str | None,
+    since,
+    limit: int,
+    before: int | None = None,
 ) -> list[AuditView]:
-    query = select(AuditEntry).order_by(AuditEntry.at, AuditEntry.id).limit(limit)
+    """Newest first; ``before`` (the last id of a page) pages on to older entries."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
     if hostname is not None:
         query = query.where(AuditEntry.target == hostname)
     if since is not None:

@@ -203,8 +203,12 @@ def list_jobs(
     offset: int,
     offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT,
     queue: str | None = None,
+    before: int | None = None,
 ) -> list[JobView]:
-    query = select(Job).order_by(Job.id).limit(limit).offset(offset)
+    """Newest first; ``before`` (the last id of a page) pages on to older jobs."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
+    if before is not None:
+        query = query.where(Job.id < before)
     if state is not None:
         query = query.where(Job.state == state)
     if queue is not None:

@@ -1,4 +1,5 @@
-"""The periodic clean-up's transactions: lost runs, retries coming due, expired jobs.
+"""The periodic clean-up's transactions: lost runs, retries coming due, expired jobs and
+audit entries.
 
 Each is safe to run on several server replicas at once against one PostgreSQL database: rows
 are taken with ``FOR UPDATE SKIP LOCKED`` and every change re-checks the state it acts on, so
@@ -15,7 +16,7 @@ from sqlalchemy import Select, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
-from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
+from edgefleet.db.models import AuditEntry, Job, JobEvent, JobLogChunk, Worker
 from edgefleet.server.services import dispatch, lifecycle, liveness
 
 log = logging.getLogger(__name__)
@@ -192,4 +193,33 @@ def purge_finished(db: sessionmaker[Session], retention: float, now: datetime) -
                 session.execute(delete(Job).where(Job.id.in_(ids)))
         purged += len(ids)
         if len(ids) < BATCH:
+            return purged
+
+
+def purge_audit(db: sessionmaker[Session], retention: float, now: datetime) -> int:
+    """Delete audit entries written more than ``retention`` ago, oldest first.
+
+    Entries are written in time order, so the expired ones are the lowest ids: each batch
+    reads the oldest rows by primary key and stops at the first one still kept, which costs
+    one short index read when nothing has expired (no index on the time is needed).
+    """
+    cutoff = now - timedelta(seconds=retention)
+    purged = 0
+    while True:
+        with db.begin() as session:
+            rows = session.execute(
+                select(AuditEntry.id, AuditEntry.at)
+                .order_by(AuditEntry.id)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            ).all()
+            expired = []
+            for entry_id, at in rows:
+                if at >= cutoff:
+                    break
+                expired.append(entry_id)
+            if expired:
+                session.execute(delete(AuditEntry).where(AuditEntry.id.in_(expired)))
+        purged += len(expired)
+        if len(expired) < BATCH:
             return purged

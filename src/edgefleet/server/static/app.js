@@ -1025,9 +1025,8 @@
 
   async function refreshWorkerAudit(host) {
     const since = new Date(now() - 7 * 86400 * 1000).toISOString();
-    const entries = await api("GET", `/audit?edge_hostname=${enc(host)}&since=${enc(since)}`);
+    const recent = await api("GET", `/audit?edge_hostname=${enc(host)}&since=${enc(since)}&limit=8`);
     if (drawer.kind !== "worker" || drawer.host !== host) return;
-    const recent = entries.slice(-8).reverse();
     setCell(drawer.els.audit, JSON.stringify(recent.map((e) => e.id)) + ago(recent[0]?.at), () => (recent.length
       ? h("table", { class: "grid compact" }, h("tbody", {}, recent.map((e) => h("tr", {},
         h("td", { class: "rel", title: stamp(e.at), text: ago(e.at) }),
@@ -1052,66 +1051,13 @@
 
   // --- jobs -------------------------------------------------------------------------------
 
-  const jobs = { rows: [], order: null, total: 0, seenStates: new Set(JOB_STATES), key: "" };
+  const jobs = { rows: [], seenStates: new Set(JOB_STATES) };
 
-  function isDescending(rows) {
-    return rows.length > 1 && rows[0].id > rows[rows.length - 1].id;
-  }
-
-  /** The newest `n` jobs, whether the API lists oldest-first (paging to the end) or newest-first. */
+  /** The newest `n` jobs (the API lists newest first). */
   async function fetchRecentJobs(n, state) {
-    const query = (offset, limit) => {
-      const params = new URLSearchParams({ limit: String(limit), offset: String(offset) });
-      if (state) params.set("state", state);
-      return api("GET", `/jobs?${params}`);
-    };
-    const key = `${n}|${state}`;
-    if (jobs.key !== key) Object.assign(jobs, { key, order: null, total: 0 });
-    if (jobs.order === null) {
-      const first = await query(0, n);
-      jobs.order = isDescending(first) ? "desc" : "asc";
-      if (jobs.order === "desc" || first.length < n) {
-        jobs.total = first.length;
-        return first;
-      }
-      jobs.total = await countRows(query, first.length);
-    }
-    if (jobs.order === "desc") return query(0, n);
-    const extra = 100;
-    for (let attempt = 0; attempt < 4; attempt++) {
-      const offset = Math.max(0, jobs.total - n);
-      const rows = await query(offset, n + extra);
-      if (rows.length === 0 && offset > 0) {
-        jobs.total = await countRows(query, 0);
-        continue;
-      }
-      if (rows.length < n + extra) {
-        jobs.total = offset + rows.length;
-        return rows.slice(-n);
-      }
-      jobs.total = await countRows(query, offset + rows.length);
-    }
-    return [];
-  }
-
-  /** How many rows a listing has, knowing it has at least `known`: gallop, then bisect. */
-  async function countRows(query, known) {
-    let lo = known;
-    let hi = null;
-    let step = 256;
-    while (hi === null) {
-      const probe = lo + step - 1;
-      if ((await query(probe, 1)).length) {
-        lo = probe + 1;
-        step *= 2;
-      } else hi = probe;
-    }
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      if ((await query(mid, 1)).length) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    const params = new URLSearchParams({ limit: String(n) });
+    if (state) params.set("state", state);
+    return api("GET", `/jobs?${params}`);
   }
 
   function quoteArg(arg) {
@@ -1472,35 +1418,46 @@
 
   // --- audit ------------------------------------------------------------------------------
 
-  const audit = { entries: [], ids: new Set(), range: null, last: null };
+  const audit = { entries: [], ids: new Set(), range: null };
   const RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, all: null };
   const AUDIT_PAGE = 2000;
   const AUDIT_KEEP = 5000;
 
+  /** Entries newer than the newest one held, read newest first and paged back with
+   * `before` until a page reaches what is held (or the range's start). `entries` stays
+   * oldest first. */
+  async function fetchNewAudit(range) {
+    const since = RANGES[range] ? new Date(now() - RANGES[range] * 1000).toISOString() : null;
+    const held = audit.entries.length ? audit.entries[audit.entries.length - 1].id : 0;
+    const fresh = [];
+    let before = null;
+    for (let page = 0; page < 20 && fresh.length < AUDIT_KEEP; page++) {
+      const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+      if (since) params.set("since", since);
+      if (before !== null) params.set("before", String(before));
+      const batch = await api("GET", `/audit?${params}`);
+      for (const entry of batch) {
+        if (audit.ids.has(entry.id)) continue;
+        audit.ids.add(entry.id);
+        fresh.push(entry);
+      }
+      if (batch.length < AUDIT_PAGE || batch[batch.length - 1].id <= held) break;
+      before = batch[batch.length - 1].id;
+    }
+    return fresh.reverse();
+  }
+
   async function refreshAudit() {
     const range = $("#audit-range").value;
-    if (audit.range !== range) Object.assign(audit, { entries: [], ids: new Set(), range, last: null });
-    let since = audit.last;
-    if (!since && RANGES[range]) since = new Date(now() - RANGES[range] * 1000).toISOString();
+    if (audit.range !== range) Object.assign(audit, { entries: [], ids: new Set(), range });
     try {
-      for (let page = 0; page < 20; page++) {
-        const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });
-        if (since) params.set("since", since);
-        const batch = await api("GET", `/audit?${params}`);
-        for (const entry of batch) {
-          if (audit.ids.has(entry.id)) continue;
-          audit.ids.add(entry.id);
-          audit.entries.push(entry);
-        }
-        if (batch.length) since = batch[batch.length - 1].at;
-        if (batch.length < AUDIT_PAGE) break;
-      }
+      const fresh = await fetchNewAudit(range);
+      if (fresh.length) audit.entries = audit.entries.concat(fresh).sort((a, b) => a.id - b.id);
       showError($("#audit-error"), null);
     } catch (error) {
       if (error.status === 0) throw error;
       showError($("#audit-error"), error);
     }
-    audit.last = since;
     if (audit.entries.length > AUDIT_KEEP) {
       audit.entries = audit.entries.slice(-AUDIT_KEEP);
       audit.ids = new Set(audit.entries.map((e) => e.id));
