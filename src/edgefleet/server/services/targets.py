@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from edgefleet.contract import Target
@@ -39,11 +40,6 @@ def check_glob(pattern: str) -> None:
         raise InvalidRequest(f"bad hostname pattern {pattern!r}: '[' is never closed")
 
 
-def matches_labels(worker: Worker, selector: dict[str, str]) -> bool:
-    labels = worker.labels or {}
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 def describe(target: Target) -> str:
     if target.all:
         return "all workers"
@@ -53,7 +49,13 @@ def describe(target: Target) -> str:
 
 
 def resolve(session: Session, target: Target, *, lock: bool = True) -> list[Worker]:
-    """The targeted workers, locked for update, or a 4xx explaining why there are none."""
+    """The targeted workers in hostname order, locked for update, or a 4xx explaining why
+    there are none.
+
+    Only the matched rows are locked, and always in hostname order: a bulk change leaves the
+    heartbeats and claims of the workers it does not target alone, and two bulk changes over
+    overlapping workers queue up behind each other instead of deadlocking.
+    """
     given = sum([target.edge_hostname is not None, target.selector is not None, target.all])
     if given != 1:
         raise InvalidRequest("name exactly one target: edge_hostname, selector or all")
@@ -67,15 +69,57 @@ def resolve(session: Session, target: Target, *, lock: bool = True) -> list[Work
         return [worker]
     if name is not None:
         check_glob(name)
-    query = select(Worker).order_by(Worker.hostname)
-    if lock:
-        query = query.with_for_update()
-    workers = [
-        worker
-        for worker in session.scalars(query)
-        if (name is None or fnmatch.fnmatchcase(worker.hostname, name))
-        and (target.selector is None or matches_labels(worker, target.selector))
-    ]
+    if target.all:
+        query = select(Worker).order_by(Worker.hostname)
+        workers = list(session.scalars(query.with_for_update() if lock else query))
+    else:
+        workers = _matched(session, target, lock)
     if not workers:
         raise NotFound(f"no worker matches {describe(target)}")
     return workers
+
+
+#: Rows locked per statement (a bound on its parameters), in hostname order throughout.
+LOCK_CHUNK = 1000
+
+
+def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
+    """Workers a glob or selector matches: candidates are read without a lock (narrowed in
+    SQL), the matches are locked in hostname order and checked again as locked (a worker
+    whose labels changed meanwhile is left out)."""
+    candidates = session.execute(
+        select(Worker.hostname, Worker.labels).where(*_narrowing(target)).order_by(Worker.hostname)
+    ).all()
+    names = sorted(hostname for hostname, labels in candidates if matches(target, hostname, labels))
+    workers: list[Worker] = []
+    for start in range(0, len(names), LOCK_CHUNK):
+        query = (
+            select(Worker)
+            .where(Worker.hostname.in_(names[start : start + LOCK_CHUNK]))
+            .order_by(Worker.hostname)
+            .execution_options(populate_existing=True)  # the values as locked
+        )
+        workers += session.scalars(query.with_for_update() if lock else query)
+    return [w for w in workers if matches(target, w.hostname, w.labels)]
+
+
+def matches(target: Target, hostname: str, labels: dict[str, Any] | None) -> bool:
+    """Whether a worker with this name and these labels is one the glob or selector names."""
+    if target.edge_hostname is not None and not fnmatch.fnmatchcase(hostname, target.edge_hostname):
+        return False
+    selector = target.selector or {}
+    given = labels or {}
+    return all(given.get(key) == value for key, value in selector.items())
+
+
+def _narrowing(target: Target) -> list[ColumnElement[bool]]:
+    """SQL conditions every match meets (more rows may meet them: the match itself is
+    checked in Python): the glob's literal prefix, and each selected label's value."""
+    conditions: list[ColumnElement[bool]] = []
+    if target.edge_hostname is not None:
+        prefix = re.split(r"[*?\[]", target.edge_hostname, maxsplit=1)[0]
+        if prefix:
+            conditions.append(Worker.hostname.startswith(prefix, autoescape=True))
+    for key, value in (target.selector or {}).items():
+        conditions.append(Worker.labels[key].as_string() == value)
+    return conditions
