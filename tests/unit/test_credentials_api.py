@@ -109,7 +109,7 @@ def test_the_audit_log_names_the_token_not_the_caller(app_client, admin, issue, 
     )
     assert response.status_code == 200, response.text
     entries = app_client.get("/api/v1/audit?edge_hostname=w1", headers=operator).json()
-    assert entries[-1]["actor"] == "night-shift"
+    assert entries[0]["actor"] == "night-shift"  # the newest entry
 
 
 def test_enrollment_binds_a_credential_to_one_hostname(app_client, admin, join):
@@ -203,7 +203,7 @@ def test_revocation_kills_the_credential_and_loses_the_jobs(app_client, admin, j
     assert detail["state"] in ("queued", "failed")
     assert "revoked" in detail["history"][-1]["reason"]
     audit = app_client.get("/api/v1/audit?edge_hostname=w1", headers=admin).json()
-    assert audit[-1]["field"] == "revoked"
+    assert audit[0]["field"] == "revoked"  # the newest entry
 
 
 def test_a_revoked_worker_comes_back_only_with_a_new_join_token(app_client, admin, join):

@@ -8,6 +8,7 @@ KEY=VALUE[,...]`` (worker labels) or ``--all``. Each prints every worker touched
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -67,25 +68,50 @@ def build_target(hostname: str | None, selector: str | None, all_workers: bool) 
     return {"edge_hostname": hostname}
 
 
+#: Seconds between two looks of ``--wait``: short at first (a worker is woken at once and
+#: usually acknowledges within a moment), then growing to at most ``MAX_POLL``.
+FIRST_POLL = 0.1
+MAX_POLL = 1.0
+
+
+def target_query(target: dict[str, Any]) -> dict[str, str]:
+    """The ``/workers`` filter that lists the workers a change targeted: the same name, glob
+    or selector (the server narrows its read with it), or nothing for ``--all``."""
+    if target.get("edge_hostname") is not None:
+        return {"edge_hostname": target["edge_hostname"]}
+    if target.get("selector"):
+        return {"selector": ",".join(f"{k}={v}" for k, v in target["selector"].items())}
+    return {}
+
+
 def wait_for_acks(
-    client: AdminClient, versions: dict[str, int], timeout: float
+    client: AdminClient,
+    versions: dict[str, int],
+    timeout: float,
+    target: dict[str, Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[list[str], list[str]]:
-    """Poll until each online targeted worker's applied version reaches its desired one.
+    """Poll until each online targeted worker's applied version reaches its desired one;
+    each look asks only about the targeted workers.
 
     Returns (workers that did not acknowledge in time, workers skipped as not online).
     """
     deadline = time.monotonic() + timeout
+    query = target_query(target or {})
+    pause = FIRST_POLL
     while True:
-        rows = {row["hostname"]: row for row in client.get("/workers")}
+        rows = {row["hostname"]: row for row in client.get("/workers", params=query)}
         skipped = sorted(h for h in versions if rows.get(h, {}).get("state") in NOT_ONLINE)
         pending = sorted(
             h
             for h, version in versions.items()
             if h in rows and h not in skipped and rows[h]["applied_version"] < version
         )
-        if not pending or time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
             return pending, skipped
-        time.sleep(0.05)
+        sleep(min(pause, left))
+        pause = min(MAX_POLL, pause * 1.5)
 
 
 def run_change(
@@ -102,7 +128,7 @@ def run_change(
         pending: list[str] = []
         skipped: list[str] = []
         if wait:
-            pending, skipped = wait_for_acks(client, result["versions"], timeout)
+            pending, skipped = wait_for_acks(client, result["versions"], timeout, body)
     if output is OutputFormat.JSON:
         print_json(
             {**result, "not_acknowledged": pending, "not_online": skipped} if wait else result

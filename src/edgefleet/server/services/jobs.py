@@ -7,9 +7,9 @@ through ``lifecycle`` so the history is complete.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Text, and_, cast, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
@@ -160,10 +160,23 @@ def job_view(job: Job, reason_for_wait: str | None = None) -> JobView:
     )
 
 
-def fleet_capacity(session: Session, offline_timeout: float, now: datetime) -> list[Capacity]:
-    """What each known worker offers queued jobs right now."""
+def fleet_capacity(
+    session: Session,
+    offline_timeout: float,
+    now: datetime,
+    queues: Iterable[str] | None = None,
+) -> list[Capacity]:
+    """What each worker that may be live offers queued jobs right now; with ``queues``, only
+    workers serving one of them. A worker silent past ``offline_timeout``, or revoked, offers
+    nothing, so it is not read at all."""
+    heard = Worker.last_heartbeat >= now - timedelta(seconds=offline_timeout)
+    query = select(Worker).where(
+        Worker.revoked_at.is_(None), or_(Worker.last_heartbeat.is_(None), heard)
+    )
+    if queues is not None:
+        query = query.where(or_(*(_may_serve(queue) for queue in set(queues))))
     capacity = []
-    for worker in session.scalars(select(Worker)):
+    for worker in session.scalars(query):
         state = observed_state(worker, now, offline_timeout)
         live = state not in (WorkerState.OFFLINE, WorkerState.STOPPED)
         accepting = (
@@ -176,6 +189,17 @@ def fleet_capacity(session: Session, offline_timeout: float, now: datetime) -> l
             Capacity(worker.hostname, frozenset(worker.queues), worker.concurrency, live, accepting)
         )
     return capacity
+
+
+def _may_serve(queue: str):
+    """A worker whose queue lists (the operator's or its own) name ``queue``, as text: a queue
+    name has no character JSON escapes, so ``"name"`` appears in the list exactly when the
+    name is in it (checked again in Python, through ``Worker.queues``)."""
+    element = f'"{queue}"'
+    return or_(
+        cast(Worker.queues_override, Text).contains(element, autoescape=True),
+        cast(Worker.flag_queues, Text).contains(element, autoescape=True),
+    )
 
 
 def _views(jobs: Iterable[Job], capacity: list[Capacity], now: datetime) -> list[JobView]:
@@ -216,12 +240,14 @@ def list_jobs(
     now = utcnow()
     with db() as session:
         jobs = session.scalars(query).all()
-        capacity = (
-            fleet_capacity(session, offline_timeout, now)
-            if any(j.state == JobState.QUEUED for j in jobs)
-            else []
-        )
+        waiting = {job.queue for job in jobs if _needs_capacity(job, now)}
+        capacity = fleet_capacity(session, offline_timeout, now, waiting) if waiting else []
         return _views(jobs, capacity, now)
+
+
+def _needs_capacity(job: Job, now: datetime) -> bool:
+    """Whether why the job waits depends on the workers: it is queued and due."""
+    return job.state == JobState.QUEUED and (job.not_before is None or job.not_before <= now)
 
 
 def get_job(
@@ -232,7 +258,8 @@ def get_job(
         job = session.get(Job, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        capacity = fleet_capacity(session, offline_timeout, now)
+        needed = _needs_capacity(job, now)
+        capacity = fleet_capacity(session, offline_timeout, now, [job.queue]) if needed else []
         (view,) = _views([job], capacity, now)
         events = session.scalars(
             select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)

@@ -88,7 +88,9 @@ def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
     SQL), the matches are locked in hostname order and checked again as locked (a worker
     whose labels changed meanwhile is left out)."""
     candidates = session.execute(
-        select(Worker.hostname, Worker.labels).where(*_narrowing(target)).order_by(Worker.hostname)
+        select(Worker.hostname, Worker.labels)
+        .where(*narrowing(target.edge_hostname, target.selector))
+        .order_by(Worker.hostname)
     ).all()
     names = sorted(hostname for hostname, labels in candidates if matches(target, hostname, labels))
     workers: list[Worker] = []
@@ -112,14 +114,15 @@ def matches(target: Target, hostname: str, labels: dict[str, Any] | None) -> boo
     return all(given.get(key) == value for key, value in selector.items())
 
 
-def _narrowing(target: Target) -> list[ColumnElement[bool]]:
-    """SQL conditions every match meets (more rows may meet them: the match itself is
-    checked in Python): the glob's literal prefix, and each selected label's value."""
+def narrowing(pattern: str | None, selector: dict[str, str] | None) -> list[ColumnElement[bool]]:
+    """SQL conditions every worker a name glob and a label selector match meets (more rows
+    may meet them: the match itself is checked in Python): the glob's literal prefix, and
+    each selected label's value."""
     conditions: list[ColumnElement[bool]] = []
-    if target.edge_hostname is not None:
-        prefix = re.split(r"[*?\[]", target.edge_hostname, maxsplit=1)[0]
+    if pattern is not None:
+        prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
         if prefix:
             conditions.append(Worker.hostname.startswith(prefix, autoescape=True))
-    for key, value in (target.selector or {}).items():
+    for key, value in (selector or {}).items():
         conditions.append(Worker.labels[key].as_string() == value)
     return conditions

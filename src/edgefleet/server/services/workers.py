@@ -20,7 +20,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, EdgefleetError, NotFound, Unauthorized
-from edgefleet.server.services import credentials, lifecycle, liveness
+from edgefleet.server.services import credentials, lifecycle, liveness, targets
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
 LIVE_STATES = frozenset(
@@ -315,6 +315,10 @@ class WorkerFilter:
         return all(labels.get(key) == value for key, value in self.selector.items())
 
 
+#: Up to this many workers listed, their running jobs are counted by name (else for all).
+FEW_WORKERS = 500
+
+
 def list_workers(
     db: sessionmaker[Session], offline_timeout: float, filters: WorkerFilter | None = None
 ) -> list[WorkerView]:
@@ -322,10 +326,13 @@ def list_workers(
     now = utcnow()
     with db() as session:
         query = select(Worker).order_by(Worker.hostname)
-        if filters.hostname is not None and not any(c in filters.hostname for c in "*?["):
+        if filters.hostname is not None and not targets.is_glob(filters.hostname):
             query = query.where(Worker.hostname == filters.hostname)
+        else:
+            query = query.where(*targets.narrowing(filters.hostname, filters.selector))
         workers = session.scalars(query).all()
-        running = running_slots(session)
+        few = len(workers) <= FEW_WORKERS
+        running = running_slots(session, [w.hostname for w in workers] if few else None)
         views = []
         for worker in workers:
             view = worker_view(worker, running.get(worker.hostname, 0), now, offline_timeout)
