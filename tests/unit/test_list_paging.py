@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from edgefleet.cli import common
+from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app as cli_app
 from edgefleet.contract import JobSubmit, Registration, SetConcurrency
@@ -119,7 +119,7 @@ def scripted(monkeypatch):
         return httpx.Response(200, json=[_row(9), _row(8), _row(7)])
 
     monkeypatch.setattr(
-        common,
+        api,
         "AdminClient",
         lambda settings: AdminClient(settings, transport=httpx.MockTransport(handler)),
     )

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, insert
 from typer.testing import CliRunner
 
-from edgefleet.cli import common, control
+from edgefleet.cli import api, control
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app as cli_app
 from edgefleet.contract import JobSubmit, Registration
@@ -161,7 +161,7 @@ def test_wait_asks_only_about_the_targeted_workers(monkeypatch, args, query):
     monkeypatch.setenv("EDGEFLEET_TOKEN", "efo_operator")
     monkeypatch.setenv("EDGEFLEET_API_URL", "http://edgefleet.test")
     monkeypatch.setattr(
-        common, "AdminClient", lambda settings: AdminClient(settings, transport=transport)
+        api, "AdminClient", lambda settings: AdminClient(settings, transport=transport)
     )
     command = ["set-worker-concurrency", *args, "-c", "3", "--wait", "-o", "json"]
     result = CliRunner().invoke(cli_app, command)
