@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from edgefleet.db import sqlite
 from edgefleet.db.sqlite import READ_ONLY
 
-#: Connections kept open: one per thread of the server's pool (40), so a busy server never
-#: opens and closes connections per request.
+#: Connections kept open: more than the server's database threads (16, see
+#: ``server.context.DATABASE_THREADS``), so those threads, the sweeper and a PostgreSQL
+#: replica's listener never open and close a connection per request.
 POOL_SIZE = 40
 
 
