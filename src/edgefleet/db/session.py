@@ -13,7 +13,7 @@ from edgefleet.db.sqlite import READ_ONLY
 
 #: Connections kept open: more than the server's database threads (16, see
 #: ``server.context.DATABASE_THREADS``), so those threads, the sweeper and a PostgreSQL
-#: replica's listener never open and close a connection per request.
+#: replica's announcements (NOTIFY) never open and close a connection per request.
 POOL_SIZE = 40
 
 
