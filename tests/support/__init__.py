@@ -11,6 +11,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
 - ``records``   ``JobRecorder``: jobs that log their own start/end times, and overlap maths
 - ``tls``       ``make_tls``: a throwaway CA and certificates for HTTPS servers and clients
+- ``network``   ``FaultProxy``: a loopback TCP proxy that cuts, stalls or slows a link
 """
 
 from support.api import AdminApi, admin_token, auth_header, worker_token
@@ -22,6 +23,7 @@ from support.database import (
     fresh_database,
     upgrade_database,
 )
+from support.network import FaultProxy
 from support.processes import (
     ManagedProcess,
     ProcessRegistry,
@@ -39,6 +41,7 @@ __all__ = [
     "PG_URL_ENV",
     "AdminApi",
     "Cli",
+    "FaultProxy",
     "JobRecorder",
     "JobRun",
     "ManagedProcess",
