@@ -2,22 +2,25 @@
 
 A soak job marks its own executions (``JOB_SOURCE``); ``run_twice`` and
 ``unclaimed_with_free_slot`` judge them against the server's records, as defined in
-``bench/soak.py``. Pure functions of data, so they are tested without a fleet.
+``bench/soak.py``, and ``Outcome`` adds it all up. Nothing here talks to a process, so it is
+tested without a fleet.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.records import parse_time
 
 #: Seconds after a run's end within which its worker's death may leave that end unrecorded.
 KILL_WINDOW = 1.0
+FINAL = frozenset({"success", "failed", "cancelled"})
 REQUEUE = frozenset({"submitted", "lost", "failed", "released"})
 
 JOB_SOURCE = """\
@@ -116,3 +119,61 @@ def unclaimed_with_free_slot(view: dict, samples: list[tuple[float, set[str]]]) 
         if stretch is not None:
             longest = max(longest, until - stretch)
     return longest
+
+
+@dataclass
+class Outcome:
+    """Every job's fate, from the server's records and the jobs' own marks."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)  # by reason, numbers and names out
+    lost: dict[int, str] = field(default_factory=dict)
+    twice: dict[int, list[str]] = field(default_factory=dict)
+    window: int = 0  # re-runs after an unrecorded end
+    executions: int = 0
+    longest_wait: tuple[float, int] = (0.0, 0)  # (seconds, job)
+    chaos: Counter[str] = field(default_factory=Counter)  # actions done, by kind
+
+    def judge(
+        self,
+        job: int,
+        view: dict | None,
+        runs: list[Execution],
+        stops: Mapping[str, list[float]],
+        samples: list[tuple[float, set[str]]],
+    ) -> None:
+        """Count one job: ``view`` is the server's (None: missing), ``runs`` its marks."""
+        if view is None or view["state"] not in FINAL:
+            self.lost[job] = f"state {view['state'] if view else 'missing'}"
+        elif view["state"] == "success" and not any(
+            (r.attempt, r.worker) == (view["attempt"], view["worker"]) and r.end for r in runs
+        ):
+            self.lost[job] = "success without a finished execution of that attempt"
+        elif view["state"] == "failed":
+            reason = re.sub(r"\d+(\.\d+)?", "N", view["reason"] or "-")
+            self.failed[re.sub(r"soak-N-N", "W", reason)] += 1
+        bad, rerun = run_twice(runs, view["history"] if view else [], stops)
+        self.window += rerun
+        if bad:
+            self.twice[job] = bad
+        if view is not None:
+            self.states[view["state"]] += 1
+            self.longest_wait = max(
+                self.longest_wait, (unclaimed_with_free_slot(view, samples), job)
+            )
+
+    def print(self, acked: int, unanswered: int) -> None:
+        print(f"chaos actions   {dict(self.chaos)}")
+        print(f"jobs submitted  {acked} acknowledged ({unanswered} unanswered)")
+        print(f"succeeded       {self.states['success']}")
+        print(f"failed          {self.states['failed']}")
+        for reason, n in self.failed.most_common():
+            print(f"    {n:5d}  {reason}")
+        print(
+            f"executions      {self.executions}, of which re-runs after an unrecorded end "
+            f"(worker killed as the job ended): {self.window}"
+        )
+        print(f"lost            {len(self.lost)}  {dict(list(self.lost.items())[:10])}")
+        print(f"run twice       {len(self.twice)}  {dict(list(self.twice.items())[:10])}")
+        seconds, job = self.longest_wait
+        print(f"longest unclaimed with a free slot: {seconds:.1f} s (job {job})")

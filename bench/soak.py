@@ -8,7 +8,7 @@ sites, each site reaching each replica through its own fault proxy. Jobs arrive 
 of: SIGKILL a worker (restarted 1-5 s later), SIGTERM one (it drains for its 3 s grace
 period, then is restarted), SIGKILL a replica (restarted 2-5 s later), cut a site's link to
 one or both replicas for 1-5 s, slow one for 5-15 s, ``set-worker-concurrency --all``, or
-drop / add / reset the ``long`` queue fleet-wide. Outages stay well below the workers'
+drop or add back the ``long`` queue fleet-wide. Outages stay well below the workers'
 offline tolerance: a longer cut is documented to re-queue a job that still runs (docs/jobs.md).
 After ``--duration`` everything is healed and the jobs are drained.
 
@@ -48,7 +48,6 @@ import heapq
 import itertools
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -59,7 +58,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -68,20 +66,14 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from _common import git_state, install_signal_exit  # noqa: E402
-from _soak_accounting import (  # noqa: E402
-    JOB_SOURCE,
-    Execution,
-    read_executions,
-    run_twice,
-    unclaimed_with_free_slot,
-)
+from _soak_accounting import FINAL, JOB_SOURCE, Execution, Outcome, read_executions  # noqa: E402
+from scale import PgCluster  # noqa: E402
 
 from support import (  # noqa: E402
     PG_URL_ENV,
     AdminApi,
     Cli,
     FaultProxy,
-    PgCluster,
     ProcessRegistry,
     free_port,
     fresh_database,
@@ -91,7 +83,6 @@ from support import (  # noqa: E402
 
 SITES = 4
 GRACE = 3.0
-FINAL = frozenset({"success", "failed", "cancelled"})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -365,56 +356,6 @@ def drain(fleet: Fleet, ids: set[int], timeout: float) -> dict[int, dict]:
     return views()
 
 
-@dataclass
-class Outcome:
-    """Every job's fate, from the server's records and the jobs' own marks."""
-
-    states: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)  # by reason, numbers and names out
-    lost: dict[int, str] = field(default_factory=dict)
-    twice: dict[int, list[str]] = field(default_factory=dict)
-    window: int = 0  # re-runs after an unrecorded end
-    executions: int = 0
-    longest_wait: tuple[float, int] = (0.0, 0)  # (seconds, job)
-    chaos: Counter[str] = field(default_factory=Counter)  # actions done, by kind
-
-    def judge(self, job: int, view: dict | None, runs: list[Execution], fleet: Fleet, samples):
-        if view is None or view["state"] not in FINAL:
-            self.lost[job] = f"state {view['state'] if view else 'missing'}"
-        elif view["state"] == "success" and not any(
-            (r.attempt, r.worker) == (view["attempt"], view["worker"]) and r.end for r in runs
-        ):
-            self.lost[job] = "success without a finished execution of that attempt"
-        elif view["state"] == "failed":
-            reason = re.sub(r"\d+(\.\d+)?", "N", view["reason"] or "-")
-            self.failed[re.sub(r"soak-N-N", "W", reason)] += 1
-        bad, rerun = run_twice(runs, view["history"] if view else [], fleet.stops)
-        self.window += rerun
-        if bad:
-            self.twice[job] = bad
-        if view is not None:
-            self.states[view["state"]] += 1
-            self.longest_wait = max(
-                self.longest_wait, (unclaimed_with_free_slot(view, samples), job)
-            )
-
-    def print(self, load: Load) -> None:
-        print(f"\nsoak on {git_state()}; chaos actions: {dict(self.chaos)}")
-        print(f"jobs submitted  {len(load.acked)} acknowledged ({load.unanswered} unanswered)")
-        print(f"succeeded       {self.states['success']}")
-        print(f"failed          {self.states['failed']}")
-        for reason, n in self.failed.most_common():
-            print(f"    {n:5d}  {reason}")
-        print(
-            f"executions      {self.executions}, of which re-runs after an unrecorded end "
-            f"(worker killed as the job ended): {self.window}"
-        )
-        print(f"lost            {len(self.lost)}  {dict(list(self.lost.items())[:10])}")
-        print(f"run twice       {len(self.twice)}  {dict(list(self.twice.items())[:10])}")
-        seconds, job = self.longest_wait
-        print(f"longest unclaimed with a free slot: {seconds:.1f} s (job {job})")
-
-
 def account(fleet: Fleet, load: Load, marks: Path, drain_timeout: float) -> Outcome:
     views = drain(fleet, set(load.acked), drain_timeout)
     by_job: dict[int, list[Execution]] = defaultdict(list)
@@ -423,7 +364,7 @@ def account(fleet: Fleet, load: Load, marks: Path, drain_timeout: float) -> Outc
     outcome = Outcome(executions=sum(len(runs) for runs in by_job.values()))
     for job in sorted(set(load.acked) | set(views)):
         view = fleet.get(f"/jobs/{job}") if job in views else None
-        outcome.judge(job, view, by_job[job], fleet, load.samples)
+        outcome.judge(job, view, by_job[job], fleet.stops, load.samples)
     return outcome
 
 
@@ -464,7 +405,8 @@ def soak(args: argparse.Namespace, base: Path, pg_url: str) -> Outcome:
         fleet.heal()
         outcome = account(fleet, load, marks, args.drain)
         outcome.chaos = chaos.done
-        outcome.print(load)
+        print(f"\nsoak on {git_state()}")
+        outcome.print(len(load.acked), load.unanswered)
         print(f"wall time {time.monotonic() - started:.0f} s ({args.duration:g} s of chaos)")
         return outcome
 
@@ -478,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             pg_url = args.pg_url or os.environ.get(PG_URL_ENV)
             if not pg_url:
-                pg_url = stack.enter_context(PgCluster()).url
+                cluster = PgCluster().start()
+                stack.callback(cluster.stop)
+                pg_url = cluster.url
             outcome = soak(args, base, pg_url)
             return 1 if outcome.lost or outcome.twice else 0
     finally:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _soak_accounting import (  # noqa: E402
     JOB_SOURCE,
     Execution,
+    Outcome,
     read_executions,
     run_twice,
     unclaimed_with_free_slot,
@@ -109,3 +110,17 @@ def test_unclaimed_with_a_free_slot_is_the_longest_free_stretch_while_queued():
     # 3..6 (3 s), 8 up to the start at 10 (2 s), 21 up to the start at 22.5 (1.5 s)
     assert unclaimed_with_free_slot(view, samples) == 3.0
     assert unclaimed_with_free_slot({**view, "queue": "long"}, samples) == 0.0
+
+
+def test_a_job_is_lost_unless_it_ended_and_its_recorded_attempt_really_ran():
+    outcome = Outcome()
+    done = {"state": "success", "attempt": 2, "worker": "w1", "history": [], "queue": "q"}
+    outcome.judge(1, done, [run(1, 0.0, None), run(2, 5.0, 6.0)], {}, [])
+    outcome.judge(2, done, [run(2, 5.0, None)], {}, [])  # attempt 2 never ran to its end
+    outcome.judge(3, {**done, "state": "running"}, [run(2, 5.0, None)], {}, [])
+    outcome.judge(4, None, [], {}, [])
+    failed = {**done, "state": "failed", "reason": "worker soak-1-2 went offline 31.5 s ago"}
+    outcome.judge(5, failed, [run(2, 5.0, None)], {}, [])
+    assert sorted(outcome.lost) == [2, 3, 4]
+    assert outcome.failed == {"worker W went offline N s ago": 1}
+    assert outcome.twice == {}
