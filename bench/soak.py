@@ -94,18 +94,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--chaos-interval", type=float, default=3.0, help="seconds between chaos actions")
     add("--drain", type=float, default=240.0, help="seconds the jobs get to finish at the end")
     add("--pg-url", help=f"PostgreSQL server URL (default: ${PG_URL_ENV}, else a throwaway one)")
-    add(
-        "--max-cut",
-        type=float,
-        default=5.0,
-        help="longest link cut, seconds (beyond the "
-        "offline tolerance a cut-off run is documented to overlap its retry)",
-    )
+    cut_help = "longest link cut, s (past the offline tolerance a cut-off run meets its retry)"
+    add("--max-cut", type=float, default=5.0, help=cut_help)
     add("--seed", type=int, default=11)
     add("--keep", action="store_true", help="keep the logs and markers (printed path)")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.workers < 2 or args.rate <= 0 or args.chaos_interval <= 0:
-        parser.error("--duration, --rate and --chaos-interval must be > 0, --workers >= 2")
+    if min(args.duration, args.rate, args.chaos_interval, args.max_cut - 1) <= 0:
+        parser.error("--duration, --rate and --chaos-interval must be > 0, --max-cut > 1")
+    if args.workers < 2:
+        parser.error("--workers must be at least 2")
     return args
 
 
@@ -192,15 +189,14 @@ class Fleet:
             self.cut.discard((site, replica))
             proxy.heal()
 
-    def control(self, *args: str) -> str:
+    def control(self, *args: str) -> bool:
         """An operator's fleet-wide change through the CLI, on a replica that is up."""
         for replica in (0, 1):
             if self.replica_up[replica]:
                 env = {**self.env, "EDGEFLEET_API_URL": self.servers[replica].url}
-                result = Cli(env)(*args, "--all", timeout=60)
-                if result.returncode == 0:
-                    return " ".join(args)
-        return f"{' '.join(args)} (failed)"
+                if Cli(env)(*args, "--all", timeout=60).returncode == 0:
+                    return True
+        return False
 
     def heal(self) -> None:
         for site, replica in [(s, r) for s in range(SITES) for r in (0, 1)]:
@@ -259,10 +255,12 @@ class Chaos:
                 undo = rng.uniform(1, self.max_cut) if cut else rng.uniform(5, 15)
                 self.later(undo, lambda s=site, r=replica: fleet.set_link(s, r, cut=False))
         elif kind == "concurrency":
-            fleet.control("set-worker-concurrency", "-c", str(rng.randint(1, 4)))
+            if not fleet.control("set-worker-concurrency", "-c", str(rng.randint(1, 4))):
+                kind = "control refused"
         elif kind == "queues":
             change = rng.choice(["remove-worker-queues", "add-worker-queues"])
-            fleet.control(change, "-q", "long")
+            if not fleet.control(change, "-q", "long"):
+                kind = "control refused"
         else:
             return
         self.done[kind] += 1
