@@ -2,7 +2,8 @@
 
 Two ``edgefleet server`` replicas on one PostgreSQL database (``--pg-url``, else
 ``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster), ``--workers`` real workers in four
-sites, each site reaching each replica through its own fault proxy. Jobs arrive at
+sites, each site reaching each replica through its own fault proxy; every worker is given
+both replicas (``--api-url A,B``), its first choice alternating. Jobs arrive at
 ``--rate`` per second: short ones (0.1-2 s, queue ``default``) and long ones (10-30 s, queue
 ``long``), each allowed retries. Every ``--chaos-interval`` seconds the chaos loop does one
 of: SIGKILL a worker (restarted 1-5 s later), SIGTERM one (it drains for its 3 s grace
@@ -116,6 +117,7 @@ class Fleet:
         self.links: list[list[FaultProxy]] = []
         self.cut: set[tuple[int, int]] = set()
         self.stops: dict[str, list[float]] = defaultdict(list)  # when a worker's jobs could die
+        self.clients: dict[str, AdminApi] = {}
 
     def start(self, workers: int) -> None:
         self.servers = [self._start_server(r) for r in (0, 1)]
@@ -131,8 +133,9 @@ class Fleet:
         return server
 
     def replicas_of(self, host: str) -> list[int]:
-        """The replicas a worker is given; one (alternating) until workers fail over."""
-        return [int(host.rsplit("-", 1)[1]) % 2]
+        """The replicas a worker is given, its first choice alternating across the fleet."""
+        first = int(host.rsplit("-", 1)[1]) % 2
+        return [first, 1 - first]
 
     def _start_worker(self, host: str):
         site = int(host.split("-")[1])
@@ -148,12 +151,15 @@ class Fleet:
         )
 
     def api(self) -> AdminApi:
+        """A client of a replica that is up (kept: a restarted replica keeps its port)."""
         up = [r for r in (0, 1) if self.replica_up[r]] or [0]
-        return AdminApi(self.servers[random.choice(up)].url, self.env["EDGEFLEET_SECRET"])
+        url = self.servers[random.choice(up)].url
+        if url not in self.clients:
+            self.clients[url] = AdminApi(url, self.env["EDGEFLEET_SECRET"])
+        return self.clients[url]
 
     def get(self, path: str) -> object:
-        with self.api() as api:
-            return api.call("GET", path)
+        return self.api().call("GET", path)
 
     # --- chaos and its undoing --------------------------------------------------------
 
@@ -212,6 +218,8 @@ class Fleet:
     def close(self) -> None:
         for proxy in [p for site in self.links for p in site]:
             proxy.close()
+        for client in self.clients.values():
+            client.close()
 
 
 class Chaos:
@@ -308,8 +316,7 @@ class Load(threading.Thread):
         }
         for _ in range(3):
             try:
-                with self.fleet.api() as api:
-                    response = api.request("POST", "/jobs", json=body)
+                response = self.fleet.api().request("POST", "/jobs", json=body)
             except httpx.ConnectError:
                 continue  # nothing sent: try again
             except httpx.HTTPError:
