@@ -18,8 +18,6 @@ from pathlib import Path
 
 from support.records import parse_time
 
-#: Seconds after a run's end within which its worker's death may leave that end unrecorded.
-KILL_WINDOW = 1.0
 FINAL = frozenset({"success", "failed", "cancelled"})
 REQUEUE = frozenset({"submitted", "lost", "failed", "released"})
 
@@ -83,7 +81,8 @@ def run_twice(
     for done in [run for run in runs if run.end is not None]:
         if not any(later.start > done.end for later in runs):
             continue
-        killed = any(0 <= t - done.end <= KILL_WINDOW for t in stops.get(done.worker, ()))
+        rerun = min(later.start for later in runs if later.start > done.end)
+        killed = any(done.end <= t <= rerun for t in stops.get(done.worker, ()))
         if done.attempt in succeeded or not killed:
             bad.append(f"ran again after attempt {done.attempt} ran to its end")
         else:

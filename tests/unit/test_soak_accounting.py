@@ -80,13 +80,14 @@ def test_running_again_after_a_recorded_end_is_running_twice():
     runs = [run(1, 0.0, 1.0), run(2, 5.0, 6.0)]
     bad = ["ran again after attempt 1 ran to its end"]
     assert run_twice(runs, [succeeded(1), succeeded(2)], {"w1": [1.2]}) == (bad, 0)
-    # not recorded, and its worker lived on: the worker should have reported it
-    assert run_twice(runs, [succeeded(2)], {"w1": [4.0]}) == (bad, 0)
+    # not recorded, and its worker lived on until the re-run: it should have reported it
+    assert run_twice(runs, [succeeded(2)], {"w1": [0.5, 5.5]}) == (bad, 0)
 
 
 def test_an_end_lost_with_its_worker_is_the_at_least_once_window():
     runs = [run(1, 0.0, 1.0), run(2, 5.0, 6.0)]
     assert run_twice(runs, [succeeded(2)], {"w1": [1.3]}) == ([], 1)
+    assert run_twice(runs, [succeeded(2)], {"w1": [4.5]}) == ([], 1)  # a slow, loaded worker
 
 
 def at(t: float) -> str:
