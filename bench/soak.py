@@ -70,13 +70,13 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from _common import git_state, install_signal_exit  # noqa: E402
 from _soak_accounting import FINAL, JOB_SOURCE, Execution, Outcome, read_executions  # noqa: E402
-from scale import PgCluster  # noqa: E402
 
 from support import (  # noqa: E402
     PG_URL_ENV,
     AdminApi,
     Cli,
     FaultProxy,
+    PgCluster,
     ProcessRegistry,
     free_port,
     fresh_database,
@@ -427,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             pg_url = args.pg_url or os.environ.get(PG_URL_ENV)
             if not pg_url:
-                cluster = PgCluster().start()
-                stack.callback(cluster.stop)
-                pg_url = cluster.url
+                pg_url = stack.enter_context(PgCluster()).url
             outcome = soak(args, base, pg_url)
             return 1 if outcome.lost or outcome.twice else 0
     finally:
