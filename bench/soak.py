@@ -4,13 +4,14 @@ Two ``edgefleet server`` replicas on one PostgreSQL database (``--pg-url``, else
 ``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster), ``--workers`` real workers in four
 sites, each site reaching each replica through its own fault proxy; every worker is given
 both replicas (``--api-url A,B``), its first choice alternating. Jobs arrive at
-``--rate`` per second: short ones (0.1-2 s, queue ``default``) and long ones (10-30 s, queue
-``long``), each allowed retries. Every ``--chaos-interval`` seconds the chaos loop does one
-of: SIGKILL a worker (restarted 1-5 s later), SIGTERM one (it drains for its 3 s grace
-period, then is restarted), SIGKILL a replica (restarted 2-5 s later), cut a site's link to
-one or both replicas for 1-5 s, slow one for 5-15 s, ``set-worker-concurrency --all``, or
-drop or add back the ``long`` queue fleet-wide. Outages stay well below the workers'
-offline tolerance: a longer cut is documented to re-queue a job that still runs (docs/jobs.md).
+``--rate`` per second: short ones (0.1-2 s, queue ``default``) and long ones (10-30 s by
+default, ``--long-max``; queue ``long``), each allowed retries. Every ``--chaos-interval``
+seconds the chaos loop does one of: SIGKILL a worker (restarted 1-5 s later), SIGTERM one
+(it drains for its 3 s grace period, then is restarted), SIGKILL a replica (restarted 2-5 s
+later), cut a site's link to one or both replicas for 1-5 s, slow one for 5-15 s, ``set-
+worker-concurrency --all``, or drop or add back the ``long`` queue fleet-wide. Outages stay
+well below the workers' offline tolerance: a longer cut is documented to re-queue a job that
+still runs (docs/jobs.md).
 After ``--duration`` everything is healed and the jobs are drained.
 
 What counts, from the jobs' own side effects: each execution appends a ``start`` line (job id,
@@ -99,11 +100,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--pg-url", help=f"PostgreSQL server URL (default: ${PG_URL_ENV}, else a throwaway one)")
     cut_help = "longest link cut, s (past the offline tolerance a cut-off run meets its retry)"
     add("--max-cut", type=float, default=5.0, help=cut_help)
+    add("--long-max", type=float, default=30.0, help="longest long job, s (shortest: a third)")
     add("--seed", type=int, default=11)
     add("--keep", action="store_true", help="keep the logs and markers (printed path)")
     args = parser.parse_args(argv)
-    if min(args.duration, args.rate, args.chaos_interval, args.max_cut - 1) <= 0:
-        parser.error("--duration, --rate and --chaos-interval must be > 0, --max-cut > 1")
+    if min(args.duration, args.rate, args.chaos_interval, args.max_cut - 1, args.long_max) <= 0:
+        parser.error(
+            "--duration, --rate, --chaos-interval and --long-max must be > 0, --max-cut > 1"
+        )
     if args.workers < 2:
         parser.error("--workers must be at least 2")
     return args
@@ -308,7 +312,8 @@ class Load(threading.Thread):
 
     def submit(self) -> None:
         long = self.rng.random() < 0.15
-        seconds = self.rng.uniform(10, 30) if long else self.rng.uniform(0.1, 2.0)
+        longest = self.args.long_max
+        seconds = self.rng.uniform(longest / 3, longest) if long else self.rng.uniform(0.1, 2.0)
         command = [sys.executable, "-I", "-S", "-c", JOB_SOURCE, str(self.marks)]
         body = {
             "command": [*command, f"{seconds:.2f}"],

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.timeout(600)
 def test_a_minute_of_chaos_loses_nothing_and_runs_nothing_twice(tmp_path: Path):
-    args = soak.parse_args(["--duration", "60", "--workers", "8", "--rate", "2"])
+    args = soak.parse_args(["--duration", "60", "--workers", "8", "--rate", "2", "--long-max", "9"])
     outcome = soak.soak(args, tmp_path, os.environ[PG_URL_ENV])
     assert outcome.lost == {}
     assert outcome.twice == {}
