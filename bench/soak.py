@@ -8,10 +8,10 @@ both replicas (``--api-url A,B``), its first choice alternating. Jobs arrive at
 default, ``--long-max``; queue ``long``), each allowed retries. Every ``--chaos-interval``
 seconds the chaos loop does one of: SIGKILL a worker (restarted 1-5 s later), SIGTERM one
 (it drains for its 3 s grace period, then is restarted), SIGKILL a replica (restarted 2-5 s
-later), cut a site's link to one or both replicas for 1-5 s, slow one for 5-15 s, ``set-
-worker-concurrency --all``, or drop or add back the ``long`` queue fleet-wide. Outages stay
-well below the workers' offline tolerance: a longer cut is documented to re-queue a job that
-still runs (docs/jobs.md).
+later), cut a site's link to one or both replicas for 1-5 s, slow one for 5-15 s,
+``set-worker-concurrency --all``, or drop or add back the ``long`` queue fleet-wide. Outages
+stay well below the workers' offline tolerance: a longer cut is documented to re-queue a job
+that still runs (docs/jobs.md).
 After ``--duration`` everything is healed and the jobs are drained.
 
 What counts, from the jobs' own side effects: each execution appends a ``start`` line (job id,
