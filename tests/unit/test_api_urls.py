@@ -13,9 +13,16 @@ import pytest
 from edgefleet.api_urls import ServerList, parse_api_urls
 from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.contract import Heartbeat, WorkerState
+from edgefleet.errors import (
+    NotRegistered,
+    ServerUnavailable,
+    TlsFailure,
+    TooManyRequests,
+    Unauthorized,
+)
 from edgefleet.settings import Settings
 from edgefleet.tls import ClientConfigError
-from edgefleet.worker.client import EdgeClient, RateLimited, Rejected, ServerUnavailable, TlsFailure
+from edgefleet.worker.client import EdgeClient
 
 #: What they check does not depend on the database.
 pytestmark = pytest.mark.same_on_every_backend
@@ -152,7 +159,7 @@ async def test_all_servers_down_is_an_outage_after_trying_each_once():
 
 @pytest.mark.parametrize(
     ("status", "raised"),
-    [(404, Rejected), (409, Rejected), (401, Rejected), (429, RateLimited)],
+    [(404, NotRegistered), (409, NotRegistered), (401, Unauthorized), (429, TooManyRequests)],
 )
 async def test_a_refusal_or_rate_limit_moves_nothing(status, raised):
     seen: list[str] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from edgefleet.worker.client import Rejected, ServerUnavailable
+from edgefleet.errors import ServerUnavailable, refusal
 from edgefleet.worker.outbox import Delivery, Outbox
 from edgefleet.worker.spool import Entry, Spool
 from support import async_wait_until
@@ -28,7 +28,7 @@ class FakeServer:
             raise ServerUnavailable("connection refused")
         status = self.refuse.get((entry.kind, entry.job_id))
         if status:
-            raise Rejected(status, "no")
+            raise refusal(status, "no")
         self.received.append((entry.kind, entry.job_id, entry.attempt, entry.body))
 
 

@@ -16,9 +16,10 @@ from test_worker_agent import HOST, SECRET, FakeEdgeServer, _assignment, running
 
 from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.contract import LogChunk
+from edgefleet.errors import TooManyRequests
 from edgefleet.settings import Settings
 from edgefleet.throttle import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, retry_after_seconds
-from edgefleet.worker.client import EdgeClient, RateLimited
+from edgefleet.worker.client import EdgeClient
 from support import async_wait_until
 
 
@@ -108,10 +109,10 @@ async def test_the_client_refuses_a_throttled_call_locally_until_the_pause_ends(
     client = EdgeClient("http://edgefleet.test", HOST, SECRET, httpx.MockTransport(handler))
     chunk = LogChunk(attempt=1, seq=0, data="output")
     try:
-        with pytest.raises(RateLimited) as first:
+        with pytest.raises(TooManyRequests) as first:
             await client.push_log(1, chunk)
         assert first.value.retry_after == 30
-        with pytest.raises(RateLimited) as second:
+        with pytest.raises(TooManyRequests) as second:
             await client.push_log(1, chunk)  # not sent: still paused
         assert 29 < second.value.retry_after <= 30
         assert client.paused_for("logs") > 29

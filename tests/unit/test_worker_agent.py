@@ -56,6 +56,8 @@ class FakeEdgeServer:
         self.results: dict[int, JobResult] = {}
         self.releases: list[tuple[int, JobRelease]] = []
         self.logs: dict[int, list[LogChunk]] = {}
+        #: action -> statuses the next calls of it are refused with, one per call
+        self.refusals: dict[str, list[int]] = {}
         self.changed = asyncio.Event()
 
     def change(self, **fields) -> None:
@@ -90,6 +92,9 @@ class FakeEdgeServer:
         return httpx.Response(204)
 
     async def _worker_call(self, action: str, request: httpx.Request) -> httpx.Response:
+        if self.refusals.get(action):
+            status = self.refusals[action].pop(0)
+            return httpx.Response(status, json={"error": "refused", "detail": f"no {action}"})
         if action == "register":
             self.registrations.append(Registration.model_validate_json(request.content))
             return self._contact()
@@ -285,3 +290,23 @@ async def test_a_stop_ends_registration_retries_while_the_server_is_unreachable(
         await client.aclose()
     assert worker.desired is None
     assert all(path.endswith("/register") or path.endswith("/heartbeat") for path in attempts)
+
+
+@pytest.mark.parametrize("status", [404, 409])
+async def test_a_worker_the_server_no_longer_knows_registers_again(tmp_path, status):
+    """404 (deleted) or 409 (replaced) to a heartbeat: register again, replacing itself."""
+    fake = FakeEdgeServer(concurrency=1)
+    async with running_worker(fake, tmp_path, concurrency=1) as worker:
+        fake.refusals["heartbeat"] = [status]
+        again = await async_wait_until(lambda: fake.registrations[1:], timeout=10)
+    assert again[0].replaces == worker.instance_id
+
+
+async def test_other_refusals_of_a_heartbeat_do_not_register_again(tmp_path):
+    fake = FakeEdgeServer(concurrency=1)
+    async with running_worker(fake, tmp_path, concurrency=1):
+        fake.refusals["heartbeat"] = [403, 400]
+        await async_wait_until(lambda: not fake.refusals["heartbeat"], timeout=10)
+        beats = len(fake.heartbeats)
+        await async_wait_until(lambda: len(fake.heartbeats) > beats, timeout=10)
+    assert len(fake.registrations) == 1

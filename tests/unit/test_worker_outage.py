@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from edgefleet.contract import LocalMaintenance, ReportedResult
+from edgefleet.errors import ServerUnavailable
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
-from edgefleet.worker.client import EdgeClient, ServerUnavailable
+from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.statefile import write_control
 from support import async_wait_until
 from support.virtual_clock import run_in_virtual_time

@@ -16,6 +16,7 @@ import httpx
 from edgefleet import API_PREFIX
 from edgefleet.api_urls import ServerList
 from edgefleet.auth import BearerAuth, Identity, TokenAuth
+from edgefleet.errors import EdgefleetError
 from edgefleet.settings import Settings
 from edgefleet.throttle import retry_after_seconds
 from edgefleet.tls import (
@@ -32,8 +33,9 @@ MAX_RATE_LIMIT_WAIT = 30.0
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """The server refused a request or could not be reached; the message says which."""
+class ApiError(EdgefleetError):
+    """The server refused a request or could not be reached; the message says which, in
+    the words a command prints. ``status_code``: the server's answer (None: no answer)."""
 
     def __init__(self, message: str, status_code: int | None = None, body: Any = None) -> None:
         super().__init__(message)

@@ -133,9 +133,9 @@ def worker(
     if ctx.invoked_subcommand is not None:
         return
     from edgefleet.api_urls import parse_api_urls
+    from edgefleet.errors import TlsFailure
     from edgefleet.tls import ClientConfigError, ClientTls
     from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
-    from edgefleet.worker.client import TlsFailure
     from edgefleet.worker.credential import EnrollmentError
     from edgefleet.worker.spool import SpoolError
 

@@ -33,14 +33,9 @@ from edgefleet.contract import (
     WorkerContact,
     WorkerState,
 )
+from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import (
-    EdgeClient,
-    Rejected,
-    ServerUnavailable,
-    TlsFailure,
-    retry_after,
-)
+from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
 from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
@@ -209,21 +204,18 @@ class EdgeWorker:
         while self._local_maintenance == on:
             try:
                 contact = await self.client.local_maintenance(body)
-            except Rejected as exc:
-                if exc.status_code not in (404, 409):
-                    log.error(
-                        "worker %s: maintenance switch refused: %s", self.config.hostname, exc
-                    )
-                    return
-                # not (yet, or no longer) registered: the other loops register it again
+            except NotRegistered as exc:  # not (yet, or no longer): the other loops register it
                 log.warning("worker %s: maintenance switch waits: %s", self.config.hostname, exc)
                 await asyncio.sleep(backoff.next())
                 continue
+            except Refused as exc:
+                log.error("worker %s: maintenance switch refused: %s", self.config.hostname, exc)
+                return
             except Exception as exc:  # an outage, or an answer it cannot read: try again
                 log.warning(
                     "worker %s: cannot forward maintenance switch yet: %s",
                     self.config.hostname,
-                    exc if isinstance(exc, ServerUnavailable) else repr(exc),
+                    exc if isinstance(exc, Unavailable) else repr(exc),
                 )
                 await asyncio.sleep(max(backoff.next(), retry_after(exc)))
                 continue
@@ -251,7 +243,7 @@ class EdgeWorker:
                 try:
                     contact = await self.client.register(self._registration())
                     break
-                except ServerUnavailable as exc:
+                except Unavailable as exc:
                     if isinstance(exc, TlsFailure) and not self._registered:
                         raise  # never registered: a configuration problem, not an outage
                     if self._stopping:  # a stop must not wait for a server that may never come
@@ -267,8 +259,12 @@ class EdgeWorker:
                         delay,
                     )
                     await wait_event(self._stop_event, delay)
-                except Rejected as exc:
-                    if exc.status_code == 401 and self._credential is not None and not renewed:
+                except Refused as exc:
+                    if (
+                        isinstance(exc, Unauthorized)
+                        and self._credential is not None
+                        and not renewed
+                    ):
                         await self._credential.reauthenticate()  # enrolls again, or raises
                         renewed = True
                         continue
@@ -295,18 +291,19 @@ class EdgeWorker:
             },
         )
 
-    async def _recover(self, exc: Rejected) -> None:
-        """The server no longer knows this process as the worker: register again."""
-        if exc.status_code in (404, 409):
+    async def _recover(self, exc: Refused) -> None:
+        """After a refusal of one of the worker's own calls: register again if the server no
+        longer knows this process as the worker; stop if its credential is dead."""
+        if isinstance(exc, NotRegistered):
             log.warning("worker %s: %s; registering again", self.config.hostname, exc.detail)
             self._replaces = self.instance_id
             await self._register()
-        elif exc.status_code == 401 and self._credential is not None:
+        elif isinstance(exc, Unauthorized) and self._credential is not None:
             self._credential_refused(exc)
         else:
             log.error("worker %s: request refused: %s", self.config.hostname, exc)
 
-    def _credential_refused(self, exc: Rejected) -> None:
+    def _credential_refused(self, exc: Unauthorized) -> None:
         """The server refuses this worker's credential (revoked, or expired unrenewed): its
         jobs are already the server's to re-queue, so kill them and stop."""
         if self.refusal is not None:
@@ -428,10 +425,10 @@ class EdgeWorker:
         """One try; None if the server could not be reached (the fetch stays pending)."""
         try:
             response = await self.client.fetch(request)
-        except ServerUnavailable as exc:
+        except Unavailable as exc:
             log.warning("worker %s: fetch %d failed: %s", self.config.hostname, request.seq, exc)
             return None
-        except Rejected as exc:
+        except Refused as exc:
             self._pending_fetch = None  # refused: it claimed nothing
             await self._recover(exc)
             return False
@@ -510,12 +507,12 @@ class EdgeWorker:
     async def _on_watch_answer(self, watch: asyncio.Task) -> WakeReason | None:
         try:
             contact = watch.result()
-        except ServerUnavailable as exc:
+        except Unavailable as exc:
             log.warning("worker %s: long-poll failed: %s", self.config.hostname, exc)
             delay = max(self._watch_backoff.next(), retry_after(exc))
             await wait_event(self._wake, delay)
             return None
-        except Rejected as exc:
+        except Refused as exc:
             await self._recover(exc)
             return None
         self._watch_backoff.reset()
@@ -595,10 +592,10 @@ class EdgeWorker:
         )
         try:
             contact = await self.client.heartbeat(beat)
-        except ServerUnavailable as exc:
+        except Unavailable as exc:
             log.warning("worker %s: heartbeat failed: %s", self.config.hostname, exc)
             return
-        except Rejected as exc:
+        except Refused as exc:
             if not self._stopped:
                 await self._recover(exc)
             return

@@ -1,4 +1,10 @@
-"""The worker's HTTP client for the server's worker API."""
+"""The worker's HTTP client for the server's worker API.
+
+Every failure reaches the worker as a class of ``edgefleet.errors``: ``Refused`` and its
+subclasses for a 4xx (``refusal()``; ``NotRegistered`` for the worker's own calls),
+``TooManyRequests`` for a 429, ``ServerUnavailable`` (``TlsFailure``) when no server answered
+usably. Callers branch on those classes, never on a status code.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,16 @@ from edgefleet.contract import (
     ResultOutcomes,
     WorkerContact,
 )
+from edgefleet.errors import (
+    Conflict,
+    NotFound,
+    NotRegistered,
+    Refused,
+    ServerUnavailable,
+    TlsFailure,
+    TooManyRequests,
+    refusal,
+)
 from edgefleet.throttle import retry_after_seconds
 from edgefleet.tls import ClientTls, describe_tls_failure, disconnect_hint, origin
 
@@ -40,37 +56,9 @@ KEEPALIVE_SECONDS = 60.0
 M = TypeVar("M", bound=BaseModel)
 
 
-class ServerUnavailable(Exception):
-    """The server could not be reached or failed (5xx): worth retrying later."""
-
-
-class RateLimited(ServerUnavailable):
-    """The server answered 429: this call is not tried again for ``retry_after`` seconds
-    (the client refuses it locally until then)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class TlsFailure(ServerUnavailable):
-    """TLS failed (the server's certificate cannot be verified, or the server refused ours).
-    At start-up a configuration problem; in a running worker treated as an outage. The
-    message is one line naming the problem."""
-
-
 def retry_after(exc: Exception) -> float:
     """The least a caller waits before trying again after ``exc`` (0: no demand)."""
-    return exc.retry_after if isinstance(exc, RateLimited) else 0.0
-
-
-class Rejected(Exception):
-    """The server refused the request (4xx): retrying the same request will not help."""
-
-    def __init__(self, status_code: int, detail: object) -> None:
-        super().__init__(f"{status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail
+    return exc.retry_after if isinstance(exc, TooManyRequests) else 0.0
 
 
 def _read(model: type[M], response: httpx.Response) -> M:
@@ -194,14 +182,23 @@ class EdgeClient:
         if response.status_code == 429:
             delay = retry_after_seconds(response.headers.get("retry-after"))
             self._paused[call] = time.monotonic() + delay
-            raise RateLimited(f"{method} {path}: HTTP 429, retry after {delay:g}s", delay)
+            raise TooManyRequests(f"{method} {path}: HTTP 429, retry after {delay:g}s", delay)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
-            raise Rejected(response.status_code, detail)
+            raise refusal(response.status_code, detail)
         return response
+
+    async def _worker_call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A call only the worker the server knows may make (this process's instance):
+        its 404 (the worker was deleted) or 409 (another instance replaced this one) is
+        ``NotRegistered``."""
+        try:
+            return await self._call(method, path, **kwargs)
+        except (NotFound, Conflict) as exc:
+            raise refusal(exc.status_code, exc.detail, NotRegistered) from exc
 
     async def _send(self, server: str, method: str, path: str, **kwargs) -> httpx.Response:
         """One request to ``server``; a connection that broke under it (a kept-alive
@@ -239,7 +236,7 @@ class EdgeClient:
         if left <= 0:
             del self._paused[call]
             return
-        raise RateLimited(
+        raise TooManyRequests(
             f"{call}: not sent, rate limited by the server for {left:.1f}s more", left
         )
 
@@ -250,7 +247,7 @@ class EdgeClient:
         return _read(WorkerContact, response)
 
     async def heartbeat(self, body: Heartbeat) -> WorkerContact:
-        response = await self._call(
+        response = await self._worker_call(
             "POST", f"/workers/{self.hostname}/heartbeat", json=body.model_dump(mode="json")
         )
         return _read(WorkerContact, response)
@@ -264,7 +261,7 @@ class EdgeClient:
             "free_slots": free_slots,
             "timeout": timeout,
         }
-        response = await self._call(
+        response = await self._worker_call(
             "GET",
             f"/workers/{self.hostname}/watch",
             params=params,
@@ -273,24 +270,24 @@ class EdgeClient:
         return _read(WorkerContact, response)
 
     async def local_maintenance(self, body: LocalMaintenance) -> WorkerContact:
-        response = await self._call(
+        response = await self._worker_call(
             "POST", f"/workers/{self.hostname}/maintenance", json=body.model_dump(mode="json")
         )
         return _read(WorkerContact, response)
 
     async def fetch(self, body: FetchRequest) -> FetchResponse:
-        response = await self._call(
+        response = await self._worker_call(
             "POST", f"/workers/{self.hostname}/fetch", json=body.model_dump(mode="json")
         )
         return _read(FetchResponse, response)
 
-    async def report_results(self, results: list[ReportedResult]) -> list[Rejected | None]:
+    async def report_results(self, results: list[ReportedResult]) -> list[Refused | None]:
         """Several results in one request; each is answered on its own (a refusal)."""
         body = ResultBatch(results=results).model_dump(mode="json")
         response = await self._call("POST", f"/workers/{self.hostname}/results", json=body)
         outcomes = _read(ResultOutcomes, response).outcomes
         return [
-            Rejected(o.status_code, o.detail) if o.status_code >= 400 else None for o in outcomes
+            refusal(o.status_code, o.detail) if o.status_code >= 400 else None for o in outcomes
         ]
 
     async def release(self, job_id: int, body: JobRelease) -> None:

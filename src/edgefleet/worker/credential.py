@@ -21,14 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.auth import BearerAuth
+from edgefleet.errors import Conflict, Refused, TlsFailure, Unavailable
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import (
-    EdgeClient,
-    Rejected,
-    ServerUnavailable,
-    TlsFailure,
-    retry_after,
-)
+from edgefleet.worker.client import EdgeClient, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +129,8 @@ def save_credential(path: Path, credential: Credential) -> None:
         os.close(directory)
 
 
-def _refusal(exc: Rejected, hostname: str) -> str:
-    if exc.status_code == 409:
+def _refusal(exc: Refused, hostname: str) -> str:
+    if isinstance(exc, Conflict):
         return (
             f"hostname {hostname!r} is already enrolled with a live credential "
             f"(server: {exc.detail}); revoke it with `edgefleet revoke-remote-edge-worker "
@@ -218,7 +213,7 @@ class CredentialKeeper:
                 break
             except TlsFailure:
                 raise  # at start-up: a configuration problem, not an outage
-            except ServerUnavailable as exc:
+            except Unavailable as exc:
                 delay = max(backoff.next(), retry_after(exc))
                 log.warning(
                     "worker %s: cannot enroll yet (%s); retrying in %.1fs",
@@ -227,7 +222,7 @@ class CredentialKeeper:
                     delay,
                 )
                 await asyncio.sleep(delay)
-            except Rejected as exc:
+            except Refused as exc:
                 raise EnrollmentError(_refusal(exc, self.client.hostname)) from exc
         credential = Credential.from_answer(answer)
         save_credential(self.path, credential)
@@ -273,7 +268,7 @@ class CredentialKeeper:
         """Ask for a fresh credential, store it, then send it; True if that worked."""
         try:
             answer = await self.client.renew_credential()
-        except (ServerUnavailable, Rejected) as exc:
+        except (Unavailable, Refused) as exc:
             log.warning("worker %s: cannot renew its credential: %s", self.client.hostname, exc)
             return False
         try:

@@ -27,8 +27,9 @@ from edgefleet.contract import (
     ReportedResult,
     clip_reason,
 )
+from edgefleet.errors import PayloadTooLarge, Refused
 from edgefleet.grouping import GroupWriter
-from edgefleet.worker.client import EdgeClient, Rejected
+from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.logs import LogStreamer
 from edgefleet.worker.outbox import Deliver, Delivery, Outbox
 from edgefleet.worker.runner import (
@@ -320,8 +321,8 @@ class Executor:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.outbox.close()
 
-    def _refused(self, entry: Entry, exc: Rejected) -> None:
-        if entry.kind == "log" and exc.status_code == 413:
+    def _refused(self, entry: Entry, exc: Refused) -> None:
+        if entry.kind == "log" and isinstance(exc, PayloadTooLarge):
             job = self.jobs.get(entry.job_id)
             if job is not None and job.attempt == entry.attempt and job.streamer is not None:
                 job.streamer.stop(f"the server refused more: {exc.detail}")

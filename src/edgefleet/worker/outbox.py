@@ -5,8 +5,9 @@ Each job attempt is a lane: its log chunks and then its result go out one at a t
 order written, so the server never sees a result before the output that preceded it. Lanes
 run side by side (a few requests at once). A lane that cannot reach the server backs off
 (exponential, jittered) and tries again; ``kick()`` (called when another request to the
-server succeeds) cuts the wait short. A refusal (4xx) is final: the message is dropped, and
-after a 413 for a log chunk the lane drops its remaining log chunks as well.
+server succeeds) cuts the wait short. A refusal (``Refused``, a 4xx) is final: the message is
+dropped, and after ``PayloadTooLarge`` for a log chunk the lane drops its remaining log chunks
+as well.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from enum import StrEnum
 from typing import Any
 
 from edgefleet.aio import wait_event
+from edgefleet.errors import PayloadTooLarge, Refused, Unavailable
 from edgefleet.worker.backoff import Backoff
-from edgefleet.worker.client import Rejected, ServerUnavailable, retry_after
+from edgefleet.worker.client import retry_after
 from edgefleet.worker.spool import Entry, Spool
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Entry], Awaitable[None]]
 #: Called with the entry and the refusal when the server refuses a message.
-OnRefused = Callable[[Entry, Rejected], None]
+OnRefused = Callable[[Entry, Refused], None]
 
 #: Requests to the server the outbox has in flight at most.
 PARALLEL = 8
@@ -163,7 +165,7 @@ class Outbox:
         try:
             async with self._slots:
                 await self._deliver(entry)
-        except ServerUnavailable as exc:
+        except Unavailable as exc:
             delay = max(backoff.next(), retry_after(exc))
             if backoff.failures <= QUIET_AFTER or backoff.failures % 10 == 0:
                 log.warning(
@@ -177,7 +179,7 @@ class Outbox:
                 )
             await wait_event(self._kick, delay)
             return None
-        except Rejected as exc:
+        except Refused as exc:
             self._refused(entry, exc)
             return Delivery.REFUSED
         except Exception:  # a message that cannot even be sent (corrupt): never retry it
@@ -190,9 +192,9 @@ class Outbox:
         backoff.reset()
         return Delivery.DELIVERED
 
-    def _refused(self, entry: Entry, exc: Rejected) -> None:
+    def _refused(self, entry: Entry, exc: Refused) -> None:
         if entry.kind == "log":
-            if exc.status_code == 413:
+            if isinstance(exc, PayloadTooLarge):
                 self._no_more_logs.add(entry.lane)
             log.warning("job %d: log chunk refused: %s", entry.job_id, exc)
         else:

@@ -225,10 +225,6 @@ def signal_group(pid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pid, sig)
 
 
-def kill_group(pid: int) -> None:
-    signal_group(pid, signal.SIGKILL)
-
-
 def kill_leftover_group(pid: int, start: int | None, current_start: int | None) -> bool:
     """Kill a job's process group left by a crashed worker; True if there was one.
 
