@@ -22,9 +22,10 @@ EdgefleetError
  |                                the worker (deleted, or replaced): register again
  +-- Unavailable            no answer to act on yet: try the same request again later
  |    +-- TooManyRequests    429  a credential's rate limit (``retry_after`` seconds)
- |    +-- ServerUnavailable  (client) no connection, a timeout, a 5xx, or an answer that
- |         |                      is not the API's: the worker moves to the next replica
- |         +-- TlsFailure    (client) TLS failed; at start-up a configuration problem
+ |    +-- ServerUnavailable  (client) no connection, a timeout or a 5xx (the worker moves
+ |         |                      to the next replica), or an answer that is not the API's
+ |         +-- TlsFailure    (client) TLS failed: that replica is left; at start-up a
+ |                                configuration problem
  +-- ApiError               (CLI, ``edgefleet.cli.api``) a command's call failed
 """
 
