@@ -199,3 +199,11 @@ def test_retrying_and_giving_up_never_overlap():
     )
     for cls in (ConfigurationError, ApiError, *retried, *final, NotRegistered):
         assert issubclass(cls, EdgefleetError)
+
+
+def test_a_refusal_whose_body_is_not_the_api_error_shape_keeps_its_text() -> None:
+    from edgefleet.worker.client import _detail
+
+    assert _detail(httpx.Response(400, json=["a", "list"])) == '["a","list"]'
+    assert _detail(httpx.Response(400, text="<html>proxy</html>")) == "<html>proxy</html>"
+    assert _detail(httpx.Response(409, json={"detail": "stale"})) == "stale"

@@ -184,11 +184,7 @@ class EdgeClient:
             self._paused[call] = time.monotonic() + delay
             raise TooManyRequests(f"{method} {path}: HTTP 429, retry after {delay:g}s", delay)
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text
-            raise refusal(response.status_code, detail)
+            raise refusal(response.status_code, _detail(response))
         return response
 
     async def _worker_call(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -308,3 +304,13 @@ class EdgeClient:
         """A fresh credential for this worker, in exchange for the current one."""
         response = await self._call("POST", f"/workers/{self.hostname}/credential")
         return _read_json(response)
+
+
+def _detail(response: httpx.Response) -> object:
+    """The ``detail`` of a refusal, or its text when the body is not the API's error shape
+    (a proxy's page, a list)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    return body.get("detail") if isinstance(body, dict) else response.text
