@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from edgefleet.contract import FetchRequest, JobResult, LogChunk, ResultBatch
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
-from edgefleet.worker.spool import Spool
+from edgefleet.worker.spool import Kind, Spool
 from support import JobRecorder, async_wait_until
 
 HOST = "agent-edge"
@@ -193,9 +194,9 @@ async def test_results_wait_in_the_spool_while_the_server_is_away(tmp_path, reco
 
 async def test_a_predecessors_spool_is_delivered_before_registering(tmp_path):
     spool = Spool(tmp_path, HOST)
-    spool.put("log", 9, 3, {"attempt": 3, "seq": 0, "data": "before the crash\n"})
+    spool.put(Kind.LOG, 9, 3, {"attempt": 3, "seq": 0, "data": "before the crash\n"})
     body = {"instance_id": "old", "attempt": 3, "state": "success", "exit_code": 0}
-    spool.put("result", 9, 3, body)
+    spool.put(Kind.RESULT, 9, 3, body)
     server = ScriptedServer()
     async with worker_against(server, tmp_path) as worker:
         await async_wait_until(lambda: worker.desired is not None, timeout=20)
@@ -203,6 +204,35 @@ async def test_a_predecessors_spool_is_delivered_before_registering(tmp_path):
     (result,) = server.results[9]
     assert (result.attempt, result.instance_id) == (3, "old")
     assert Spool(tmp_path, HOST).load() == []
+
+
+async def test_a_spool_in_the_file_naming_of_older_workers_is_delivered(tmp_path):
+    """Files named as every earlier worker named them, written without ``Spool``: the
+    message kinds and the (job, attempt) of each are read from the name as before. A
+    running marker that is not a record at all does not stop the start."""
+    outbox = tmp_path / "spool" / HOST / "outbox"
+    outbox.mkdir(parents=True)
+    chunk = {"attempt": 3, "seq": 0, "data": "before the crash\n"}
+    result = {"instance_id": "old", "attempt": 3, "state": "failed", "exit_code": 2}
+    release = {"instance_id": "old", "attempt": 1, "seq": None}
+    (outbox / "000000000001-log-9-3.json").write_text(json.dumps(chunk))
+    (outbox / "000000000002-result-9-3.json").write_text(json.dumps(result))
+    (outbox / "000000000003-release-12-1.json").write_text(json.dumps(release))
+    running = tmp_path / "spool" / HOST / "running"
+    running.mkdir()
+    (running / "11-1.json").write_text("[11, 1]")
+    server = ScriptedServer()
+    async with worker_against(server, tmp_path) as worker:
+        await async_wait_until(lambda: worker.desired is not None, timeout=20)
+    # Lanes go side by side; within job 9's, its output before its result.
+    assert sorted(server.calls[:3]) == ["logs", "release", "results"]
+    assert server.calls.index("logs") < server.calls.index("results")
+    assert server.calls[3] == "register"
+    assert [c.data for c in server.logs[9]] == ["before the crash\n"]
+    (reported,) = server.results[9]
+    assert (reported.attempt, reported.state, reported.exit_code) == (3, "failed", 2)
+    assert list(outbox.iterdir()) == []
+    assert list(running.iterdir()) == []
 
 
 async def test_results_ready_while_one_is_on_its_way_go_in_the_next_request(tmp_path):

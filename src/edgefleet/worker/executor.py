@@ -39,7 +39,7 @@ from edgefleet.worker.runner import (
     kill_leftover_group,
 )
 from edgefleet.worker.slots import SlotLimiter
-from edgefleet.worker.spool import Entry, Spool, process_start
+from edgefleet.worker.spool import Entry, Kind, Run, Spool, process_start
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,21 @@ class RunningJob:
         return self.assignment.attempt
 
 
+def run_of(assignment: JobAssignment) -> Run:
+    return Run(assignment.id, assignment.attempt)
+
+
 def delivery_via(client: EdgeClient) -> Deliver:
     """How each kind of spooled message reaches the server. Results that are ready together
     go in one request."""
     results = GroupWriter(client.report_results, max_group=RESULTS_PER_REQUEST)
 
     async def deliver(entry: Entry) -> None:
-        if entry.kind == "result":
+        if entry.kind is Kind.RESULT:
             await results.submit(ReportedResult(job_id=entry.job_id, **entry.body))
-        elif entry.kind == "log":
+        elif entry.kind is Kind.LOG:
             await client.push_log(entry.job_id, LogChunk.model_validate(entry.body))
-        elif entry.kind == "release":
+        elif entry.kind is Kind.RELEASE:
             await client.release(entry.job_id, JobRelease.model_validate(entry.body))
         else:
             raise ValueError(f"unknown message kind {entry.kind!r}")
@@ -110,16 +114,15 @@ class Executor:
     def recover(self) -> int:
         """Kill what a crashed predecessor left running and queue what it still owed the
         server. Returns the number of messages to replay."""
-        for record in self.spool.leftovers():
-            pid = record.get("pid")
-            if isinstance(pid, int) and kill_leftover_group(
-                pid, record.get("start"), process_start(pid)
+        for left in self.spool.leftovers():
+            if left.pid is not None and kill_leftover_group(
+                left.pid, left.start, process_start(left.pid)
             ):
                 log.warning(
                     "worker %s: killed job %s (attempt %s) left running by a previous process",
                     self.hostname,
-                    record.get("job"),
-                    record.get("attempt"),
+                    left.job_id,
+                    left.attempt,
                 )
         return self.outbox.replay()
 
@@ -167,7 +170,7 @@ class Executor:
         streamer = LogStreamer(self._log_sink(assignment), job_id=assignment.id)
 
         def started(pid: int) -> None:  # recorded so a successor can kill it after a crash
-            self.spool.mark_running(assignment.id, assignment.attempt, pid)
+            self.spool.mark_running(run_of(assignment), pid)
 
         process = JobProcess(
             assignment.command,
@@ -185,7 +188,7 @@ class Executor:
     def _log_sink(self, assignment: JobAssignment):
         def sink(seq: int, text: str) -> bool:
             body = LogChunk(attempt=assignment.attempt, seq=seq, data=text).model_dump()
-            return self.outbox.add("log", assignment.id, assignment.attempt, body) is not None
+            return self.outbox.add(Kind.LOG, assignment.id, assignment.attempt, body) is not None
 
         return sink
 
@@ -204,15 +207,15 @@ class Executor:
                 outcome.state,
                 outcome.reason or "exit 0",
             )
-            delivered = self.outbox.add("result", a.id, a.attempt, self._result(a, outcome))
-            self.spool.clear_running(a.id, a.attempt)
+            delivered = self.outbox.add(Kind.RESULT, a.id, a.attempt, self._result(a, outcome))
+            self.spool.clear_running(run_of(a))
             job.ended.set()
             if delivered is not None:
                 await delivered
         except asyncio.CancelledError:
             pass  # the worker is leaving: what is spooled goes out at its next start
         finally:
-            self.spool.clear_running(a.id, a.attempt)
+            self.spool.clear_running(run_of(a))
             job.ended.set()
             self.limiter.release(a.slots)
             if self.jobs.get(a.id) is job:
@@ -232,7 +235,7 @@ class Executor:
         """Return a claimed job unstarted (delivered through the spool like a result)."""
         log.info("worker %s: handing back job %d (no free slot)", self.hostname, assignment.id)
         body = JobRelease(instance_id=self._instance_id(), attempt=assignment.attempt, seq=seq)
-        self.outbox.add("release", assignment.id, assignment.attempt, body.model_dump())
+        self.outbox.add(Kind.RELEASE, assignment.id, assignment.attempt, body.model_dump())
 
     # --- stopping ----------------------------------------------------------------------
 
@@ -322,7 +325,7 @@ class Executor:
         await self.outbox.close()
 
     def _refused(self, entry: Entry, exc: Refused) -> None:
-        if entry.kind == "log" and isinstance(exc, PayloadTooLarge):
+        if entry.kind is Kind.LOG and isinstance(exc, PayloadTooLarge):
             job = self.jobs.get(entry.job_id)
             if job is not None and job.attempt == entry.attempt and job.streamer is not None:
                 job.streamer.stop(f"the server refused more: {exc.detail}")

@@ -24,7 +24,7 @@ from edgefleet.aio import wait_event
 from edgefleet.errors import PayloadTooLarge, Refused, Unavailable
 from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import retry_after
-from edgefleet.worker.spool import Entry, Spool
+from edgefleet.worker.spool import Entry, Kind, Run, Spool
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,10 @@ class Outbox:
         self._on_refused = on_refused
         self._slots = asyncio.Semaphore(parallel)
         self._backoff = (backoff_base, backoff_cap)
-        self._lanes: dict[tuple[int, int], deque[tuple[Entry, asyncio.Future[Delivery]]]] = {}
-        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self._no_more_logs: set[tuple[int, int]] = set()
+        self._lanes: dict[Run, deque[tuple[Entry, asyncio.Future[Delivery]]]] = {}
+        self._tasks: dict[Run, asyncio.Task[None]] = {}
+        #: Runs whose log chunks the server refused as too large: the rest are dropped.
+        self._no_more_logs: set[Run] = set()
         self._kick = asyncio.Event()
         self._changed = asyncio.Event()
         self._closed = False
@@ -70,7 +71,7 @@ class Outbox:
         return sum(len(queue) for queue in self._lanes.values())
 
     def pending_jobs(self) -> set[int]:
-        return {job_id for job_id, _ in self._lanes}
+        return {run.job_id for run in self._lanes}
 
     # --- adding ----------------------------------------------------------------------
 
@@ -82,11 +83,11 @@ class Outbox:
         return len(entries)
 
     def add(
-        self, kind: str, job_id: int, attempt: int, body: dict[str, Any]
+        self, kind: Kind, job_id: int, attempt: int, body: dict[str, Any]
     ) -> asyncio.Future[Delivery] | None:
         """Spool a message and send it as soon as its lane allows; the future tells how it
         ended. None: a log chunk the spool had no room for (dropped)."""
-        if kind == "log" and (job_id, attempt) in self._no_more_logs:
+        if kind == Kind.LOG and Run(job_id, attempt) in self._no_more_logs:
             return None
         entry = self.spool.put(kind, job_id, attempt, body)
         if entry is None:
@@ -134,7 +135,7 @@ class Outbox:
 
     # --- delivery --------------------------------------------------------------------
 
-    async def _run_lane(self, lane: tuple[int, int]) -> None:
+    async def _run_lane(self, lane: Run) -> None:
         queue = self._lanes[lane]
         backoff = Backoff(*self._backoff)
         try:
@@ -160,7 +161,7 @@ class Outbox:
             self._changed.set()
 
     async def _send(self, entry: Entry, backoff: Backoff) -> Delivery | None:
-        if entry.kind == "log" and entry.lane in self._no_more_logs:
+        if entry.kind is Kind.LOG and entry.lane in self._no_more_logs:
             return Delivery.REFUSED
         try:
             async with self._slots:
@@ -193,7 +194,7 @@ class Outbox:
         return Delivery.DELIVERED
 
     def _refused(self, entry: Entry, exc: Refused) -> None:
-        if entry.kind == "log":
+        if entry.kind is Kind.LOG:
             if isinstance(exc, PayloadTooLarge):
                 self._no_more_logs.add(entry.lane)
             log.warning("job %d: log chunk refused: %s", entry.job_id, exc)

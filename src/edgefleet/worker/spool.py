@@ -22,14 +22,52 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
-KINDS = frozenset({"result", "log", "release"})
+
+class Kind(StrEnum):
+    """What a spooled message is; its value is the middle of the file name, so it never
+    changes (a spool written by an older worker is read by a newer one)."""
+
+    RESULT = "result"
+    LOG = "log"
+    RELEASE = "release"
+
+
+class Run(NamedTuple):
+    """One attempt of one job: the messages of a run are delivered in order (a lane)."""
+
+    job_id: int
+    attempt: int
+
+
+class Leftover(NamedTuple):
+    """A job a previous process of this worker was running when it ended (``running/``);
+    a field its record lacks (or holds something else than a number) is None."""
+
+    job_id: int | None
+    attempt: int | None
+    pid: int | None
+    #: When ``pid`` started (see ``process_start``), to tell a reused pid.
+    start: int | None
+
+    @classmethod
+    def from_record(cls, record: object) -> Leftover:
+        fields = record if isinstance(record, dict) else {}
+        return cls(*(_number(fields.get(name)) for name in ("job", "attempt", "pid", "start")))
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 #: Log bytes the spool holds at most while the server is away (results are never capped).
 DEFAULT_MAX_LOG_BYTES = 256 * 1024 * 1024
+_KINDS = frozenset(Kind)
 _NAME = re.compile(r"^(\d{12})-([a-z]+)-(\d+)-(\d+)\.json$")
 
 
@@ -42,7 +80,7 @@ class Entry:
     """One message owed to the server."""
 
     key: int
-    kind: str
+    kind: Kind
     job_id: int
     attempt: int
     body: dict[str, Any]
@@ -53,9 +91,9 @@ class Entry:
         return f"{self.key:012d}-{self.kind}-{self.job_id}-{self.attempt}.json"
 
     @property
-    def lane(self) -> tuple[int, int]:
+    def lane(self) -> Run:
         """Messages of one job attempt are delivered in order, one at a time."""
-        return (self.job_id, self.attempt)
+        return Run(self.job_id, self.attempt)
 
 
 def spool_dir(home: Path, hostname: str) -> Path:
@@ -101,25 +139,26 @@ class Spool:
                 with contextlib.suppress(OSError):
                     path.rename(path.with_suffix(".corrupt"))
                 continue
-            if kind not in KINDS or not isinstance(body, dict):
+            if kind not in _KINDS or not isinstance(body, dict):
                 continue
-            entry = Entry(int(key), kind, int(job_id), int(attempt), body, len(data))
+            entry = Entry(int(key), Kind(kind), int(job_id), int(attempt), body, len(data))
             self._track(entry)
             entries.append(entry)
         self._next_key = max((e.key for e in entries), default=0) + 1
         return entries
 
-    def put(self, kind: str, job_id: int, attempt: int, body: dict[str, Any]) -> Entry | None:
+    def put(self, kind: Kind, job_id: int, attempt: int, body: dict[str, Any]) -> Entry | None:
         """Write a message to disk before it is sent; None if a log chunk was refused for
         lack of room. Results and hand-backs are always written (fsync'd, they matter)."""
-        if kind not in KINDS:
+        if kind not in _KINDS:
             raise ValueError(f"unknown spool message kind {kind!r}")
+        kind = Kind(kind)
         data = json.dumps(body, separators=(",", ":")).encode()
-        if kind == "log" and self.log_bytes + len(data) > self.max_log_bytes:
+        if kind is Kind.LOG and self.log_bytes + len(data) > self.max_log_bytes:
             return None
         entry = Entry(self._next_key, kind, job_id, attempt, body, len(data))
         self._next_key += 1
-        _write_atomically(self.outbox / entry.filename, data, durable=kind != "log")
+        _write_atomically(self.outbox / entry.filename, data, durable=kind is not Kind.LOG)
         self._track(entry)
         return entry
 
@@ -127,12 +166,12 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             (self.outbox / entry.filename).unlink()
         size = self._sizes.pop(entry.filename, None)
-        if size is not None and entry.kind == "log":
+        if size is not None and entry.kind is Kind.LOG:
             self.log_bytes -= size
 
     def _track(self, entry: Entry) -> None:
         self._sizes[entry.filename] = entry.size
-        if entry.kind == "log":
+        if entry.kind is Kind.LOG:
             self.log_bytes += entry.size
 
     def __len__(self) -> int:
@@ -140,26 +179,27 @@ class Spool:
 
     # --- running jobs --------------------------------------------------------------------
 
-    def mark_running(self, job_id: int, attempt: int, pid: int) -> None:
-        record = {"job": job_id, "attempt": attempt, "pid": pid, "start": process_start(pid)}
-        _write_atomically(self._marker(job_id, attempt), json.dumps(record).encode(), False)
+    def mark_running(self, run: Run, pid: int) -> None:
+        start = process_start(pid)
+        record = {"job": run.job_id, "attempt": run.attempt, "pid": pid, "start": start}
+        _write_atomically(self._marker(run), json.dumps(record).encode(), False)
 
-    def clear_running(self, job_id: int, attempt: int) -> None:
+    def clear_running(self, run: Run) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._marker(job_id, attempt).unlink()
+            self._marker(run).unlink()
 
-    def leftovers(self) -> list[dict[str, Any]]:
+    def leftovers(self) -> list[Leftover]:
         """Jobs a previous process of this worker was running when it ended."""
         found = []
         for path in sorted(self.running_dir.glob("*.json")):
             with contextlib.suppress(OSError, ValueError):
-                found.append(json.loads(path.read_text()))
+                found.append(Leftover.from_record(json.loads(path.read_text())))
             with contextlib.suppress(OSError):
                 path.unlink()
         return found
 
-    def _marker(self, job_id: int, attempt: int) -> Path:
-        return self.running_dir / f"{job_id}-{attempt}.json"
+    def _marker(self, run: Run) -> Path:
+        return self.running_dir / f"{run.job_id}-{run.attempt}.json"
 
 
 def _write_atomically(path: Path, data: bytes, durable: bool) -> None:
