@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
 
 #: Items one write takes at most; the rest wait for the next.
 MAX_GROUP = 500
+
+
+class Waiting(NamedTuple, Generic[Item, Answer]):
+    """An item submitted and not written yet, with where its answer goes."""
+
+    item: Item
+    answer: asyncio.Future[Answer]
 
 
 class GroupWriter(Generic[Item, Answer]):
@@ -38,7 +45,7 @@ class GroupWriter(Generic[Item, Answer]):
         self._write = write
         self._max_group = max_group
         self._alone = alone
-        self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._pending: list[Waiting[Item, Answer]] = []
         self._writing: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Answer:
@@ -51,34 +58,34 @@ class GroupWriter(Generic[Item, Answer]):
         """Several items of one caller, answered each on its own (errors are returned)."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._pending.extend(zip(items, futures, strict=True))
+        self._pending.extend(map(Waiting, items, futures))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_pending())
         # A caller that goes away cancels its futures, never the group's write.
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def _write_pending(self) -> None:
-        group: list[tuple[Item, asyncio.Future[Answer]]] = []
+        group: list[Waiting[Item, Answer]] = []
         try:
             while self._pending:
                 group = self._pending[: self._max_group]
                 del self._pending[: self._max_group]
-                items = [item for item, _ in group]
+                items = [waiting.item for waiting in group]
                 try:
                     answers = await self._write(items)
                 except Exception as exc:
                     answers = await self._after_failure(items, exc)
-                for (_, future), answer in zip(group, answers, strict=True):
-                    if future.done():  # its caller went away
+                for waiting, answer in zip(group, answers, strict=True):
+                    if waiting.answer.done():  # its caller went away
                         continue
                     if isinstance(answer, Exception):
-                        future.set_exception(answer)
+                        waiting.answer.set_exception(answer)
                     else:
-                        future.set_result(answer)
+                        waiting.answer.set_result(answer)
         finally:
             self._writing = None
-            for _, future in group + self._pending:  # only if cancelled (shutdown)
-                future.cancel()
+            for waiting in group + self._pending:  # only if cancelled (shutdown)
+                waiting.answer.cancel()
 
     async def _after_failure(
         self, items: list[Item], exc: Exception

@@ -10,6 +10,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from edgefleet.contract import DB_INT_MAX, Heartbeat, Hostname, WorkerState
+from edgefleet.server.services.heartbeats import Beat, BeatAnswer
 from support import admin_token, auth_header, worker_token
 
 BEAT = {"state": "idle", "applied_version": 1, "applied_concurrency": 2}
@@ -150,7 +151,7 @@ async def test_a_value_the_database_refuses_fails_only_its_own_beat(app, registe
     costs only its own answer, not its whole group's."""
     instances = {name: register(name) for name in ("b1", "b2", "b3")}
     beats = [
-        (
+        Beat(
             name,
             Heartbeat.model_construct(
                 instance_id=instance,
@@ -165,8 +166,8 @@ async def test_a_value_the_database_refuses_fails_only_its_own_beat(app, registe
     answers = await app.state.context.beats.submit_many(beats)
     assert isinstance(answers[1], Exception)
     for answer in (answers[0], answers[2]):
-        desired, orders = answer
-        assert desired.concurrency == 2 and orders == []
+        assert isinstance(answer, BeatAnswer)
+        assert answer.desired.concurrency == 2 and answer.cancel == []
 
 
 @pytest.mark.parametrize(

@@ -294,8 +294,8 @@ def beat_orders(db, instance: str, running: list[int]) -> list[JobCancel]:
         applied_version=0,
         applied_concurrency=1,
     )
-    ((_, orders),) = heartbeats.write(db, [("w1", beat)])
-    return orders
+    (answer,) = heartbeats.write(db, [heartbeats.Beat("w1", beat)])
+    return answer.cancel
 
 
 def test_heartbeats_order_stale_runs_stopped(session_factory):

@@ -19,6 +19,7 @@ from edgefleet.server.authn import Authenticator, RateLimiter
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import dispatch, heartbeats
+from edgefleet.server.services.reports import ResultReport
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
@@ -50,8 +51,8 @@ class ServerContext:
         default_factory=lambda: ThreadPoolExecutor(DATABASE_THREADS, "edgefleet-db")
     )
     #: Heartbeats and results, written in groups.
-    beats: GroupWriter[heartbeats.Beat, heartbeats.Answer] = field(init=False)
-    results: GroupWriter[dispatch.Report, None] = field(init=False)
+    beats: GroupWriter[heartbeats.Beat, heartbeats.BeatAnswer] = field(init=False)
+    results: GroupWriter[ResultReport, None] = field(init=False)
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     #: Seals jobs' secret env values for the database, opens them for the claiming worker.

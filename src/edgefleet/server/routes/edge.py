@@ -40,6 +40,8 @@ from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_to
 from edgefleet.server.params import CountQuery, InstanceQuery, JobIdPath
 from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
+from edgefleet.server.services.heartbeats import Beat
+from edgefleet.server.services.reports import ResultReport
 from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
@@ -113,8 +115,8 @@ async def heartbeat(
     hostname: HostnamePath, body: Heartbeat, context: ContextDep, identity: WorkerDep
 ):
     own_hostname(identity, hostname)
-    desired, orders = await context.beats.submit((hostname, body))
-    return _contact(desired, orders)
+    answer = await context.beats.submit(Beat(hostname, body))
+    return _contact(answer.desired, answer.cancel)
 
 
 @router.get("/workers/{hostname}/watch", response_model=WorkerContact)
@@ -195,7 +197,7 @@ async def report_result(
     job_id: JobIdPath, body: JobResult, context: ContextDep, identity: WorkerDep
 ):
     """Idempotent per (job, attempt); 409 for an attempt that is no longer current."""
-    await context.results.submit((job_id, identity.subject, body))
+    await context.results.submit(ResultReport(job_id, identity.subject, body))
 
 
 @router.post("/workers/{hostname}/results", response_model=ResultOutcomes)
@@ -206,7 +208,7 @@ async def report_results(
     alone; one outcome per result, in order. A failure of the server itself (5xx) answers
     the whole request, which is safe to repeat."""
     own_hostname(identity, hostname)
-    reports = [(result.job_id, hostname, result) for result in body.results]
+    reports = [ResultReport(result.job_id, hostname, result) for result in body.results]
     answers = await context.results.submit_many(reports)
     for answer in answers:
         if isinstance(answer, Exception) and not isinstance(answer, EdgefleetError):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import (
     DesiredState,
-    Heartbeat,
     JobState,
     Registration,
     WorkerState,
@@ -21,6 +21,9 @@ from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, EdgefleetError, NotFound, Unauthorized
 from edgefleet.server.services import credentials, lifecycle, liveness, targets
+
+if TYPE_CHECKING:
+    from edgefleet.server.services.heartbeats import Beat
 
 #: States a worker reports about itself; the server adds unknown and offline from silence.
 LIVE_STATES = frozenset(
@@ -221,7 +224,7 @@ DESIRED_OF = select(
 
 
 def record_heartbeats(
-    connection: Connection, beats: list[tuple[str, Heartbeat]]
+    connection: Connection, beats: list[Beat]
 ) -> list[DesiredState | EdgefleetError]:
     """The fleet's hot path: a group of beats as one multi-row update and one read of the
     desired states, on a connection in a write transaction. Each beat is answered with its
@@ -233,21 +236,21 @@ def record_heartbeats(
         [
             {
                 "beat_now": now,
-                "beat_version": beat.applied_version,
-                "beat_hostname": hostname,
-                "beat_instance": beat.instance_id,
-                "beat_state": beat.state.value,
-                "beat_concurrency": beat.applied_concurrency,
+                "beat_version": beat.heartbeat.applied_version,
+                "beat_hostname": beat.hostname,
+                "beat_instance": beat.heartbeat.instance_id,
+                "beat_state": beat.heartbeat.state.value,
+                "beat_concurrency": beat.heartbeat.applied_concurrency,
             }
-            for hostname, beat in beats
+            for beat in beats
         ],
     )
-    hostnames = list({hostname for hostname, _ in beats})
+    hostnames = list({beat.hostname for beat in beats})
     rows = {row.hostname: row for row in connection.execute(DESIRED_OF, {"hostnames": hostnames})}
     answers: list[DesiredState | EdgefleetError] = []
-    for hostname, beat in beats:
-        row = rows.get(hostname)
-        refused = refusal(row, hostname, beat.instance_id)
+    for beat in beats:
+        row = rows.get(beat.hostname)
+        refused = refusal(row, beat.hostname, beat.heartbeat.instance_id)
         answers.append(desired_state(row) if refused is None else refused)
     return answers
 
