@@ -18,7 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgefleet.aio import wait_event
 from edgefleet.errors import PayloadTooLarge, Refused, Unavailable
@@ -43,6 +43,13 @@ class Delivery(StrEnum):
     REFUSED = "refused"
 
 
+class Queued(NamedTuple):
+    """A spooled message waiting in its lane, with the future that tells how it ended."""
+
+    entry: Entry
+    future: asyncio.Future[Delivery]
+
+
 class Outbox:
     def __init__(
         self,
@@ -59,7 +66,7 @@ class Outbox:
         self._on_refused = on_refused
         self._slots = asyncio.Semaphore(parallel)
         self._backoff = (backoff_base, backoff_cap)
-        self._lanes: dict[Run, deque[tuple[Entry, asyncio.Future[Delivery]]]] = {}
+        self._lanes: dict[Run, deque[Queued]] = {}
         self._tasks: dict[Run, asyncio.Task[None]] = {}
         #: Runs whose log chunks the server refused as too large: the rest are dropped.
         self._no_more_logs: set[Run] = set()
@@ -96,7 +103,7 @@ class Outbox:
 
     def _enqueue(self, entry: Entry) -> asyncio.Future[Delivery]:
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        self._lanes.setdefault(entry.lane, deque()).append((entry, future))
+        self._lanes.setdefault(entry.lane, deque()).append(Queued(entry, future))
         if not self._closed and entry.lane not in self._tasks:
             self._tasks[entry.lane] = asyncio.create_task(self._run_lane(entry.lane))
         self._changed.set()
@@ -129,9 +136,9 @@ class Outbox:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for queue in self._lanes.values():
-            for _, future in queue:
-                if not future.done():
-                    future.cancel()
+            for queued in queue:
+                if not queued.future.done():
+                    queued.future.cancel()
 
     # --- delivery --------------------------------------------------------------------
 
