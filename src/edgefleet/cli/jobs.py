@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgefleet import parsing
 from edgefleet.cli.api import ApiError
 from edgefleet.cli.common import OutputOption, admin_client
 from edgefleet.cli.output import OutputFormat, emit, next_page_hint, print_json, print_table
@@ -68,15 +69,11 @@ FOLLOW_INTERVAL = 0.5
 
 
 def parse_env(values: list[str], option: str = "--env") -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            # A --secret-env value is never echoed back, not even in an error.
-            shown = "a value" if option == "--secret-env" else repr(item)
-            raise typer.BadParameter(f"{shown} is not KEY=VALUE", param_hint=option)
-        env[key] = value
-    return env
+    """Env values are kept as given (no trimming); a --secret-env value is never echoed."""
+    try:
+        return parsing.parse_pairs(values, strip=False, secret=option == "--secret-env")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def submit(

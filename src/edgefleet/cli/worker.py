@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from edgefleet import parsing
 from edgefleet.cli.common import OutputOption, fail, settings_of
 from edgefleet.cli.output import OutputFormat, print_json
 from edgefleet.settings import MAX_CONCURRENCY
@@ -23,20 +24,17 @@ app = typer.Typer(help="Run an edge worker, or manage the one on this machine.")
 
 
 def parse_queues(value: str) -> list[str]:
-    queues = [q.strip() for q in value.split(",") if q.strip()]
-    if not queues:
-        raise typer.BadParameter("give at least one queue, e.g. -q default,gpu")
-    return queues
+    try:
+        return parsing.parse_queues(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--queues' / '-q'") from None
 
 
 def parse_labels(values: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"label {item!r} is not KEY=VALUE")
-        labels[key.strip()] = value.strip()
-    return labels
+    try:
+        return parsing.parse_labels(values)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--label' / '-l'") from None
 
 
 @app.callback(invoke_without_command=True)
