@@ -76,11 +76,11 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
         key, value = split_pair(item)
         if len(key) > MAX_LABEL_KEY or not _LABEL_KEY.match(key):
             raise ValueError(
-                f"{item!r}: use KEY=VALUE with a key of letters, digits, '.', '_', '-' or '/' "
-                f"(at most {MAX_LABEL_KEY})"
+                f"bad label {item!r}: use KEY=VALUE with a key of letters, digits, '.', '_', "
+                f"'-' or '/' (at most {MAX_LABEL_KEY})"
             )
         if _CONTROL_CHARS.search(value):
-            raise ValueError(f"{item!r}: the value holds control characters")
+            raise ValueError(f"bad label {item!r}: the value holds control characters")
         labels[key] = value
     return labels
 

@@ -15,7 +15,7 @@ import typer
 
 from edgefleet import parsing
 from edgefleet.cli.api import AdminClient
-from edgefleet.cli.common import OutputOption, admin_client, fail
+from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.settings import MAX_CONCURRENCY
 
@@ -47,10 +47,7 @@ CHANGE_COLUMNS = [
 
 
 def parse_selector(text: str) -> dict[str, str]:
-    try:
-        return parsing.parse_selector(text)
-    except ValueError as exc:
-        fail(str(exc), code=2)
+    return parsed(parsing.parse_selector, text)
 
 
 def build_target(hostname: str | None, selector: str | None, all_workers: bool) -> dict[str, Any]:
@@ -300,7 +297,4 @@ def shutdown_all_workers(
 
 
 def _queue_list(text: str) -> list[str]:
-    try:
-        return parsing.parse_queues(text)
-    except ValueError as exc:
-        fail(f"-q/--queues: {exc}", code=2)
+    return parsed(parsing.parse_queues, text)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from typing import Annotated, Any
 
 import typer
 
 from edgefleet import parsing
 from edgefleet.cli.api import ApiError
-from edgefleet.cli.common import OutputOption, admin_client
+from edgefleet.cli.common import OutputOption, admin_client, parsed
 from edgefleet.cli.output import OutputFormat, emit, next_page_hint, print_json, print_table
 
 app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
@@ -70,10 +71,8 @@ FOLLOW_INTERVAL = 0.5
 
 def parse_env(values: list[str], option: str = "--env") -> dict[str, str]:
     """Env values are kept as given (no trimming); a --secret-env value is never echoed."""
-    try:
-        return parsing.parse_pairs(values, strip=False, secret=option == "--secret-env")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=option) from None
+    secret = option == "--secret-env"
+    return parsed(partial(parsing.parse_pairs, strip=False, secret=secret), values, option)
 
 
 def submit(

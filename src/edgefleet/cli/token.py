@@ -14,7 +14,7 @@ import typer
 from edgefleet import parsing
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import operator_name
-from edgefleet.cli.common import OutputOption, admin_client, fail, settings_of
+from edgefleet.cli.common import OutputOption, admin_client, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
@@ -101,10 +101,7 @@ def ttl_seconds(text: str, longest: int) -> int:
 
 
 def parse_join_labels(values: list[str]) -> dict[str, str]:
-    try:
-        return parsing.parse_labels(values)
-    except ValueError as exc:
-        fail(f"bad --label {exc}", code=2)
+    return parsed(parsing.parse_labels, values, "--label")
 
 
 def _until(expires_at: Any) -> str:

@@ -14,27 +14,13 @@ from typing import Annotated
 import typer
 
 from edgefleet import parsing
-from edgefleet.cli.common import OutputOption, fail, settings_of
+from edgefleet.cli.common import OutputOption, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json
 from edgefleet.settings import MAX_CONCURRENCY
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Run an edge worker, or manage the one on this machine.")
-
-
-def parse_queues(value: str) -> list[str]:
-    try:
-        return parsing.parse_queues(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--queues' / '-q'") from None
-
-
-def parse_labels(values: list[str]) -> dict[str, str]:
-    try:
-        return parsing.parse_labels(values)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--label' / '-l'") from None
 
 
 @app.callback(invoke_without_command=True)
@@ -145,13 +131,13 @@ def worker(
     config = WorkerConfig(
         hostname=edge_hostname or socket.gethostname(),
         concurrency=concurrency,
-        queues=parse_queues(queues),
+        queues=parsed(parsing.parse_queues, queues),
         home=settings.home,
         api_url=",".join(servers),
         heartbeat_interval=heartbeat_interval,
         poll_interval=poll_interval,
         long_poll=long_poll,
-        labels=parse_labels(label or []),
+        labels=parsed(parsing.parse_labels, label or [], "--label"),
         grace_period=grace_period,
         report_timeout=report_timeout,
     )
