@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from edgefleet import API_PREFIX, API_VERSION
+from edgefleet.parsing import LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_QUEUE_NAME, QUEUE_NAME_PATTERN
 from edgefleet.settings import MAX_CONCURRENCY
 
 __all__ = ["API_PREFIX", "API_VERSION"]  # re-exported: part of the contract
@@ -39,14 +40,15 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 QueueName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUEUE_NAME, pattern=QUEUE_NAME_PATTERN),
 ]
 #: A worker's name: letters, digits, ``_ . -``, starting with a letter or digit; never a
 #: glob, a path or anything a shell or a URL would read differently.
 HOSTNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 Hostname = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=HOSTNAME_PATTERN)]
 #: A worker's name or a glob over names (``site-a-*``, ``w[12]``), bounded here; its syntax
-#: is checked where it is matched (``targets.check_glob``: a 400 that says what is wrong).
+#: is checked where it is matched (``fleet_rules.check_glob``: a 400 that says what is wrong).
 HOST_PATTERN_SYNTAX = _PRINTABLE
 HostPattern = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=HOST_PATTERN_SYNTAX)
@@ -57,7 +59,7 @@ InstanceId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=INSTANCE_ID_SYNTAX)
 ]
 LabelKey = Annotated[
-    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.\-/]+$")
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY, pattern=LABEL_KEY_PATTERN)
 ]
 LabelValue = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
 MAX_LABELS = 64

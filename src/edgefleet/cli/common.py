@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -64,6 +64,19 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
 def fail(message: str, code: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parsed(parse: Callable[[T], R], text: T, option: str | None = None) -> R:
+    """``text`` read by one of ``edgefleet.parsing``'s parsers; bad text is a usage error
+    (exit 2) with the parser's message, after the option's name when given."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}" if option else str(exc), code=2)
 
 
 @contextmanager

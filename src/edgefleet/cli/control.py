@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
+from edgefleet import parsing
 from edgefleet.cli.api import AdminClient
-from edgefleet.cli.common import OutputOption, admin_client, fail
+from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.settings import MAX_CONCURRENCY
 
@@ -46,15 +47,7 @@ CHANGE_COLUMNS = [
 
 
 def parse_selector(text: str) -> dict[str, str]:
-    selector: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"bad selector item {item!r}: use KEY=VALUE", code=2)
-        selector[key.strip()] = value.strip()
-    if not selector:
-        fail("empty selector: give at least one KEY=VALUE label", code=2)
-    return selector
+    return parsed(parsing.parse_selector, text)
 
 
 def build_target(hostname: str | None, selector: str | None, all_workers: bool) -> dict[str, Any]:
@@ -80,7 +73,7 @@ def target_query(target: dict[str, Any]) -> dict[str, str]:
     if target.get("edge_hostname") is not None:
         return {"edge_hostname": target["edge_hostname"]}
     if target.get("selector"):
-        return {"selector": ",".join(f"{k}={v}" for k, v in target["selector"].items())}
+        return {"selector": parsing.format_selector(target["selector"])}
     return {}
 
 
@@ -304,7 +297,4 @@ def shutdown_all_workers(
 
 
 def _queue_list(text: str) -> list[str]:
-    queues = [q.strip() for q in text.split(",") if q.strip()]
-    if not queues:
-        fail("give at least one queue with -q", code=2)
-    return queues
+    return parsed(parsing.parse_queues, text)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from typing import Annotated, Any
 
 import typer
 
+from edgefleet import parsing
 from edgefleet.cli.api import ApiError
-from edgefleet.cli.common import OutputOption, admin_client
+from edgefleet.cli.common import OutputOption, admin_client, parsed
 from edgefleet.cli.output import OutputFormat, emit, next_page_hint, print_json, print_table
 
 app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
@@ -68,15 +70,9 @@ FOLLOW_INTERVAL = 0.5
 
 
 def parse_env(values: list[str], option: str = "--env") -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            # A --secret-env value is never echoed back, not even in an error.
-            shown = "a value" if option == "--secret-env" else repr(item)
-            raise typer.BadParameter(f"{shown} is not KEY=VALUE", param_hint=option)
-        env[key] = value
-    return env
+    """Env values are kept as given (no trimming); a --secret-env value is never echoed."""
+    secret = option == "--secret-env"
+    return parsed(partial(parsing.parse_pairs, strip=False, secret=secret), values, option)
 
 
 def submit(

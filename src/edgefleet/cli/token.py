@@ -11,9 +11,10 @@ from urllib.parse import quote
 
 import typer
 
+from edgefleet import parsing
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import operator_name
-from edgefleet.cli.common import OutputOption, admin_client, fail, settings_of
+from edgefleet.cli.common import OutputOption, admin_client, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
@@ -76,7 +77,6 @@ app = typer.Typer(help="Operator tokens (with roles) and join tokens for new wor
 MIN_TTL_SECONDS = 60
 MAX_JOIN_USES = 100000
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]{1,128}$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 
 TOKEN_COLUMNS = [
     ("name", "NAME"),
@@ -101,20 +101,7 @@ def ttl_seconds(text: str, longest: int) -> int:
 
 
 def parse_join_labels(values: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _LABEL_KEY.match(key):
-            fail(
-                f"bad --label {item!r}: use KEY=VALUE with a key of letters, digits, '.', '_', "
-                "'-' or '/'",
-                code=2,
-            )
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            fail(f"bad --label {item!r}: the value holds control characters", code=2)
-        labels[key] = value
-    return labels
+    return parsed(parsing.parse_labels, values, "--label")
 
 
 def _until(expires_at: Any) -> str:

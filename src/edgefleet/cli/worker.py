@@ -13,30 +13,14 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import OutputOption, fail, settings_of
+from edgefleet import parsing
+from edgefleet.cli.common import OutputOption, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json
 from edgefleet.settings import MAX_CONCURRENCY
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Run an edge worker, or manage the one on this machine.")
-
-
-def parse_queues(value: str) -> list[str]:
-    queues = [q.strip() for q in value.split(",") if q.strip()]
-    if not queues:
-        raise typer.BadParameter("give at least one queue, e.g. -q default,gpu")
-    return queues
-
-
-def parse_labels(values: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"label {item!r} is not KEY=VALUE")
-        labels[key.strip()] = value.strip()
-    return labels
 
 
 @app.callback(invoke_without_command=True)
@@ -147,13 +131,13 @@ def worker(
     config = WorkerConfig(
         hostname=edge_hostname or socket.gethostname(),
         concurrency=concurrency,
-        queues=parse_queues(queues),
+        queues=parsed(parsing.parse_queues, queues),
         home=settings.home,
         api_url=",".join(servers),
         heartbeat_interval=heartbeat_interval,
         poll_interval=poll_interval,
         long_poll=long_poll,
-        labels=parse_labels(label or []),
+        labels=parsed(parsing.parse_labels, label or [], "--label"),
         grace_period=grace_period,
         report_timeout=report_timeout,
     )

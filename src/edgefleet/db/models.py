@@ -20,7 +20,7 @@ class Worker(Base):
 
     Each operator-controlled setting has a nullable ``*_override`` column: ``None`` means the
     worker's own start-up flag (``flag_*``) is in force, a value means the operator's wins,
-    also across worker restarts, until it is reset.
+    also across worker restarts, until it is reset (the values in force: ``fleet_rules``).
     """
 
     __tablename__ = "edge_worker"
@@ -56,14 +56,6 @@ class Worker(Base):
     #: Set when an operator revoked the worker: its credentials are dead and its calls are
     #: refused until it enrolls again with a new join token.
     revoked_at: Mapped[datetime | None]
-
-    @property
-    def concurrency(self) -> int:
-        return self.concurrency_override or self.flag_concurrency
-
-    @property
-    def queues(self) -> list[str]:
-        return self.queues_override if self.queues_override is not None else self.flag_queues
 
 
 class Job(Base):

@@ -34,6 +34,7 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
+from edgefleet.fleet_rules import accepts_work
 from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
@@ -351,11 +352,10 @@ class EdgeWorker:
         return self.desired is not None and self.desired.maintenance
 
     def _can_fetch(self) -> bool:
-        return (
-            not self._exiting()
-            and self.desired is not None
-            and not self.in_maintenance()
-            and self.limiter.free > 0
+        return self.desired is not None and accepts_work(
+            maintenance=self.in_maintenance(),
+            shutting_down=self._exiting(),
+            free_slots=self.limiter.free,
         )
 
     def state(self) -> WorkerState:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from edgefleet import fleet_rules, parsing
 from edgefleet.contract import (
     ChangeSet,
     ConcurrencySet,
@@ -24,22 +25,17 @@ from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
 from edgefleet.server.params import HostPatternQuery
-from edgefleet.server.services import control, credentials, targets, workers
+from edgefleet.server.services import control, credentials, workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 
 
 def parse_selector(text: str) -> dict[str, str]:
-    """``site=plant1,env=prod`` -> a dict; refuses empty or malformed selectors."""
-    selector: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidRequest(f"bad selector item {item!r}: use KEY=VALUE")
-        selector[key.strip()] = value.strip()
-    if not selector:
-        raise InvalidRequest("empty selector: give at least one KEY=VALUE label")
-    return selector
+    """``site=plant1,env=prod`` -> a dict (``parsing.parse_selector``); a 400 if malformed."""
+    try:
+        return parsing.parse_selector(text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
@@ -56,12 +52,12 @@ def list_workers(
     queues: Annotated[str | None, Query(description="comma-separated; serves any")] = None,
     selector: Annotated[str | None, Query(description="KEY=VALUE[,KEY=VALUE]")] = None,
 ):
-    if edge_hostname is not None and targets.is_glob(edge_hostname):
-        targets.check_glob(edge_hostname)
+    if edge_hostname is not None and fleet_rules.is_glob(edge_hostname):
+        fleet_rules.check_glob(edge_hostname)
     filters = workers.WorkerFilter(
         states=frozenset(state or ()),
         hostname=edge_hostname,
-        queues=frozenset(q for q in (queues or "").split(",") if q),
+        queues=frozenset(parsing.split_list(queues or "")),
         selector=parse_selector(selector) if selector is not None else {},
     )
     return workers.list_workers(context.db, context.settings.worker_offline_timeout, filters)

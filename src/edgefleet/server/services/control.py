@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet import fleet_rules
 from edgefleet.contract import (
     AuditView,
     ChangeSet,
@@ -97,23 +98,17 @@ def set_concurrency(db: sessionmaker[Session], request: SetConcurrency, actor: s
         raise InvalidRequest("give exactly one of 'concurrency' (1 or more) or 'reset': true")
 
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
-        old, old_source = worker.concurrency, _source(worker.concurrency_override)
+        old = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
         worker.concurrency_override = request.concurrency
-        return _diff(
-            concurrency=(old, worker.concurrency),
-            concurrency_source=(old_source, _source(worker.concurrency_override)),
-        )
+        new = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
+        return _diff(concurrency=(old[0], new[0]), concurrency_source=(old[1], new[1]))
 
     return apply_to_targets(db, request, mutate, actor)
 
 
-def _source(override: object) -> str:
-    return "flag" if override is None else "operator"
-
-
 def add_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
-        old = list(worker.queues)
+        old = fleet_rules.queues(worker)
         new = old + [q for q in request.queues if q not in old]
         if new != old:
             worker.queues_override = new
@@ -124,7 +119,7 @@ def add_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> 
 
 def remove_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
-        old = list(worker.queues)
+        old = fleet_rules.queues(worker)
         new = [q for q in old if q not in request.queues]
         if not new:
             raise InvalidRequest(
@@ -147,9 +142,9 @@ def reset_queues(db: sessionmaker[Session], request: Target, actor: str) -> Chan
     """Hand each worker's queues back to its own ``--queues`` flag."""
 
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
-        old = list(worker.queues)
+        old = fleet_rules.queues(worker)
         worker.queues_override = None
-        return _diff(queues=(old, list(worker.queues)))
+        return _diff(queues=(old, fleet_rules.queues(worker)))
 
     return apply_to_targets(db, request, mutate, actor, comment="handed back to the worker's flag")
 

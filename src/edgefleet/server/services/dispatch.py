@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet import fleet_rules
 from edgefleet.contract import (
     FINISHED_JOB_STATES,
     DesiredState,
@@ -172,10 +173,12 @@ def claim(
                 again, _ = _take(connection, rows, MAX_SLOTS, sealer)
                 return again, desired
             connection.execute(_NEXT_FETCH, {"worker": hostname, "seq": seq})
-        if desired.maintenance or desired.shutdown:
+        if not fleet_rules.accepts_work(
+            maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
+        ):
             return [], desired
         in_use = connection.scalar(_SLOTS_IN_USE, {"hostname": hostname})
-        budget = min(free_slots, desired.concurrency - in_use)
+        budget = fleet_rules.slot_budget(free_slots, desired.concurrency, in_use)
         if budget <= 0:
             return [], desired
         now = utcnow()

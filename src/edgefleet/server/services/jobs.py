@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Text, and_, cast, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet import fleet_rules
 from edgefleet.contract import (
     FINISHED_JOB_STATES,
     JobDetail,
@@ -20,7 +21,6 @@ from edgefleet.contract import (
     JobState,
     JobSubmit,
     JobView,
-    WorkerState,
 )
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.session import Sessions
@@ -36,18 +36,10 @@ from edgefleet.server.services.dispatch import (  # noqa: F401 - the worker side
     report_result,
 )
 from edgefleet.server.services.policy import Capacity, waiting_reason
-from edgefleet.server.services.workers import get_worker, observed_state
+from edgefleet.server.services.workers import observed_state
 
 #: For callers without settings at hand (the server passes its own).
 DEFAULT_OFFLINE_TIMEOUT = 150.0
-#: Reported states in which a worker takes no new jobs.
-NOT_ACCEPTING = frozenset(
-    {
-        WorkerState.MAINTENANCE,
-        WorkerState.MAINTENANCE_PENDING,
-        WorkerState.SHUTDOWN_PENDING,
-    }
-)
 
 
 def submit(
@@ -178,23 +170,21 @@ def fleet_capacity(
     capacity = []
     for worker in session.scalars(query):
         state = observed_state(worker, now, offline_timeout)
-        live = state not in (WorkerState.OFFLINE, WorkerState.STOPPED)
-        accepting = (
-            live
-            and state not in NOT_ACCEPTING
-            and not worker.maintenance_requested
-            and not worker.shutdown_requested
+        accepting = fleet_rules.observed_accepting(
+            state,
+            maintenance_requested=worker.maintenance_requested,
+            shutdown_requested=worker.shutdown_requested,
         )
-        capacity.append(
-            Capacity(worker.hostname, frozenset(worker.queues), worker.concurrency, live, accepting)
-        )
+        queues, concurrency = frozenset(fleet_rules.queues(worker)), fleet_rules.concurrency(worker)
+        live = fleet_rules.is_live(state)
+        capacity.append(Capacity(worker.hostname, queues, concurrency, live, accepting))
     return capacity
 
 
 def _may_serve(queue: str):
     """A worker whose queue lists (the operator's or its own) name ``queue``, as text: a queue
     name has no character JSON escapes, so ``"name"`` appears in the list exactly when the
-    name is in it (checked again in Python, through ``Worker.queues``)."""
+    name is in it (checked again in Python, through ``fleet_rules.queues``)."""
     element = f'"{queue}"'
     return or_(
         cast(Worker.queues_override, Text).contains(element, autoescape=True),
@@ -331,9 +321,3 @@ def job_log(
         state=state,
         finished=state in FINISHED_JOB_STATES,
     )
-
-
-def worker_queues(db: sessionmaker[Session], hostname: str) -> list[str]:
-    with db() as session:
-        worker: Worker = get_worker(session, hostname)
-        return list(worker.queues)

@@ -75,8 +75,8 @@ class Capacity:
     hostname: str
     queues: frozenset[str]
     concurrency: int
-    live: bool  #: heartbeating (not unknown, offline or stopped)
-    accepting: bool  #: live and neither in maintenance nor shutting down
+    live: bool  #: ``fleet_rules.is_live``: heard from lately (unknown counts) and not revoked
+    accepting: bool  #: ``fleet_rules.observed_accepting``
 
 
 def waiting_reason(

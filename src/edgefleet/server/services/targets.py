@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -12,39 +10,15 @@ from sqlalchemy.orm import Session
 from edgefleet.contract import Target
 from edgefleet.db.models import Worker
 from edgefleet.errors import InvalidRequest, NotFound
-
-GLOB_CHARS = frozenset("*?[")
-_GLOB_ALLOWED = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]+$")
-
-
-def is_glob(name: str) -> bool:
-    return any(char in GLOB_CHARS for char in name)
-
-
-def check_glob(pattern: str) -> None:
-    """Refuse patterns that could never name a worker or whose brackets don't close."""
-    if not _GLOB_ALLOWED.match(pattern):
-        raise InvalidRequest(
-            f"bad hostname pattern {pattern!r}: use letters, digits, '.', '-', '_' "
-            "and the wildcards * ? [...]"
-        )
-    depth = 0
-    for char in pattern:
-        if char == "[":
-            if depth:
-                raise InvalidRequest(f"bad hostname pattern {pattern!r}: nested '['")
-            depth = 1
-        elif char == "]" and depth:
-            depth = 0
-    if depth:
-        raise InvalidRequest(f"bad hostname pattern {pattern!r}: '[' is never closed")
+from edgefleet.fleet_rules import check_glob, is_glob, matches
+from edgefleet.parsing import format_selector
 
 
 def describe(target: Target) -> str:
     if target.all:
         return "all workers"
     if target.selector is not None:
-        return "selector " + ",".join(f"{k}={v}" for k, v in target.selector.items())
+        return "selector " + format_selector(target.selector)
     return repr(target.edge_hostname)
 
 
@@ -92,7 +66,8 @@ def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
         .where(*narrowing(target.edge_hostname, target.selector))
         .order_by(Worker.hostname)
     ).all()
-    names = sorted(hostname for hostname, labels in candidates if matches(target, hostname, labels))
+    pattern, selector = target.edge_hostname, target.selector
+    names = sorted(name for name, labels in candidates if matches(name, labels, pattern, selector))
     workers: list[Worker] = []
     for start in range(0, len(names), LOCK_CHUNK):
         query = (
@@ -102,16 +77,7 @@ def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
             .execution_options(populate_existing=True)  # the values as locked
         )
         workers += session.scalars(query.with_for_update() if lock else query)
-    return [w for w in workers if matches(target, w.hostname, w.labels)]
-
-
-def matches(target: Target, hostname: str, labels: dict[str, Any] | None) -> bool:
-    """Whether a worker with this name and these labels is one the glob or selector names."""
-    if target.edge_hostname is not None and not fnmatch.fnmatchcase(hostname, target.edge_hostname):
-        return False
-    selector = target.selector or {}
-    given = labels or {}
-    return all(given.get(key) == value for key, value in selector.items())
+    return [w for w in workers if matches(w.hostname, w.labels, pattern, selector)]
 
 
 def narrowing(pattern: str | None, selector: dict[str, str] | None) -> list[ColumnElement[bool]]:

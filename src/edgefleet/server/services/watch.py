@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgefleet import fleet_rules
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
 from edgefleet.server.services import dispatch
@@ -35,9 +36,12 @@ def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots
         cancelled = free_slots < desired.concurrency and dispatch.has_new_cancels(
             connection, hostname
         )
+        accepting = fleet_rules.accepts_work(
+            maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
+        )
         work = (
             not (changed or cancelled)
-            and free_slots > 0
+            and accepting
             and dispatch.queued_job_fits(connection, desired.queues, free_slots)
         )
     cancel = dispatch.take_new_cancels(db, hostname) if cancelled else []

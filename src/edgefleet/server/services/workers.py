@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet import fleet_rules
 from edgefleet.contract import (
     DesiredState,
     JobState,
@@ -40,12 +40,11 @@ LIVE_STATES = frozenset(
 
 def desired_state(worker: Worker | Row) -> DesiredState:
     """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``."""
-    override, queues = worker.concurrency_override, worker.queues_override
     return DesiredState(
         version=worker.desired_version,
-        concurrency=override or worker.flag_concurrency,
-        concurrency_source="flag" if override is None else "operator",
-        queues=list(worker.flag_queues if queues is None else queues),
+        concurrency=fleet_rules.concurrency(worker),
+        concurrency_source=fleet_rules.concurrency_source(worker),
+        queues=fleet_rules.queues(worker),
         maintenance=worker.maintenance_requested,
         maintenance_comment=worker.maintenance_comment,
         shutdown=worker.shutdown_requested,
@@ -279,10 +278,10 @@ def worker_view(
     return WorkerView(
         hostname=worker.hostname,
         state=observed_state(worker, now, offline_timeout),
-        queues=list(worker.queues),
+        queues=fleet_rules.queues(worker),
         labels=dict(worker.labels),
-        concurrency=worker.concurrency,
-        concurrency_source="flag" if worker.concurrency_override is None else "operator",
+        concurrency=fleet_rules.concurrency(worker),
+        concurrency_source=fleet_rules.concurrency_source(worker),
         flag_concurrency=worker.flag_concurrency,
         applied_concurrency=worker.applied_concurrency,
         desired_version=worker.desired_version,
@@ -310,12 +309,9 @@ class WorkerFilter:
     def keeps(self, worker: Worker, view: WorkerView) -> bool:
         if self.states and view.state not in self.states:
             return False
-        if self.hostname is not None and not fnmatch.fnmatchcase(worker.hostname, self.hostname):
+        if self.queues and not self.queues.intersection(view.queues):
             return False
-        if self.queues and not self.queues.intersection(worker.queues):
-            return False
-        labels = worker.labels or {}
-        return all(labels.get(key) == value for key, value in self.selector.items())
+        return fleet_rules.matches(worker.hostname, worker.labels, self.hostname, self.selector)
 
 
 #: Up to this many workers listed, their running jobs are counted by name (else for all).
@@ -329,7 +325,7 @@ def list_workers(
     now = utcnow()
     with db() as session:
         query = select(Worker).order_by(Worker.hostname)
-        if filters.hostname is not None and not targets.is_glob(filters.hostname):
+        if filters.hostname is not None and not fleet_rules.is_glob(filters.hostname):
             query = query.where(Worker.hostname == filters.hostname)
         else:
             query = query.where(*targets.narrowing(filters.hostname, filters.selector))

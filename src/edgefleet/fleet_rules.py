@@ -1,0 +1,138 @@
+"""The rules about a worker that the server and the worker both apply, each written once.
+
+- **Effective settings**: an operator's override wins over the worker's own start-up flag
+  until it is reset; ``source`` says which one is in force (``operator`` or ``flag``).
+- **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
+  shutting down, and only into free slots; as the server sees it, also only while live.
+- **Matching**: which workers a hostname glob and a label selector name.
+
+Plain values in, plain values out: no database here, so the worker can use these too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+from edgefleet.contract import WorkerState
+from edgefleet.errors import InvalidRequest
+
+T = TypeVar("T")
+
+# --- effective settings ------------------------------------------------------------------
+
+#: ``source`` of a setting the worker's own flag decides.
+FLAG = "flag"
+#: ``source`` of a setting an operator set centrally.
+OPERATOR = "operator"
+
+
+def effective(override: T | None, flag: T) -> T:
+    """The value in force: the operator's override, else the worker's flag."""
+    return flag if override is None else override
+
+
+def source(override: object) -> str:
+    """Who decides the value in force: ``operator`` while an override is set, else ``flag``."""
+    return FLAG if override is None else OPERATOR
+
+
+class WorkerSettings(Protocol):
+    """A worker's flags and overrides: a ``Worker`` row, or a row of its desired columns."""
+
+    flag_concurrency: int
+    concurrency_override: int | None
+    flag_queues: list[str]
+    queues_override: list[str] | None
+
+
+def concurrency(worker: WorkerSettings) -> int:
+    return effective(worker.concurrency_override, worker.flag_concurrency)
+
+
+def concurrency_source(worker: WorkerSettings) -> str:
+    return source(worker.concurrency_override)
+
+
+def queues(worker: WorkerSettings) -> list[str]:
+    return list(effective(worker.queues_override, worker.flag_queues))
+
+
+# --- accepting work ----------------------------------------------------------------------
+
+#: States in which the server has not heard a worker lately, or no longer listens to it.
+NOT_LIVE = frozenset({WorkerState.OFFLINE, WorkerState.STOPPED, WorkerState.REVOKED})
+#: Reported states in which a worker says it is in, or on its way to, maintenance.
+MAINTENANCE_STATES = frozenset({WorkerState.MAINTENANCE, WorkerState.MAINTENANCE_PENDING})
+
+
+def accepts_work(*, maintenance: bool, shutting_down: bool, free_slots: int = 1) -> bool:
+    """Whether a worker takes new jobs: not in maintenance, not shutting down, a slot free."""
+    return not maintenance and not shutting_down and free_slots > 0
+
+
+def is_live(state: WorkerState) -> bool:
+    """Heard from lately (``unknown`` still counts: it may only be late) and not revoked."""
+    return state not in NOT_LIVE
+
+
+def observed_accepting(
+    state: WorkerState, *, maintenance_requested: bool, shutdown_requested: bool
+) -> bool:
+    """Whether the server may count on a worker for queued jobs: live, and neither asked to
+    nor reporting that it is in maintenance or shutting down."""
+    return is_live(state) and accepts_work(
+        maintenance=maintenance_requested or state in MAINTENANCE_STATES,
+        shutting_down=shutdown_requested or state == WorkerState.SHUTDOWN_PENDING,
+    )
+
+
+def slot_budget(free_slots: int, concurrency: int, in_use: int) -> int:
+    """Slots a claim may fill: what the worker offers, within its effective concurrency."""
+    return max(0, min(free_slots, concurrency - in_use))
+
+
+# --- matching ----------------------------------------------------------------------------
+
+GLOB_CHARS = frozenset("*?[")
+_GLOB_ALLOWED = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]+$")
+
+
+def is_glob(name: str) -> bool:
+    return any(char in GLOB_CHARS for char in name)
+
+
+def check_glob(pattern: str) -> None:
+    """Refuse patterns that could never name a worker or whose brackets don't close."""
+    if not _GLOB_ALLOWED.match(pattern):
+        raise InvalidRequest(
+            f"bad hostname pattern {pattern!r}: use letters, digits, '.', '-', '_' "
+            "and the wildcards * ? [...]"
+        )
+    depth = 0
+    for char in pattern:
+        if char == "[":
+            if depth:
+                raise InvalidRequest(f"bad hostname pattern {pattern!r}: nested '['")
+            depth = 1
+        elif char == "]" and depth:
+            depth = 0
+    if depth:
+        raise InvalidRequest(f"bad hostname pattern {pattern!r}: '[' is never closed")
+
+
+def matches(
+    hostname: str,
+    labels: Mapping[str, Any] | None,
+    pattern: str | None = None,
+    selector: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether a worker with this name and these labels is one a hostname ``pattern`` (a
+    name or a glob) and a label ``selector`` (every label given, with that value) name;
+    ``None`` matches any."""
+    if pattern is not None and not fnmatch.fnmatchcase(hostname, pattern):
+        return False
+    given = labels or {}
+    return all(given.get(key) == value for key, value in (selector or {}).items())

@@ -1,0 +1,167 @@
+"""The worker rules the server and the worker share: effective settings, accepting work,
+matching by glob and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from edgefleet import fleet_rules
+from edgefleet.contract import WorkerState
+from edgefleet.errors import InvalidRequest
+
+
+@dataclass
+class Settings:
+    flag_concurrency: int = 4
+    concurrency_override: int | None = None
+    flag_queues: list[str] | None = None
+    queues_override: list[str] | None = None
+
+
+@pytest.mark.parametrize(
+    ("override", "flag", "value", "source"),
+    [
+        (None, 4, 4, "flag"),
+        (8, 4, 8, "operator"),
+        (1, 4, 1, "operator"),
+        (None, ["default"], ["default"], "flag"),
+        (["gpu"], ["default"], ["gpu"], "operator"),
+        ([], ["default"], [], "operator"),  # an override is in force even when empty
+    ],
+)
+def test_an_override_wins_over_the_flag_until_reset(override, flag, value, source) -> None:
+    assert fleet_rules.effective(override, flag) == value
+    assert fleet_rules.source(override) == source
+
+
+def test_a_workers_settings_in_force() -> None:
+    worker = Settings(flag_queues=["default"])
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (4, "flag")
+    assert fleet_rules.queues(worker) == ["default"]
+    worker.concurrency_override, worker.queues_override = 2, ["a", "b"]
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (
+        2,
+        "operator",
+    )
+    assert fleet_rules.queues(worker) == ["a", "b"]
+    fleet_rules.queues(worker).append("c")  # a copy: the row is not changed through it
+    assert worker.queues_override == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("maintenance", "shutting_down", "free_slots", "accepts"),
+    [
+        (False, False, 1, True),
+        (False, False, 8, True),
+        (False, False, 0, False),
+        (True, False, 4, False),
+        (False, True, 4, False),
+        (True, True, 4, False),
+    ],
+)
+def test_accepts_work(maintenance, shutting_down, free_slots, accepts) -> None:
+    got = fleet_rules.accepts_work(
+        maintenance=maintenance, shutting_down=shutting_down, free_slots=free_slots
+    )
+    assert got is accepts
+
+
+S = WorkerState
+#: state, maintenance requested, shutdown requested -> live, accepting
+OBSERVED = [
+    (S.IDLE, False, False, True, True),
+    (S.RUNNING, False, False, True, True),
+    (S.STARTING, False, False, True, True),
+    (S.UNKNOWN, False, False, True, True),  # late, not gone: still counted on
+    (S.IDLE, True, False, True, False),  # asked to, not there yet
+    (S.IDLE, False, True, True, False),
+    (S.MAINTENANCE, False, False, True, False),  # says so itself (a local switch)
+    (S.MAINTENANCE_PENDING, False, False, True, False),
+    (S.SHUTDOWN_PENDING, False, False, True, False),
+    (S.OFFLINE, False, False, False, False),
+    (S.STOPPED, False, False, False, False),
+    (S.REVOKED, False, False, False, False),
+]
+
+
+@pytest.mark.parametrize(("state", "maintenance", "shutdown", "live", "accepting"), OBSERVED)
+def test_what_the_server_counts_on(state, maintenance, shutdown, live, accepting) -> None:
+    assert fleet_rules.is_live(state) is live
+    got = fleet_rules.observed_accepting(
+        state, maintenance_requested=maintenance, shutdown_requested=shutdown
+    )
+    assert got is accepting
+
+
+def test_every_state_is_judged() -> None:
+    assert {row[0] for row in OBSERVED} == set(WorkerState)
+
+
+@pytest.mark.parametrize(
+    ("free", "concurrency", "in_use", "budget"),
+    [
+        (4, 4, 0, 4),
+        (8, 4, 0, 4),  # never beyond the central concurrency
+        (2, 4, 0, 2),  # never beyond what the worker offers
+        (4, 4, 3, 1),
+        (4, 4, 4, 0),
+        (4, 2, 4, 0),  # lowered below what runs: nothing new, never negative
+    ],
+)
+def test_slot_budget(free, concurrency, in_use, budget) -> None:
+    assert fleet_rules.slot_budget(free, concurrency, in_use) == budget
+
+
+MATCHES = [
+    # hostname, labels, pattern, selector, matches
+    ("site-a-1", {}, None, None, True),
+    ("site-a-1", None, "site-a-1", None, True),
+    ("site-a-1", {}, "site-a-2", None, False),
+    ("site-a-1", {}, "site-a-*", None, True),
+    ("site-b-1", {}, "site-a-*", None, False),
+    ("w1", {}, "w[12]", None, True),
+    ("w3", {}, "w[!12]", None, True),
+    ("W1", {}, "w1", None, False),  # case counts, on every platform
+    ("site-a-1", {"site": "a"}, None, {"site": "a"}, True),
+    ("site-a-1", {"site": "a", "env": "prod"}, None, {"site": "a"}, True),
+    ("site-a-1", {"site": "a"}, None, {"site": "a", "env": "prod"}, False),
+    ("site-a-1", {"site": "b"}, None, {"site": "a"}, False),
+    ("site-a-1", None, None, {"site": "a"}, False),
+    ("site-a-1", {"site": "a"}, "site-b-*", {"site": "a"}, False),  # both must hold
+    ("site-a-1", {"site": "a"}, "site-*", {"site": "a"}, True),
+    ("site-a-1", {"site": "a"}, None, {}, True),
+]
+
+
+@pytest.mark.parametrize(("hostname", "labels", "pattern", "selector", "expected"), MATCHES)
+def test_matches(hostname, labels, pattern, selector, expected) -> None:
+    assert fleet_rules.matches(hostname, labels, pattern, selector) is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "glob"), [("site-a-1", False), ("site-*", True), ("w?", True), ("w[12]", True)]
+)
+def test_is_glob(name: str, glob: bool) -> None:
+    assert fleet_rules.is_glob(name) is glob
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("site a*", "use letters, digits"),
+        ("site/*", "use letters, digits"),
+        ("w[1", "'[' is never closed"),
+        ("w[[1]]", "nested '['"),
+    ],
+)
+def test_check_glob_refuses(pattern: str, message: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        fleet_rules.check_glob(pattern)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("pattern", ["site-*", "w[12]", "w[!1]", "a?c", "x-*-[0-9]"])
+def test_check_glob_accepts(pattern: str) -> None:
+    fleet_rules.check_glob(pattern)
