@@ -91,7 +91,7 @@ COMMANDS = {
     ),
     "audit": LazyCommand(
         "edgefleet.cli.audit:audit",
-        "Every control change: time, actor, worker, field, old -> new, comment.",
+        "Every control change, newest first: time, actor, worker, field, old -> new, comment.",
     ),
     "ui-token": LazyCommand(
         "edgefleet.cli.token:ui_token",
