@@ -433,6 +433,8 @@ class WorkerView(BaseModel):
     applied_at: datetime | None
     converged: bool
     jobs_running: int
+    #: Concurrency slots its running jobs take (a job may take more than one).
+    slots_used: int = 0
     maintenance_comment: str | None
     pid: int | None
     instance_id: str | None
@@ -491,6 +493,16 @@ class ChangeSet(BaseModel):
     changes: list[WorkerChange]
     #: The desired version each worker must acknowledge for the change to have landed.
     versions: dict[str, int]
+
+
+class QueueView(BaseModel):
+    """One queue's depth: jobs waiting and running in it now, and how long the oldest
+    waiting one has waited (None when none waits)."""
+
+    queue: str
+    queued: int
+    running: int
+    oldest_queued_age_seconds: float | None
 
 
 class AuditView(BaseModel):

@@ -69,6 +69,7 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "POST /api/v1/jobs/{job_id}/cancel":                   (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/jobs/{job_id}/logs":                      (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/audit":                                   (401, OK,  OK,  OK,  403, 403, 401),
+    "GET /api/v1/queues":                                  (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/tokens":                                  (401, 403, 403, OK,  403, 403, 401),
     "POST /api/v1/tokens":                                 (401, 403, 403, OK,  403, 403, 401),
     "DELETE /api/v1/tokens/{name}":                        (401, 403, 403, OK,  403, 403, 401),
@@ -367,6 +368,7 @@ REQUESTS: dict[str, Build] = {
     "POST /api/v1/jobs/{job_id}/cancel": _job("/cancel"),
     "GET /api/v1/jobs/{job_id}/logs": _job("/logs"),
     "GET /api/v1/audit": _fixed(f"{V1}/audit", params={"limit": 10}),
+    "GET /api/v1/queues": _fixed(f"{V1}/queues"),
     "GET /api/v1/tokens": _fixed(f"{V1}/tokens"),
     "POST /api/v1/tokens": lambda fleet: Call(
         f"{V1}/tokens", json={"name": fleet.name("matrix-new"), "role": "viewer"}

@@ -13,7 +13,15 @@ import typer
 from edgefleet import parsing
 from edgefleet.cli.api import ApiError
 from edgefleet.cli.common import OutputOption, admin_client, parsed
-from edgefleet.cli.output import OutputFormat, emit, next_page_hint, print_json, print_table
+from edgefleet.cli.output import (
+    OutputFormat,
+    emit,
+    next_page_hint,
+    print_json,
+    print_table,
+    shell_words,
+    with_ages,
+)
 
 app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 
@@ -55,6 +63,8 @@ JOB_DETAIL_FIELDS = [
     "started_at",
     "finished_at",
 ]
+#: Times the jobs table shows as ages ("3m ago"); JSON keeps them as ISO timestamps.
+_TIMES = ("queued_at", "started_at", "finished_at")
 HISTORY_COLUMNS = [
     ("at", "AT"),
     ("event", "EVENT"),
@@ -142,8 +152,12 @@ def _why(job: dict[str, Any]) -> str | None:
     return job.get("waiting_reason") or job.get("reason")
 
 
-def _with_why(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**job, "why": _why(job)} for job in jobs]
+def for_table(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs as the table shows them: the command shell-quoted, times as ages, and why."""
+    return [
+        {**job, "command": shell_words(job.get("command")), "why": _why(job)}
+        for job in with_ages(jobs, _TIMES)
+    ]
 
 
 @app.command("list")
@@ -170,7 +184,7 @@ def list_jobs(
         params["before"] = before
     with admin_client(ctx) as client:
         jobs = client.get("/jobs", params=params)
-    emit(jobs if output is OutputFormat.JSON else _with_why(jobs), output, JOB_COLUMNS)
+    emit(jobs if output is OutputFormat.JSON else for_table(jobs), output, JOB_COLUMNS)
     given = {"--state": state, "--queue": queue, "--limit": limit}
     next_page_hint(jobs, limit, ["edgefleet", "jobs", "list"], given)
 
@@ -189,7 +203,9 @@ def show(
         return
     for key in JOB_DETAIL_FIELDS:
         value = job.get(key)
-        if isinstance(value, list):
+        if key == "command":
+            value = shell_words(value)
+        elif isinstance(value, list):
             value = " ".join(str(v) for v in value) or None
         elif isinstance(value, dict):
             value = " ".join(f"{k}={v}" for k, v in value.items()) or None

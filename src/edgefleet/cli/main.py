@@ -93,6 +93,10 @@ COMMANDS = {
         "edgefleet.cli.audit:audit",
         "Every control change, newest first: time, actor, worker, field, old -> new, comment.",
     ),
+    "top": LazyCommand(
+        "edgefleet.cli.top:top",
+        "A live view of the fleet: workers and their concurrency, queues, latest changes.",
+    ),
     "ui-token": LazyCommand(
         "edgefleet.cli.token:ui_token",
         "Print an admin token for the web UI (GET /ui) on stdout; anyone holding it is admin.",

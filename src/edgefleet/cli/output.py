@@ -6,8 +6,17 @@ import json
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: Table width when stdout is not a terminal (a pipe, a file, a test).
+PLAIN_WIDTH = 120
+#: Age units, largest first: an age is said in the largest unit it has at least one of.
+_AGE_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 class OutputFormat(StrEnum):
@@ -17,6 +26,59 @@ class OutputFormat(StrEnum):
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
+
+
+def console() -> Console:
+    """A Rich console as wide as the terminal, or ``PLAIN_WIDTH`` when not writing to one."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An API timestamp (ISO 8601; UTC when it names no zone), or None."""
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def age(value: Any, now: datetime | None = None) -> str | None:
+    """How long ago ``value`` was, in its largest whole unit: "12s ago", "3m ago", "2h
+    ago", "4d ago"; a time ahead of ``now`` reads "in 5s". None (or unreadable) stays None.
+
+    >>> age("2024-01-01T00:00:00Z", datetime(2024, 1, 1, 0, 3, 59, tzinfo=UTC))
+    '3m ago'
+    """
+    moment = parse_time(value)
+    if moment is None:
+        return None
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    amount = duration(abs(seconds))
+    return f"in {amount}" if seconds < 0 and amount != "0s" else f"{amount} ago"
+
+
+def with_ages(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """``rows`` with the times under ``keys`` said as ages, for a table (JSON keeps ISO)."""
+    now = datetime.now(UTC)
+    return [{**row, **{key: age(row.get(key), now) for key in keys}} for row in rows]
+
+
+def duration(seconds: float) -> str:
+    """A span of time in its largest whole unit: 59 -> "59s", 61 -> "1m", 90000 -> "1d"."""
+    unit, size = next((u, n) for u, n in _AGE_UNITS if seconds >= n or n == 1)
+    return f"{int(max(seconds, 0) // size)}{unit}"
+
+
+def shell_words(command: Sequence[str] | None) -> str | None:
+    """A command as one would type it in a shell: each word quoted only when it must be."""
+    return None if command is None else shlex.join(command)
 
 
 def _cell(value: Any) -> str:
@@ -31,15 +93,14 @@ def _cell(value: Any) -> str:
 
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
     """``columns`` pairs a row key with its heading."""
-    from rich.console import Console  # here: JSON output and --help need no Rich
-    from rich.table import Table
+    from rich.table import Table  # here: JSON output and --help need no Rich
 
     table = Table(box=None, pad_edge=False)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(key)) for key, _ in columns))
-    Console(width=200).print(table)
+    console().print(table)
 
 
 def emit(data: Any, fmt: OutputFormat, columns: Sequence[tuple[str, str]]) -> None:

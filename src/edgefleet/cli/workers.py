@@ -8,7 +8,7 @@ import typer
 
 from edgefleet.cli.common import HostnameOption, OutputOption, admin_client, fail
 from edgefleet.cli.control import AllWorkers, Selector, TargetHostname, build_target, run_change
-from edgefleet.cli.output import OutputFormat, emit, print_json
+from edgefleet.cli.output import OutputFormat, emit, print_json, with_ages
 
 WORKER_COLUMNS = [
     ("hostname", "HOSTNAME"),
@@ -24,6 +24,8 @@ WORKER_COLUMNS = [
     ("maintenance_comment", "MAINTENANCE"),
     ("last_heartbeat", "LAST_HEARTBEAT"),
 ]
+#: Times the table shows as ages; JSON keeps them as ISO timestamps.
+_TIMES = ("applied_at", "last_heartbeat")
 
 
 def list_workers(
@@ -54,7 +56,8 @@ def list_workers(
         params["selector"] = selector
     with admin_client(ctx) as client:
         workers = client.get("/workers", params=params)
-    emit(workers, output, WORKER_COLUMNS)
+    shown = workers if output is OutputFormat.JSON else with_ages(workers, _TIMES)
+    emit(shown, output, WORKER_COLUMNS)
 
 
 def remove_remote_edge_worker(

@@ -21,7 +21,18 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.limits import BodyLimits
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.responses import ERROR_RESPONSES, error_code, validation_issues
-from edgefleet.server.routes import audit, docs, edge, health, jobs, metrics, tokens, ui, workers
+from edgefleet.server.routes import (
+    audit,
+    docs,
+    edge,
+    health,
+    jobs,
+    metrics,
+    queues,
+    tokens,
+    ui,
+    workers,
+)
 from edgefleet.server.sweeper import Sweeper
 from edgefleet.settings import Settings
 
@@ -81,6 +92,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(workers.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(jobs.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(audit.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(queues.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(tokens.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     if not settings.public_docs:
         app.include_router(docs.router)

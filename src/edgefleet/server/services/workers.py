@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -261,19 +261,29 @@ def current_desired(db: sessionmaker[Session], hostname: str, instance_id: str) 
         return desired_state(worker)
 
 
-def running_slots(session: Session, hostnames: list[str] | None = None) -> dict[str, int]:
+class Running(NamedTuple):
+    """What runs on one worker: jobs, and the concurrency slots they take."""
+
+    jobs: int = 0
+    slots: int = 0
+
+
+def running_slots(session: Session, hostnames: list[str] | None = None) -> dict[str, Running]:
     query = (
-        select(Job.worker_hostname, func.count(Job.id))
+        select(Job.worker_hostname, func.count(Job.id), func.sum(Job.slots))
         .where(Job.state == JobState.RUNNING)
         .group_by(Job.worker_hostname)
     )
     if hostnames is not None:
         query = query.where(Job.worker_hostname.in_(hostnames))
-    return {hostname: count for hostname, count in session.execute(query)}
+    return {
+        hostname: Running(count, int(slots or 0))
+        for hostname, count, slots in session.execute(query)
+    }
 
 
 def worker_view(
-    worker: Worker, jobs_running: int, now: datetime, offline_timeout: float
+    worker: Worker, running: Running, now: datetime, offline_timeout: float
 ) -> WorkerView:
     return WorkerView(
         hostname=worker.hostname,
@@ -288,7 +298,8 @@ def worker_view(
         applied_version=worker.applied_version,
         applied_at=worker.applied_at,
         converged=worker.applied_version == worker.desired_version,
-        jobs_running=jobs_running,
+        jobs_running=running.jobs,
+        slots_used=running.slots,
         maintenance_comment=worker.maintenance_comment,
         pid=worker.pid,
         instance_id=worker.instance_id,
@@ -334,7 +345,9 @@ def list_workers(
         running = running_slots(session, [w.hostname for w in workers] if few else None)
         views = []
         for worker in workers:
-            view = worker_view(worker, running.get(worker.hostname, 0), now, offline_timeout)
+            view = worker_view(
+                worker, running.get(worker.hostname, Running()), now, offline_timeout
+            )
             if filters.keeps(worker, view):
                 views.append(view)
         return views
@@ -344,4 +357,4 @@ def show_worker(db: sessionmaker[Session], hostname: str, offline_timeout: float
     with db() as session:
         worker = get_worker(session, hostname)
         running = running_slots(session, [hostname])
-        return worker_view(worker, running.get(hostname, 0), utcnow(), offline_timeout)
+        return worker_view(worker, running.get(hostname, Running()), utcnow(), offline_timeout)

@@ -1,0 +1,90 @@
+"""Human output: ages instead of timestamps, commands shell-quoted, tables that fit."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from edgefleet.cli.jobs import JOB_COLUMNS, for_table
+from edgefleet.cli.output import age, duration, print_table, shell_words, with_ages
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "expected"),
+    [
+        (0, "0s ago"),
+        (12, "12s ago"),
+        (59.9, "59s ago"),
+        (60, "1m ago"),
+        (3 * 60 + 59, "3m ago"),
+        (2 * 3600 + 10, "2h ago"),
+        (23 * 3600 + 3599, "23h ago"),
+        (4 * 86400 + 7200, "4d ago"),
+        (-5, "in 5s"),
+        (-0.4, "0s ago"),
+    ],
+)
+def test_age_is_said_in_its_largest_whole_unit(seconds_ago: float, expected: str) -> None:
+    moment = NOW - timedelta(seconds=seconds_ago)
+    assert age(moment.isoformat(), NOW) == expected
+
+
+def test_age_reads_api_timestamps_with_z_and_without_zone() -> None:
+    assert age("2024-05-01T11:59:48Z", NOW) == "12s ago"
+    assert age("2024-05-01T11:57:00", NOW) == "3m ago"  # no zone: UTC
+    assert age(None, NOW) is None
+    assert age("not a time", NOW) is None
+
+
+def test_duration() -> None:
+    assert [duration(s) for s in (0, 1.5, 61, 7200, 90000)] == ["0s", "1s", "1m", "2h", "1d"]
+
+
+def test_commands_are_shell_quoted_so_they_can_be_pasted_back() -> None:
+    command = ["python3", "-c", "print('hi there')", "a b", "plain", ""]
+    shown = shell_words(command)
+    assert shown == "python3 -c 'print('\"'\"'hi there'\"'\"')' 'a b' plain ''"
+    assert shlex.split(shown) == command
+    assert shell_words(None) is None
+
+
+def _job(**fields):
+    job = {
+        "id": 7,
+        "state": "running",
+        "queue": "default",
+        "worker": "w1",
+        "attempt": 1,
+        "exit_code": None,
+        "command": ["echo", "hello world"],
+        "queued_at": (datetime.now(UTC) - timedelta(seconds=200)).isoformat(),
+        "started_at": (datetime.now(UTC) - timedelta(seconds=30)).isoformat(),
+        "finished_at": None,
+        "cancel_requested": False,
+        "waiting_reason": None,
+        "reason": None,
+    }
+    return {**job, **fields}
+
+
+def test_the_jobs_table_shows_quoted_commands_and_ages_and_leaves_the_rows_alone() -> None:
+    job = _job()
+    (row,) = for_table([job])
+    assert row["command"] == "echo 'hello world'"
+    assert row["queued_at"] == "3m ago"
+    assert row["started_at"].endswith("s ago")
+    assert row["finished_at"] is None
+    assert job["command"] == ["echo", "hello world"]  # JSON output is given the rows as read
+    assert with_ages([job], ["queued_at"])[0]["started_at"] == job["started_at"]
+
+
+def test_tables_fit_a_120_column_terminal_when_not_a_tty(capsys) -> None:
+    long_command = ["python3", "-c", "x" * 300, "an argument with spaces"]
+    print_table(for_table([_job(command=long_command, reason="r" * 200)]), JOB_COLUMNS)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(len(line) for line in lines) <= 120
+    assert "COMMAND" in lines[0]
