@@ -95,11 +95,15 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str
     """``columns`` pairs a row key with its heading."""
     from rich.table import Table  # here: JSON output and --help need no Rich
 
-    table = Table(box=None, pad_edge=False)
-    for _, heading in columns:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(key)) for key, _ in columns))
+    cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    # One space between columns. Short columns (ids, states, counts, ages) keep their width
+    # and their heading whole; when the table is wider than the terminal, the long cells fold.
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    for index, (_, heading) in enumerate(columns):
+        widest = max((len(row[index]) for row in cells), default=0)
+        table.add_column(heading, overflow="fold", no_wrap=widest <= max(len(heading), 10))
+    for row in cells:
+        table.add_row(*row)
     console().print(table)
 
 
