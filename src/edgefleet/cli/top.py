@@ -67,7 +67,8 @@ def render(frame: Frame, interval: float | None, now: datetime | None = None) ->
     from rich.text import Text
 
     now = now or datetime.now(UTC)
-    parts: list[Any] = [Text(status_line(frame, interval, now))]
+    status = Text(status_line(frame, interval, now), no_wrap=True, overflow="ellipsis")
+    parts: list[Any] = [status]
     if frame.read_at is not None:
         parts += [
             Text(state_counts(frame.workers)),
