@@ -9,7 +9,7 @@ import pytest
 from edgefleet.contract import JobResult, JobSubmit, Registration
 from edgefleet.db.models import Worker
 from edgefleet.errors import Conflict, NotFound
-from edgefleet.server.services import jobs, workers
+from edgefleet.server.services import dispatch, jobs, workers
 
 OFFLINE_TIMEOUT = 5.0
 
@@ -38,7 +38,7 @@ def _set_override(db, hostname: str, concurrency: int | None) -> None:
 
 def _finish(db, hostname: str, instance_id: str, job_id: int) -> None:
     result = JobResult(instance_id=instance_id, attempt=1, state="success", exit_code=0)
-    jobs.report_result(db, job_id, hostname, result)
+    dispatch.report_result(db, job_id, hostname, result)
 
 
 def test_claim_never_exceeds_the_central_concurrency_even_when_asked_for_more(session_factory):
@@ -46,28 +46,28 @@ def test_claim_never_exceeds_the_central_concurrency_even_when_asked_for_more(se
     instance_id = _register(db, "w1", concurrency=2)
     queued = _submit(db, 8)
 
-    first, desired = jobs.claim(db, "w1", instance_id, free_slots=8)
+    first, desired = dispatch.claim(db, "w1", instance_id, free_slots=8)
     assert desired.concurrency == 2
     assert [a.id for a in first] == queued[:2]
     assert all(a.attempt == 1 for a in first)
 
-    second, _ = jobs.claim(db, "w1", instance_id, free_slots=8)
+    second, _ = dispatch.claim(db, "w1", instance_id, free_slots=8)
     assert second == []
 
     # Raised centrally to 3: exactly one more, however many slots the worker claims to have.
     _set_override(db, "w1", 3)
-    third, desired = jobs.claim(db, "w1", instance_id, free_slots=8)
+    third, desired = dispatch.claim(db, "w1", instance_id, free_slots=8)
     assert (desired.concurrency, desired.concurrency_source) == (3, "operator")
     assert [a.id for a in third] == [queued[2]]
-    assert jobs.claim(db, "w1", instance_id, free_slots=8)[0] == []
+    assert dispatch.claim(db, "w1", instance_id, free_slots=8)[0] == []
 
     # Lowered to 1 while 3 run: nothing new until fewer than one job runs.
     _set_override(db, "w1", 1)
     for job_id in queued[:2]:
         _finish(db, "w1", instance_id, job_id)
-        assert jobs.claim(db, "w1", instance_id, free_slots=8)[0] == []
+        assert dispatch.claim(db, "w1", instance_id, free_slots=8)[0] == []
     _finish(db, "w1", instance_id, queued[2])
-    fourth, _ = jobs.claim(db, "w1", instance_id, free_slots=8)
+    fourth, _ = dispatch.claim(db, "w1", instance_id, free_slots=8)
     assert [a.id for a in fourth] == [queued[3]]
 
 
@@ -75,9 +75,9 @@ def test_claim_honours_the_workers_free_slots(session_factory):
     db = session_factory
     instance_id = _register(db, "w1", concurrency=5)
     _submit(db, 5)
-    assert len(jobs.claim(db, "w1", instance_id, free_slots=1)[0]) == 1
-    assert len(jobs.claim(db, "w1", instance_id, free_slots=2)[0]) == 2
-    assert len(jobs.claim(db, "w1", instance_id, free_slots=5)[0]) == 2
+    assert len(dispatch.claim(db, "w1", instance_id, free_slots=1)[0]) == 1
+    assert len(dispatch.claim(db, "w1", instance_id, free_slots=2)[0]) == 2
+    assert len(dispatch.claim(db, "w1", instance_id, free_slots=5)[0]) == 2
 
 
 def test_claims_of_two_workers_are_counted_apart(session_factory):
@@ -85,8 +85,8 @@ def test_claims_of_two_workers_are_counted_apart(session_factory):
     a = _register(db, "wa", concurrency=2)
     b = _register(db, "wb", concurrency=1)
     queued = _submit(db, 5)
-    claimed_a = jobs.claim(db, "wa", a, free_slots=5)[0]
-    claimed_b = jobs.claim(db, "wb", b, free_slots=5)[0]
+    claimed_a = dispatch.claim(db, "wa", a, free_slots=5)[0]
+    claimed_b = dispatch.claim(db, "wb", b, free_slots=5)[0]
     assert len(claimed_a) == 2 and len(claimed_b) == 1
     ids = [x.id for x in claimed_a + claimed_b]
     assert sorted(ids) == queued[:3]  # nothing handed out twice
@@ -97,7 +97,7 @@ def test_claim_takes_only_the_workers_queues(session_factory):
     instance_id = _register(db, "w1", concurrency=4, queues=("gpu",))
     _submit(db, 2, queue="default")
     (gpu_job,) = _submit(db, 1, queue="gpu")
-    claimed, _ = jobs.claim(db, "w1", instance_id, free_slots=4)
+    claimed, _ = dispatch.claim(db, "w1", instance_id, free_slots=4)
     assert [a.id for a in claimed] == [gpu_job]
 
 
@@ -106,7 +106,7 @@ def test_claim_refuses_a_replaced_instance_and_an_unknown_worker(session_factory
     _register(db, "w1", concurrency=2)
     _submit(db, 1)
     with pytest.raises(Conflict):
-        jobs.claim(db, "w1", "not-the-registered-instance", free_slots=1)
+        dispatch.claim(db, "w1", "not-the-registered-instance", free_slots=1)
     with pytest.raises(NotFound):
-        jobs.claim(db, "nobody", "whatever", free_slots=1)
+        dispatch.claim(db, "nobody", "whatever", free_slots=1)
     assert jobs.list_jobs(db, None, 10, 0)[0].state == "queued"

@@ -21,6 +21,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, PayloadTooLarge
+from edgefleet.server.events import JobsQueued, WorkerChanged
 from edgefleet.server.services import dispatch, heartbeats, jobs, sweep, workers
 
 OFFLINE = 5.0
@@ -84,7 +85,7 @@ def test_reports_are_idempotent_per_attempt(session_factory):
     instance = register(db)
     job = submit(db)
     dispatch.claim(db, "w1", instance, 1, seq=1)
-    assert dispatch.report_result(db, job, "w1", result(instance, 1)) is None
+    assert dispatch.report_result(db, job, "w1", result(instance, 1)).wake == ()
     dispatch.report_result(db, job, "w1", result(instance, 1))  # retried: nothing changes
     view = jobs.get_job(db, job)
     assert (view.state, view.exit_code) == ("success", 0)
@@ -99,7 +100,7 @@ def test_a_retried_report_after_the_job_moved_on_changes_nothing(session_factory
     job = submit(db, retries=1, retry_delay=0)
     dispatch.claim(db, "w1", instance, 1, seq=1)
     failed = result(instance, 1, "failed", 2)
-    assert dispatch.report_result(db, job, "w1", failed) == "default"  # queued for a retry
+    assert dispatch.report_result(db, job, "w1", failed).wake == (JobsQueued("default"),)
     dispatch.claim(db, "w1", instance, 1, seq=2)
     dispatch.report_result(db, job, "w1", failed)  # the first report, sent again
     view = jobs.get_job(db, job)
@@ -237,12 +238,14 @@ def test_cancel_queued_running_and_finished_jobs(session_factory):
     instance = register(db)
     running, queued, done = submit(db), submit(db), submit(db)
     dispatch.claim(db, "w1", instance, 1, seq=1)
-    view, worker = jobs.cancel(db, queued, "op")
-    assert (view.state, worker) == ("cancelled", None)
-    assert jobs.cancel(db, queued, "op")[0].state == "cancelled"  # again: no change
+    cancelled = jobs.cancel(db, queued, "op")
+    assert (cancelled.value.state, cancelled.wake) == ("cancelled", ())
+    assert jobs.cancel(db, queued, "op").value.state == "cancelled"  # again: no change
 
-    view, worker = jobs.cancel(db, running, "op")
-    assert (view.state, view.cancel_requested, worker) == ("running", True, "w1")
+    asked = jobs.cancel(db, running, "op")
+    view = asked.value
+    assert (view.state, view.cancel_requested) == ("running", True)
+    assert asked.wake == (WorkerChanged("w1"),)
     orders = dispatch.take_new_cancels(db, "w1")
     assert [(o.id, o.attempt, o.requested) for o in orders] == [(running, 1, True)]
     assert dispatch.take_new_cancels(db, "w1") == []  # the long-poll is told once...
@@ -275,8 +278,8 @@ def test_a_job_cancelled_while_claimed_and_then_handed_back_never_starts(session
     job = submit(db, retries=3)
     dispatch.claim(db, "w1", instance, 1, seq=1)
     jobs.cancel(db, job, "op")
-    queue = dispatch.release(db, job, "w1", JobRelease(instance_id=instance, attempt=1, seq=1))
-    assert queue is None  # nobody is woken for it
+    released = dispatch.release(db, job, "w1", JobRelease(instance_id=instance, attempt=1, seq=1))
+    assert released.wake == ()  # nobody is woken for it
     view = jobs.get_job(db, job)
     assert (view.state, view.worker, view.attempt) == ("cancelled", None, 0)
     assert "handed back unstarted by w1" in view.reason

@@ -8,7 +8,8 @@ import asyncio
 import json
 from contextlib import ExitStack
 
-from edgefleet.server.notifier import QUEUE, WORKER, Notifier
+from edgefleet.server.events import JobsQueued, WorkerChanged
+from edgefleet.server.notifier import Notifier, WakeKind, WakeUp
 from edgefleet.server.pgnotify import PAYLOAD_LIMIT, PostgresBridge, payloads
 
 
@@ -33,30 +34,32 @@ def test_a_job_wakes_as_many_idle_long_polls_as_it_needs_with_room_for_it():
                 notifier.follow(waiter, ["q", "other"])
                 waiters.append(waiter)
 
-            notifier.job_queued("q", slots=2, count=1)
+            notifier.announce([JobsQueued("q", slots=2, count=1)])
             await settle()
             first = woken(waiters)
             assert first in (["b"], ["c"])
 
-            notifier.job_queued("q", slots=2, count=1)  # the next one goes to someone else
+            notifier.announce(
+                [JobsQueued("q", slots=2, count=1)]
+            )  # the next one goes to someone else
             await settle()
             assert woken(waiters) == ["b", "c"]
 
-            notifier.job_queued("q", slots=1)  # count None: all with room
+            notifier.announce([JobsQueued("q", slots=1)])  # count None: all with room
             await settle()
             assert woken(waiters) == ["a", "b", "c"]
 
-            notifier.worker_changed("busy")
+            notifier.announce([WorkerChanged("busy")])
             await settle()
             assert woken(waiters) == ["a", "b", "busy", "c"]
-        assert notifier._waiters[WORKER] == {} and notifier._waiters[QUEUE] == {}
+        assert notifier._waiters[WakeKind.WORKER] == {} and notifier._waiters[WakeKind.QUEUE] == {}
 
     asyncio.run(scenario())
 
 
 def test_published_wake_ups_fit_notify_payloads_and_survive_the_trip():
-    wakeups = [(WORKER, f"site-a-worker-{i:05d}", 0, None) for i in range(1000)]
-    wakeups.append((QUEUE, "default", 2, 1))
+    wakeups = [WakeUp(WakeKind.WORKER, f"site-a-worker-{i:05d}", 0, None) for i in range(1000)]
+    wakeups.append(WakeUp(WakeKind.QUEUE, "default", 2, 1))
     sent = list(payloads("replica-a", wakeups))
     assert len(sent) > 1
     assert all(len(payload.encode()) <= PAYLOAD_LIMIT for payload in sent)
@@ -74,10 +77,10 @@ def test_a_replica_ignores_its_own_wake_ups():
         bridge = PostgresBridge.__new__(PostgresBridge)  # no engine needed to deliver
         bridge._notifier, bridge.origin = notifier, "me"
         with notifier.subscribe("a", 1) as waiter:
-            bridge._deliver(next(payloads("me", [(WORKER, "a", 0, None)])))
+            bridge._deliver(next(payloads("me", [WakeUp(WakeKind.WORKER, "a", 0, None)])))
             await settle()
             assert not waiter.event.is_set()
-            bridge._deliver(next(payloads("other", [(WORKER, "a", 0, None)])))
+            bridge._deliver(next(payloads("other", [WakeUp(WakeKind.WORKER, "a", 0, None)])))
             await settle()
             assert waiter.event.is_set()
 
@@ -96,9 +99,9 @@ def test_a_newer_long_poll_of_a_worker_replaces_the_older_one():
                 notifier.follow(newer, ["q"])
                 notifier.follow(older, ["q"])  # a look that ends after the takeover
                 assert older.replaced and older.event.is_set()
-                notifier.job_queued("q", slots=1, count=1)
+                notifier.announce([JobsQueued("q", slots=1, count=1)])
                 await settle()
                 assert newer.event.is_set()
-        assert notifier._waiters[WORKER] == {} and notifier._waiters[QUEUE] == {}
+        assert notifier._waiters[WakeKind.WORKER] == {} and notifier._waiters[WakeKind.QUEUE] == {}
 
     asyncio.run(scenario())

@@ -16,6 +16,7 @@ from edgefleet.db.session import Sessions
 from edgefleet.errors import EdgefleetError
 from edgefleet.grouping import GroupWriter
 from edgefleet.server.authn import Authenticator, RateLimiter
+from edgefleet.server.events import Outcome
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import dispatch, heartbeats
@@ -70,9 +71,20 @@ class ServerContext:
 
     def _write_results(self, reports: list[dispatch.Report]) -> list[None | EdgefleetError]:
         answers = dispatch.report_results(self.db, reports)
-        for queue in {answer for answer in answers if isinstance(answer, str)}:
-            self.notifier.job_queued(queue)  # re-queued for a retry (may take a round trip)
+        recorded = [answer for answer in answers if isinstance(answer, Outcome)]
+        self.notifier.announce(dict.fromkeys(w for answer in recorded for w in answer.wake))
         return [answer if isinstance(answer, EdgefleetError) else None for answer in answers]
+
+    def settle(self, outcome: Outcome[T]) -> T:
+        """Pass a service's wake-ups on to the long-polls they concern, and give back its
+        answer. Call it off the event loop: telling other replicas may take a round trip."""
+        self.notifier.announce(outcome.wake)
+        return outcome.value
+
+    async def act(self, call: Callable[P, Outcome[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``run`` a service call that changes something, then ``settle`` it, both in the
+        database threads."""
+        return await self.run(lambda: self.settle(call(*args, **kwargs)))
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking database call off the event loop.

@@ -6,6 +6,9 @@ slots, not every long-poll on the queue: waking a thousand idle workers for one 
 send a thousand fetches of which one wins. The sweeper announces again any job that stays
 queued, so a woken worker that never fetched only delays a job, never strands it.
 
+Services say whom a change concerns with typed events (``events``); ``announce`` is the one
+place those become wake-ups.
+
 Callers may be on the event loop or in the thread pool that runs synchronous routes, so
 every wake-up is handed to the loop thread-safely. With several replicas, a ``publish`` hook
 also tells the others (PostgreSQL NOTIFY, see ``pgnotify``), and their listeners call
@@ -20,12 +23,37 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
 
-WORKER = "w"
-QUEUE = "q"
+from edgefleet.server.events import JobsQueued, Wake, WorkerChanged
 
-#: One wake-up as it travels between replicas: ``(kind, key, slots, count)``.
-WakeUp = tuple[str, str, int, int | None]
+
+class WakeKind(StrEnum):
+    """What a long-poll waits on: its worker's changes, or work on one of its queues."""
+
+    WORKER = "w"
+    QUEUE = "q"
+
+
+class WakeUp(NamedTuple):
+    """One wake-up as it travels between replicas (a JSON list ``[kind, key, slots, count]``)."""
+
+    kind: WakeKind
+    key: str
+    slots: int
+    count: int | None
+
+
+def wakeup(event: Wake) -> WakeUp:
+    """The one translation of a service's event into a wake-up."""
+    if isinstance(event, JobsQueued):
+        return WakeUp(WakeKind.QUEUE, event.queue, event.slots, event.count)
+    if isinstance(event, WorkerChanged):
+        return WakeUp(WakeKind.WORKER, event.hostname, 0, None)
+    raise TypeError(f"not a wake-up event: {event!r}")
+
+
 #: Tells the other replicas about wake-ups (see ``pgnotify``).
 Publisher = Callable[[list[WakeUp]], None]
 
@@ -37,7 +65,7 @@ class Waiter:
     hostname: str
     free_slots: int
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    keys: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[tuple[WakeKind, str]] = field(default_factory=list)
     #: A newer long-poll of the same worker took over; this one should answer now.
     replaced: bool = False
 
@@ -45,9 +73,8 @@ class Waiter:
 class Notifier:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, defaultdict[str, set[Waiter]]] = {
-            WORKER: defaultdict(set),
-            QUEUE: defaultdict(set),
+        self._waiters: dict[WakeKind, defaultdict[str, set[Waiter]]] = {
+            kind: defaultdict(set) for kind in WakeKind
         }
         self.publish: Publisher | None = None
         #: Set when the server is shutting down: long-polls answer at once instead of holding
@@ -64,7 +91,7 @@ class Notifier:
         Subscribe before reading the state the long-poll compares against, so a change
         committed in between still wakes it. Must run on the event loop.
         """
-        for older in list(self._waiters[WORKER].get(hostname, ())):
+        for older in list(self._waiters[WakeKind.WORKER].get(hostname, ())):
             # A worker holds one long-poll at a time. An older one is a request it gave up
             # on (a slot freed, so it fetched instead), which the server only notices when
             # it answers; a new job's wake-up must not be spent on it.
@@ -72,7 +99,7 @@ class Notifier:
             older.event.set()
             self._remove(older)
         waiter = Waiter(hostname, free_slots)
-        self._add(waiter, WORKER, hostname)
+        self._add(waiter, WakeKind.WORKER, hostname)
         try:
             yield waiter
         finally:
@@ -82,10 +109,10 @@ class Notifier:
         if waiter.replaced:
             return
         for queue in queues:
-            if (QUEUE, queue) not in waiter.keys:
-                self._add(waiter, QUEUE, queue)
+            if (WakeKind.QUEUE, queue) not in waiter.keys:
+                self._add(waiter, WakeKind.QUEUE, queue)
 
-    def _add(self, waiter: Waiter, kind: str, key: str) -> None:
+    def _add(self, waiter: Waiter, kind: WakeKind, key: str) -> None:
         self._waiters[kind][key].add(waiter)
         waiter.keys.append((kind, key))
 
@@ -98,17 +125,11 @@ class Notifier:
                     del self._waiters[kind][key]
         waiter.keys.clear()
 
-    def worker_changed(self, hostname: str) -> None:
-        self.workers_changed([hostname])
-
-    def workers_changed(self, hostnames: Iterable[str]) -> None:
-        self._announce([(WORKER, hostname, 0, None) for hostname in hostnames])
-
-    def job_queued(self, queue: str, slots: int = 1, count: int | None = None) -> None:
-        """Jobs needing ``slots`` were queued: wake ``count`` idle long-polls (all if None)."""
-        self._announce([(QUEUE, queue, slots, count)])
-
-    def _announce(self, wakeups: list[WakeUp]) -> None:
+    def announce(self, events: Iterable[Wake]) -> None:
+        """Wake the long-polls that services' events concern, here and (through ``publish``)
+        on the other replicas. Call after the change committed; publishing may take a round
+        trip, so not on the event loop."""
+        wakeups = [wakeup(event) for event in events]
         self.wake(wakeups)
         if self.publish is not None and wakeups:
             self.publish(wakeups)
@@ -116,7 +137,7 @@ class Notifier:
     def wake(self, wakeups: list[WakeUp]) -> None:
         """Wake the long-polls these wake-ups name; safe to call from any thread. One hand-over
         to the loop however many there are: a fleet-wide change names every worker."""
-        waiting = [w for w in wakeups if w[1] in self._waiters.get(w[0], {})]
+        waiting = [w for w in wakeups if w.key in self._waiters.get(w.kind, {})]
         if self._loop is not None and waiting:
             self._loop.call_soon_threadsafe(self._set_some, waiting)
 

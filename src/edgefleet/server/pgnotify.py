@@ -16,7 +16,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from edgefleet.server.notifier import Notifier, WakeUp
+from edgefleet.server.notifier import Notifier, WakeKind, WakeUp
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ class PostgresBridge:
     def _deliver(self, payload: str) -> None:
         try:
             origin, items = json.loads(payload)
-            wakeups = [(kind, key, slots, count) for kind, key, slots, count in items]
+            wakeups = [
+                WakeUp(WakeKind(kind), key, slots, count) for kind, key, slots, count in items
+            ]
         except (ValueError, TypeError):
             log.warning("ignored a malformed wake-up %r", payload[:200])
             return

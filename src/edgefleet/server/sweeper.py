@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet.db.types import utcnow
 from edgefleet.server.context import ServerContext
+from edgefleet.server.events import JobsQueued
 from edgefleet.server.services import sweep
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,12 @@ class Sweeper:
                 queues.add(run.queue)
         queues.update(sweep.queues_due(db, self._last_tick, now))
         self._last_tick = now
-        for queue in sorted(queues):
-            notifier.job_queued(queue)
+        wake = [JobsQueued(queue) for queue in sorted(queues)]
         overdue = now - timedelta(seconds=self.interval)
         for queue, slots in sweep.queues_waiting(db, overdue, now).items():
             if queue not in queues:
-                notifier.job_queued(queue, slots)
+                wake.append(JobsQueued(queue, slots))
+        notifier.announce(wake)
         retention = min(settings.job_retention, settings.audit_retention)
         purge_every = min(PURGE_EVERY, max(self.interval, retention / 4))
         if time.monotonic() - self._last_purge >= purge_every:

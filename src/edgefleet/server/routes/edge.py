@@ -35,8 +35,8 @@ from edgefleet.contract import (
 )
 from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
-from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_token, own_hostname
+from edgefleet.server.events import WorkerChanged
 from edgefleet.server.params import CountQuery, InstanceQuery, JobIdPath
 from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
@@ -171,7 +171,7 @@ def local_maintenance(
         control.request_maintenance(context.db, request, actor)
     else:
         control.exit_maintenance(context.db, Target(edge_hostname=hostname), actor)
-    context.notifier.worker_changed(hostname)
+    context.notifier.announce([WorkerChanged(hostname)])
     return _contact(workers.current_desired(context.db, hostname, body.instance_id))
 
 
@@ -230,13 +230,7 @@ def _outcome(result: ReportedResult, answer: EdgefleetError | None) -> ResultOut
 
 @router.post("/jobs/{job_id}/release", status_code=204)
 async def release(job_id: JobIdPath, body: JobRelease, context: ContextDep, identity: WorkerDep):
-    await context.run(_release, context, job_id, identity.subject, body)
-
-
-def _release(context: ServerContext, job_id: int, hostname: HostnamePath, body: JobRelease) -> None:
-    queue = dispatch.release(context.db, job_id, hostname, body)
-    if queue is not None:
-        context.notifier.job_queued(queue)
+    await context.act(dispatch.release, context.db, job_id, identity.subject, body)
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)

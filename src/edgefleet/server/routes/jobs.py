@@ -18,7 +18,6 @@ from edgefleet.contract import (
     JobView,
     QueueName,
 )
-from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, OperatorDep, ViewerDep
 from edgefleet.server.params import BeforeQuery, CountQuery, JobIdPath, LogCursorQuery
 from edgefleet.server.services import jobs
@@ -28,26 +27,19 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 @router.post("", response_model=JobCreated, status_code=201)
 async def submit(body: JobSubmit, context: ContextDep, identity: OperatorDep):
-    (job_id,) = await context.run(_submit, context, [body], identity.subject)
+    (job_id,) = await context.act(
+        jobs.submit_many, context.db, [body], identity.subject, context.sealer
+    )
     return JobCreated(id=job_id)
 
 
 @router.post("/batch", response_model=JobsCreated, status_code=201)
 async def submit_batch(body: JobBatch, context: ContextDep, identity: OperatorDep):
     """Up to 1000 jobs in one transaction; ids in the order given."""
-    return JobsCreated(ids=await context.run(_submit, context, body.jobs, identity.subject))
-
-
-def _submit(context: ServerContext, requests: list[JobSubmit], actor: str) -> list[int]:
-    """Queue the jobs, then wake as many idle workers per queue as jobs went there (the
-    announcement may take a round trip, so it runs here, off the event loop)."""
-    ids = jobs.submit_many(context.db, requests, actor, context.sealer)
-    per_queue: dict[str, list[int]] = {}
-    for job in requests:
-        per_queue.setdefault(job.queue, []).append(job.slots)
-    for queue, slots in per_queue.items():
-        context.notifier.job_queued(queue, min(slots), count=len(slots))
-    return ids
+    ids = await context.act(
+        jobs.submit_many, context.db, body.jobs, identity.subject, context.sealer
+    )
+    return JobsCreated(ids=ids)
 
 
 @router.get("", response_model=list[JobView])
@@ -77,10 +69,7 @@ def show(job_id: JobIdPath, context: ContextDep, identity: ViewerDep):
 def cancel(job_id: JobIdPath, context: ContextDep, identity: OperatorDep):
     """A queued job is cancelled at once; a running one is stopped by its worker, which is
     told at once (it ends ``cancelled``). A job that already ended otherwise: 409."""
-    view, worker = jobs.cancel(context.db, job_id, identity.subject)
-    if worker is not None:
-        context.notifier.worker_changed(worker)
-    return view
+    return context.settle(jobs.cancel(context.db, job_id, identity.subject))
 
 
 @router.get("/{job_id}/logs", response_model=JobLogView)

@@ -24,6 +24,7 @@ from edgefleet.contract import (
 from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
+from edgefleet.server.events import Outcome, changed_workers
 from edgefleet.server.params import HostPatternQuery
 from edgefleet.server.services import control, credentials, workers
 
@@ -39,8 +40,7 @@ def parse_selector(text: str) -> dict[str, str]:
 
 
 def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
-    context.notifier.workers_changed(sorted({change.hostname for change in changes.changes}))
-    return changes
+    return context.settle(Outcome(changes, changed_workers(changes)))
 
 
 @router.get("", response_model=list[WorkerView])
@@ -139,8 +139,5 @@ def revoke(body: Target, context: ContextDep, identity: AdminDep):
     they show as ``revoked``, and their running jobs are retried or failed as an offline
     worker's are. Coming back needs a new join token."""
     revoked = credentials.revoke_workers(context.db, body, identity.subject)
-    names = set(revoked.changes.workers)
-    context.authenticator.forget(names, "credential")
-    for queue in set(revoked.requeued):
-        context.notifier.job_queued(queue)
-    return _notify(context, revoked.changes)
+    context.authenticator.forget(set(revoked.value.workers), "credential")
+    return context.settle(revoked)

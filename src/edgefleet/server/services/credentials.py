@@ -38,6 +38,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import AuditEntry, Credential, JoinToken, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, NotFound, Unauthorized
+from edgefleet.server.events import JobsQueued, Outcome, changed_workers
 from edgefleet.server.services import lifecycle, targets
 
 log = logging.getLogger(__name__)
@@ -277,18 +278,12 @@ def enrolled_labels(session: Session, hostname: str) -> dict[str, Any]:
 # --- revocation -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Revoked:
-    changes: ChangeSet
-    #: Queues that got a job back from the revoked workers (to wake their workers).
-    requeued: list[str]
-
-
-def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Revoked:
+def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Outcome[ChangeSet]:
     """Revoke the targeted workers: their credentials die at once, their calls are refused
-    until they enroll again, and their running jobs are lost as an offline worker's are."""
+    until they enroll again, and their running jobs are lost as an offline worker's are
+    (their queues are woken, and the revoked workers' long-polls)."""
     now = utcnow()
-    requeued: list[str] = []
+    requeued: list[JobsQueued] = []
     changes: list[WorkerChange] = []
     with db.begin() as session:
         workers = targets.resolve(session, target)
@@ -324,7 +319,8 @@ def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Rev
         versions = {worker.hostname: worker.desired_version for worker in workers}
     for change in changes:
         log.warning("worker %s: revoked by %s", change.hostname, actor)
-    return Revoked(ChangeSet(workers=names, changes=changes, versions=versions), requeued)
+    changeset = ChangeSet(workers=names, changes=changes, versions=versions)
+    return Outcome(changeset, (*dict.fromkeys(requeued), *changed_workers(changeset)))
 
 
 def _audit(

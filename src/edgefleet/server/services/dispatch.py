@@ -4,6 +4,9 @@ Every call a worker makes about a job names the attempt it ran; ``(worker, attem
 fence that tells the run the server counts on from a stale one (a run re-queued while its
 worker was out of touch). Repeated calls are harmless: a fetch is idempotent by its ``seq``,
 a result by its attempt, a log chunk by ``(attempt, seq)``.
+
+This module checks who is asking (the fence); every change of a job's state it asks
+``lifecycle`` for, which also says whom to wake (``events``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -25,7 +28,7 @@ from edgefleet.contract import (
     JobState,
     LogChunk,
 )
-from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
+from edgefleet.db.models import Job, JobLogChunk, Worker
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import (
@@ -36,8 +39,10 @@ from edgefleet.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from edgefleet.server.events import Outcome, Wake
 from edgefleet.server.secret_env import UNREADABLE, EnvSealer, SecretEnvUnreadable
 from edgefleet.server.services import lifecycle
+from edgefleet.server.services.lifecycle import JobEventName, Transition
 from edgefleet.server.services.workers import DESIRED_COLUMNS, desired_state, refusal
 
 log = logging.getLogger(__name__)
@@ -47,12 +52,6 @@ OPERATOR_CANCEL = "cancelled by an operator"
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 #: Attempt bound for cancelling a run of a job that no longer exists (purged).
 ANY_ATTEMPT = 2**31 - 1
-
-
-def due(now):
-    """Queued jobs that may start at ``now`` (a datetime or a bind parameter): not waiting
-    out a retry delay."""
-    return or_(Job.not_before.is_(None), Job.not_before <= now)
 
 
 def _assignment(job: Job | Row, sealer: EnvSealer | None) -> JobAssignment:
@@ -77,7 +76,7 @@ def _assignment(job: Job | Row, sealer: EnvSealer | None) -> JobAssignment:
 
 # The claim's statements, built once: every fetch runs them (Core, no ORM session).
 _worker = Worker.__table__
-_job, _event = Job.__table__, JobEvent.__table__
+_job = Job.__table__
 _ASSIGNED = [
     _job.c[name]
     for name in ("id", "command", "queue", "slots", "env", "secret_env", "cwd", "timeout")
@@ -110,37 +109,13 @@ _CLAIMED_BY = (
 _CANDIDATES = (
     select(*_ASSIGNED, (_job.c.attempt + 1).label("attempt"))
     .where(
-        _job.c.state == JobState.QUEUED.value,
+        lifecycle.startable(bindparam("now", type_=UTCDateTime())),
         _job.c.queue.in_(bindparam("queues", expanding=True)),
         _job.c.slots <= bindparam("budget"),
-        due(bindparam("now", type_=UTCDateTime())),
     )
     .order_by(_job.c.priority.desc(), _job.c.id)
     .limit(bindparam("budget"))
     .with_for_update(skip_locked=True)
-)
-_START = (
-    update(_job)
-    .where(_job.c.id == bindparam("job"))
-    .values(
-        state=JobState.RUNNING.value,
-        worker_hostname=bindparam("worker"),
-        attempt=bindparam("run_attempt"),
-        claim_seq=bindparam("seq"),
-        started_at=bindparam("now", type_=UTCDateTime()),
-        finished_at=None,
-        exit_code=None,
-        reason=None,
-        not_before=None,
-    )
-)
-_STARTED = insert(_event).values(
-    job_id=bindparam("job"),
-    at=bindparam("now", type_=UTCDateTime()),
-    event="started",
-    state=JobState.RUNNING.value,
-    attempt=bindparam("run_attempt"),
-    worker_hostname=bindparam("worker"),
 )
 
 
@@ -184,11 +159,7 @@ def claim(
         now = utcnow()
         params = {"queues": desired.queues, "budget": budget, "now": now}
         claimed, _ = _take(connection, connection.execute(_CANDIDATES, params), budget, sealer)
-        if claimed:
-            started = {"worker": hostname, "seq": seq, "now": now}
-            runs = [started | {"job": job.id, "run_attempt": job.attempt} for job in claimed]
-            connection.execute(_START, runs)
-            connection.execute(_STARTED, runs)
+        lifecycle.start(connection, claimed, hostname, seq, now)
         return claimed, desired
 
 
@@ -241,10 +212,9 @@ def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> 
 #: asks it on every look.
 _QUEUED_WORK = select(
     exists().where(
-        Job.state == JobState.QUEUED,
+        lifecycle.startable(bindparam("now", type_=UTCDateTime())),
         Job.queue.in_(bindparam("queues", expanding=True)),
         Job.slots <= bindparam("free_slots"),
-        due(bindparam("now", type_=UTCDateTime())),
     )
 )
 
@@ -252,81 +222,6 @@ _QUEUED_WORK = select(
 def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int) -> bool:
     params = {"queues": queues, "free_slots": max_slots, "now": utcnow()}
     return bool(db.scalar(_QUEUED_WORK, params))
-
-
-_FINISH = bindparam("finished", type_=UTCDateTime())
-#: The common case of a result, as one guarded update: the reporter still holds the run.
-_SUCCEED = (
-    update(_job)
-    .where(
-        _job.c.id == bindparam("job"),
-        _job.c.worker_hostname == bindparam("worker"),
-        _job.c.attempt == bindparam("run_attempt"),
-        _job.c.state == JobState.RUNNING.value,
-    )
-    .values(
-        state=JobState.SUCCESS.value,
-        exit_code=bindparam("code"),
-        reason=bindparam("why"),
-        finished_at=_FINISH,
-    )
-)
-_SUCCEEDED = insert(_event).values(
-    job_id=bindparam("job"),
-    at=_FINISH,
-    event="succeeded",
-    state=JobState.SUCCESS.value,
-    attempt=bindparam("run_attempt"),
-    worker_hostname=bindparam("worker"),
-    exit_code=bindparam("code"),
-    reason=bindparam("why"),
-)
-
-
-def _success_params(job_id: int, hostname: str, result: JobResult, now: datetime) -> dict:
-    return {
-        "job": job_id,
-        "worker": hostname,
-        "run_attempt": result.attempt,
-        "code": result.exit_code,
-        "why": result.reason,
-        "finished": now,
-    }
-
-
-#: The runs a group of results names, locked in id order (two groups never deadlock).
-_RUNS = (
-    select(_job.c.id, _job.c.worker_hostname, _job.c.attempt, _job.c.state)
-    .where(_job.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_job.c.id)
-    .with_for_update()
-)
-
-
-def _record_successes(db: Sessions, reports: list[Report], now: datetime) -> list[bool]:
-    """The fast path of a result, without the ORM, for a group of successes in one
-    transaction of three statements however large the group: False for a report whose run
-    is no longer the current one as reported (a repeat, or a late report), for the full path
-    to judge."""
-    params = [_success_params(*report, now) for report in reports]
-    with db.writer.begin() as connection:
-        runs = {
-            run.id: run for run in connection.execute(_RUNS, {"ids": [p["job"] for p in params]})
-        }
-        recorded = []
-        for p in params:
-            run = runs.pop(p["job"], None)  # a job named twice: the second takes the full path
-            recorded.append(
-                run is not None
-                and run.state == JobState.RUNNING
-                and run.worker_hostname == p["worker"]
-                and run.attempt == p["run_attempt"]
-            )
-        succeeded = [p for p, ok in zip(params, recorded, strict=True) if ok]
-        if succeeded:
-            connection.execute(_SUCCEED, succeeded)
-            connection.execute(_SUCCEEDED, succeeded)
-    return recorded
 
 
 def _lock_job(session: Session, job_id: int) -> Job:
@@ -348,10 +243,13 @@ def _refuse_stranger(session: Session, job: Job, hostname: str) -> None:
 
 #: A result as a worker reports it: (job id, worker, result).
 Report = tuple[int, str, JobResult]
+#: How one report was judged: recorded (with the wake-ups a retry calls for), or refused.
+Answer = Outcome[None] | EdgefleetError
+_RECORDED: Outcome[None] = Outcome(None)
 
 
-def report_result(db: Sessions, job_id: int, hostname: str, result: JobResult) -> str | None:
-    """Record how an attempt ended. Returns the job's queue if it was queued for a retry.
+def report_result(db: Sessions, job_id: int, hostname: str, result: JobResult) -> Outcome[None]:
+    """Record how an attempt ended; a retry's queue is woken.
 
     A repeated report is a no-op; a report for an attempt that is no longer current is
     refused (409) and noted in the job's history, so a late result is never recorded twice.
@@ -362,40 +260,48 @@ def report_result(db: Sessions, job_id: int, hostname: str, result: JobResult) -
     return answer
 
 
-def report_results(db: Sessions, reports: list[Report]) -> list[str | None | EdgefleetError]:
-    """``report_result`` for many reports, each answered on its own: the queue it was
-    re-queued to (or None), or the error reporting it alone would raise. Successes, the
-    common case, are recorded together in one transaction; anything else takes a
-    transaction of its own."""
+def report_results(db: Sessions, reports: list[Report]) -> list[Answer]:
+    """``report_result`` for many reports, each answered on its own: recorded, or the error
+    reporting it alone would raise. Successes, the common case, are recorded together in one
+    transaction of three statements however many; anything else (and a success whose run
+    is not the reporter's current one: a repeat, or a late report) takes a transaction of
+    its own."""
     now = utcnow()
-    answers: list[str | None | EdgefleetError] = [None] * len(reports)
-    successes = [i for i, (_, _, result) in enumerate(reports) if result.state == JobState.SUCCESS]
-    recorded = _record_successes(db, [reports[i] for i in successes], now) if successes else []
-    done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
+    answers: list[Answer] = [_RECORDED] * len(reports)
+    successes = [reports[i] for i, report in enumerate(reports) if _succeeded(report)]
+    recorded = []
+    if successes:
+        with db.writer.begin() as connection:
+            recorded = lifecycle.succeed(connection, successes, now)
+    succeeded = iter(recorded)
+    done = {i for i, report in enumerate(reports) if _succeeded(report) and next(succeeded)}
     for i, (job_id, hostname, result) in enumerate(reports):
         if i in done:
             continue
         try:
-            answers[i] = _report_in_full(db, job_id, hostname, result, now)
+            answers[i] = Outcome(None, _report_in_full(db, job_id, hostname, result, now))
         except EdgefleetError as exc:
             answers[i] = exc
     return answers
 
 
+def _succeeded(report: Report) -> bool:
+    return report[2].state == JobState.SUCCESS
+
+
 def _report_in_full(
     db: sessionmaker[Session], job_id: int, hostname: str, result: JobResult, now: datetime
-) -> str | None:
+) -> tuple[Wake, ...]:
     if result.state not in FINISHED_JOB_STATES:
         raise InvalidRequest(f"a result must be one of {sorted(FINISHED_JOB_STATES)}")
     with db.begin() as session:
         job = _lock_job(session, job_id)
-        if _holds(job, hostname, result.attempt) and job.state == JobState.RUNNING:
-            requeued = lifecycle.finish(
+        if _holds(job, hostname, result.attempt) and lifecycle.may(job.state, Transition.FINISH):
+            return lifecycle.finish(
                 session, job, result.state, result.exit_code, result.reason, now
             )
-            return job.queue if requeued else None
         if lifecycle.already_reported(session, job_id, result.attempt, hostname, result.state):
-            return None
+            return ()
         _refuse_stranger(session, job, hostname)
         current = f"the job is {job.state} at attempt {job.attempt}" + (
             f" on {job.worker_hostname}" if job.worker_hostname else ""
@@ -403,7 +309,7 @@ def _report_in_full(
         lifecycle.record(
             session,
             job,
-            "late_result_refused",
+            JobEventName.LATE_RESULT_REFUSED,
             now,
             attempt=result.attempt,
             worker=hostname,
@@ -426,18 +332,18 @@ def _report_in_full(
 
 def release(
     db: sessionmaker[Session], job_id: int, hostname: str, request: JobRelease
-) -> str | None:
-    """Put a claimed, never-started job back in its queue. Returns the queue for wake-ups,
-    or None if the job was cancelled meanwhile and so ended instead."""
+) -> Outcome[None]:
+    """Put a claimed, never-started job back in its queue (and wake it); a job cancelled
+    meanwhile ends instead."""
     with db.begin() as session:
         job = _lock_job(session, job_id)
-        held = _holds(job, hostname, request.attempt) and job.state == JobState.RUNNING
+        held = _holds(job, hostname, request.attempt)
+        held = held and lifecycle.may(job.state, Transition.RELEASE)
         if not held:
             _refuse_stranger(session, job, hostname)
         if not held or (request.seq is not None and job.claim_seq != request.seq):
             raise Conflict(f"job {job_id} attempt {request.attempt} is not held by {hostname!r}")
-        requeued = lifecycle.release(session, job, utcnow())
-        return job.queue if requeued else None
+        return Outcome(None, lifecycle.release(session, job, utcnow()))
 
 
 def truncation_notice(max_bytes: int) -> str:
@@ -469,7 +375,11 @@ def push_log(
             job.log_truncated = True
             session.add(_chunk(job_id, chunk.attempt, chunk.seq, truncation_notice(max_bytes)))
             lifecycle.record(
-                session, job, "log_truncated", utcnow(), reason=f"output passed {max_bytes} bytes"
+                session,
+                job,
+                JobEventName.LOG_TRUNCATED,
+                utcnow(),
+                reason=f"output passed {max_bytes} bytes",
             )
         elif not over:
             job.log_bytes += size
@@ -557,8 +467,7 @@ def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel
     with db.begin() as session:
         query = select(Job).where(_fresh_cancel(hostname)).with_for_update(skip_locked=True)
         jobs = session.scalars(query).all()
-        for job in jobs:
-            job.cancel_notified = True
+        lifecycle.mark_cancels_sent(jobs)
         return [JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in jobs]
 
 

@@ -1,7 +1,8 @@
 """Jobs as operators see them: submit, cancel, list, inspect (with history) and read logs.
 
 The worker side (claims, results, log chunks) is in ``dispatch``; every state change goes
-through ``lifecycle`` so the history is complete.
+through ``lifecycle`` so the history is complete, and comes back with the wake-ups it calls
+for (``events``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Text, and_, cast, insert, or_, select
+from sqlalchemy import Text, and_, cast, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -25,16 +26,10 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, JobEvent, JobLogChunk, Worker
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
-from edgefleet.errors import Conflict, InvalidRequest, NotFound
+from edgefleet.errors import InvalidRequest, NotFound
+from edgefleet.server.events import JobsQueued, Outcome
 from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import lifecycle
-from edgefleet.server.services.dispatch import (  # noqa: F401 - the worker side, re-exported
-    claim,
-    has_queued,
-    push_log,
-    release,
-    report_result,
-)
 from edgefleet.server.services.policy import Capacity, waiting_reason
 from edgefleet.server.services.workers import observed_state
 
@@ -45,11 +40,7 @@ DEFAULT_OFFLINE_TIMEOUT = 150.0
 def submit(
     db: Sessions, request: JobSubmit, actor: str | None = None, sealer: EnvSealer | None = None
 ) -> int:
-    return submit_many(db, [request], actor, sealer)[0]
-
-
-#: Inserts a batch of jobs in one statement and returns their ids in the order given.
-_INSERT_JOBS = insert(Job.__table__).returning(Job.__table__.c.id, sort_by_parameter_order=True)
+    return submit_many(db, [request], actor, sealer).value[0]
 
 
 def submit_many(
@@ -57,31 +48,22 @@ def submit_many(
     requests: list[JobSubmit],
     actor: str | None = None,
     sealer: EnvSealer | None = None,
-) -> list[int]:
-    """Queue jobs in one transaction, in order: all of them or, on any error, none. Two
-    statements however many jobs: the jobs, then their history. Secret env values are
-    sealed with ``sealer`` before they reach the database."""
-    now = utcnow()
-    rows = [_new_job(r, now, sealer) for r in requests]
+) -> Outcome[list[int]]:
+    """Queue jobs in one transaction, in order: all of them or, on any error, none. Secret
+    env values are sealed with ``sealer`` before they reach the database. Each queue wakes
+    as many idle workers as jobs went there, with room for the smallest of them."""
+    rows = [_new_job(r, sealer) for r in requests]
     with db.writer.begin() as connection:
-        ids = list(connection.scalars(_INSERT_JOBS, rows))
-        history = [
-            {
-                "job_id": job_id,
-                "at": now,
-                "event": "submitted",
-                "state": JobState.QUEUED.value,
-                "attempt": 0,
-                "actor": actor,
-            }
-            for job_id in ids
-        ]
-        connection.execute(insert(JobEvent.__table__), history)
-    return ids
+        ids = lifecycle.submit(connection, rows, actor, utcnow())
+    per_queue: dict[str, list[int]] = {}
+    for request in requests:
+        per_queue.setdefault(request.queue, []).append(request.slots)
+    wake = tuple(JobsQueued(q, min(slots), count=len(slots)) for q, slots in per_queue.items())
+    return Outcome(ids, wake)
 
 
-def _new_job(request: JobSubmit, now: datetime, sealer: EnvSealer | None) -> dict:
-    """The row of a newly queued job."""
+def _new_job(request: JobSubmit, sealer: EnvSealer | None) -> dict:
+    """What was asked for a new job (``lifecycle.submit`` queues it)."""
     secret_env: dict[str, str] = {}
     if request.secret_env:
         if sealer is None:
@@ -98,27 +80,20 @@ def _new_job(request: JobSubmit, now: datetime, sealer: EnvSealer | None) -> dic
         "env": dict(request.env),
         "secret_env": secret_env,
         "cwd": request.cwd,
-        "state": JobState.QUEUED.value,
-        "attempt": 0,
-        "queued_at": now,
     }
 
 
-def cancel(db: sessionmaker[Session], job_id: int, actor: str) -> tuple[JobView, str | None]:
-    """Cancel a job: a queued one never starts; a running one is stopped by its worker.
-
-    Returns the job's view and the worker to wake (None if no worker needs telling).
-    Cancelling a cancelled job again changes nothing; a job that ended otherwise is refused.
-    """
+def cancel(db: sessionmaker[Session], job_id: int, actor: str) -> Outcome[JobView]:
+    """Cancel a job: a queued one never starts; a running one is stopped by its worker, which
+    is woken. Cancelling a cancelled job again changes nothing; a job that ended otherwise is
+    refused (409)."""
     with db.begin() as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        if job.state in FINISHED_JOB_STATES and job.state != JobState.CANCELLED:
-            raise Conflict(f"job {job_id} already ended as {job.state}; nothing to cancel")
-        tell = job.state != JobState.CANCELLED and lifecycle.cancel(session, job, actor, utcnow())
+        wake = lifecycle.cancel(session, job, actor, utcnow())
         session.flush()
-        return job_view(job), job.worker_hostname if tell else None
+        return Outcome(job_view(job), wake)
 
 
 # --- views ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import AuditEntry, Job, JobEvent, JobLogChunk, Worker
-from edgefleet.server.services import dispatch, lifecycle, liveness
+from edgefleet.server.services import lifecycle, liveness
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _lose_in_batches(
 def _lose(session: Session, job: Job, why: str, now: datetime) -> LostRun:
     hostname, attempt = job.worker_hostname, job.attempt
     why = f"{why} while running attempt {attempt}"
-    requeued = lifecycle.lose(session, job, why, now)
+    requeued = bool(lifecycle.lose(session, job, why, now))
     log.warning("job %d: %s; %s", job.id, why, "re-queued" if requeued else job.state)
     return LostRun(job.id, attempt, hostname, job.queue, requeued)
 
@@ -167,7 +167,7 @@ def queues_waiting(
     others with room for it should look."""
     query = (
         select(Job.queue, func.min(Job.slots))
-        .where(Job.state == JobState.QUEUED, Job.queued_at <= queued_before, dispatch.due(now))
+        .where(Job.state == JobState.QUEUED, Job.queued_at <= queued_before, lifecycle.due(now))
         .group_by(Job.queue)
     )
     with db() as session:
