@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from edgefleet.contract import JobAssignment, JobResult, JobState
 from edgefleet.db.models import Job, JobEvent
+from edgefleet.db.session import make_engine, make_sessionmaker
 from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, WorkerChanged
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.lifecycle import TransitionRefused
+from support.database import fresh_database, upgrade_database
 
 Q, R, S, F, C = (JobState(s) for s in ("queued", "running", "success", "failed", "cancelled"))
 REFUSED = "refused"
@@ -101,6 +103,16 @@ REFUSED_CASES = [
 ] + [Case("start", Q, REFUSED, due_later=True)]  # a retry not yet due
 
 
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """One database for the whole table: each case works on a job of its own."""
+    with fresh_database(tmp_path_factory.mktemp("transitions")) as url:
+        upgrade_database(url)
+        engine = make_engine(url)
+        yield make_sessionmaker(engine)
+        engine.dispose()
+
+
 def test_the_table_covers_every_transition_from_every_state():
     seen = [(case.action, case.start) for case in ALLOWED + REFUSED_CASES if not case.due_later]
     assert set(seen) == {(action, state) for action in FAST | ORM for state in JobState}
@@ -154,8 +166,7 @@ def _snapshot(db, job_id: int):
 
 
 @pytest.mark.parametrize("case", ALLOWED, ids=lambda c: f"{c.action} from {c.start}")
-def test_an_allowed_transition(session_factory, case: Case):
-    db = session_factory
+def test_an_allowed_transition(db, case: Case):
     job_id = _make_job(db, case)
     _, before = _snapshot(db, job_id)
     wake = _act(db, case.action, job_id)
@@ -171,8 +182,7 @@ def test_an_allowed_transition(session_factory, case: Case):
 
 
 @pytest.mark.parametrize("case", REFUSED_CASES, ids=lambda c: f"{c.action} from {c.start}")
-def test_a_refused_transition_changes_nothing(session_factory, case: Case):
-    db = session_factory
+def test_a_refused_transition_changes_nothing(db, case: Case):
     job_id = _make_job(db, case)
     before = _snapshot(db, job_id)
     with pytest.raises(TransitionRefused):
@@ -180,9 +190,8 @@ def test_a_refused_transition_changes_nothing(session_factory, case: Case):
     assert _snapshot(db, job_id) == before
 
 
-def test_a_refused_start_refuses_the_whole_claim(session_factory):
+def test_a_refused_start_refuses_the_whole_claim(db):
     """The multi-row start is all or nothing: no run starts beside one the guard refuses."""
-    db = session_factory
     queued = _make_job(db, Case("start", Q, "running"))
     finished = _make_job(db, Case("start", S, REFUSED))
     runs = [
@@ -191,6 +200,5 @@ def test_a_refused_start_refuses_the_whole_claim(session_factory):
     ]
     with pytest.raises(TransitionRefused), db.writer.begin() as connection:
         lifecycle.start(connection, runs, "w2", 1, utcnow())
-    assert _snapshot(db, queued)[0][0] == "queued"
-    with db() as session:
-        assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
+    assert _snapshot(db, queued) == (("queued", 0, None, False), [])
+    assert _snapshot(db, finished) == (("success", 1, "w1", False), [])

@@ -268,13 +268,12 @@ def report_results(db: Sessions, reports: list[Report]) -> list[Answer]:
     its own."""
     now = utcnow()
     answers: list[Answer] = [_RECORDED] * len(reports)
-    successes = [reports[i] for i, report in enumerate(reports) if _succeeded(report)]
-    recorded = []
+    successes = [i for i, (_, _, result) in enumerate(reports) if result.state == JobState.SUCCESS]
+    done: set[int] = set()
     if successes:
         with db.writer.begin() as connection:
-            recorded = lifecycle.succeed(connection, successes, now)
-    succeeded = iter(recorded)
-    done = {i for i, report in enumerate(reports) if _succeeded(report) and next(succeeded)}
+            recorded = lifecycle.succeed(connection, [reports[i] for i in successes], now)
+        done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
     for i, (job_id, hostname, result) in enumerate(reports):
         if i in done:
             continue
@@ -283,10 +282,6 @@ def report_results(db: Sessions, reports: list[Report]) -> list[Answer]:
         except EdgefleetError as exc:
             answers[i] = exc
     return answers
-
-
-def _succeeded(report: Report) -> bool:
-    return report[2].state == JobState.SUCCESS
 
 
 def _report_in_full(

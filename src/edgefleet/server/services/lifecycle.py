@@ -1,26 +1,28 @@
 """The one writer of job state: every transition, each with its history event in the same
 transaction, and the guard that refuses it from a state it may not leave.
 
-=========  ====================  ============================================  ================
-transition from (the guard)       to                                            history event
-=========  ====================  ============================================  ================
-submit     (a new row)           queued, attempt 0                             submitted
-start      queued, due           running, attempt + 1, on the claiming worker  started
-finish     running               success                                       succeeded
-                                 failed; queued after a delay if retries left  failed
-                                 cancelled if a cancel was asked for (unless   cancelled
-                                 it succeeded)
-release    running (unstarted)   queued, the attempt given back; cancelled if  released /
-                                 a cancel was asked for (it never ran)         cancelled
-lose       running               queued at once if retries left, else failed;  lost
-                                 cancelled if a cancel was asked for
-refuse     queued or running     failed, no retry (its secret env cannot be    failed
-                                 opened: another attempt could not differ)
-cancel     queued                cancelled                                     cancelled
-cancel     running               running, cancel requested (its worker stops   cancel_requested
-                                 it and the run ends cancelled)
-cancel     cancelled             unchanged (a repeated cancel is harmless)     (none)
-=========  ====================  ============================================  ================
+==========  =================  =========================================  ================
+transition  from (the guard)   to                                         history event
+==========  =================  =========================================  ================
+submit      (a new row)        queued, attempt 0                          submitted
+start       queued and due     running on the claiming worker, attempt+1  started
+finish      running            success                                    succeeded
+                               failed, or queued again (after the retry   failed
+                               delay) if it has retries left
+                               cancelled if the worker says so, or if a   cancelled
+                               cancel was asked for and it did not succeed
+release     running            queued, the attempt given back; cancelled  released /
+                               if a cancel was asked for (it never ran)   cancelled
+lose        running            queued at once if it has retries left,     lost
+                               else failed; cancelled if one was asked
+refuse      queued, running    failed, no retry (its secret env cannot    failed
+                               be opened: another attempt could not
+                               differ)
+cancel      queued             cancelled                                  cancelled
+cancel      running            running, cancel requested (its worker      cancel_requested
+                               stops it; the run ends cancelled)
+cancel      cancelled          unchanged: a repeated cancel is harmless   (none)
+==========  =================  =========================================  ================
 
 Any other pair is refused with ``TransitionRefused`` (409): a finished job is never started,
 released, lost or finished again, and nothing leads out of ``cancelled``. Who may ask for a
@@ -60,16 +62,16 @@ class Transition(StrEnum):
     CANCEL = "cancel"
 
 
-Q, R = JobState.QUEUED, JobState.RUNNING
+_QUEUED, _RUNNING = frozenset({JobState.QUEUED}), frozenset({JobState.RUNNING})
 #: The guard of each transition: the states it may start from (the table above).
 ALLOWED_FROM: dict[Transition, frozenset[JobState]] = {
     Transition.SUBMIT: frozenset(),
-    Transition.START: frozenset({Q}),
-    Transition.FINISH: frozenset({R}),
-    Transition.RELEASE: frozenset({R}),
-    Transition.LOSE: frozenset({R}),
-    Transition.REFUSE: frozenset({Q, R}),
-    Transition.CANCEL: frozenset({Q, R}),
+    Transition.START: _QUEUED,
+    Transition.FINISH: _RUNNING,
+    Transition.RELEASE: _RUNNING,
+    Transition.LOSE: _RUNNING,
+    Transition.REFUSE: _QUEUED | _RUNNING,
+    Transition.CANCEL: _QUEUED | _RUNNING,
 }
 
 
