@@ -17,6 +17,7 @@ from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, WorkerChanged
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.lifecycle import TransitionRefused
+from edgefleet.server.services.reports import ResultReport
 from support.database import fresh_database, upgrade_database
 
 Q, R, S, F, C = (JobState(s) for s in ("queued", "running", "success", "failed", "cancelled"))
@@ -32,7 +33,7 @@ def _start(connection, job: Job, now):
 def _succeed_fast(connection, job: Job, now):
     attempt = max(job.attempt, 1)
     result = JobResult(instance_id="i", attempt=attempt, state="success", exit_code=0)
-    if lifecycle.succeed(connection, [(job.id, "w1", result)], now) == [False]:
+    if lifecycle.succeed(connection, [ResultReport(job.id, "w1", result)], now) == [False]:
         raise TransitionRefused("not recorded by the fast path")
 
 

@@ -69,7 +69,7 @@ class ServerContext:
             functools.partial(self.run, self._write_results), alone=refused_value
         )
 
-    def _write_results(self, reports: list[dispatch.Report]) -> list[None | EdgefleetError]:
+    def _write_results(self, reports: list[ResultReport]) -> list[None | EdgefleetError]:
         answers = dispatch.report_results(self.db, reports)
         recorded = [answer for answer in answers if isinstance(answer, Outcome)]
         self.notifier.announce(dict.fromkeys(w for answer in recorded for w in answer.wake))

@@ -43,6 +43,7 @@ from edgefleet.server.events import Outcome, Wake
 from edgefleet.server.secret_env import UNREADABLE, EnvSealer, SecretEnvUnreadable
 from edgefleet.server.services import lifecycle
 from edgefleet.server.services.lifecycle import JobEventName, Transition
+from edgefleet.server.services.reports import ResultReport
 from edgefleet.server.services.workers import DESIRED_COLUMNS, desired_state, refusal
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,6 @@ def _refuse_stranger(session: Session, job: Job, hostname: str) -> None:
         raise Forbidden(f"job {job.id} is not held by worker {hostname!r}")
 
 
-#: A result as a worker reports it: (job id, worker, result).
-Report = tuple[int, str, JobResult]
 #: How one report was judged: recorded (with the wake-ups a retry calls for), or refused.
 Answer = Outcome[None] | EdgefleetError
 _RECORDED: Outcome[None] = Outcome(None)
@@ -254,13 +253,13 @@ def report_result(db: Sessions, job_id: int, hostname: str, result: JobResult) -
     A repeated report is a no-op; a report for an attempt that is no longer current is
     refused (409) and noted in the job's history, so a late result is never recorded twice.
     """
-    (answer,) = report_results(db, [(job_id, hostname, result)])
+    (answer,) = report_results(db, [ResultReport(job_id, hostname, result)])
     if isinstance(answer, EdgefleetError):
         raise answer
     return answer
 
 
-def report_results(db: Sessions, reports: list[Report]) -> list[Answer]:
+def report_results(db: Sessions, reports: list[ResultReport]) -> list[Answer]:
     """``report_result`` for many reports, each answered on its own: recorded, or the error
     reporting it alone would raise. Successes, the common case, are recorded together in one
     transaction of three statements however many; anything else (and a success whose run

@@ -44,12 +44,13 @@ from enum import StrEnum
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from edgefleet.contract import JobAssignment, JobResult, JobState
+from edgefleet.contract import JobAssignment, JobState
 from edgefleet.db.models import Job, JobEvent
 from edgefleet.db.types import UTCDateTime
 from edgefleet.errors import Conflict
 from edgefleet.server.events import JobsQueued, Wake, WorkerChanged, requeued
 from edgefleet.server.services.policy import after_failure
+from edgefleet.server.services.reports import ResultReport
 
 
 class Transition(StrEnum):
@@ -260,23 +261,20 @@ _RUNS = (
 )
 
 
-def succeed(
-    connection: Connection, reports: Sequence[tuple[int, str, JobResult]], now: datetime
-) -> list[bool]:
+def succeed(connection: Connection, reports: Sequence[ResultReport], now: datetime) -> list[bool]:
     """The common end of a run, for a group of successes: three statements however many.
-    Each report is ``(job id, worker, result)``; False for one this path does not record (the
-    run is not the reporter's current one, or the job was named twice), for ``finish`` and
-    the caller's checks to judge one by one."""
+    False for a report this path does not record (the run is not the reporter's current one,
+    or the job was named twice), for ``finish`` and the caller's checks to judge alone."""
     params = [
         {
-            "job": job_id,
-            "worker": hostname,
-            "run_attempt": result.attempt,
-            "code": result.exit_code,
-            "why": result.reason,
+            "job": report.job_id,
+            "worker": report.hostname,
+            "run_attempt": report.result.attempt,
+            "code": report.result.exit_code,
+            "why": report.result.reason,
             "finished": now,
         }
-        for job_id, hostname, result in reports
+        for report in reports
     ]
     ids = [p["job"] for p in params]
     runs = {run.id: run for run in connection.execute(_RUNS, {"ids": ids})}
