@@ -28,7 +28,7 @@ def test_concurrency_changes_at_runtime_hold_without_restart(
 
     # Phase 1, concurrency 2 (the worker's flag): short jobs, then long ones queued behind.
     short = [admin_api.submit(job_recorder.command(1.2)) for _ in range(6)]
-    long = [admin_api.submit(job_recorder.command(5.0)) for _ in range(5)]
+    long = [admin_api.submit(job_recorder.command(10.0)) for _ in range(5)]
     wait_until(lambda: len(job_recorder.finished()) >= 3, timeout=60, message="3 jobs done")
 
     # Phase 2: raised to 5 at runtime; the worker fetches more at once.

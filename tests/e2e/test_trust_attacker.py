@@ -68,6 +68,7 @@ def _state(api: AdminApi) -> dict:
     }
 
 
+@pytest.mark.timeout(420)  # fifty CLI processes, one per command and identity
 def test_a_stolen_worker_home_cannot_steer_the_fleet(
     server_factory, tls_files: TlsFiles, start_worker, cli, cli_json, edgefleet_env, tmp_path
 ):
