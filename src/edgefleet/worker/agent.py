@@ -34,7 +34,7 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
-from edgefleet.fleet_rules import accepts_work
+from edgefleet.fleet_rules import FLAG, accepts_work
 from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
@@ -649,7 +649,7 @@ class EdgeWorker:
                 "state": state,
                 "api_url": self.client.api_url,
                 "concurrency": self.limiter.limit,
-                "concurrency_source": desired.concurrency_source if desired else "flag",
+                "concurrency_source": desired.concurrency_source if desired else FLAG,
                 "cached": self._cached,
                 "queues": desired.queues if desired else self.config.queues,
                 "desired_version": desired.version if desired else 0,
