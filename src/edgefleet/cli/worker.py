@@ -252,6 +252,9 @@ def status(
 ) -> None:
     """Show the local worker's state from its state file (no server needed).
 
+    ``cached: true`` means the worker runs on the desired state it last had from the server,
+    which it has not reached since it started.
+
     Exits 0 while the worker runs and 1 when it does not.
     """
     name, state = _local_state(ctx, edge_hostname)
@@ -267,6 +270,8 @@ def status(
             "state",
             "pid",
             "concurrency",
+            "concurrency_source",
+            "cached",
             "queues",
             "maintenance",
             "maintenance_comment",

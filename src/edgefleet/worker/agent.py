@@ -34,10 +34,11 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
-from edgefleet.fleet_rules import accepts_work
+from edgefleet.fleet_rules import FLAG, accepts_work
 from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
+from edgefleet.worker.desired_cache import DesiredCache, desired_path
 from edgefleet.worker.executor import Executor
 from edgefleet.worker.slots import SlotLimiter
 from edgefleet.worker.spool import Spool
@@ -102,6 +103,9 @@ class EdgeWorker:
         self.instance_id = uuid.uuid4().hex
         self.limiter = SlotLimiter(config.concurrency)
         self.desired: DesiredState | None = None
+        self._desired_cache = DesiredCache(desired_path(config.home, config.hostname))
+        #: True while the desired state in force is the cached one, not yet confirmed.
+        self._cached = False
         self.executor = Executor(
             config.hostname,
             Spool(config.home, config.hostname),
@@ -139,6 +143,7 @@ class EdgeWorker:
     async def run(self) -> None:
         """Run until a shutdown request or a stop signal, then drain and leave cleanly."""
         self._claim_local_identity()
+        self._adopt_cached()
         if not await self._replay_spool():
             await self.executor.close()
             return
@@ -271,6 +276,7 @@ class EdgeWorker:
                         continue
                     raise RegistrationRefused(f"server refused registration: {exc.detail}") from exc
             self._registered = True
+            self._cached = False
             self._last_contact = datetime.now(UTC)
             log.info("worker %s registered (instance %s)", self.config.hostname, self.instance_id)
             self._apply(contact.desired, force=True)
@@ -339,9 +345,30 @@ class EdgeWorker:
         if desired.shutdown and (current is None or not current.shutdown):
             log.info("worker %s: shutdown requested; finishing %d jobs", hostname, len(self.jobs))
         self.desired = desired
+        if not self._cached:
+            self._desired_cache.save(desired)
         self._ack.set()
         self._wake.set()
         self._write_state()
+
+    def _adopt_cached(self) -> None:
+        """Until the server answers, run on the desired state it last gave this worker (not
+        on the start-up flags): a restart during an outage keeps the centre's settings."""
+        cached = self._desired_cache.load()
+        if cached is None:
+            self._write_state()
+            return
+        log.info(
+            "worker %s: until the server answers, using its last desired state (version %d, "
+            "concurrency %d from %s) cached in %s",
+            self.config.hostname,
+            cached.version,
+            cached.concurrency,
+            cached.concurrency_source,
+            self._desired_cache.path,
+        )
+        self._cached = True
+        self._apply(cached, force=True)
 
     def _exiting(self) -> bool:
         return self._stopping or (self.desired is not None and self.desired.shutdown)
@@ -622,6 +649,8 @@ class EdgeWorker:
                 "state": state,
                 "api_url": self.client.api_url,
                 "concurrency": self.limiter.limit,
+                "concurrency_source": desired.concurrency_source if desired else FLAG,
+                "cached": self._cached,
                 "queues": desired.queues if desired else self.config.queues,
                 "desired_version": desired.version if desired else 0,
                 "maintenance": self.in_maintenance(),
