@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -463,19 +463,94 @@ class Target(Request):
     all: bool = False
 
 
-class SetConcurrency(Target):
+class ConcurrencyFields(Request):
     """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag."""
 
     concurrency: Concurrency | None = None
     reset: bool = False
 
 
-class QueuesChange(Target):
+class QueuesFields(Request):
     queues: Queues
 
 
-class MaintenanceRequest(Target):
+class CommentsFields(Request):
     comments: Comments
+
+
+# The bodies of the one-action routes (``POST /workers/actions/<action>``): a target and the
+# action's own fields side by side.
+
+
+class SetConcurrency(Target, ConcurrencyFields):
+    """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag."""
+
+
+class QueuesChange(Target, QueuesFields):
+    pass
+
+
+class MaintenanceRequest(Target, CommentsFields):
+    pass
+
+
+# The changes ``PATCH /workers`` takes, one kind each, told apart by ``action``.
+
+
+class SetConcurrencyChange(ConcurrencyFields):
+    action: Literal["set-concurrency"]
+
+
+class AddQueuesChange(QueuesFields):
+    action: Literal["add-queues"]
+
+
+class RemoveQueuesChange(QueuesFields):
+    action: Literal["remove-queues"]
+
+
+class CommentedChange(CommentsFields):
+    """Draining a worker, or changing why it is drained; the comment is audited."""
+
+    action: Literal["request-maintenance", "update-maintenance-comment"]
+
+
+class PlainChange(Request):
+    """A change that takes no value: hand queues back to the flag, leave maintenance, stop."""
+
+    action: Literal["reset-queues", "exit-maintenance", "shutdown"]
+
+
+Change = Annotated[
+    SetConcurrencyChange | AddQueuesChange | RemoveQueuesChange | CommentedChange | PlainChange,
+    Field(discriminator="action"),
+]
+
+
+class ControlRequest(Request):
+    """One change to the desired state of the targeted workers (``PATCH /workers``).
+
+    Every one-action route (``POST /workers/actions/<action>``, ``PUT|DELETE
+    /workers/{host}/concurrency``) is this request written another way.
+    """
+
+    target: Target
+    change: Change
+
+    @classmethod
+    def from_action(cls, action: str, body: Target) -> ControlRequest:
+        """The request a one-action route's body stands for: its target fields, and the rest
+        as the change named ``action``."""
+        target_fields = set(Target.model_fields)
+        return cls.model_validate(
+            {
+                "target": body.model_dump(include=target_fields, exclude_unset=True),
+                "change": {
+                    "action": action,
+                    **body.model_dump(exclude=target_fields, exclude_unset=True),
+                },
+            }
+        )
 
 
 class WorkerChange(BaseModel):

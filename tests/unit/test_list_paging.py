@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app as cli_app
-from edgefleet.contract import JobSubmit, Registration, SetConcurrency
+from edgefleet.contract import ControlRequest, JobSubmit, Registration, SetConcurrency
 from edgefleet.db.models import AuditEntry
 from edgefleet.db.types import utcnow
 from edgefleet.server.services import control, jobs, sweep, workers
@@ -33,7 +33,7 @@ def change_concurrency(db, hostname: str, values: range) -> None:
     """One audit entry per value."""
     for value in values:
         request = SetConcurrency(edge_hostname=hostname, concurrency=value)
-        control.set_concurrency(db, request, "op")
+        control.change_workers(db, ControlRequest.from_action("set-concurrency", request), "op")
 
 
 def register(db, hostname: str) -> None:

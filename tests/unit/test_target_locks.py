@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from edgefleet.contract import Registration, SetConcurrency, Target
+from edgefleet.contract import ControlRequest, Registration, SetConcurrency, Target
 from edgefleet.db.models import Worker
 from edgefleet.errors import NotFound
 from edgefleet.server.services import control, targets, workers
@@ -144,7 +144,9 @@ def test_overlapping_bulk_changes_all_land(fleet):
         try:
             for n in range(rounds):
                 request = SetConcurrency(**target, concurrency=2 + (offset + n) % 2)
-                answer = control.set_concurrency(fleet, request, f"op-{offset}")
+                answer = control.change_workers(
+                    fleet, ControlRequest.from_action("set-concurrency", request), f"op-{offset}"
+                )
                 changed.append(len({change.hostname for change in answer.changes}))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

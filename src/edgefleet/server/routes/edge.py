@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from edgefleet.aio import wait_event
 from edgefleet.auth import JOIN_TOKEN_PREFIX
 from edgefleet.contract import (
+    ControlRequest,
     CredentialIssued,
     DesiredState,
     EnrollRequest,
@@ -23,13 +24,11 @@ from edgefleet.contract import (
     JobResult,
     LocalMaintenance,
     LogChunk,
-    MaintenanceRequest,
     Registration,
     ReportedResult,
     ResultBatch,
     ResultOutcome,
     ResultOutcomes,
-    Target,
     WakeReason,
     WorkerContact,
 )
@@ -167,10 +166,13 @@ def local_maintenance(
     actor = f"worker:{hostname} (local)"
     if body.maintenance:
         comments = body.comments or "maintenance switched on at the worker"
-        request = MaintenanceRequest(edge_hostname=hostname, comments=comments)
-        control.request_maintenance(context.db, request, actor)
+        change = {"action": "request-maintenance", "comments": comments}
     else:
-        control.exit_maintenance(context.db, Target(edge_hostname=hostname), actor)
+        change = {"action": "exit-maintenance"}
+    request = ControlRequest.model_validate(
+        {"target": {"edge_hostname": hostname}, "change": change}
+    )
+    control.change_workers(context.db, request, actor)
     context.notifier.announce([WorkerChanged(hostname)])
     return _contact(workers.current_desired(context.db, hostname, body.instance_id))
 

@@ -1,12 +1,13 @@
 """Admin API for the fleet: list workers and change their desired state.
 
-Control actions take a target in the body (one name or glob, a label selector, or all) and
-answer with the change set, including the desired version each worker has to acknowledge.
+A control change (``PATCH /workers``) takes a target (one name or glob, a label selector, or
+all) and one change, and answers with the change set, including the desired version each
+worker has to acknowledge. The one-action routes are the same change written another way.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -14,6 +15,7 @@ from edgefleet import fleet_rules, parsing
 from edgefleet.contract import (
     ChangeSet,
     ConcurrencySet,
+    ControlRequest,
     MaintenanceRequest,
     QueuesChange,
     SetConcurrency,
@@ -76,61 +78,59 @@ def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDe
     )
 
 
+@router.patch("", response_model=ChangeSet)
+def change_workers(body: ControlRequest, context: ContextDep, identity: OperatorDep):
+    """Change the desired state of the targeted workers: one change, audited per field."""
+    return _notify(context, control.change_workers(context.db, body, identity.subject))
+
+
+# The same change, one route per action (the web UI and scripts call these).
+
+
 @router.put("/{hostname}/concurrency", response_model=ChangeSet)
 def set_concurrency(
     hostname: HostnamePath, body: ConcurrencySet, context: ContextDep, identity: OperatorDep
 ):
-    request = SetConcurrency(edge_hostname=hostname, concurrency=body.concurrency)
-    return _notify(context, control.set_concurrency(context.db, request, identity.subject))
+    request = _on_one(hostname, concurrency=body.concurrency)
+    return change_workers(request, context, identity)
 
 
 @router.delete("/{hostname}/concurrency", response_model=ChangeSet)
 def reset_concurrency(hostname: HostnamePath, context: ContextDep, identity: OperatorDep):
     """Hand the worker's concurrency back to its own ``--concurrency`` flag."""
-    request = SetConcurrency(edge_hostname=hostname, reset=True)
-    return _notify(context, control.set_concurrency(context.db, request, identity.subject))
+    return change_workers(_on_one(hostname, reset=True), context, identity)
 
 
-@router.post("/actions/set-concurrency", response_model=ChangeSet)
-def bulk_set_concurrency(body: SetConcurrency, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.set_concurrency(context.db, body, identity.subject))
+def _on_one(hostname: str, **fields: Any) -> ControlRequest:
+    change = {"action": "set-concurrency", **fields}
+    return ControlRequest.model_validate({"target": {"edge_hostname": hostname}, "change": change})
 
 
-@router.post("/actions/add-queues", response_model=ChangeSet)
-def add_queues(body: QueuesChange, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.add_queues(context.db, body, identity.subject))
+#: ``POST /actions/<action>``: its body (the target's fields and the action's side by side)
+#: and the route's name (its OpenAPI operation id).
+ACTION_ROUTES: dict[str, tuple[type[Target], str]] = {
+    "set-concurrency": (SetConcurrency, "bulk_set_concurrency"),
+    "add-queues": (QueuesChange, "add_queues"),
+    "remove-queues": (QueuesChange, "remove_queues"),
+    "reset-queues": (Target, "reset_queues"),
+    "request-maintenance": (MaintenanceRequest, "request_maintenance"),
+    "exit-maintenance": (Target, "exit_maintenance"),
+    "update-maintenance-comment": (MaintenanceRequest, "update_maintenance_comment"),
+    "shutdown": (Target, "shutdown"),
+}
 
 
-@router.post("/actions/remove-queues", response_model=ChangeSet)
-def remove_queues(body: QueuesChange, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.remove_queues(context.db, body, identity.subject))
+def _add_action_route(action: str, body_model: type[Target], name: str) -> None:
+    def route(body: Target, context: ContextDep, identity: OperatorDep) -> ChangeSet:
+        return change_workers(ControlRequest.from_action(action, body), context, identity)
+
+    route.__annotations__["body"] = body_model  # FastAPI reads the body's model from here
+    path = f"/actions/{action}"
+    router.add_api_route(path, route, methods=["POST"], response_model=ChangeSet, name=name)
 
 
-@router.post("/actions/reset-queues", response_model=ChangeSet)
-def reset_queues(body: Target, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.reset_queues(context.db, body, identity.subject))
-
-
-@router.post("/actions/request-maintenance", response_model=ChangeSet)
-def request_maintenance(body: MaintenanceRequest, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.request_maintenance(context.db, body, identity.subject))
-
-
-@router.post("/actions/exit-maintenance", response_model=ChangeSet)
-def exit_maintenance(body: Target, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.exit_maintenance(context.db, body, identity.subject))
-
-
-@router.post("/actions/update-maintenance-comment", response_model=ChangeSet)
-def update_maintenance_comment(
-    body: MaintenanceRequest, context: ContextDep, identity: OperatorDep
-):
-    return _notify(context, control.update_maintenance_comment(context.db, body, identity.subject))
-
-
-@router.post("/actions/shutdown", response_model=ChangeSet)
-def shutdown(body: Target, context: ContextDep, identity: OperatorDep):
-    return _notify(context, control.request_shutdown(context.db, body, identity.subject))
+for _action, (_body_model, _name) in ACTION_ROUTES.items():
+    _add_action_route(_action, _body_model, _name)
 
 
 @router.post("/actions/revoke", response_model=ChangeSet)

@@ -1,4 +1,4 @@
-"""Operator changes to workers' desired state.
+"""Operator changes to workers' desired state: ``change_workers`` is the one entry.
 
 Each request is one transaction over all targeted workers: it is checked for every worker
 before anything is written, so a bad request changes nothing. Every changed field is audited,
@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
 from edgefleet.contract import (
+    AddQueuesChange,
     AuditView,
     ChangeSet,
-    MaintenanceRequest,
-    QueuesChange,
-    SetConcurrency,
+    CommentedChange,
+    ControlRequest,
+    PlainChange,
+    RemoveQueuesChange,
+    SetConcurrencyChange,
     Target,
     WorkerChange,
 )
@@ -92,53 +95,70 @@ def _diff(**fields: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
     return {name: pair for name, pair in fields.items() if pair[0] != pair[1]}
 
 
-def set_concurrency(db: sessionmaker[Session], request: SetConcurrency, actor: str) -> ChangeSet:
+def change_workers(db: sessionmaker[Session], request: ControlRequest, actor: str) -> ChangeSet:
+    """Apply one change to every targeted worker: the one way the desired state is changed.
+
+    Every control route, the worker's own maintenance switch included, comes here; the
+    change's ``action`` picks how one worker is changed and what the audit rows say.
+    """
+    change = request.change
+    mutate, comment = _MUTATIONS[change.action](change)
+    changes = apply_to_targets(db, request.target, mutate, actor, comment)
+    if change.action == "remove-queues" and not changes.changes:
+        raise InvalidRequest(
+            f"none of the targeted workers serves {','.join(change.queues)}; nothing changed"
+        )
+    return changes
+
+
+#: What one action does: (how it changes one worker, the comment its audit rows carry).
+Plan = tuple[Mutation, str | None]
+
+
+def _set_concurrency(change: SetConcurrencyChange) -> Plan:
     """Set the operator's concurrency; ``reset`` hands it back to each worker's flag."""
-    if request.reset == (request.concurrency is not None):
+    if change.reset == (change.concurrency is not None):
         raise InvalidRequest("give exactly one of 'concurrency' (1 or more) or 'reset': true")
 
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
-        worker.concurrency_override = request.concurrency
+        worker.concurrency_override = change.concurrency
         new = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
         return _diff(concurrency=(old[0], new[0]), concurrency_source=(old[1], new[1]))
 
-    return apply_to_targets(db, request, mutate, actor)
+    return mutate, None
 
 
-def add_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
+def _add_queues(change: AddQueuesChange) -> Plan:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.queues(worker)
-        new = old + [q for q in request.queues if q not in old]
+        new = old + [q for q in change.queues if q not in old]
         if new != old:
             worker.queues_override = new
         return _diff(queues=(old, new))
 
-    return apply_to_targets(db, request, mutate, actor)
+    return mutate, None
 
 
-def remove_queues(db: sessionmaker[Session], request: QueuesChange, actor: str) -> ChangeSet:
+def _remove_queues(change: RemoveQueuesChange) -> Plan:
+    """A worker keeps at least one queue; removing queues no target serves is refused."""
+
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.queues(worker)
-        new = [q for q in old if q not in request.queues]
+        new = [q for q in old if q not in change.queues]
         if not new:
             raise InvalidRequest(
-                f"removing {','.join(request.queues)} would leave worker {worker.hostname!r} "
+                f"removing {','.join(change.queues)} would leave worker {worker.hostname!r} "
                 "with no queue; add another queue first"
             )
         if new != old:
             worker.queues_override = new
         return _diff(queues=(old, new))
 
-    changes = apply_to_targets(db, request, mutate, actor)
-    if not changes.changes:
-        raise InvalidRequest(
-            f"none of the targeted workers serves {','.join(request.queues)}; nothing changed"
-        )
-    return changes
+    return mutate, None
 
 
-def reset_queues(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+def _reset_queues(change: PlainChange) -> Plan:
     """Hand each worker's queues back to its own ``--queues`` flag."""
 
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
@@ -146,51 +166,61 @@ def reset_queues(db: sessionmaker[Session], request: Target, actor: str) -> Chan
         worker.queues_override = None
         return _diff(queues=(old, fleet_rules.queues(worker)))
 
-    return apply_to_targets(db, request, mutate, actor, comment="handed back to the worker's flag")
+    return mutate, "handed back to the worker's flag"
 
 
-def request_maintenance(
-    db: sessionmaker[Session], request: MaintenanceRequest, actor: str
-) -> ChangeSet:
+def _request_maintenance(change: CommentedChange) -> Plan:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = (worker.maintenance_requested, worker.maintenance_comment)
         worker.maintenance_requested = True
-        worker.maintenance_comment = request.comments
-        return _diff(maintenance=(old[0], True), maintenance_comment=(old[1], request.comments))
+        worker.maintenance_comment = change.comments
+        return _diff(maintenance=(old[0], True), maintenance_comment=(old[1], change.comments))
 
-    return apply_to_targets(db, request, mutate, actor, comment=request.comments)
+    return mutate, change.comments
 
 
-def exit_maintenance(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+def _exit_maintenance(change: PlainChange) -> Plan:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = (worker.maintenance_requested, worker.maintenance_comment)
         worker.maintenance_requested = False
         worker.maintenance_comment = None
         return _diff(maintenance=(old[0], False), maintenance_comment=(old[1], None))
 
-    return apply_to_targets(db, request, mutate, actor)
+    return mutate, None
 
 
-def update_maintenance_comment(
-    db: sessionmaker[Session], request: MaintenanceRequest, actor: str
-) -> ChangeSet:
+def _update_maintenance_comment(change: CommentedChange) -> Plan:
+    """Only for workers already in maintenance: one that is not refuses the whole request."""
+
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         if not worker.maintenance_requested:
             raise Conflict(f"worker {worker.hostname!r} is not in maintenance")
         old = worker.maintenance_comment
-        worker.maintenance_comment = request.comments
-        return _diff(maintenance_comment=(old, request.comments))
+        worker.maintenance_comment = change.comments
+        return _diff(maintenance_comment=(old, change.comments))
 
-    return apply_to_targets(db, request, mutate, actor, comment=request.comments)
+    return mutate, change.comments
 
 
-def request_shutdown(db: sessionmaker[Session], request: Target, actor: str) -> ChangeSet:
+def _shutdown(change: PlainChange) -> Plan:
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
         old = worker.shutdown_requested
         worker.shutdown_requested = True
         return _diff(shutdown=(old, True))
 
-    return apply_to_targets(db, request, mutate, actor)
+    return mutate, None
+
+
+_MUTATIONS: dict[str, Callable[[Any], Plan]] = {
+    "set-concurrency": _set_concurrency,
+    "add-queues": _add_queues,
+    "remove-queues": _remove_queues,
+    "reset-queues": _reset_queues,
+    "request-maintenance": _request_maintenance,
+    "exit-maintenance": _exit_maintenance,
+    "update-maintenance-comment": _update_maintenance_comment,
+    "shutdown": _shutdown,
+}
 
 
 REMOVABLE_STATES = frozenset({"offline", "stopped", "revoked"})
