@@ -133,7 +133,7 @@ def scripted_server(acks_after: int):
     looks: list[dict[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":
+        if request.method == "PATCH":  # the change
             versions = {"site-1": 4, "site-2": 7}
             body = {"workers": sorted(versions), "changes": [], "versions": versions}
             return httpx.Response(200, json=body)

@@ -1,15 +1,19 @@
 """Control commands: change workers' desired state, one worker or many at once.
 
 Each takes a target: ``-H NAME`` (a name, or a glob such as ``'site-a-*'``), ``--selector
-KEY=VALUE[,...]`` (worker labels) or ``--all``. Each prints every worker touched, and with
-``--wait`` blocks until every targeted online worker has acknowledged the change.
+KEY=VALUE[,...]`` (worker labels) or ``--all``. Each sends one change (``PATCH /workers``),
+prints every worker touched, and with ``--wait`` blocks until every targeted online worker
+has acknowledged the change. The options they share are written once, in ``control_command``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -33,6 +37,7 @@ Wait = Annotated[
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]
 Queues = Annotated[str, typer.Option("--queues", "-q", help="Comma-separated queue names.")]
 Comments = Annotated[str, typer.Option("--comments", "-c", help="Why (kept in the audit log).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 #: States in which a worker cannot acknowledge anything now; it will when it is back.
 NOT_ONLINE = frozenset({"offline", "stopped", "unknown"})
@@ -50,15 +55,75 @@ def parse_selector(text: str) -> dict[str, str]:
     return parsed(parsing.parse_selector, text)
 
 
-def build_target(hostname: str | None, selector: str | None, all_workers: bool) -> dict[str, Any]:
-    given = sum([hostname is not None, selector is not None, all_workers])
-    if given != 1:
-        fail("name the workers with exactly one of -H/--edge-hostname, --selector or --all", 2)
-    if all_workers:
-        return {"all": True}
-    if selector is not None:
-        return {"selector": parse_selector(selector)}
-    return {"edge_hostname": hostname}
+@dataclass(frozen=True)
+class Targeting:
+    """The options every control command shares, read once: which workers, and how to report."""
+
+    edge_hostname: str | None = None
+    selector: str | None = None
+    all_workers: bool = False
+    wait: bool = False
+    timeout: float = 30.0
+    output: OutputFormat = OutputFormat.TABLE
+
+    def target(self) -> dict[str, Any]:
+        """The request's ``target``; exactly one of name, selector or all must be given."""
+        given = sum([self.edge_hostname is not None, self.selector is not None, self.all_workers])
+        if given != 1:
+            fail("name the workers with exactly one of -H/--edge-hostname, --selector or --all", 2)
+        if self.all_workers:
+            return {"all": True}
+        if self.selector is not None:
+            return {"selector": parse_selector(self.selector)}
+        return {"edge_hostname": self.edge_hostname}
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+NAMED_OPTIONS = (
+    _option("edge_hostname", TargetHostname, None),
+    _option("selector", Selector, None),
+)
+ALL_OPTION = (_option("all_workers", AllWorkers, False),)
+WAIT_OPTIONS = (_option("wait", Wait, False), _option("timeout", Timeout, 30.0))
+OUTPUT_OPTION = (_option("output", OutputOption, OutputFormat.TABLE),)
+
+
+def control_command(
+    targets: Literal["any", "named", "all"] = "any", wait: bool = True
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared options and hand them to it as one ``targeting`` argument.
+
+    ``targets``: ``any`` takes -H, --selector and --all; ``named`` leaves out --all;
+    ``all`` takes no target option and means every worker. ``wait`` adds --wait/--timeout.
+    The command declares ``ctx``, ``targeting: Targeting`` and its own options only.
+    """
+    before = (() if targets == "all" else NAMED_OPTIONS) + (ALL_OPTION if targets == "any" else ())
+    after = (WAIT_OPTIONS if wait else ()) + OUTPUT_OPTION
+    names = [option.name for option in before + after]
+    fixed = {"all_workers": True} if targets == "all" else {}
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True).parameters
+        ctx, *rest = (p for name, p in own.items() if name != "targeting")
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest]
+        params = [ctx, *before, *keyword, *after]
+
+        @functools.wraps(command)
+        def run(**given: Any) -> None:
+            targeting = Targeting(**fixed, **{name: given.pop(name) for name in names})
+            command(targeting=targeting, **given)
+
+        # Typer reads the options from the signature and the types from the annotations.
+        run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
 
 
 #: Seconds between two looks of ``--wait``: short at first (a worker is woken at once and
@@ -107,33 +172,38 @@ def wait_for_acks(
         pause = min(MAX_POLL, pause * 1.5)
 
 
-def run_change(
+def run_change(ctx: typer.Context, targeting: Targeting, change: dict[str, Any]) -> None:
+    """Send one change (``PATCH /workers``) to the targeted workers and report it."""
+    target = targeting.target()
+    body = {"target": target, "change": change}
+    report(ctx, targeting, target, lambda client: client.request("PATCH", "/workers", json=body))
+
+
+def report(
     ctx: typer.Context,
-    action: str,
-    body: dict[str, Any],
-    output: OutputFormat,
-    wait: bool = False,
-    timeout: float = 30.0,
+    targeting: Targeting,
+    target: dict[str, Any],
+    send: Callable[[AdminClient], dict[str, Any]],
 ) -> None:
-    """POST one control action, print what it touched, optionally wait for acknowledgements."""
+    """Send a control request, print what it touched, optionally wait for acknowledgements."""
     with admin_client(ctx) as client:
-        result = client.post(f"/workers/actions/{action}", json=body)
+        result = send(client)
         pending: list[str] = []
         skipped: list[str] = []
-        if wait:
-            pending, skipped = wait_for_acks(client, result["versions"], timeout, body)
-    if output is OutputFormat.JSON:
-        print_json(
-            {**result, "not_acknowledged": pending, "not_online": skipped} if wait else result
-        )
+        if targeting.wait:
+            versions = result["versions"]
+            pending, skipped = wait_for_acks(client, versions, targeting.timeout, target)
+    if targeting.output is OutputFormat.JSON:
+        waited = {"not_acknowledged": pending, "not_online": skipped}
+        print_json({**result, **waited} if targeting.wait else result)
     else:
         _print_changes(result)
         if skipped:
             print(f"not online, will apply on return: {', '.join(skipped)}")
-        if wait and not pending:
+        if targeting.wait and not pending:
             print("acknowledged by every targeted online worker")
     if pending:
-        fail(f"not acknowledged within {timeout:g}s by: {', '.join(pending)}")
+        fail(f"not acknowledged within {targeting.timeout:g}s by: {', '.join(pending)}")
 
 
 def _print_changes(result: dict[str, Any]) -> None:
@@ -145,9 +215,10 @@ def _print_changes(result: dict[str, Any]) -> None:
             print(f"{hostname}: unchanged (desired version {result['versions'][hostname]})")
 
 
+@control_command()
 def set_worker_concurrency(
     ctx: typer.Context,
-    edge_hostname: TargetHostname = None,
+    targeting: Targeting,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -161,139 +232,75 @@ def set_worker_concurrency(
     reset: Annotated[
         bool, typer.Option("--reset", help="Hand control back to each worker's --concurrency flag.")
     ] = False,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Set workers' concurrency centrally; each adopts it at once, without restart."""
     if reset == (concurrency is not None):
         fail("give exactly one of --concurrency N or --reset", code=2)
-    body = build_target(edge_hostname, selector, all_workers)
-    body.update({"reset": True} if reset else {"concurrency": concurrency})
-    run_change(ctx, "set-concurrency", body, output, wait, timeout)
+    value = {"reset": True} if reset else {"concurrency": concurrency}
+    run_change(ctx, targeting, {"action": "set-concurrency", **value})
 
 
-def add_worker_queues(
-    ctx: typer.Context,
-    queues: Queues,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command()
+def add_worker_queues(ctx: typer.Context, targeting: Targeting, queues: Queues) -> None:
     """Make workers also take jobs from these queues."""
-    body = build_target(edge_hostname, selector, all_workers)
-    body["queues"] = _queue_list(queues)
-    run_change(ctx, "add-queues", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "add-queues", "queues": _queue_list(queues)})
 
 
-def remove_worker_queues(
-    ctx: typer.Context,
-    queues: Queues,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command()
+def remove_worker_queues(ctx: typer.Context, targeting: Targeting, queues: Queues) -> None:
     """Stop workers taking jobs from these queues (a worker keeps at least one queue)."""
-    body = build_target(edge_hostname, selector, all_workers)
-    body["queues"] = _queue_list(queues)
-    run_change(ctx, "remove-queues", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "remove-queues", "queues": _queue_list(queues)})
 
 
-def reset_worker_queues(
-    ctx: typer.Context,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command()
+def reset_worker_queues(ctx: typer.Context, targeting: Targeting) -> None:
     """Hand workers' queues back to their own --queues flag."""
-    body = build_target(edge_hostname, selector, all_workers)
-    run_change(ctx, "reset-queues", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "reset-queues"})
 
 
-def request_maintenance(
-    ctx: typer.Context,
-    comments: Comments,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command()
+def request_maintenance(ctx: typer.Context, targeting: Targeting, comments: Comments) -> None:
     """Drain workers: they finish running jobs, take no new ones, and report maintenance."""
-    body = build_target(edge_hostname, selector, all_workers)
-    body["comments"] = comments
-    run_change(ctx, "request-maintenance", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "request-maintenance", "comments": comments})
 
 
-def exit_maintenance(
-    ctx: typer.Context,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command()
+def exit_maintenance(ctx: typer.Context, targeting: Targeting) -> None:
     """Let workers in maintenance take jobs again."""
-    body = build_target(edge_hostname, selector, all_workers)
-    run_change(ctx, "exit-maintenance", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "exit-maintenance"})
 
 
+@control_command(wait=False)
 def update_maintenance_comment(
-    ctx: typer.Context,
-    comments: Comments,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
-    output: OutputOption = OutputFormat.TABLE,
+    ctx: typer.Context, targeting: Targeting, comments: Comments
 ) -> None:
     """Change the comment of workers already in maintenance."""
-    body = build_target(edge_hostname, selector, all_workers)
-    body["comments"] = comments
-    run_change(ctx, "update-maintenance-comment", body, output)
+    run_change(ctx, targeting, {"action": "update-maintenance-comment", "comments": comments})
 
 
-def shutdown_remote_worker(
-    ctx: typer.Context,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command(targets="named")
+def shutdown_remote_worker(ctx: typer.Context, targeting: Targeting) -> None:
     """Ask workers to finish their running jobs and then exit cleanly."""
-    body = build_target(edge_hostname, selector, False)
-    run_change(ctx, "shutdown", body, output, wait, timeout)
+    run_change(ctx, targeting, {"action": "shutdown"})
 
 
-def shutdown_all_workers(
-    ctx: typer.Context,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    wait: Wait = False,
-    timeout: Timeout = 30.0,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@control_command(targets="all")
+def shutdown_all_workers(ctx: typer.Context, targeting: Targeting, yes: Yes = False) -> None:
     """Ask every worker to finish its jobs and exit."""
-    if not yes:
-        try:
-            confirmed = typer.confirm("Shut down ALL edge workers?", default=False)
-        except typer.Abort:
-            confirmed = False
-        if not confirmed:
-            fail("aborted; nothing changed (use --yes to skip this question)")
-    run_change(ctx, "shutdown", {"all": True}, output, wait, timeout)
+    confirm_or_abort("Shut down ALL edge workers?", yes)
+    run_change(ctx, targeting, {"action": "shutdown"})
+
+
+def confirm_or_abort(question: str, yes: bool) -> None:
+    """Ask ``question`` unless ``--yes`` was given; a no (or no terminal) changes nothing."""
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        fail("aborted; nothing changed (use --yes to skip this question)")
 
 
 def _queue_list(text: str) -> list[str]:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import HostnameOption, OutputOption, admin_client, fail
-from edgefleet.cli.control import AllWorkers, Selector, TargetHostname, build_target, run_change
+from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
+from edgefleet.cli.control import Targeting, confirm_or_abort, control_command, report
 from edgefleet.cli.output import OutputFormat, emit, print_json, with_ages
 
 WORKER_COLUMNS = [
@@ -74,24 +74,19 @@ def remove_remote_edge_worker(
         print(f"{edge_hostname}: removed")
 
 
+@control_command(wait=False)
 def revoke_remote_edge_worker(
     ctx: typer.Context,
-    edge_hostname: TargetHostname = None,
-    selector: Selector = None,
-    all_workers: AllWorkers = False,
+    targeting: Targeting,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="With --all: do not ask for confirmation.")
     ] = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Revoke workers' credentials: their next request is refused, their running jobs are
     treated as an offline worker's, and enrolling again needs a new join token."""
-    body = build_target(edge_hostname, selector, all_workers)
-    if all_workers and not yes:
-        try:
-            confirmed = typer.confirm("Revoke the credentials of ALL edge workers?", default=False)
-        except typer.Abort:
-            confirmed = False
-        if not confirmed:
-            fail("aborted; nothing changed (use --yes to skip this question)")
-    run_change(ctx, "revoke", body, output)
+    target = targeting.target()
+    if targeting.all_workers:
+        confirm_or_abort("Revoke the credentials of ALL edge workers?", yes)
+    report(
+        ctx, targeting, target, lambda client: client.post("/workers/actions/revoke", json=target)
+    )
