@@ -49,6 +49,7 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "POST /api/v1/edge/jobs/{job_id}/release":             (401, 403, 403, 403, OK,  403, 401),
     "POST /api/v1/edge/jobs/{job_id}/logs":                (401, 403, 403, 403, OK,  403, 401),
     "GET /api/v1/workers":                                 (401, OK,  OK,  OK,  403, 403, 401),
+    "PATCH /api/v1/workers":                               (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/workers/{hostname}":                      (401, OK,  OK,  OK,  403, 403, 401),
     "DELETE /api/v1/workers/{hostname}":                   (401, 403, 403, OK,  403, 403, 401),
     "PUT /api/v1/workers/{hostname}/concurrency":          (401, 403, OK,  OK,  403, 403, 401),
@@ -310,6 +311,17 @@ def _action(action: str, maintenance: bool = False, **extra: Any) -> Build:
     return build
 
 
+def _change(change: dict[str, Any]) -> Build:
+    """``PATCH /workers``: one change to a fresh worker named in the target."""
+
+    def build(fleet: Fleet) -> Call:
+        worker = fleet.enroll("target")
+        body = {"target": {"edge_hostname": worker.hostname}, "change": change}
+        return Call(f"{V1}/workers", json=body, subject=worker)
+
+    return build
+
+
 def _fixed(path: str, json: Any = None, params: dict[str, Any] | None = None) -> Build:
     return lambda fleet: Call(path, json=json, params=params)
 
@@ -340,6 +352,7 @@ REQUESTS: dict[str, Build] = {
         "logs", lambda w: {"attempt": 1, "seq": 0, "data": "hello from the matrix\n"}
     ),
     "GET /api/v1/workers": _fixed(f"{V1}/workers"),
+    "PATCH /api/v1/workers": _change({"action": "set-concurrency", "concurrency": 3}),
     "GET /api/v1/workers/{hostname}": lambda fleet: Call(
         f"{V1}/workers/{fleet.first.hostname}", subject=fleet.first
     ),

@@ -1,0 +1,118 @@
+"""The control commands against a scripted server: each one's Airflow-style name and flags
+become one ``PATCH /workers`` request with the target and the change it names."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from edgefleet.cli import api
+from edgefleet.cli.api import AdminClient
+from edgefleet.cli.main import app
+
+ON_A = {"edge_hostname": "site-a-*"}
+
+#: (command line, the request's target, its change)
+COMMANDS = [
+    (["set-worker-concurrency", "-H", "site-a-*", "-c", "4"], ON_A, {"concurrency": 4}),
+    (["set-worker-concurrency", "--all", "--reset"], {"all": True}, {"reset": True}),
+    (
+        ["add-worker-queues", "--selector", "site=a,rack=2", "-q", "gpu, io"],
+        {"selector": {"site": "a", "rack": "2"}},
+        {"action": "add-queues", "queues": ["gpu", "io"]},
+    ),
+    (
+        ["remove-worker-queues", "-H", "site-a-*", "--queues", "gpu"],
+        ON_A,
+        {"action": "remove-queues", "queues": ["gpu"]},
+    ),
+    (
+        ["reset-worker-queues", "-l", "site=a"],
+        {"selector": {"site": "a"}},
+        {"action": "reset-queues"},
+    ),
+    (
+        ["remote-edge-worker-request-maintenance", "-H", "site-a-*", "-c", "disk swap"],
+        ON_A,
+        {"action": "request-maintenance", "comments": "disk swap"},
+    ),
+    (
+        ["remote-edge-worker-update-maintenance-comment", "--all", "--comments", "later"],
+        {"all": True},
+        {"action": "update-maintenance-comment", "comments": "later"},
+    ),
+    (
+        ["remote-edge-worker-exit-maintenance", "-H", "site-a-*"],
+        ON_A,
+        {"action": "exit-maintenance"},
+    ),
+    (["shutdown-remote-edge-worker", "-H", "site-a-*"], ON_A, {"action": "shutdown"}),
+    (["shutdown-all-workers", "--yes"], {"all": True}, {"action": "shutdown"}),
+]
+
+
+@pytest.fixture
+def sent(tmp_path, monkeypatch) -> list[httpx.Request]:
+    """The requests the commands send to a server that changes one worker, site-a-1."""
+    for key in list(os.environ):
+        if key.startswith("EDGEFLEET_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EDGEFLEET_API_URL", "http://edgefleet.test")
+    monkeypatch.setenv("EDGEFLEET_TOKEN", "efo_operator")
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        change = {"hostname": "site-a-1", "field": "f", "old": 1, "new": 2, "desired_version": 3}
+        answer = {"workers": ["site-a-1"], "changes": [change], "versions": {"site-a-1": 3}}
+        return httpx.Response(200, json=answer)
+
+    transport = httpx.MockTransport(handler)
+    monkeypatch.setattr(api, "AdminClient", lambda s: AdminClient(s, transport=transport))
+    return requests
+
+
+@pytest.mark.parametrize(("args", "target", "change"), COMMANDS, ids=lambda v: str(v)[:40])
+def test_each_command_sends_one_patch_with_its_target_and_change(sent, args, target, change):
+    result = CliRunner().invoke(app, [*args, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    (request,) = sent
+    assert (request.method, request.url.path) == ("PATCH", "/api/v1/workers")
+    expected = {"action": "set-concurrency", **change} if "action" not in change else change
+    assert json.loads(request.content) == {"target": target, "change": expected}
+    assert json.loads(result.stdout)["versions"] == {"site-a-1": 3}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["set-worker-concurrency", "-c", "3"], "exactly one of -H/--edge-hostname"),
+        (["set-worker-concurrency", "-H", "w", "--all", "-c", "3"], "exactly one of -H"),
+        (["add-worker-queues", "-H", "w", "-l", "site=a", "-q", "x"], "exactly one of -H"),
+        (["set-worker-concurrency", "-H", "w"], "exactly one of --concurrency"),
+        (["add-worker-queues", "-H", "w", "-q", " , "], "at least one queue"),
+        (["reset-worker-queues", "--selector", "site"], "KEY=VALUE"),
+        (["shutdown-remote-edge-worker", "--all"], "No such option"),
+        (
+            ["remote-edge-worker-update-maintenance-comment", "-H", "w", "-c", "x", "--wait"],
+            "No such option",
+        ),
+        (["shutdown-all-workers", "-H", "w", "--yes"], "No such option"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_sent(sent, args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert sent == []
+
+
+def test_shutdown_all_workers_asks_first(sent):
+    result = CliRunner().invoke(app, ["shutdown-all-workers"], input="n\n")
+    assert result.exit_code == 1 and "aborted; nothing changed" in result.stderr
+    assert sent == []
