@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.worker.backoff import Backoff
+from edgefleet.backoff import Backoff
 
 
 def test_bounds_double_up_to_the_cap() -> None:

@@ -16,6 +16,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from edgefleet.backoff import Backoff
 from edgefleet.server.notifier import Notifier, WakeKind, WakeUp
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,12 @@ class PostgresBridge:
 
     async def _listen_forever(self) -> None:
         dsn = libpq_dsn(self._engine)
-        delay = 0.5
+        backoff = Backoff(base=0.5, cap=10.0)
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    delay = 0.5
+                    backoff.reset()
                     # Whatever was announced while not listening is lost: look again.
                     self._notifier.wake_everyone()
                     async for note in conn.notifies():
@@ -78,11 +79,11 @@ class PostgresBridge:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                delay = backoff.next()
                 log.warning(
                     "wake-up listener lost its connection; retrying in %.1fs", delay, exc_info=True
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _deliver(self, payload: str) -> None:
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgefleet.aio import wait_event
+from edgefleet.backoff import Backoff
 from edgefleet.contract import (
     DesiredState,
     FetchRequest,
@@ -35,7 +36,6 @@ from edgefleet.contract import (
 )
 from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
 from edgefleet.fleet_rules import FLAG, accepts_work
-from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
 from edgefleet.worker.desired_cache import DesiredCache, desired_path

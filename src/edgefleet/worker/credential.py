@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.auth import BearerAuth
+from edgefleet.backoff import Backoff
 from edgefleet.errors import Conflict, Refused, TlsFailure, Unavailable
-from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import EdgeClient, retry_after
 
 log = logging.getLogger(__name__)

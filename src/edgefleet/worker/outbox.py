@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from edgefleet.aio import wait_event
+from edgefleet.backoff import Backoff
 from edgefleet.errors import PayloadTooLarge, Refused, Unavailable
-from edgefleet.worker.backoff import Backoff
 from edgefleet.worker.client import retry_after
 from edgefleet.worker.spool import Entry, Kind, Run, Spool
 

@@ -1,4 +1,5 @@
-"""Retry delays for a worker that cannot reach the server: exponential, capped, jittered.
+"""Retry delays after a lost connection: exponential, capped, jittered. The worker uses it
+for the server, a replica for its PostgreSQL wake-up listener.
 
 Full jitter (a uniform draw between 0 and the exponential bound) spreads a fleet's retries
 after an outage, so the server is not met by every worker at the same instant.
