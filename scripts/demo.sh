@@ -126,7 +126,7 @@ log "edgefleet set-worker-concurrency -H $WORKER --reset   (back to the worker's
 "$EF" set-worker-concurrency -H "$WORKER" --reset
 
 if ((CHECK)); then
-    states=$("$EF" jobs list -o json | "$PY" -c 'import json, sys; print(" ".join(j["state"] for j in json.load(sys.stdin)[-4:]))')
+    states=$("$EF" jobs list -o json | "$PY" -c 'import json, sys; print(" ".join(j["state"] for j in sorted(json.load(sys.stdin), key=lambda j: j["id"])[-4:]))')
     [[ $states == "success success success failed" ]] || die "unexpected job states: $states"
     log "demo check passed"
     exit 0
