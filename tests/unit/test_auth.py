@@ -11,6 +11,8 @@ from edgefleet import auth
 from edgefleet.auth import Identity, TokenAuth, mint_token, verify_token
 from edgefleet.errors import Unauthorized
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 SECRET = "s" * 32
 
 

@@ -14,6 +14,8 @@ from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 ON_A = {"edge_hostname": "site-a-*"}
 
 #: (command line, the request's target, its change)

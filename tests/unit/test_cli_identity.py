@@ -18,6 +18,8 @@ from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.cli.main import app
 from edgefleet.settings import Settings
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 SECRET = "k" * 40
 
 

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from edgefleet.cli.main import app
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 #: Nothing listens here: a command that got as far as the server would fail differently.
 NOWHERE = {"EDGEFLEET_API_URL": "http://127.0.0.1:9", "EDGEFLEET_HOME": "/nonexistent/edgefleet"}
 

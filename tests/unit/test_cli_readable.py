@@ -10,6 +10,8 @@ import pytest
 from edgefleet.cli.jobs import JOB_COLUMNS, for_table
 from edgefleet.cli.output import age, duration, print_table, shell_words, with_ages
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 

@@ -6,11 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from rich.console import Console
 
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.top import Frame, refresh, render
 from edgefleet.settings import Settings
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 WORKERS = [

@@ -17,6 +17,8 @@ from edgefleet.contract import (
 )
 from edgefleet.settings import MAX_CONCURRENCY
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 NOT_A_CONCURRENCY = [0, -1, MAX_CONCURRENCY + 1, 10**30, "4", "abc", 2.5, 4.0, True, None, [4]]
 
 

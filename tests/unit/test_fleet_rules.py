@@ -11,6 +11,8 @@ from edgefleet import fleet_rules
 from edgefleet.contract import WorkerState
 from edgefleet.errors import InvalidRequest
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 @dataclass
 class Settings:

@@ -10,6 +10,8 @@ import pytest
 
 from edgefleet.grouping import GroupWriter
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 class Recorder:
     """A write that records its groups, answers n -> n * 10 (or an error for negatives), and

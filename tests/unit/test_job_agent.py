@@ -19,6 +19,8 @@ from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.spool import Kind, Spool
 from support import JobRecorder, async_wait_until
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 HOST = "agent-edge"
 PREFIX = "/api/v1/edge"
 

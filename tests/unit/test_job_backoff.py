@@ -6,6 +6,8 @@ import pytest
 
 from edgefleet.backoff import Backoff
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 def test_bounds_double_up_to_the_cap() -> None:
     backoff = Backoff(base=0.5, cap=4.0, uniform=lambda a, b: b)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from edgefleet.worker.logs import MAX_CHUNK_CHARS, LogStreamer
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
 class Sink:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from edgefleet.errors import ServerUnavailable, refusal
 from edgefleet.worker.outbox import Delivery, Outbox
 from edgefleet.worker.spool import Entry, Kind, Spool
 from support import async_wait_until
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
 class FakeServer:

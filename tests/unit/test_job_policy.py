@@ -14,6 +14,8 @@ from edgefleet.server.services.policy import (
     waiting_reason,
 )
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 

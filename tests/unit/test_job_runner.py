@@ -19,6 +19,8 @@ from edgefleet.worker.runner import JobProcess, job_environment, kill_leftover_g
 from edgefleet.worker.spool import process_start
 from support import wait_until
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 def alive(pid: int) -> bool:
     try:

@@ -20,6 +20,8 @@ from edgefleet.worker.spool import (
     spool_dir,
 )
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 def test_messages_are_kept_in_order_across_a_restart(tmp_path: Path) -> None:
     spool = Spool(tmp_path, "w1")

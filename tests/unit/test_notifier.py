@@ -8,9 +8,13 @@ import asyncio
 import json
 from contextlib import ExitStack
 
+import pytest
+
 from edgefleet.server.events import JobsQueued, WorkerChanged
 from edgefleet.server.notifier import Notifier, WakeKind, WakeUp
 from edgefleet.server.pgnotify import PAYLOAD_LIMIT, PostgresBridge, payloads
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
 async def settle() -> None:

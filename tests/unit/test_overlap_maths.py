@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from support import JobRecorder, JobRun, max_overlap, parse_time, running_at
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
 def run(job: int, start: float, end: float | None) -> JobRun:

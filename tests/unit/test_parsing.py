@@ -6,6 +6,8 @@ import pytest
 
 from edgefleet import parsing
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 PAIRS = [
     # item, strip, expected
     ("a=b", True, ("a", "b")),

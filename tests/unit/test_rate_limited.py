@@ -22,6 +22,8 @@ from edgefleet.throttle import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, retry_after
 from edgefleet.worker.client import EdgeClient
 from support import async_wait_until
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 class ThrottlingServer(FakeEdgeServer):
     """``throttle[call]``: Retry-After values the next requests of ``call`` (the URL's last

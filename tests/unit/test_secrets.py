@@ -19,6 +19,8 @@ from edgefleet.errors import ConfigurationError
 from edgefleet.private_files import publish_new, replace_private
 from edgefleet.settings import Settings
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 RACERS = 6
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from edgefleet.worker.slots import SlotLimiter
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 
 def test_acquire_up_to_the_limit_and_no_further():
     limiter = SlotLimiter(2)

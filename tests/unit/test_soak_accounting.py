@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from _soak_accounting import (  # noqa: E402
@@ -21,6 +23,8 @@ from _soak_accounting import (  # noqa: E402
 )
 
 from support import wait_until  # noqa: E402
+
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
 def execute(marks: Path, job: int, attempt: int, seconds: float) -> subprocess.Popen:

@@ -30,6 +30,8 @@ from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
 from support import JobRecorder, async_wait_until, max_overlap
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 HOST = "unit-edge"
 SECRET = "s" * 40
 PREFIX = "/api/v1/edge"

@@ -27,6 +27,8 @@ from edgefleet.worker.credential import (
 )
 from support import async_wait_until
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 HOST = "site-a-01"
 PREFIX = "/api/v1/edge"
 JOIN = "efj_join-token"

@@ -20,6 +20,8 @@ from edgefleet.worker.desired_cache import DesiredCache, desired_path
 from edgefleet.worker.statefile import read_state
 from support import async_wait_until
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 HOST = "cache-edge"
 
 

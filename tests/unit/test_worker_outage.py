@@ -26,6 +26,8 @@ from edgefleet.worker.statefile import write_control
 from support import async_wait_until
 from support.virtual_clock import run_in_virtual_time
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 HOST = "outage-edge"
 DAY = 24 * 3600.0
 
