@@ -87,7 +87,6 @@ class Sim:
         self.acks: list[tuple[int, float]] = []  # (applied_version sent, answered at)
 
     async def call(self, kind: str, conn: Conn, request: Request, timeout=60.0) -> dict | None:
-        self.fleet.requests[kind] += 1
         try:
             status, answer = await conn.request(request, timeout)
         except HttpError as exc:
@@ -157,7 +156,6 @@ class Fleet:
         self.port = int(bench.api_url.rsplit(":", 1)[1])
         self.sims: dict[str, Sim] = {}
         self.tasks: list[asyncio.Task] = []
-        self.requests: Counter = Counter()
         self.errors: Counter = Counter()
         self.waiting = 0  # watches in flight
         self.arrivals: dict[int, float] = {}
@@ -358,12 +356,11 @@ class Run:
             await self.sim_jobs(f"{k} idle workers, long-poll", "jobs-lp", args.jobs, 10)
             poll = await fleet.add([f"idle-poll-{i}" for i in range(k)], "jobs-poll")
             polling = fleet.start(sim.poll_loop(args.poll_interval) for sim in poll)
-            await self.sim_jobs(
+            label, wait = (
                 f"{k} idle workers, poll every {args.poll_interval:g} s",
-                "jobs-poll",
-                args.poll_jobs,
-                2 * args.poll_interval + 5,
+                2 * args.poll_interval,
             )
+            await self.sim_jobs(label, "jobs-poll", args.poll_jobs, wait + 5)
             for task in polling:
                 task.cancel()
         if "real" not in args.skip:
