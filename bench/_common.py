@@ -1,4 +1,4 @@
-"""The benchmarks' harness: real processes from ``tests/support``, CPU meters, statistics.
+"""The benchmarks' harness: real processes from ``tests/support``, statistics and tables.
 
 A ``Bench`` is one run's temporary EDGEFLEET_HOME, random secret and process registry
 (``support.ProcessRegistry``: servers and workers, each logging to its own file, stopped
@@ -33,8 +33,6 @@ from support import (  # noqa: E402
     upgrade_database,
 )
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
 
 class Bench:
     """One run's home, secret and processes; ``with Bench() as bench: ...``."""
@@ -48,7 +46,10 @@ class Bench:
         self.db_url = ""  # the servers' database, once the first one started
 
     def __enter__(self) -> Bench:
-        raise_nofile(65536)  # children inherit it: one socket per long-poll
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+        if wanted > soft:  # children inherit it: one socket per long-poll
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -108,13 +109,6 @@ def server_errors(server: ServerProcess) -> list[str]:
     return [ln for ln in lines if "Traceback" in ln or " ERROR" in ln or ln.startswith("ERROR")]
 
 
-def raise_nofile(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def install_signal_exit() -> None:
     """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks clean up children."""
 
@@ -124,86 +118,25 @@ def install_signal_exit() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-# --- CPU ----------------------------------------------------------------------------------
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores the whole host kept busy over ``seconds`` (from /proc/stat)."""
 
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]) - fields[3] - fields[4], sum(fields[:8])
 
-def cpu_seconds(pid: int | None, with_children: bool = False) -> float:
-    """User+system CPU of a process from /proc; ``with_children`` adds its live children and
-    its reaped ones (a PostgreSQL postmaster's backends)."""
-    if pid is None:
-        return math.nan
-    total = 0.0
-    for entry in os.scandir("/proc") if with_children else [Path(f"/proc/{pid}")]:
-        name = os.path.basename(entry)
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(entry, "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(name) == pid:
-            total += sum(int(v) for v in stat[11 : 15 if with_children else 13])
-        elif int(stat[1]) == pid:
-            total += int(stat[11]) + int(stat[12])
-    return total / CLK_TCK
-
-
-def machine_busy() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(fields[:8])
-    return total - fields[3] - fields[4], total
-
-
-class Load:
-    """CPU in cores (1.0 = one core busy) between start() and stop(): of ``servers``, this
-    process, the PostgreSQL cluster (``pg_pid``) and everything else on the host ("others",
-    the load a shared machine adds)."""
-
-    HEADERS = ("srv", "bench", "pg", "others")
-
-    def __init__(self, servers: Iterable[int] = (), pg_pid: int | None = None) -> None:
-        self.servers, self.pg_pid = list(servers), pg_pid
-        self.cores: dict[str, float] = {}
-
-    def _sample(self) -> list[float]:
-        busy, total = machine_busy()
-        return [
-            sum(cpu_seconds(pid) for pid in self.servers),
-            cpu_seconds(os.getpid()),
-            cpu_seconds(self.pg_pid, with_children=True) if self.pg_pid else 0.0,
-            busy / CLK_TCK,
-            total / CLK_TCK / (os.cpu_count() or 1),
-            time.monotonic(),
-        ]
-
-    def start(self) -> Load:
-        self._first = self._sample()
-        return self
-
-    def stop(self) -> dict[str, float]:
-        srv, cli, pg, busy, jiffy_s, now = (
-            b - a for a, b in zip(self._first, self._sample(), strict=True)
-        )
-        cores = [v / now for v in (srv, cli, pg)]
-        machine = busy / jiffy_s if jiffy_s > 0 else math.nan
-        others = max(0.0, machine - sum(v for v in cores if math.isfinite(v)))
-        self.cores = dict(zip(self.HEADERS, [*cores, others], strict=True))
-        return self.cores
-
-    @staticmethod
-    def row(cores: dict[str, float]) -> list[str]:
-        return [f"{cores[k]:.2f}" if k in cores else "-" for k in Load.HEADERS]
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
 
 
 def wait_for_quiet_host(max_cores: float | None, timeout: float = 600.0) -> None:
-    """Wait (bounded) until other processes use fewer than ``max_cores`` cores; a benchmark
-    started while something else saturates the CPU measures the scheduler."""
+    """Wait (bounded) until the host uses fewer than ``max_cores`` cores; a benchmark started
+    while something else saturates the CPU measures the scheduler."""
     deadline = time.monotonic() + timeout
     while max_cores is not None:
-        load = Load().start()
-        time.sleep(2.0)
-        busy = load.stop()["others"]
+        busy = busy_cores()
         if busy <= max_cores or time.monotonic() > deadline:
             print(f"host busy {busy:.2f} cores: starting", file=sys.stderr, flush=True)
             return
@@ -246,8 +179,8 @@ def summarize(values: Iterable[float | None]) -> Summary:
 SUMMARY_HEADERS = ["case", "n", "missed", "p50", "p95", "p99", "max"]
 
 
-def summary_row(label: str, s: Summary, *extra: object) -> list[object]:
-    return [label, s.n, s.missed, *map(fmt_ms, (s.p50, s.p95, s.p99, s.max)), *extra]
+def summary_row(label: str, s: Summary) -> list[object]:
+    return [label, s.n, s.missed, *map(fmt_ms, (s.p50, s.p95, s.p99, s.max))]
 
 
 def fmt_ms(seconds: float | None) -> str:
@@ -269,16 +202,12 @@ def verdict(ok: bool) -> str:
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in row] for row in [headers, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
         rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join([row[0].ljust(widths[0]), *rest])
-
-    print(f"\n{title}" if title else "")
-    print(line(cells[0]))
-    print("  ".join("-" * w for w in widths))
-    for row in cells[1:]:
-        print(line(row))
+        print("  ".join([row[0].ljust(widths[0]), *rest]))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
     sys.stdout.flush()
 
 

@@ -1,10 +1,5 @@
-"""Simulated workers for the fleet benchmarks: a light HTTP/1.1 client and the worker API.
-
-httpx costs a few hundred microseconds of CPU per request; with a thousand simulated workers
-on a two-core host that makes the client, not the server, the bottleneck. ``Conn`` does the
-minimum over asyncio streams, ``SimWorker`` builds the requests a real worker sends
-(``edgefleet.worker.client``), and ``closed_loop`` / ``open_loop`` are the two load shapes.
-"""
+"""Simulated workers: a light HTTP/1.1 client (httpx's CPU per request would make a thousand
+simulated workers on two cores the bottleneck), the worker API's requests, two load shapes."""
 
 from __future__ import annotations
 
@@ -18,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from _common import Load, Summary, summarize
+from _common import Summary, summarize
 
 from edgefleet.auth import Identity, TokenAuth
 from edgefleet.contract import API_PREFIX
@@ -240,7 +235,6 @@ class Outcome:
     failed: int
     seconds: float
     lat: Summary
-    load: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -248,7 +242,7 @@ class Outcome:
 
 
 async def closed_loop(
-    pools: Pools, make: Callable[[int], Request], callers: int, seconds: float, load: Load
+    pools: Pools, make: Callable[[int], Request], callers: int, seconds: float
 ) -> Outcome:
     """``callers`` loops, each sending the next request as soon as the last is answered."""
     latencies: list[float] = []
@@ -266,15 +260,14 @@ async def closed_loop(
             else:
                 failed += 1
 
-    load.start()
     t0 = time.monotonic()
     await asyncio.gather(*(loop(i) for i in range(callers)))
     elapsed = time.monotonic() - t0
-    return Outcome(float("nan"), len(latencies), failed, elapsed, summarize(latencies), load.stop())
+    return Outcome(float("nan"), len(latencies), failed, elapsed, summarize(latencies))
 
 
 async def open_loop(
-    pools: Pools, make: Callable[[int], Request], rate: float, seconds: float, load: Load
+    pools: Pools, make: Callable[[int], Request], rate: float, seconds: float
 ) -> Outcome:
     """Requests scheduled at ``rate``/s whatever the answers do, latency counted from the
     schedule (a stalled server cannot hide its queue); unanswered 2 s after the window:
@@ -291,7 +284,6 @@ async def open_loop(
         else:
             failed += 1
 
-    load.start()
     t0 = time.monotonic()
     sent = 0
     while (now := time.monotonic()) < t0 + seconds:
@@ -307,4 +299,4 @@ async def open_loop(
             task.cancel()
         failed += len(late)
     elapsed = time.monotonic() - t0
-    return Outcome(rate, len(latencies), failed, elapsed, summarize(latencies), load.stop())
+    return Outcome(rate, len(latencies), failed, elapsed, summarize(latencies))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from _common import Bench, Load, fmt_ms, git_state, install_signal_exit, print_table
+from _common import Bench, fmt_ms, git_state, install_signal_exit, print_table
 from _sim import Pools, Request, closed_loop, register_all, run_async, sim_workers
 
 from edgefleet.contract import API_PREFIX
@@ -44,22 +44,20 @@ async def amain(args: argparse.Namespace) -> None:
         for endpoint, make in ENDPOINTS.items():
             base = None
             for callers in args.levels:
-                load = Load([server.pid])
 
                 def request(i: int, make=make) -> Request:
                     return make(workers[i % len(workers)])
 
-                out = await closed_loop(pools, request, callers, args.seconds, load)
+                out = await closed_loop(pools, request, callers, args.seconds)
                 base = base or out.rate
                 rows.append([endpoint, callers, f"{out.rate:.0f}/s", f"{out.rate / base:.2f}x",
-                             fmt_ms(out.lat.p50), fmt_ms(out.lat.p99), out.failed,
-                             *Load.row(out.load)])  # fmt: skip
+                             fmt_ms(out.lat.p50), fmt_ms(out.lat.p99), out.failed])  # fmt: skip
                 await asyncio.sleep(1.0)
         pools.close()
     print(f"\nendpoint scaling: {args.workers} workers registered; code: {git_state()}")
     print_table(
-        "closed loop, N callers (rate against N=1 of the same endpoint; CPU in cores)",
-        ["endpoint", "N", "rate", "vs N=1", "p50", "p99", "failed", *Load.HEADERS],
+        "closed loop, N callers (rate against N=1 of the same endpoint)",
+        ["endpoint", "N", "rate", "vs N=1", "p50", "p99", "failed"],
         rows,
     )
 
@@ -67,7 +65,6 @@ async def amain(args: argparse.Namespace) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--workers", type=int, default=1000, help="registered workers")
     parser.add_argument("--concurrency", default="1,10,40,160", help="caller counts to try")

@@ -1,13 +1,10 @@
 """How long after a replica is killed (SIGKILL) its workers first talk to the other one.
 
-Two ``edgefleet server`` replicas on one PostgreSQL database (a throwaway cluster, or
-``--pg-url``), and ``--workers`` real ``edgefleet worker`` processes given both
-(``--api-url A,B``), idle, holding their long-polls, heartbeating every
-``--heartbeat-interval`` seconds (30 by default, as in production: the failover must not wait
-for a heartbeat). Each round kills the replica the workers use, measures for each worker the
-time from the kill (the benchmark's ``time.time()``) to its first successful call on the other
-replica (``last_contact`` in the worker's state file, once its ``api_url`` names the other
-replica), then restarts the killed replica for the next round, which kills the other one.
+Two servers on one PostgreSQL database and ``--workers`` idle real workers given both
+(``--api-url A,B``), heartbeating every 30 s (the failover must not wait for a heartbeat).
+Each round kills the replica the workers use and measures, per worker, the time from the kill
+to its first successful call on the other (``last_contact`` in its state file), then restarts
+the killed replica; the next round kills the other one.
 
     .venv/bin/python bench/failover.py --rounds 5
 """
@@ -29,10 +26,7 @@ from support import PgCluster, ServerProcess, fresh_database, wait_until
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
@@ -101,16 +95,9 @@ def main() -> None:
             bench.start_server(db_url)
         urls = ",".join(s.url for s in bench.servers)
         hostnames = [f"fo-{n}" for n in range(args.workers)]
+        flags = ["-c", "1", "--heartbeat-interval", str(args.heartbeat_interval), "--api-url", urls]
         for hostname in hostnames:
-            bench.start_worker(
-                hostname,
-                "-c",
-                "1",
-                "--heartbeat-interval",
-                str(args.heartbeat_interval),
-                "--api-url",
-                urls,
-            )
+            bench.start_worker(hostname, *flags)
         rows = []
         for round_ in range(args.rounds):
             delays = one_round(bench, hostnames, victim=round_ % 2)

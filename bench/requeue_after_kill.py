@@ -1,15 +1,11 @@
 """How long after a ``kill -9`` of a worker its running jobs are queued again, and done.
 
-One real ``edgefleet server`` (fresh SQLite database, ``--offline-timeout``); each round a
-"victim" worker (``--heartbeat-interval``) takes ``--jobs`` jobs that run for ever as
-attempt 1 (and exit at once as attempt 2, one retry allowed), gets SIGKILL once they all
-run, and a "rescuer" on the same queue starts straight away. From the kill (this process's
-``time.time()``) it reports when the server re-queued each job (the ``lost`` event of its
-history, stamped by the server) and when it succeeded on the rescuer, and counts jobs lost
-or recorded twice (tests/e2e/test_faults_worker_crash.py checks the same, without timing).
-Expect the re-queue a little after the victim's allowed silence, ``min(offline timeout,
-max(10, 5 x heartbeat interval))``: the last heartbeat came up to one interval before the
-kill, and the sweep runs every ``min(5, offline_timeout / 5)`` s.
+One server (SQLite, ``--offline-timeout``); each round a victim worker takes ``--jobs`` jobs
+that run for ever as attempt 1 (and exit at once as attempt 2), is killed once they all run,
+and a rescuer on the same queue starts. From the kill it reports when the server re-queued
+each job (its ``lost`` event) and when it succeeded on the rescuer, and counts jobs lost or
+recorded twice. Expect the re-queue a little after the allowed silence,
+``min(offline timeout, max(10, 5 x heartbeat interval))``, plus up to one sweep interval.
 
     .venv/bin/python bench/requeue_after_kill.py --offline-timeout 10 --rounds 3
     .venv/bin/python bench/requeue_after_kill.py --offline-timeout 150 --heartbeat-interval 2
