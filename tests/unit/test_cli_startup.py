@@ -26,11 +26,11 @@ HEAVY = (
     "rich",
 )
 
+pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
+
 PROBE = """
 import json, sys
 from edgefleet.cli.main import run
-
-pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 sys.argv = ["edgefleet", *json.loads(sys.argv[1])]
 try:
     run()
