@@ -14,7 +14,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 - ``network``   ``FaultProxy``: a loopback TCP proxy that cuts, stalls or slows a link
 """
 
-from support.api import AdminApi, admin_token, auth_header, worker_token
+from support.api import AdminApi, admin_token, auth_header, flag_desired_state, worker_token
 from support.cli import EDGEFLEET, Cli, squash
 from support.database import (
     PG_URL_ENV,
@@ -55,6 +55,7 @@ __all__ = [
     "async_wait_until",
     "auth_header",
     "backend_name",
+    "flag_desired_state",
     "free_port",
     "fresh_database",
     "make_tls",

@@ -15,6 +15,20 @@ ADMIN_SUBJECT = "test-admin"
 FINISHED = frozenset({"success", "failed"})
 
 
+def flag_desired_state() -> dict[str, Any]:
+    """A fresh desired state as a server sends it to a worker nobody has steered (version 1,
+    the worker's own flag in force): for tests that script the server's answers."""
+    return {
+        "version": 1,
+        "concurrency": 1,
+        "concurrency_source": "flag",
+        "queues": ["default"],
+        "maintenance": False,
+        "maintenance_comment": None,
+        "shutdown": False,
+    }
+
+
 def admin_token(secret: str, subject: str = ADMIN_SUBJECT, ttl: float = 60) -> str:
     return mint_token(secret, Identity(subject=subject, role="admin"), ttl=ttl)
 

@@ -23,6 +23,7 @@ from edgefleet.errors import (
 from edgefleet.settings import Settings
 from edgefleet.tls import ClientConfigError
 from edgefleet.worker.client import EdgeClient
+from support import flag_desired_state
 
 #: What they check does not depend on the database.
 pytestmark = pytest.mark.same_on_every_backend
@@ -87,15 +88,7 @@ Answer = Callable[[httpx.Request], httpx.Response]
 
 
 def contact() -> httpx.Response:
-    desired = {
-        "version": 1,
-        "concurrency": 1,
-        "concurrency_source": "flag",
-        "queues": ["default"],
-        "maintenance": False,
-        "maintenance_comment": None,
-        "shutdown": False,
-    }
+    desired = flag_desired_state()
     return httpx.Response(
         200, json={"desired": desired, "server_time": datetime.now(UTC).isoformat()}
     )

@@ -25,22 +25,14 @@ from edgefleet.worker.credential import (
     load_credential,
     save_credential,
 )
-from support import async_wait_until
+from support import async_wait_until, flag_desired_state
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 HOST = "site-a-01"
 PREFIX = "/api/v1/edge"
 JOIN = "efj_join-token"
-DESIRED = {
-    "version": 1,
-    "concurrency": 1,
-    "concurrency_source": "flag",
-    "queues": ["default"],
-    "maintenance": False,
-    "maintenance_comment": None,
-    "shutdown": False,
-}
+DESIRED = flag_desired_state()
 
 
 class FakeServer:

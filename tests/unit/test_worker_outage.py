@@ -23,7 +23,7 @@ from edgefleet.errors import ServerUnavailable
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.statefile import write_control
-from support import async_wait_until
+from support import async_wait_until, flag_desired_state
 from support.virtual_clock import run_in_virtual_time
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
@@ -37,15 +37,7 @@ class FlakyServer:
     back it may have forgotten the worker (409 until it registers again)."""
 
     def __init__(self) -> None:
-        self.desired = {
-            "version": 1,
-            "concurrency": 1,
-            "concurrency_source": "flag",
-            "queues": ["default"],
-            "maintenance": False,
-            "maintenance_comment": None,
-            "shutdown": False,
-        }
+        self.desired = flag_desired_state()
         self.down_until = 0.0
         self.refused = 0
         self.instance: str | None = None
