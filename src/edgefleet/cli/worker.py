@@ -145,7 +145,7 @@ def worker(
         settings, ca_file=ca_file, client_cert=client_cert, client_key=client_key
     )
     try:
-        identity = _choose_identity(settings, config.hostname, join_token or settings.join_token)
+        identity = choose_identity(settings, config.hostname, join_token or settings.join_token)
         asyncio.run(_run(config, identity, tls))
     except (
         WorkerAlreadyRunning,
@@ -158,7 +158,7 @@ def worker(
         fail(str(exc))
 
 
-def _choose_identity(settings, hostname: str, join_token: str | None) -> tuple[str, str | None]:
+def choose_identity(settings, hostname: str, join_token: str | None) -> tuple[str, str | None]:
     """("credential", join token or None) when the worker has or can get a credential of its
     own, else ("secret", the shared secret); a worker never creates a secret."""
     from edgefleet.worker.credential import credential_path
@@ -354,3 +354,41 @@ def maintenance(
                 fail(f"worker {name!r} is {current} after {timeout:g}s")
             time.sleep(0.1)
         print(f"worker {name}: {current}")
+
+
+@app.command(
+    "install-service",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def install_service(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the unit and its environment file (values hidden); write nothing.",
+        ),
+    ] = False,
+    unit_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the unit; default /etc/systemd/system, or "
+            "~/.config/systemd/user with --user."
+        ),
+    ] = None,
+    user: Annotated[
+        bool, typer.Option("--user", help="For your own user's systemd (systemctl --user).")
+    ] = False,
+    enable: Annotated[
+        bool,
+        typer.Option("--enable", help="Then run systemctl daemon-reload and enable --now."),
+    ] = False,
+) -> None:
+    """Write a systemd unit that runs this worker: -H NAME, then any `edgefleet worker` options.
+
+    Restart on failure; the join token in a file of mode 0600, never in the unit; on stop
+    only the worker gets SIGTERM, and it drains its jobs within --grace-period.
+    """
+    from edgefleet.cli.worker_service import install
+
+    install(ctx, dry_run=dry_run, unit_dir=unit_dir, user=user, enable=enable)
