@@ -91,6 +91,8 @@ MAX_LOG_CHUNK_CHARS = 512 * 1024
 MAX_JOB_SECONDS = 30 * 24 * 3600.0
 MAX_RETRIES = 100
 Queues = Annotated[list[QueueName], Field(min_length=1, max_length=64)]
+#: A job's key: printable, chosen by whoever submits it.
+JobKey = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
 
 
 def clip_reason(reason: str | None) -> str | None:
@@ -333,6 +335,8 @@ class JobSubmit(Request):
     #: (``secret_env_keys``). A name may not be in both maps.
     secret_env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256, repr=False)
     cwd: WorkDir | None = None
+    #: The submitter's own name for the job, to find it again (``POST /jobs/status``).
+    key: JobKey | None = None
 
     @model_validator(mode="after")
     def _names_once(self) -> JobSubmit:
@@ -344,6 +348,37 @@ class JobSubmit(Request):
 
 #: Most jobs one batch submit takes.
 MAX_BATCH_JOBS = 1000
+
+
+#: Most ids plus keys one status lookup takes.
+MAX_STATUS_LOOKUP = 10000
+
+
+class JobStatusQuery(Request):
+    """Jobs to report on, by id and/or by key: one request for all of a client's jobs."""
+
+    ids: Annotated[list[JobId], Field(max_length=MAX_STATUS_LOOKUP)] = Field(default_factory=list)
+    keys: Annotated[list[JobKey], Field(max_length=MAX_STATUS_LOOKUP)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> JobStatusQuery:
+        if len(self.ids) + len(self.keys) > MAX_STATUS_LOOKUP:
+            raise ValueError(f"at most {MAX_STATUS_LOOKUP} ids and keys in all")
+        return self
+
+
+class JobStatus(BaseModel):
+    """Where a job stands, without its command and env: what a poller needs."""
+
+    id: int
+    key: str | None
+    queue: str
+    state: JobState
+    attempt: int
+    worker: str | None
+    exit_code: int | None
+    reason: str | None
+    cancel_requested: bool
 
 
 class JobBatch(Request):
@@ -402,6 +437,7 @@ class JobView(BaseModel):
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    key: str | None = None
 
 
 class JobDetail(JobView):

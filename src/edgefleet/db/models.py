@@ -99,6 +99,9 @@ class Job(Base):
     claim_seq: Mapped[int | None]
     log_bytes: Mapped[int] = mapped_column(default=0)
     log_truncated: Mapped[bool] = mapped_column(default=False)
+    #: A name the submitter chose to find the job again (many jobs may share one), e.g. an
+    #: Airflow task instance: looked up in batches by ``POST /jobs/status``.
+    key: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 # The claim query: queued jobs of a queue in claim order (highest priority first, then oldest).

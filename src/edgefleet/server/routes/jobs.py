@@ -14,6 +14,8 @@ from edgefleet.contract import (
     JobLogView,
     JobsCreated,
     JobState,
+    JobStatus,
+    JobStatusQuery,
     JobSubmit,
     JobView,
     QueueName,
@@ -40,6 +42,13 @@ async def submit_batch(body: JobBatch, context: ContextDep, identity: OperatorDe
         jobs.submit_many, context.db, body.jobs, identity.subject, context.sealer
     )
     return JobsCreated(ids=ids)
+
+
+@router.post("/status", response_model=list[JobStatus])
+def status(body: JobStatusQuery, context: ContextDep, identity: ViewerDep):
+    """Where many jobs stand, by id and/or key, in one request (up to 10,000 names); jobs
+    not found are left out. A key names every job submitted with it."""
+    return jobs.statuses(context.db, body.ids, body.keys)
 
 
 @router.get("", response_model=list[JobView])

@@ -20,6 +20,7 @@ from edgefleet.contract import (
     JobEventView,
     JobLogView,
     JobState,
+    JobStatus,
     JobSubmit,
     JobView,
 )
@@ -80,6 +81,7 @@ def _new_job(request: JobSubmit, sealer: EnvSealer | None) -> dict:
         "env": dict(request.env),
         "secret_env": secret_env,
         "cwd": request.cwd,
+        "key": request.key,
     }
 
 
@@ -124,7 +126,33 @@ def job_view(job: Job, reason_for_wait: str | None = None) -> JobView:
         queued_at=job.queued_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        key=job.key,
     )
+
+
+def statuses(db: sessionmaker[Session], ids: list[int], keys: list[str]) -> list[JobStatus]:
+    """The jobs named by id or by key, oldest first, in one query: a client polling thousands
+    of its jobs asks once, not once per job. Unknown ids and keys are left out."""
+    if not ids and not keys:
+        return []
+    with db() as session:
+        found = session.scalars(
+            select(Job).where(or_(Job.id.in_(ids), Job.key.in_(keys))).order_by(Job.id)
+        )
+        return [
+            JobStatus(
+                id=job.id,
+                key=job.key,
+                queue=job.queue,
+                state=job.state,
+                attempt=job.attempt,
+                worker=job.worker_hostname,
+                exit_code=job.exit_code,
+                reason=job.reason,
+                cancel_requested=job.cancel_requested_at is not None,
+            )
+            for job in found
+        ]
 
 
 def fleet_capacity(
