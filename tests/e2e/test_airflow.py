@@ -94,6 +94,7 @@ class AirflowApi:
         return {t["task_id"]: t for t in found["task_instances"]}
 
 
+@pytest.mark.timeout(900)  # Airflow's start-up and each task's imports take tens of seconds
 def test_a_dag_runs_on_edgefleet_workers(
     tmp_path, edgefleet_env, server, cli, cli_json, start_worker, processes
 ):
