@@ -6,3 +6,7 @@ __version__ = "0.1.0"
 #: commands, which only need the path, start without building the wire models.
 API_VERSION = "v1"
 API_PREFIX = f"/api/{API_VERSION}"
+
+#: The documented upper bound for a worker's concurrency. Larger values are refused
+#: everywhere (CLI, API, worker flag) because no single edge host runs that many jobs.
+MAX_CONCURRENCY = 1024

@@ -8,16 +8,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgefleet import MAX_CONCURRENCY  # noqa: F401 (its home before; imported from here)
+from edgefleet.client_settings import (
+    DEFAULT_API_URL,
+    MIN_SECRET_LENGTH,
+    default_home,
+    existing_secret,
+)
 from edgefleet.errors import ConfigurationError
 from edgefleet.private_files import ensure_private_dir, publish_new
-
-#: The documented upper bound for a worker's concurrency. Larger values are refused
-#: everywhere (CLI, API, worker flag) because no single edge host runs that many jobs.
-MAX_CONCURRENCY = 1024
-
-DEFAULT_API_URL = "http://127.0.0.1:8080"
-#: Shortest token secret accepted, from the environment or a file: HS256 wants 256 bits.
-MIN_SECRET_LENGTH = 32
 
 #: The smallest request-body cap the server accepts: the largest message a worker sends (a
 #: log chunk, see ``worker/logs.py``, or a batch of results) is below it, whatever it holds.
@@ -29,7 +28,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EDGEFLEET_", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".edgefleet")
+    home: Path = Field(default_factory=default_home)
     db_url: str | None = None
     #: Shared token secret; at least 32 characters, as HS256 wants a key of 256 bits.
     secret: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
@@ -118,25 +117,9 @@ class Settings(BaseSettings):
 
     def existing_secret(self) -> str | None:
         """The token secret from ``EDGEFLEET_SECRET`` or the home's secret file, or None when
-        there is neither; never generates one.
+        there is neither; never generates one (``edgefleet.client_settings.existing_secret``).
 
         A worker uses this to tell whether it holds the secret (and with it full rights) or
-        must authenticate with a credential of its own. A secret file is checked like the
-        variable: fewer than 32 characters is an error, never a silently weak key.
+        must authenticate with a credential of its own.
         """
-        if self.secret:
-            return self.secret
-        try:
-            value = self.secret_file.read_text().strip()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            message = f"cannot read the secret file {self.secret_file}: {exc}"
-            raise ConfigurationError(message) from exc
-        if len(value) < MIN_SECRET_LENGTH:
-            raise ConfigurationError(
-                f"the secret file {self.secret_file} holds {len(value)} characters; a secret "
-                f"needs at least {MIN_SECRET_LENGTH}. Write a longer one there (or set "
-                "EDGEFLEET_SECRET), or delete the file to have one generated"
-            )
-        return value
+        return existing_secret(self.secret, self.home)

@@ -40,13 +40,13 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def modules_loaded_by(*args: str) -> set[str]:
+def modules_loaded_by(*args: str, **env: str) -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "EDGEFLEET_API_URL": "http://127.0.0.1:1"},
+        env={"PATH": "/usr/bin:/bin", "EDGEFLEET_API_URL": "http://127.0.0.1:1", **env},
     )
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
@@ -82,6 +82,21 @@ def test_a_client_command_loads_neither_server_nor_database() -> None:
         if m.startswith(("edgefleet.server", "edgefleet.db", "sqlalchemy", "fastapi", "uvicorn"))
     }
     assert "edgefleet.cli.db" not in loaded and "edgefleet.cli.server" not in loaded
+
+
+def test_an_admin_command_signing_with_the_secret_loads_no_settings_model_or_jwt_library(
+    tmp_path,
+) -> None:
+    """Its settings are read without pydantic-settings, its token is signed without PyJWT
+    (and ``cryptography``), and httpx's own command-line tool (click, rich, pygments) stays
+    unloaded. Typer itself still loads pydantic to convert option values."""
+    loaded = modules_loaded_by(
+        "list-workers", "-o", "json", EDGEFLEET_SECRET="s" * 32, EDGEFLEET_HOME=str(tmp_path)
+    )
+    assert "edgefleet.auth" in loaded  # it did sign
+    unwanted = ("pydantic_settings", "edgefleet.settings", "edgefleet.contract", "jwt")
+    unwanted += ("cryptography", "click", "rich", "pygments")
+    assert not {m for m in loaded if m.split(".")[0] in unwanted or m in unwanted}
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -6,20 +6,25 @@ import getpass
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
+# httpx loads its own command-line tool whenever click, rich and pygments are installed (as
+# they are here, for typer): a third of an admin command's start-up, for a tool this
+# process never runs. Marking the module absent makes httpx skip it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from edgefleet import API_PREFIX
-from edgefleet.api_urls import ServerList
-from edgefleet.auth import BearerAuth, Identity, TokenAuth
-from edgefleet.errors import EdgefleetError
-from edgefleet.settings import Settings
-from edgefleet.throttle import retry_after_seconds
-from edgefleet.tls import (
+import httpx  # noqa: E402
+
+from edgefleet import API_PREFIX  # noqa: E402
+from edgefleet.api_urls import ServerList  # noqa: E402
+from edgefleet.auth import BearerAuth, Identity, TokenAuth  # noqa: E402
+from edgefleet.errors import EdgefleetError  # noqa: E402
+from edgefleet.throttle import retry_after_seconds  # noqa: E402
+from edgefleet.tls import (  # noqa: E402
     ClientConfigError,
     ClientTls,
     describe_tls_failure,
@@ -31,6 +36,20 @@ from edgefleet.tls import (
 MAX_RATE_LIMIT_WAIT = 30.0
 
 log = logging.getLogger(__name__)
+
+
+class ClientConfig(Protocol):
+    """What the client reads of its settings: ``edgefleet.client_settings.ClientSettings``
+    in the CLI, or the full ``edgefleet.settings.Settings``."""
+
+    api_url: str
+    token: str | None
+    token_file: Path | None
+    ca_file: Path | None
+    client_cert: Path | None
+    client_key: Path | None
+
+    def existing_secret(self) -> str | None: ...
 
 
 class ApiError(EdgefleetError):
@@ -93,7 +112,7 @@ def read_token_file(path: Path) -> str:
     return token
 
 
-def client_auth(settings: Settings) -> httpx.Auth:
+def client_auth(settings: ClientConfig) -> httpx.Auth:
     """Who the CLI is to the server: the operator token from ``--token-file`` or
     EDGEFLEET_TOKEN; else, on a machine holding the shared secret, an admin token minted
     from it in the name of ``operator_name()``."""
@@ -113,7 +132,7 @@ def client_auth(settings: Settings) -> httpx.Auth:
 class AdminClient:
     def __init__(
         self,
-        settings: Settings,
+        settings: ClientConfig,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -14,6 +14,7 @@ from edgefleet.cli.output import OutputFormat
 
 if TYPE_CHECKING:
     from edgefleet.cli.api import AdminClient
+    from edgefleet.client_settings import ClientSettings
     from edgefleet.settings import Settings
 
 OutputOption = Annotated[
@@ -32,6 +33,7 @@ class CliOptions:
 
     overrides: dict[str, Any]
     settings: Settings | None = field(default=None)
+    client: ClientSettings | None = field(default=None)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -61,6 +63,21 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
     return settings.model_copy(update=rest) if rest else settings
 
 
+def client_settings_of(ctx: typer.Context) -> ClientSettings:
+    """What an API client needs of the environment and the global options, read once
+    without pydantic (``edgefleet.client_settings``); a bad value ends the command with
+    exit code 2, as in ``settings_of``."""
+    from edgefleet.client_settings import BadSetting, ClientSettings
+
+    options: CliOptions = ctx.find_root().obj
+    if options.client is None:
+        try:
+            options.client = ClientSettings.from_env().with_overrides(options.overrides)
+        except BadSetting as exc:
+            fail(f"bad configuration: {exc}", code=2)
+    return options.client
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
@@ -85,7 +102,7 @@ def admin_client(ctx: typer.Context) -> Iterator[AdminClient]:
     from edgefleet.cli.api import AdminClient, ApiError
 
     try:
-        client = AdminClient(settings_of(ctx))
+        client = AdminClient(client_settings_of(ctx))
     except ApiError as exc:  # no credentials, an unreadable token or TLS file, a bad URL
         fail(str(exc))
     try:

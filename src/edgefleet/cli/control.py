@@ -17,11 +17,10 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from edgefleet import parsing
+from edgefleet import MAX_CONCURRENCY, parsing
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
 from edgefleet.cli.output import OutputFormat, print_json, print_table
-from edgefleet.settings import MAX_CONCURRENCY
 
 TargetHostname = Annotated[
     str | None,

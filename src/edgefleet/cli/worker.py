@@ -13,10 +13,9 @@ from typing import Annotated
 
 import typer
 
-from edgefleet import parsing
+from edgefleet import MAX_CONCURRENCY, parsing
 from edgefleet.cli.common import OutputOption, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json
-from edgefleet.settings import MAX_CONCURRENCY
 
 log = logging.getLogger(__name__)
 
