@@ -4,8 +4,8 @@
   until it is reset; ``source`` says which one is in force (``operator`` or ``flag``).
   A worker's concurrency has standing layers between the two: worker override -> label rule
   -> fleet default -> flag (``concurrency_source`` names the layer in force).
-- **Standing rules**: which label rule applies to a worker (``standing_layer``), and how many
-  per CPU a worker may be given (``cpu_refusal``).
+- **Standing rules**: which label rule applies to a worker (``matching_rules``), and how
+  many per CPU a worker may be given (``cpu_refusal``).
 - **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
   shutting down, and only into free slots; as the server sees it, also only while live.
 - **Matching**: which workers a hostname glob and a label selector name.
@@ -88,26 +88,12 @@ class Rule:
     concurrency: int
     text: str = ""
 
-    @property
-    def source(self) -> str:
-        return LABEL_RULE if self.selector else FLEET_DEFAULT
-
 
 def matching_rules(labels: Mapping[str, Any] | None, rules: Iterable[Rule]) -> list[Rule]:
     """The label rules a worker's labels match, the one in force first: most selector keys
     wins, and among as many keys the newest (``rules`` come newest first)."""
     found = [r for r in rules if r.selector and matches("", labels, None, r.selector)]
     return sorted(found, key=lambda rule: -len(rule.selector))  # stable: newest first
-
-
-def standing_layer(labels: Mapping[str, Any] | None, rules: Iterable[Rule]) -> Rule | None:
-    """The rule in force below a worker override: the most specific matching label rule,
-    else the fleet default, else none (the worker's flag decides)."""
-    rules = list(rules)
-    found = matching_rules(labels, rules)
-    if found:
-        return found[0]
-    return next((rule for rule in rules if not rule.selector), None)
 
 
 def cpu_refusal(

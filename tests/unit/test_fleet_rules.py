@@ -75,21 +75,19 @@ def rule(concurrency: int, **selector: str) -> fleet_rules.Rule:
     )
 
 
-def test_the_most_specific_label_rule_wins_then_the_newest_then_the_fleet_default() -> None:
+def test_the_most_specific_label_rule_wins_then_the_newest() -> None:
     labels = {"site": "a", "zone": "1", "kind": "press"}
-    # newest first, as the server reads them
+    # newest first, as the server reads them; the fleet default (no selector) is no label rule
     rules = [rule(7, zone="1"), rule(5, site="a"), rule(4), rule(9, site="b")]
-    assert fleet_rules.standing_layer(labels, rules) == rules[0]  # one key each: newest
+    assert fleet_rules.matching_rules(labels, rules) == rules[:2]  # one key each: newest first
     two_keys = rule(3, site="a", kind="press")
-    assert fleet_rules.standing_layer(labels, [*rules, two_keys]) == two_keys  # older, 2 keys
     assert [r.text for r in fleet_rules.matching_rules(labels, [*rules, two_keys])] == [
-        "site=a,kind=press",
+        "site=a,kind=press",  # the oldest, but with the most keys
         "zone=1",
         "site=a",
     ]
-    assert fleet_rules.standing_layer({"site": "c"}, rules) == rules[2]  # the fleet default
-    assert fleet_rules.standing_layer({"site": "c"}, [rules[0]]) is None
-    assert (rules[2].source, rules[0].source) == ("fleet-default", "label-rule")
+    assert fleet_rules.matching_rules({"site": "c"}, rules) == []
+    assert fleet_rules.matching_rules(None, rules) == []
 
 
 @pytest.mark.parametrize(
