@@ -149,7 +149,8 @@ class DesiredState(BaseModel):
 
     version: int
     concurrency: int
-    concurrency_source: str  # "operator" (central override) or "flag" (worker's own)
+    #: "operator" (central override), "label-rule", "fleet-default" or "flag" (worker's own)
+    concurrency_source: str
     queues: list[str]
     maintenance: bool
     maintenance_comment: str | None
@@ -462,6 +463,8 @@ class WorkerView(BaseModel):
     labels: dict[str, str]
     concurrency: int
     concurrency_source: str
+    #: The label rule that sets ``concurrency`` (``site=plant1``) when its source is one.
+    concurrency_rule: str | None = None
     flag_concurrency: int
     applied_concurrency: int | None
     desired_version: int
@@ -482,6 +485,7 @@ class ConcurrencySet(Request):
     """The operator's concurrency for a worker; it wins over the worker's flag until reset."""
 
     concurrency: Concurrency
+    force: bool = False
 
 
 Comments = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=_NO_NUL)]
@@ -500,10 +504,12 @@ class Target(Request):
 
 
 class ConcurrencyFields(Request):
-    """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag."""
+    """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag.
+    ``force`` sets it even beyond ``EDGEFLEET_MAX_CONCURRENCY_PER_CPU``."""
 
     concurrency: Concurrency | None = None
     reset: bool = False
+    force: bool = False
 
 
 class QueuesFields(Request):
@@ -604,6 +610,61 @@ class ChangeSet(BaseModel):
     changes: list[WorkerChange]
     #: The desired version each worker must acknowledge for the change to have landed.
     versions: dict[str, int]
+
+
+class ConcurrencyRuleSet(Request):
+    """A standing concurrency for the workers with every label of ``selector``, or with
+    ``default`` for every worker (the fleet default); give exactly one of the two. ``force``
+    sets it even beyond ``EDGEFLEET_MAX_CONCURRENCY_PER_CPU`` for a worker it matches."""
+
+    selector: Labels | None = None
+    default: bool = False
+    concurrency: Concurrency
+    force: bool = False
+
+
+class ConcurrencyRuleView(BaseModel):
+    #: The rule's name: its selector (``site=plant1``), or ``default`` for the fleet default.
+    rule: str
+    selector: dict[str, str]
+    source: str  # "label-rule" or "fleet-default"
+    concurrency: int
+    set_at: datetime
+    set_by: str
+
+
+class ConcurrencyRuleChange(BaseModel):
+    """A rule set or removed, and what it changed: the workers whose concurrency in force
+    moved (each with the desired version that acknowledges it)."""
+
+    rule: ConcurrencyRuleView
+    removed: bool = False
+    changes: ChangeSet
+
+
+class LayerView(BaseModel):
+    """One layer of a worker's concurrency, highest first: its value (None: it sets none)."""
+
+    layer: str  # "operator", "label-rule", "fleet-default" or "flag"
+    concurrency: int | None
+    rule: str | None = None
+    in_force: bool
+    note: str
+
+
+class ConcurrencyExplained(BaseModel):
+    """Where a worker's concurrency comes from: every layer, the one in force and why."""
+
+    hostname: str
+    concurrency: int
+    concurrency_source: str
+    concurrency_rule: str | None
+    why: str
+    layers: list[LayerView]
+    applied_concurrency: int | None
+    desired_version: int
+    applied_version: int
+    converged: bool
 
 
 class QueueView(BaseModel):

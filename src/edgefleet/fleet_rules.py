@@ -2,6 +2,10 @@
 
 - **Effective settings**: an operator's override wins over the worker's own start-up flag
   until it is reset; ``source`` says which one is in force (``operator`` or ``flag``).
+  A worker's concurrency has standing layers between the two: worker override -> label rule
+  -> fleet default -> flag (``concurrency_source`` names the layer in force).
+- **Standing rules**: which label rule applies to a worker (``matching_rules``), and how
+  many per CPU a worker may be given (``cpu_refusal``).
 - **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
   shutting down, and only into free slots; as the server sees it, also only while live.
 - **Matching**: which workers a hostname glob and a label selector name.
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from edgefleet.contract import WorkerState
@@ -27,6 +32,10 @@ T = TypeVar("T")
 FLAG = "flag"
 #: ``source`` of a setting an operator set centrally.
 OPERATOR = "operator"
+#: ``source`` of a concurrency a standing label rule sets (``concurrency-rule set --selector``).
+LABEL_RULE = "label-rule"
+#: ``source`` of the fleet-wide default concurrency (``concurrency-rule set --default``).
+FLEET_DEFAULT = "fleet-default"
 
 
 def effective(override: T | None, flag: T) -> T:
@@ -46,18 +55,64 @@ class WorkerSettings(Protocol):
     concurrency_override: int | None
     flag_queues: list[str]
     queues_override: list[str] | None
+    #: The standing layer's value and its source (``label-rule``/``fleet-default``), or None.
+    layer_concurrency: int | None
+    layer_source: str | None
 
 
 def concurrency(worker: WorkerSettings) -> int:
-    return effective(worker.concurrency_override, worker.flag_concurrency)
+    """Worker override, else the standing layer (label rule, fleet default), else the flag."""
+    below = effective(worker.layer_concurrency, worker.flag_concurrency)
+    return effective(worker.concurrency_override, below)
 
 
 def concurrency_source(worker: WorkerSettings) -> str:
+    if worker.concurrency_override is None and worker.layer_concurrency is not None:
+        return worker.layer_source or LABEL_RULE
     return source(worker.concurrency_override)
 
 
 def queues(worker: WorkerSettings) -> list[str]:
     return list(effective(worker.queues_override, worker.flag_queues))
+
+
+# --- standing rules --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A standing concurrency: for workers with every label of ``selector``, or for the whole
+    fleet when it is empty (the fleet default). ``text`` names it (``site=plant1``)."""
+
+    selector: Mapping[str, str]
+    concurrency: int
+    text: str = ""
+
+
+def matching_rules(labels: Mapping[str, Any] | None, rules: Iterable[Rule]) -> list[Rule]:
+    """The label rules a worker's labels match, the one in force first: most selector keys
+    wins, and among as many keys the newest (``rules`` come newest first)."""
+    found = [r for r in rules if r.selector and matches("", labels, None, r.selector)]
+    return sorted(found, key=lambda rule: -len(rule.selector))  # stable: newest first
+
+
+def cpu_refusal(
+    hostname: str, sysinfo: Mapping[str, Any] | None, value: int, per_cpu: float
+) -> str | None:
+    """Why ``value`` is too much for a worker reporting ``sysinfo["cpus"]`` CPUs when at
+    most ``per_cpu`` per CPU are allowed (a message), or None. 0 turns the check off, and a
+    worker that reports no CPU count is not checked."""
+    cpus = (sysinfo or {}).get("cpus")
+    if per_cpu <= 0 or not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+        return None
+    limit = int(cpus * per_cpu)
+    if value <= limit:
+        return None
+    return (
+        f"concurrency {value} is beyond the limit for worker {hostname!r}: it reports {cpus} "
+        f"CPUs and at most {per_cpu:g} per CPU ({limit}) are allowed "
+        '(EDGEFLEET_MAX_CONCURRENCY_PER_CPU); use --force (API: "force": true) to set it anyway'
+    )
 
 
 # --- accepting work ----------------------------------------------------------------------

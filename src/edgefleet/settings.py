@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     public_metrics: bool = False
     #: Serve /docs, /redoc and /openapi.json without a token.
     public_docs: bool = False
+    #: A concurrency beyond this many per CPU the worker reports is refused (operator
+    #: overrides and concurrency rules) unless forced; 0 turns the check off.
+    max_concurrency_per_cpu: float = Field(default=8.0, ge=0)
     #: Lifetime of a worker's credential; the worker rotates it when half is gone.
     credential_ttl: float = Field(default=30 * 24 * 3600.0, ge=600)
     #: Request bodies larger than this many bytes are refused (413) before they are read.

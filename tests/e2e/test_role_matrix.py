@@ -51,6 +51,7 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "GET /api/v1/workers":                                 (401, OK,  OK,  OK,  403, 403, 401),
     "PATCH /api/v1/workers":                               (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/workers/{hostname}":                      (401, OK,  OK,  OK,  403, 403, 401),
+    "GET /api/v1/workers/{hostname}/explain":              (401, OK,  OK,  OK,  403, 403, 401),
     "DELETE /api/v1/workers/{hostname}":                   (401, 403, 403, OK,  403, 403, 401),
     "PUT /api/v1/workers/{hostname}/concurrency":          (401, 403, OK,  OK,  403, 403, 401),
     "DELETE /api/v1/workers/{hostname}/concurrency":       (401, 403, OK,  OK,  403, 403, 401),
@@ -71,6 +72,9 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "GET /api/v1/jobs/{job_id}/logs":                      (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/audit":                                   (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/queues":                                  (401, OK,  OK,  OK,  403, 403, 401),
+    "GET /api/v1/concurrency-rules":                       (401, OK,  OK,  OK,  403, 403, 401),
+    "PUT /api/v1/concurrency-rules":                       (401, 403, OK,  OK,  403, 403, 401),
+    "DELETE /api/v1/concurrency-rules":                    (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/tokens":                                  (401, 403, 403, OK,  403, 403, 401),
     "POST /api/v1/tokens":                                 (401, 403, 403, OK,  403, 403, 401),
     "DELETE /api/v1/tokens/{name}":                        (401, 403, 403, OK,  403, 403, 401),
@@ -187,6 +191,14 @@ class Fleet:
         name = self.name("matrix-spare")
         body = {"name": name, "role": "viewer", "ttl_seconds": 600}
         self.admin.call("POST", "/tokens", expect=201, json=body)
+        return name
+
+    def rule_named(self) -> str:
+        """A concurrency rule of its own (``m=NAME``, matching no worker), for a cell to remove."""
+        name = self.name("matrix-rule")
+        self.admin.call(
+            "PUT", "/concurrency-rules", json={"selector": {"m": name}, "concurrency": 3}
+        )
         return name
 
     # --- calling ------------------------------------------------------------------------------
@@ -356,6 +368,9 @@ REQUESTS: dict[str, Build] = {
     "GET /api/v1/workers/{hostname}": lambda fleet: Call(
         f"{V1}/workers/{fleet.first.hostname}", subject=fleet.first
     ),
+    "GET /api/v1/workers/{hostname}/explain": lambda fleet: Call(
+        f"{V1}/workers/{fleet.first.hostname}/explain", subject=fleet.first
+    ),
     "DELETE /api/v1/workers/{hostname}": _worker_path(state="stopped"),
     "PUT /api/v1/workers/{hostname}/concurrency": _worker_path(
         "/concurrency", json={"concurrency": 3}
@@ -382,6 +397,13 @@ REQUESTS: dict[str, Build] = {
     "GET /api/v1/jobs/{job_id}/logs": _job("/logs"),
     "GET /api/v1/audit": _fixed(f"{V1}/audit", params={"limit": 10}),
     "GET /api/v1/queues": _fixed(f"{V1}/queues"),
+    "GET /api/v1/concurrency-rules": _fixed(f"{V1}/concurrency-rules"),
+    "PUT /api/v1/concurrency-rules": lambda fleet: Call(
+        f"{V1}/concurrency-rules", json={"selector": {"m": fleet.name("r")}, "concurrency": 3}
+    ),
+    "DELETE /api/v1/concurrency-rules": lambda fleet: Call(
+        f"{V1}/concurrency-rules", params={"selector": f"m={fleet.rule_named()}"}
+    ),
     "GET /api/v1/tokens": _fixed(f"{V1}/tokens"),
     "POST /api/v1/tokens": lambda fleet: Call(
         f"{V1}/tokens", json={"name": fleet.name("matrix-new"), "role": "viewer"}

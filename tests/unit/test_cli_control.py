@@ -23,6 +23,11 @@ COMMANDS = [
     (["set-worker-concurrency", "-H", "site-a-*", "-c", "4"], ON_A, {"concurrency": 4}),
     (["set-worker-concurrency", "--all", "--reset"], {"all": True}, {"reset": True}),
     (
+        ["set-worker-concurrency", "-H", "site-a-*", "-c", "40", "--force"],
+        ON_A,
+        {"concurrency": 40, "force": True},
+    ),
+    (
         ["add-worker-queues", "--selector", "site=a,rack=2", "-q", "gpu, io"],
         {"selector": {"site": "a", "rack": "2"}},
         {"action": "add-queues", "queues": ["gpu", "io"]},

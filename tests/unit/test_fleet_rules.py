@@ -20,6 +20,8 @@ class Settings:
     concurrency_override: int | None = None
     flag_queues: list[str] | None = None
     queues_override: list[str] | None = None
+    layer_concurrency: int | None = None
+    layer_source: str | None = None
 
 
 @pytest.mark.parametrize(
@@ -50,6 +52,62 @@ def test_a_workers_settings_in_force() -> None:
     assert fleet_rules.queues(worker) == ["a", "b"]
     fleet_rules.queues(worker).append("c")  # a copy: the row is not changed through it
     assert worker.queues_override == ["a", "b"]
+
+
+def test_concurrency_layers_resolve_override_then_standing_layer_then_flag() -> None:
+    worker = Settings(layer_concurrency=6, layer_source="label-rule")
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (
+        6,
+        "label-rule",
+    )
+    worker.concurrency_override = 3
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (
+        3,
+        "operator",
+    )
+    worker.concurrency_override, worker.layer_concurrency = None, None
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (4, "flag")
+
+
+def rule(concurrency: int, **selector: str) -> fleet_rules.Rule:
+    return fleet_rules.Rule(
+        selector, concurrency, ",".join(f"{k}={v}" for k, v in selector.items())
+    )
+
+
+def test_the_most_specific_label_rule_wins_then_the_newest() -> None:
+    labels = {"site": "a", "zone": "1", "kind": "press"}
+    # newest first, as the server reads them; the fleet default (no selector) is no label rule
+    rules = [rule(7, zone="1"), rule(5, site="a"), rule(4), rule(9, site="b")]
+    assert fleet_rules.matching_rules(labels, rules) == rules[:2]  # one key each: newest first
+    two_keys = rule(3, site="a", kind="press")
+    assert [r.text for r in fleet_rules.matching_rules(labels, [*rules, two_keys])] == [
+        "site=a,kind=press",  # the oldest, but with the most keys
+        "zone=1",
+        "site=a",
+    ]
+    assert fleet_rules.matching_rules({"site": "c"}, rules) == []
+    assert fleet_rules.matching_rules(None, rules) == []
+
+
+@pytest.mark.parametrize(
+    ("sysinfo", "value", "per_cpu", "refused"),
+    [
+        ({"cpus": 2}, 16, 8, False),
+        ({"cpus": 2}, 17, 8, True),
+        ({"cpus": 4}, 3, 0.5, True),
+        ({"cpus": 2}, 1000, 0, False),  # 0: the check is off
+        ({}, 1000, 8, False),  # no CPU count reported: not checked
+        ({"cpus": "many"}, 1000, 8, False),
+    ],
+)
+def test_the_cpu_guardrail(sysinfo, value, per_cpu, refused) -> None:
+    message = fleet_rules.cpu_refusal("w1", sysinfo, value, per_cpu)
+    assert (message is not None) == refused
+    if refused:
+        limit = int(sysinfo["cpus"] * per_cpu)
+        assert "'w1'" in message and f"{sysinfo['cpus']} CPUs" in message
+        assert f"({limit})" in message and "--force" in message
 
 
 @pytest.mark.parametrize(

@@ -229,13 +229,22 @@ def set_worker_concurrency(
         ),
     ] = None,
     reset: Annotated[
-        bool, typer.Option("--reset", help="Hand control back to each worker's --concurrency flag.")
+        bool,
+        typer.Option(
+            "--reset", help="Hand control back to the standing rules or each worker's -c flag."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker."),
     ] = False,
 ) -> None:
     """Set workers' concurrency centrally; each adopts it at once, without restart."""
     if reset == (concurrency is not None):
         fail("give exactly one of --concurrency N or --reset", code=2)
     value = {"reset": True} if reset else {"concurrency": concurrency}
+    if force:
+        value["force"] = True
     run_change(ctx, targeting, {"action": "set-concurrency", **value})
 
 

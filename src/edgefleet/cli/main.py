@@ -49,6 +49,13 @@ COMMANDS = {
         "edgefleet.cli.workers:list_workers",
         "One row per worker: desired next to applied values, and when it last checked in.",
     ),
+    "workers": LazyCommand(
+        "edgefleet.cli.workers:app", "Inspect workers: where their settings come from."
+    ),
+    "concurrency-rule": LazyCommand(
+        "edgefleet.cli.concurrency_rules:app",
+        "Standing concurrency for label groups and the whole fleet.",
+    ),
     "remove-remote-edge-worker": LazyCommand(
         "edgefleet.cli.workers:remove_remote_edge_worker",
         "Forget a worker that is offline, stopped or revoked (a live one must be shut down first).",

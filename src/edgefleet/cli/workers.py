@@ -8,7 +8,7 @@ import typer
 
 from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
 from edgefleet.cli.control import Targeting, confirm_or_abort, control_command, report
-from edgefleet.cli.output import OutputFormat, emit, print_json, with_ages
+from edgefleet.cli.output import OutputFormat, emit, print_json, print_table, with_ages
 
 WORKER_COLUMNS = [
     ("hostname", "HOSTNAME"),
@@ -90,3 +90,39 @@ def revoke_remote_edge_worker(
     report(
         ctx, targeting, target, lambda client: client.post("/workers/actions/revoke", json=target)
     )
+
+
+# --- edgefleet workers ... -----------------------------------------------------------------
+
+app = typer.Typer(help="Inspect workers: where their settings come from.")
+
+LAYER_COLUMNS = [
+    ("layer", "LAYER"),
+    ("concurrency", "CONCURRENCY"),
+    ("rule", "RULE"),
+    ("in_force", "IN_FORCE"),
+    ("note", "NOTE"),
+]
+
+
+@app.command("explain")
+def explain(
+    ctx: typer.Context, edge_hostname: HostnameOption, output: OutputOption = OutputFormat.TABLE
+) -> None:
+    """Every layer of a worker's concurrency, highest first, and the one in force and why."""
+    with admin_client(ctx) as client:
+        explained = client.get(f"/workers/{edge_hostname}/explain")
+    if output is OutputFormat.JSON:
+        print_json(explained)
+        return
+    rule = f" {explained['concurrency_rule']}" if explained["concurrency_rule"] else ""
+    applied = explained["applied_concurrency"]
+    print(
+        f"{explained['hostname']}: concurrency {explained['concurrency']} from "
+        f"{explained['concurrency_source']}{rule}; applied {'-' if applied is None else applied} "
+        f"(desired version {explained['desired_version']}, applied "
+        f"{explained['applied_version']})"
+    )
+    print(f"why: {explained['why']}")
+    rows = [{**row, "in_force": "yes" if row["in_force"] else ""} for row in explained["layers"]]
+    print_table(rows, LAYER_COLUMNS)

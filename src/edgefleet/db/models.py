@@ -36,6 +36,12 @@ class Worker(Base):
     maintenance_requested: Mapped[bool] = mapped_column(default=False)
     maintenance_comment: Mapped[str | None] = mapped_column(Text)
     shutdown_requested: Mapped[bool] = mapped_column(default=False)
+    #: The standing layer's value (a label rule, else the fleet default; ``None``: neither
+    #: applies), kept on the row so a claim reads no rules: ``layer_source`` says which layer
+    #: and ``layer_rule`` which label rule (``services/layers.py`` keeps them current).
+    layer_concurrency: Mapped[int | None]
+    layer_source: Mapped[str | None] = mapped_column(String(16))
+    layer_rule: Mapped[str | None] = mapped_column(Text)
     #: Bumped on every change of desired state; workers acknowledge it as ``applied_version``.
     desired_version: Mapped[int] = mapped_column(default=1)
 
@@ -156,6 +162,22 @@ class AuditEntry(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ConcurrencyRule(Base):
+    """A standing concurrency for every worker whose labels match ``selector`` (a label rule),
+    or for the whole fleet when the selector is empty (the fleet default). ``selector_text``
+    (``site=plant1,zone=a``, keys sorted; empty for the default) makes each selector unique.
+    """
+
+    __tablename__ = "edge_concurrency_rule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    selector_text: Mapped[str] = mapped_column(Text, unique=True)
+    selector: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    concurrency: Mapped[int]
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(255))
 
 
 class Credential(Base):

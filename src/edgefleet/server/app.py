@@ -23,6 +23,7 @@ from edgefleet.server.notifier import Notifier
 from edgefleet.server.responses import ERROR_RESPONSES, error_code, validation_issues
 from edgefleet.server.routes import (
     audit,
+    concurrency_rules,
     docs,
     edge,
     health,
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(jobs.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(audit.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(queues.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(concurrency_rules.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(tokens.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     if not settings.public_docs:
         app.include_router(docs.router)

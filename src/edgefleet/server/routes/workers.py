@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from edgefleet import fleet_rules, parsing
 from edgefleet.contract import (
     ChangeSet,
+    ConcurrencyExplained,
     ConcurrencySet,
     ControlRequest,
     MaintenanceRequest,
@@ -28,7 +29,7 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
 from edgefleet.server.events import Outcome, changed_workers
 from edgefleet.server.params import HostPatternQuery
-from edgefleet.server.services import control, credentials, workers
+from edgefleet.server.services import control, credentials, explain, workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 
@@ -70,6 +71,13 @@ def show_worker(hostname: HostnamePath, context: ContextDep, identity: ViewerDep
     return workers.show_worker(context.db, hostname, context.settings.worker_offline_timeout)
 
 
+@router.get("/{hostname}/explain", response_model=ConcurrencyExplained)
+def explain_worker(hostname: HostnamePath, context: ContextDep, identity: ViewerDep):
+    """Every layer of the worker's concurrency (operator override, label rule, fleet
+    default, its own flag), the one in force and why."""
+    return explain.explain(context.db, hostname)
+
+
 @router.delete("/{hostname}", status_code=204)
 def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDep):
     """Forget an offline, stopped or revoked worker."""
@@ -81,7 +89,8 @@ def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDe
 @router.patch("", response_model=ChangeSet)
 def change_workers(body: ControlRequest, context: ContextDep, identity: OperatorDep):
     """Change the desired state of the targeted workers: one change, audited per field."""
-    return _notify(context, control.change_workers(context.db, body, identity.subject))
+    per_cpu = context.settings.max_concurrency_per_cpu
+    return _notify(context, control.change_workers(context.db, body, identity.subject, per_cpu))
 
 
 # The same change, one route per action (the web UI and scripts call these).
@@ -91,7 +100,7 @@ def change_workers(body: ControlRequest, context: ContextDep, identity: Operator
 def set_concurrency(
     hostname: HostnamePath, body: ConcurrencySet, context: ContextDep, identity: OperatorDep
 ):
-    request = _on_one(hostname, concurrency=body.concurrency)
+    request = _on_one(hostname, concurrency=body.concurrency, force=body.force)
     return change_workers(request, context, identity)
 
 

@@ -95,14 +95,19 @@ def _diff(**fields: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
     return {name: pair for name, pair in fields.items() if pair[0] != pair[1]}
 
 
-def change_workers(db: sessionmaker[Session], request: ControlRequest, actor: str) -> ChangeSet:
+def change_workers(
+    db: sessionmaker[Session], request: ControlRequest, actor: str, per_cpu: float = 0.0
+) -> ChangeSet:
     """Apply one change to every targeted worker: the one way the desired state is changed.
 
     Every control route, the worker's own maintenance switch included, comes here; the
     change's ``action`` picks how one worker is changed and what the audit rows say.
+    A concurrency beyond ``per_cpu`` times a worker's CPUs is refused unless forced.
     """
     change = request.change
     mutate, comment = _MUTATIONS[change.action](change)
+    if isinstance(change, SetConcurrencyChange) and change.concurrency and not change.force:
+        mutate = _within_cpus(mutate, change.concurrency, per_cpu)
     changes = apply_to_targets(db, request.target, mutate, actor, comment)
     if change.action == "remove-queues" and not changes.changes:
         raise InvalidRequest(
@@ -127,6 +132,18 @@ def _set_concurrency(change: SetConcurrencyChange) -> Plan:
         return _diff(concurrency=(old[0], new[0]), concurrency_source=(old[1], new[1]))
 
     return mutate, None
+
+
+def _within_cpus(mutate: Mutation, value: int, per_cpu: float) -> Mutation:
+    """``mutate``, refusing first (the whole request) a worker whose CPUs are too few."""
+
+    def checked(worker: Worker) -> dict[str, tuple[Any, Any]]:
+        refused = fleet_rules.cpu_refusal(worker.hostname, worker.sysinfo, value, per_cpu)
+        if refused is not None:
+            raise Conflict(refused)
+        return mutate(worker)
+
+    return checked
 
 
 def _add_queues(change: AddQueuesChange) -> Plan:

@@ -39,7 +39,7 @@ from edgefleet.db.models import AuditEntry, Credential, JoinToken, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, NotFound, Unauthorized
 from edgefleet.server.events import JobsQueued, Outcome, changed_workers
-from edgefleet.server.services import lifecycle, targets
+from edgefleet.server.services import layers, lifecycle, targets
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,8 @@ def enroll(db: sessionmaker[Session], join_token: str, hostname: str, ttl: float
         if worker is not None:
             worker.revoked_at = None
             worker.labels = {**(worker.labels or {}), **join.labels}
+            layers.take_rules_lock(session, shared=True)
+            layers.refresh(session, [worker], layers.load(session), "server")
         issued = _issue_credential(session, hostname, dict(join.labels), now, ttl)
         _audit(session, f"join-token:{join.id}", hostname, "enrolled", None, "credential", now)
     log.info("worker %s enrolled with join token %d", hostname, join.id)

@@ -20,7 +20,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import Job, Worker
 from edgefleet.db.types import UTCDateTime, utcnow
 from edgefleet.errors import Conflict, EdgefleetError, NotFound, Unauthorized
-from edgefleet.server.services import credentials, lifecycle, liveness, targets
+from edgefleet.server.services import credentials, layers, lifecycle, liveness, targets
 
 if TYPE_CHECKING:
     from edgefleet.server.services.heartbeats import Beat
@@ -58,6 +58,8 @@ DESIRED_COLUMNS = [
         "desired_version",
         "concurrency_override",
         "flag_concurrency",
+        "layer_concurrency",
+        "layer_source",
         "queues_override",
         "flag_queues",
         "maintenance_requested",
@@ -131,13 +133,19 @@ def register(
     now = utcnow()
     with db.begin() as session:
         worker = session.get(Worker, hostname, with_for_update=True)
+        # Labels from the worker's join token are the operator's word: they win.
+        labels = {**reg.labels, **credentials.enrolled_labels(session, hostname)}
+        layers.take_rules_lock(session, shared=True)
+        rules = layers.load(session)
         if worker is None:
             worker = Worker(
                 hostname=hostname,
                 flag_concurrency=reg.concurrency,
                 flag_queues=list(reg.queues),
                 first_online=now,
+                labels=labels,
             )
+            layers.place(worker, layers.resolve(worker, rules))
             session.add(worker)
         else:
             if worker.revoked_at is not None:
@@ -147,6 +155,8 @@ def register(
             worker.flag_concurrency = reg.concurrency
             worker.flag_queues = list(reg.queues)
             worker.shutdown_requested = False
+            worker.labels = labels
+            layers.refresh(session, [worker], rules, "server", bump=False)
             if desired_state(worker).model_dump(exclude={"version"}) != before.model_dump(
                 exclude={"version"}
             ):
@@ -156,8 +166,6 @@ def register(
                 worker.fetch_seq = 0  # the new process numbers its fetches from 1
         worker.instance_id = reg.instance_id
         worker.pid = reg.pid
-        # Labels from the worker's join token are the operator's word: they win.
-        worker.labels = {**reg.labels, **credentials.enrolled_labels(session, hostname)}
         worker.sysinfo = dict(reg.sysinfo)
         worker.heartbeat_interval = reg.heartbeat_interval
         worker.reported_state = WorkerState.STARTING
@@ -292,6 +300,7 @@ def worker_view(
         labels=dict(worker.labels),
         concurrency=fleet_rules.concurrency(worker),
         concurrency_source=fleet_rules.concurrency_source(worker),
+        concurrency_rule=rule_in_force(worker),
         flag_concurrency=worker.flag_concurrency,
         applied_concurrency=worker.applied_concurrency,
         desired_version=worker.desired_version,
@@ -306,6 +315,12 @@ def worker_view(
         started_at=worker.started_at,
         last_heartbeat=worker.last_heartbeat,
     )
+
+
+def rule_in_force(worker: Worker) -> str | None:
+    """The label rule that sets the worker's concurrency, if one does."""
+    in_force = fleet_rules.concurrency_source(worker) == fleet_rules.LABEL_RULE
+    return worker.layer_rule if in_force else None
 
 
 @dataclass(frozen=True)

@@ -429,6 +429,14 @@
     }
   }
 
+  /** Which layer set a worker's concurrency, in words. */
+  function sourceTitle(w) {
+    if (w.concurrency_source === "operator") return "set by an operator";
+    if (w.concurrency_source === "label-rule") return `label rule ${w.concurrency_rule}`;
+    if (w.concurrency_source === "fleet-default") return "the fleet default";
+    return "the worker's own flag";
+  }
+
   /** Parse a concurrency input: a whole number is sent as is; the server validates the range. */
   function concurrencyValue(input) {
     const text = input.value.trim();
@@ -596,7 +604,7 @@
     setCell(cells.conc, `${w.concurrency}|${w.concurrency_source}|${applied}|${w.flag_concurrency}`, () => [
       h("div", { class: "conc" },
         h("span", { class: "num big", dataset: { field: "desired" }, text: w.concurrency }),
-        h("span", { class: `src ${w.concurrency_source}`, text: w.concurrency_source, title: w.concurrency_source === "operator" ? "set centrally by an operator" : "the worker's own --concurrency flag" })),
+        h("span", { class: `src ${w.concurrency_source}`, text: w.concurrency_source, title: sourceTitle(w) })),
       h("div", { class: `sub ${applied !== null && applied !== w.concurrency ? "warn-text" : ""}` },
         "applied ", h("b", { dataset: { field: "applied" }, text: applied ?? "—" }), ` · flag ${w.flag_concurrency}`),
     ]);
@@ -975,7 +983,7 @@
 
     setCell(els.concHint, `${w.concurrency}|${w.concurrency_source}|${w.applied_concurrency}|${w.flag_concurrency}`, () => [
       "Desired ", h("b", { text: w.concurrency }),
-      w.concurrency_source === "operator" ? " (set by an operator)" : " (the worker's own flag)",
+      ` (${sourceTitle(w)})`,
       " · applied ", h("b", { text: w.applied_concurrency ?? "—" }),
       ` · range 1–${MAX_CONCURRENCY}`,
     ]);
