@@ -6,11 +6,19 @@ mistyped request is refused with a 4xx instead of being half-understood.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from edgefleet import API_PREFIX, API_VERSION
 from edgefleet.parsing import LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_QUEUE_NAME, QUEUE_NAME_PATTERN
@@ -151,6 +159,8 @@ class DesiredState(BaseModel):
     concurrency: int
     #: "operator" (central override), "label-rule", "fleet-default" or "flag" (worker's own)
     concurrency_source: str
+    #: When the operator's concurrency ends by itself (UTC); None: it holds until reset.
+    concurrency_until: datetime | None = None
     queues: list[str]
     maintenance: bool
     maintenance_comment: str | None
@@ -465,6 +475,8 @@ class WorkerView(BaseModel):
     concurrency_source: str
     #: The label rule that sets ``concurrency`` (``site=plant1``) when its source is one.
     concurrency_rule: str | None = None
+    #: When the operator's concurrency ends by itself (UTC); None: it holds until reset.
+    concurrency_until: datetime | None = None
     flag_concurrency: int
     applied_concurrency: int | None
     desired_version: int
@@ -481,11 +493,25 @@ class WorkerView(BaseModel):
     last_heartbeat: datetime | None
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range in UTC") from None
+
+
+#: A point in time with its offset (a naive one is refused: whose clock would it be?),
+#: held in UTC.
+Until = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 class ConcurrencySet(Request):
-    """The operator's concurrency for a worker; it wins over the worker's flag until reset."""
+    """The operator's concurrency for a worker; it wins over the worker's flag until reset,
+    or until ``until`` when given."""
 
     concurrency: Concurrency
     force: bool = False
+    until: Until | None = None
 
 
 Comments = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=_NO_NUL)]
@@ -504,12 +530,13 @@ class Target(Request):
 
 
 class ConcurrencyFields(Request):
-    """Set ``concurrency``, or with ``reset`` hand it back to each worker's own flag.
-    ``force`` sets it even beyond ``EDGEFLEET_MAX_CONCURRENCY_PER_CPU``."""
+    """Set ``concurrency`` (until ``until``, when given), or with ``reset`` hand it back to
+    each worker's own flag. ``force`` sets it even beyond ``EDGEFLEET_MAX_CONCURRENCY_PER_CPU``."""
 
     concurrency: Concurrency | None = None
     reset: bool = False
     force: bool = False
+    until: Until | None = None
 
 
 class QueuesFields(Request):

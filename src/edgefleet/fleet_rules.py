@@ -1,9 +1,10 @@
 """The rules about a worker that the server and the worker both apply, each written once.
 
 - **Effective settings**: an operator's override wins over the worker's own start-up flag
-  until it is reset; ``source`` says which one is in force (``operator`` or ``flag``).
-  A worker's concurrency has standing layers between the two: worker override -> label rule
-  -> fleet default -> flag (``concurrency_source`` names the layer in force).
+  until it is reset (or, for concurrency, until its expiry passes); ``source`` says which one
+  is in force (``operator`` or ``flag``). A worker's concurrency has standing layers between
+  the two: worker override -> label rule -> fleet default -> flag (``concurrency_source``
+  names the layer in force).
 - **Standing rules**: which label rule applies to a worker (``matching_rules``), and how
   many per CPU a worker may be given (``cpu_refusal``).
 - **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
@@ -19,6 +20,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from edgefleet.contract import WorkerState
@@ -53,6 +55,7 @@ class WorkerSettings(Protocol):
 
     flag_concurrency: int
     concurrency_override: int | None
+    concurrency_override_until: datetime | None
     flag_queues: list[str]
     queues_override: list[str] | None
     #: The standing layer's value and its source (``label-rule``/``fleet-default``), or None.
@@ -60,16 +63,33 @@ class WorkerSettings(Protocol):
     layer_source: str | None
 
 
+def concurrency_override(worker: WorkerSettings, now: datetime | None = None) -> int | None:
+    """The operator's concurrency, or None once its expiry has passed: an override the sweep
+    has not cleared yet is already gone for everyone who reads it."""
+    until = worker.concurrency_override_until
+    if until is not None and until <= (now or datetime.now(UTC)):
+        return None
+    return worker.concurrency_override
+
+
+def concurrency_until(worker: WorkerSettings, now: datetime | None = None) -> datetime | None:
+    """When the operator's concurrency in force ends by itself; None: it holds until reset."""
+    if concurrency_override(worker, now) is None:
+        return None
+    return worker.concurrency_override_until
+
+
 def concurrency(worker: WorkerSettings) -> int:
     """Worker override, else the standing layer (label rule, fleet default), else the flag."""
     below = effective(worker.layer_concurrency, worker.flag_concurrency)
-    return effective(worker.concurrency_override, below)
+    return effective(concurrency_override(worker), below)
 
 
 def concurrency_source(worker: WorkerSettings) -> str:
-    if worker.concurrency_override is None and worker.layer_concurrency is not None:
+    override = concurrency_override(worker)
+    if override is None and worker.layer_concurrency is not None:
         return worker.layer_source or LABEL_RULE
-    return source(worker.concurrency_override)
+    return source(override)
 
 
 def queues(worker: WorkerSettings) -> list[str]:

@@ -1,4 +1,5 @@
-"""Operator text to values: ``KEY=VALUE`` pairs (selectors, labels, env) and queue lists.
+"""Operator text to values: ``KEY=VALUE`` pairs (selectors, labels, env), queue lists,
+durations and points in time.
 
 The one place these are read, for the CLI and the server alike. Standard library only, so
 the CLI can parse its options without loading the wire models. Every parser raises
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime, time, timedelta
 
 #: A label key: letters, digits, ``_ . - /``, at most ``MAX_LABEL_KEY`` characters.
 LABEL_KEY_PATTERN = r"^[A-Za-z0-9_.\-/]+$"
@@ -24,6 +26,9 @@ MAX_QUEUE_NAME = 255
 _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
 def split_pair(item: str, *, strip: bool = True, secret: bool = False) -> tuple[str, str]:
@@ -94,3 +99,41 @@ def parse_queues(text: str) -> list[str]:
         if len(queue) > MAX_QUEUE_NAME or not _QUEUE_NAME.match(queue):
             raise ValueError(f"bad queue name {queue!r}: use letters, digits, '_', '.', ':' or '-'")
     return queues
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``1d``."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """A point in time after ``now`` (aware): ``HH:MM`` is the next such time of day in the
+    local time zone, anything else an ISO 8601 date-time with its offset."""
+    match = _TIME_OF_DAY.match(text.strip())
+    if match:
+        hour, minute = int(match.group(1)), int(match.group(2))
+        if hour > 23 or minute > 59:
+            raise ValueError(f"bad time of day {text!r}: use HH:MM from 00:00 to 23:59")
+        local = now.astimezone()
+        # Built as a naive local time and then placed in the zone, so a change of daylight
+        # saving time between today and tomorrow gets tomorrow's offset.
+        when = datetime.combine(local.date(), time(hour, minute)).astimezone()
+        if when <= now:
+            tomorrow = local.date() + timedelta(days=1)
+            when = datetime.combine(tomorrow, time(hour, minute)).astimezone()
+        return when
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"bad time {text!r}: use HH:MM or an ISO 8601 date-time with an offset, "
+            "e.g. 2030-01-31T18:00+01:00"
+        ) from None
+    if when.tzinfo is None:
+        raise ValueError(f"bad time {text!r}: give its offset, e.g. {text.strip()}+00:00")
+    if when <= now:
+        raise ValueError(f"{text!r} is in the past")
+    return when

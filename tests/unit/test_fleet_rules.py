@@ -4,6 +4,7 @@ matching by glob and labels."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass r
 class Settings:
     flag_concurrency: int = 4
     concurrency_override: int | None = None
+    concurrency_override_until: datetime | None = None
     flag_queues: list[str] | None = None
     queues_override: list[str] | None = None
     layer_concurrency: int | None = None
@@ -108,6 +110,22 @@ def test_the_cpu_guardrail(sysinfo, value, per_cpu, refused) -> None:
         limit = int(sysinfo["cpus"] * per_cpu)
         assert "'w1'" in message and f"{sysinfo['cpus']} CPUs" in message
         assert f"({limit})" in message and "--force" in message
+
+
+def test_an_override_past_its_expiry_is_gone_before_the_sweep_clears_it() -> None:
+    now = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    until = now + timedelta(minutes=5)
+    worker = Settings(concurrency_override=2, concurrency_override_until=until)
+    assert fleet_rules.concurrency_override(worker, now) == 2
+    assert fleet_rules.concurrency_until(worker, now) == until
+    later = until + timedelta(microseconds=1)
+    assert fleet_rules.concurrency_override(worker, until) is None  # due at the instant
+    assert fleet_rules.concurrency_until(worker, later) is None
+    worker.concurrency_override_until = datetime.now(UTC) - timedelta(seconds=1)
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (4, "flag")
+    worker.layer_concurrency, worker.layer_source = 6, "label-rule"  # the layer below it
+    assert fleet_rules.concurrency(worker) == 6
+    assert fleet_rules.concurrency_source(worker) == "label-rule"
 
 
 @pytest.mark.parametrize(

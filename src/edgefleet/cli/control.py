@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import typer
@@ -238,14 +240,46 @@ def set_worker_concurrency(
         bool,
         typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker."),
     ] = False,
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", help="End by itself after this long: 30s, 15m, 2h, 1d."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="End by itself at HH:MM (local) or an ISO time with offset."),
+    ] = None,
 ) -> None:
-    """Set workers' concurrency centrally; each adopts it at once, without restart."""
+    """Set workers' concurrency centrally; each adopts it at once, without restart. With
+    --for or --until it ends by itself and each worker falls back to the layer below."""
     if reset == (concurrency is not None):
         fail("give exactly one of --concurrency N or --reset", code=2)
-    value = {"reset": True} if reset else {"concurrency": concurrency}
+    value: dict[str, Any] = {"reset": True} if reset else {"concurrency": concurrency}
     if force:
         value["force"] = True
+    if for_ is not None or until is not None:
+        if reset:
+            fail("--for and --until set when a concurrency ends; --reset ends it now", code=2)
+        ends = expiry(for_, until)
+        print(f"until {ends:%Y-%m-%d %H:%M:%S %Z} ({ends.isoformat()})", file=sys.stderr)
+        value["until"] = ends.isoformat()
     run_change(ctx, targeting, {"action": "set-concurrency", **value})
+
+
+def expiry(for_: str | None, until: str | None, now: datetime | None = None) -> datetime:
+    """When an override given ``--for`` a duration or ``--until`` a time ends (aware, in
+    the local time zone); a bad, zero or past one exits 2."""
+    if for_ is not None and until is not None:
+        fail("give at most one of --for and --until", code=2)
+    now = now or datetime.now().astimezone()
+    if until is not None:
+        return parsed(lambda text: parsing.parse_until(text, now), until, "--until")
+    seconds = parsed(parsing.parse_duration, for_ or "", "--for")
+    if seconds <= 0:
+        fail(f"--for must be longer than 0s, not {for_!r}", code=2)
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        fail(f"--for {for_!r} is too long", code=2)
 
 
 @control_command()

@@ -18,17 +18,7 @@ from edgefleet.cli.common import OutputOption, admin_client, fail, parsed, setti
 from edgefleet.cli.output import OutputFormat, print_json, print_table
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``1d``."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"bad duration {text!r}: use e.g. 30m, 12h or 1d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def ui_token(
@@ -43,7 +33,7 @@ def ui_token(
 ) -> None:
     """Print an admin token for the web UI (GET /ui) on stdout; anyone holding it is admin."""
     try:
-        seconds = parse_duration(ttl)
+        seconds = parsing.parse_duration(ttl)
     except ValueError as exc:
         fail(str(exc), code=2)
     if not 60 <= seconds <= MAX_TOKEN_LIFETIME_SECONDS:
@@ -92,7 +82,7 @@ def ttl_seconds(text: str, longest: int) -> int:
     """A token lifetime from ``--ttl``, between a minute and ``longest`` seconds; exits 2
     otherwise."""
     try:
-        seconds = parse_duration(text)
+        seconds = parsing.parse_duration(text)
     except ValueError as exc:
         fail(f"--ttl: {exc}", code=2)
     if not MIN_TTL_SECONDS <= seconds <= longest:

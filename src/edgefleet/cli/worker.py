@@ -270,6 +270,7 @@ def status(
             "pid",
             "concurrency",
             "concurrency_source",
+            "concurrency_until",
             "cached",
             "queues",
             "maintenance",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 
 from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
 from edgefleet.cli.control import Targeting, confirm_or_abort, control_command, report
-from edgefleet.cli.output import OutputFormat, emit, print_json, print_table, with_ages
+from edgefleet.cli.output import (
+    OutputFormat,
+    emit,
+    parse_time,
+    print_json,
+    print_table,
+    with_ages,
+)
 
 WORKER_COLUMNS = [
     ("hostname", "HOSTNAME"),
@@ -56,8 +64,22 @@ def list_workers(
         params["selector"] = selector
     with admin_client(ctx) as client:
         workers = client.get("/workers", params=params)
-    shown = workers if output is OutputFormat.JSON else with_ages(workers, _TIMES)
-    emit(shown, output, WORKER_COLUMNS)
+    if output is OutputFormat.TABLE:
+        workers = [with_expiry(row) for row in with_ages(workers, _TIMES)]
+    emit(workers, output, WORKER_COLUMNS)
+
+
+def with_expiry(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The row with its source saying when an expiring override ends, in local time:
+    ``operator until 14:05`` (with the date when it is not today)."""
+    until = parse_time(row.get("concurrency_until"))
+    if until is None:
+        return row
+    local, today = until.astimezone(), (now or datetime.now().astimezone()).date()
+    shown = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+    if local.date() != today:
+        shown = f"{local:%Y-%m-%d} {shown}"
+    return {**row, "concurrency_source": f"{row['concurrency_source']} until {shown}"}
 
 
 def remove_remote_edge_worker(

@@ -31,6 +31,8 @@ class Worker(Base):
 
     flag_concurrency: Mapped[int]
     concurrency_override: Mapped[int | None]
+    #: When ``concurrency_override`` ends by itself (the sweep clears both); None: at reset.
+    concurrency_override_until: Mapped[datetime | None]
     flag_queues: Mapped[list[str]]
     queues_override: Mapped[list[str] | None]
     maintenance_requested: Mapped[bool] = mapped_column(default=False)

@@ -1,6 +1,6 @@
 """The server's periodic sweep: lost runs back to the queue, due retries and jobs left
-waiting announced, old jobs purged. One asyncio task per server process, started and stopped
-by the app's lifespan.
+waiting announced, expired operator overrides ended, old jobs purged. One asyncio task per
+server process, started and stopped by the app's lifespan.
 
 Silence is only counted from this process's start: after a server outage every worker
 looks silent, and its jobs must not be re-queued before it had the time it is allowed
@@ -19,13 +19,15 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet.db.types import utcnow
 from edgefleet.server.context import ServerContext
-from edgefleet.server.events import JobsQueued
+from edgefleet.server.events import JobsQueued, WorkerChanged
 from edgefleet.server.services import sweep
 
 log = logging.getLogger(__name__)
 
 #: Longest time between purges of expired jobs (sooner for a short retention).
 PURGE_EVERY = 60.0
+#: Shortest pause between two sweeps, however soon the next override expires.
+MIN_PAUSE = 0.05
 
 
 class Sweeper:
@@ -48,13 +50,16 @@ class Sweeper:
 
     async def _run(self) -> None:
         while True:
+            pause = self.interval
             try:
-                await run_in_threadpool(self.tick)
+                pause = await run_in_threadpool(self.tick)
             except Exception:  # a failed sweep (database away) is retried at the next tick
                 log.exception("job sweep failed; retrying in %.1fs", self.interval)
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(pause)
 
-    def tick(self) -> None:
+    def tick(self) -> float:
+        """One sweep; returns the seconds until the next one: the interval, or less when an
+        operator's override expires sooner (its worker adopts the layer below then)."""
         settings, db, notifier = self.context.settings, self.context.db, self.context.notifier
         now = utcnow()
         queues: set[str] = set()
@@ -68,12 +73,20 @@ class Sweeper:
         for queue, slots in sweep.queues_waiting(db, overdue, now).items():
             if queue not in queues:
                 wake.append(JobsQueued(queue, slots))
+        wake += [WorkerChanged(name) for name in sweep.expire_overrides(db, now)]
         notifier.announce(wake)
         retention = min(settings.job_retention, settings.audit_retention)
         purge_every = min(PURGE_EVERY, max(self.interval, retention / 4))
         if time.monotonic() - self._last_purge >= purge_every:
             self._last_purge = time.monotonic()
             self.purge(now)
+        return self.pause(utcnow())
+
+    def pause(self, now: datetime) -> float:
+        expiry = sweep.next_override_expiry(self.context.db)
+        if expiry is None:
+            return self.interval
+        return min(self.interval, max(MIN_PAUSE, (expiry - now).total_seconds()))
 
     def purge(self, now: datetime) -> None:
         """Finished jobs and audit entries past their retention."""

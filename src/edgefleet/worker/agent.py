@@ -639,6 +639,7 @@ class EdgeWorker:
         state = self.state()
         if state != self._reported_state:
             self._ack.set()
+        until = desired.concurrency_until if desired else None
         write_state(
             self.config.home,
             self.config.hostname,
@@ -650,6 +651,7 @@ class EdgeWorker:
                 "api_url": self.client.api_url,
                 "concurrency": self.limiter.limit,
                 "concurrency_source": desired.concurrency_source if desired else FLAG,
+                "concurrency_until": until.isoformat() if until else None,
                 "cached": self._cached,
                 "queues": desired.queues if desired else self.config.queues,
                 "desired_version": desired.version if desired else 0,

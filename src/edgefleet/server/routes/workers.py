@@ -100,7 +100,7 @@ def change_workers(body: ControlRequest, context: ContextDep, identity: Operator
 def set_concurrency(
     hostname: HostnamePath, body: ConcurrencySet, context: ContextDep, identity: OperatorDep
 ):
-    request = _on_one(hostname, concurrency=body.concurrency, force=body.force)
+    request = _on_one(hostname, **body.model_dump(exclude_unset=True))
     return change_workers(request, context, identity)
 
 

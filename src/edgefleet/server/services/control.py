@@ -121,15 +121,18 @@ Plan = tuple[Mutation, str | None]
 
 
 def _set_concurrency(change: SetConcurrencyChange) -> Plan:
-    """Set the operator's concurrency; ``reset`` hands it back to each worker's flag."""
+    """Set the operator's concurrency, until ``until`` when given (a set without it holds
+    until reset); ``reset`` hands it back to each worker's flag."""
     if change.reset == (change.concurrency is not None):
         raise InvalidRequest("give exactly one of 'concurrency' (1 or more) or 'reset': true")
+    _check_until(change)
 
     def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
-        old = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
+        old = _concurrency_fields(worker)
         worker.concurrency_override = change.concurrency
-        new = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
-        return _diff(concurrency=(old[0], new[0]), concurrency_source=(old[1], new[1]))
+        worker.concurrency_override_until = change.until
+        new = _concurrency_fields(worker)
+        return _diff(**{name: (old[name], new[name]) for name in old})
 
     return mutate, None
 
@@ -144,6 +147,25 @@ def _within_cpus(mutate: Mutation, value: int, per_cpu: float) -> Mutation:
         return mutate(worker)
 
     return checked
+
+
+def _check_until(change: SetConcurrencyChange) -> None:
+    if change.until is None:
+        return
+    if change.reset:
+        raise InvalidRequest("'until' goes with 'concurrency', not with 'reset'")
+    if change.until <= utcnow():
+        raise InvalidRequest(f"'until' {change.until.isoformat()} is in the past")
+
+
+def _concurrency_fields(worker: Worker) -> dict[str, Any]:
+    """The concurrency in force, who set it and when it ends, as the audit log shows them."""
+    until = fleet_rules.concurrency_until(worker)
+    return {
+        "concurrency": fleet_rules.concurrency(worker),
+        "concurrency_source": fleet_rules.concurrency_source(worker),
+        "concurrency_until": None if until is None else until.isoformat(),
+    }
 
 
 def _add_queues(change: AddQueuesChange) -> Plan:

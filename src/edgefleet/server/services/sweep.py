@@ -1,5 +1,5 @@
-"""The periodic clean-up's transactions: lost runs, retries coming due, expired jobs and
-audit entries.
+"""The periodic clean-up's transactions: lost runs, retries coming due, operator overrides
+that expired, expired jobs and audit entries.
 
 Each is safe to run on several server replicas at once against one PostgreSQL database: rows
 are taken with ``FOR UPDATE SKIP LOCKED`` and every change re-checks the state it acts on, so
@@ -8,13 +8,15 @@ two replicas never act on the same job twice, and running a sweep again changes 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy import Select, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from edgefleet import fleet_rules
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import AuditEntry, Job, JobEvent, JobLogChunk, Worker
 from edgefleet.server.services import lifecycle, liveness
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Jobs handled per transaction, so one sweep never holds many locks for long.
 BATCH = 200
+#: Who the audit log names for the changes the server makes by itself.
+SERVER_ACTOR = "server"
+EXPIRED_COMMENT = "override expired"
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,96 @@ def _lose(session: Session, job: Job, why: str, now: datetime) -> LostRun:
     requeued = bool(lifecycle.lose(session, job, why, now))
     log.warning("job %d: %s; %s", job.id, why, "re-queued" if requeued else job.state)
     return LostRun(job.id, attempt, hostname, job.queue, requeued)
+
+
+@dataclass(frozen=True)
+class DueOverride:
+    """An operator's concurrency whose expiry has passed, as read before clearing it."""
+
+    hostname: str
+    concurrency: int
+    until: datetime
+
+
+def due_overrides(db: sessionmaker[Session], now: datetime) -> list[DueOverride]:
+    """Operator concurrencies whose expiry is ``now`` or earlier, read without a lock."""
+    query = (
+        select(Worker.hostname, Worker.concurrency_override, Worker.concurrency_override_until)
+        .where(Worker.concurrency_override_until <= now, Worker.concurrency_override.is_not(None))
+        .order_by(Worker.hostname)
+    )
+    with db() as session:
+        return [DueOverride(*row) for row in session.execute(query)]
+
+
+def expire_overrides(db: sessionmaker[Session], now: datetime) -> list[str]:
+    """End the operator's concurrencies that are due: each worker falls back to the layer
+    below, its desired version goes up and the audit log gets the server's own entry.
+    Returns the workers changed, whose long-polls should hear of it."""
+    return expire_due(db, due_overrides(db, now), now)
+
+
+def expire_due(db: sessionmaker[Session], due: list[DueOverride], now: datetime) -> list[str]:
+    """Clear each override read by ``due_overrides`` if it is still the same one: the
+    UPDATE is guarded by the values read, so of two replicas sweeping at once (or an
+    operator changing the worker in between) only one clears it, and only the rows it
+    really updated are audited."""
+    expired: list[str] = []
+    for start in range(0, len(due), BATCH):
+        with db.begin() as session:
+            audit_rows = []
+            for item in due[start : start + BATCH]:
+                if not _clear_override(session, item):
+                    continue
+                worker = session.get(Worker, item.hostname)
+                if worker is None:
+                    continue
+                audit_rows.append(_expiry_entry(item, fleet_rules.concurrency(worker), now))
+                expired.append(item.hostname)
+            if audit_rows:
+                session.execute(insert(AuditEntry), audit_rows)
+    for hostname in expired:
+        log.info("worker %s: operator's concurrency expired", hostname)
+    return expired
+
+
+def _clear_override(session: Session, item: DueOverride) -> bool:
+    result = session.execute(
+        update(Worker)
+        .where(
+            Worker.hostname == item.hostname,
+            Worker.concurrency_override == item.concurrency,
+            Worker.concurrency_override_until == item.until,
+        )
+        .values(
+            concurrency_override=None,
+            concurrency_override_until=None,
+            desired_version=Worker.desired_version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _expiry_entry(item: DueOverride, new: int, now: datetime) -> dict[str, object]:
+    return {
+        "at": now,
+        "actor": SERVER_ACTOR,
+        "target": item.hostname,
+        "field": "concurrency",
+        "old_value": json.dumps(item.concurrency),
+        "new_value": json.dumps(new),
+        "comment": EXPIRED_COMMENT,
+    }
+
+
+def next_override_expiry(db: sessionmaker[Session]) -> datetime | None:
+    """The soonest expiry of an operator's concurrency still to come (or overdue)."""
+    query = select(func.min(Worker.concurrency_override_until)).where(
+        Worker.concurrency_override.is_not(None)
+    )
+    with db() as session:
+        return session.scalar(query)
 
 
 def queues_due(db: sessionmaker[Session], since: datetime, now: datetime) -> list[str]:

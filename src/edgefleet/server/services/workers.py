@@ -44,6 +44,7 @@ def desired_state(worker: Worker | Row) -> DesiredState:
         version=worker.desired_version,
         concurrency=fleet_rules.concurrency(worker),
         concurrency_source=fleet_rules.concurrency_source(worker),
+        concurrency_until=fleet_rules.concurrency_until(worker),
         queues=fleet_rules.queues(worker),
         maintenance=worker.maintenance_requested,
         maintenance_comment=worker.maintenance_comment,
@@ -57,6 +58,7 @@ DESIRED_COLUMNS = [
     for name in (
         "desired_version",
         "concurrency_override",
+        "concurrency_override_until",
         "flag_concurrency",
         "layer_concurrency",
         "layer_source",
@@ -301,6 +303,7 @@ def worker_view(
         concurrency=fleet_rules.concurrency(worker),
         concurrency_source=fleet_rules.concurrency_source(worker),
         concurrency_rule=rule_in_force(worker),
+        concurrency_until=fleet_rules.concurrency_until(worker),
         flag_concurrency=worker.flag_concurrency,
         applied_concurrency=worker.applied_concurrency,
         desired_version=worker.desired_version,
