@@ -143,3 +143,34 @@ def test_offline_worker_gets_central_value_and_reset_returns_control_to_flag(
     fourth = start_worker(host, concurrency=2)
     view = admin_api.wait_applied(host, 2, pid=fourth.pid)
     assert (view["concurrency"], view["concurrency_source"]) == (2, "flag")
+
+
+def test_an_expiring_override_ends_by_itself_and_the_worker_adopts_its_flag(
+    server, admin_api, start_worker, cli, edgefleet_home
+):
+    host = "edge-expiring"
+    worker = start_worker(host, concurrency=2)
+    _set_concurrency(cli, host, "-c", "5", "--for", "3s")
+
+    # No restart and no other request: the server ends it, the worker hears of it at once.
+    def back_on_its_flag(view) -> bool:
+        return (
+            view["concurrency_source"] == "flag"
+            and view["applied_concurrency"] == 2
+            and view["applied_version"] == view["desired_version"]
+        )
+
+    view = admin_api.wait_for_worker(host, back_on_its_flag, message="back on its flag")
+    assert (view["pid"], view["concurrency_until"]) == (worker.pid, None)
+    assert worker.alive()
+    log = worker.log_text()
+    assert "from 2 to 5 by remote request (operator)" in log
+    assert "from 5 to 2 by remote request (flag)" in log
+    assert read_state(edgefleet_home, host)["concurrency_until"] is None
+
+    entries = admin_api.call("GET", "/audit", params={"edge_hostname": host})
+    expired = [e for e in entries if e["actor"] == "server"]
+    assert [(e["field"], e["old"], e["new"], e["comment"]) for e in expired] == [
+        ("concurrency", 5, 2, "override expired")
+    ]
+    assert entries[0] == expired[0]  # the last word on this worker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -122,4 +123,56 @@ def test_bad_options_are_refused_before_anything_is_sent(sent, args, message):
 def test_shutdown_all_workers_asks_first(sent):
     result = CliRunner().invoke(app, ["shutdown-all-workers"], input="n\n")
     assert result.exit_code == 1 and "aborted; nothing changed" in result.stderr
+    assert sent == []
+
+
+def _sent_until(sent, args: list[str]) -> datetime:
+    result = CliRunner().invoke(app, ["set-worker-concurrency", "-H", "w", "-c", "2", *args])
+    assert result.exit_code == 0, result.output
+    (request,) = sent
+    change = json.loads(request.content)["change"]
+    assert (change["action"], change["concurrency"]) == ("set-concurrency", 2)
+    until = datetime.fromisoformat(change["until"])
+    assert until.tzinfo is not None and until.isoformat() in result.stderr  # printed back
+    return until
+
+
+def test_for_sends_the_absolute_time_it_ends(sent):
+    before = datetime.now(UTC)
+    until = _sent_until(sent, ["--for", "2h"])
+    assert before + timedelta(hours=2) <= until <= datetime.now(UTC) + timedelta(hours=2)
+
+
+def test_until_a_time_of_day_is_the_next_one_in_local_time(sent):
+    until = _sent_until(sent, ["--until", "18:00"]).astimezone()
+    assert (until.hour, until.minute, until.second) == (18, 0, 0)
+    assert timedelta(0) < until - datetime.now().astimezone() <= timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--for", "0s"], "longer than 0s"),
+        (["--for", "soon"], "bad duration"),
+        (["--for", "-5m"], "bad duration"),
+        (["--for", "1h", "--until", "18:00"], "at most one of --for and --until"),
+        (["--until", "25:00"], "HH:MM"),
+        (["--until", "2001-01-01T00:00+00:00"], "in the past"),
+        (["--until", "2099-01-01T00:00"], "offset"),
+        (["--for", "999999999d"], "too long"),
+    ],
+)
+def test_a_bad_expiry_is_refused_before_anything_is_sent(sent, args, message):
+    result = CliRunner().invoke(app, ["set-worker-concurrency", "-H", "w", "-c", "2", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sent == []
+
+
+def test_an_expiry_does_not_go_with_reset(sent):
+    result = CliRunner().invoke(
+        app, ["set-worker-concurrency", "-H", "w", "--reset", "--for", "1h"]
+    )
+    assert result.exit_code == 2 and "--reset ends it now" in result.stderr
     assert sent == []

@@ -90,3 +90,19 @@ def test_tables_fit_a_120_column_terminal_when_not_a_tty(capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines and max(len(line) for line in lines) <= 120
     assert "COMMAND" in lines[0]
+
+
+def test_the_workers_table_says_when_an_override_ends_in_local_time() -> None:
+    from edgefleet.cli.workers import with_expiry
+
+    now = datetime.now().astimezone().replace(hour=12, minute=0, second=0, microsecond=0)
+    row = {"concurrency_source": "operator", "concurrency_until": None}
+    assert with_expiry(row, now) == row
+    later = (now + timedelta(hours=2, minutes=5)).astimezone(UTC).isoformat()
+    shown = with_expiry({**row, "concurrency_until": later}, now)
+    assert shown["concurrency_source"] == "operator until 14:05"
+    tomorrow = (now + timedelta(days=1, seconds=30)).astimezone(UTC).isoformat()
+    shown = with_expiry({**row, "concurrency_until": tomorrow}, now)
+    assert (
+        shown["concurrency_source"] == f"operator until {now + timedelta(days=1):%Y-%m-%d} 12:00:30"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from edgefleet import parsing
@@ -153,3 +155,55 @@ def test_the_cli_and_the_contract_accept_the_same_names(kind: str, value: str) -
     else:
         cli, wire = parsing.parse_queues, TypeAdapter(QueueName)
     assert _accepts(cli, value) == _accepts(wire.validate_python, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1.5h", 5400)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parsing.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "soon"])
+def test_parse_duration_refuses_what_is_not_one(text: str) -> None:
+    with pytest.raises(ValueError, match="bad duration"):
+        parsing.parse_duration(text)
+
+
+NOON = datetime.now().astimezone().replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "days", "hour", "minute"),
+    [("13:30", 0, 13, 30), ("12:00", 1, 12, 0), ("9:05", 1, 9, 5), ("00:00", 1, 0, 0)],
+)
+def test_until_a_time_of_day_is_the_next_one(text: str, days: int, hour: int, minute: int):
+    when = parsing.parse_until(text, NOON)
+    assert when.tzinfo is not None and when > NOON
+    local = when.astimezone()
+    assert (local.date() - NOON.date()).days == days
+    assert (local.hour, local.minute, local.second) == (hour, minute, 0)
+
+
+def test_until_an_iso_time_keeps_its_offset() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    when = parsing.parse_until("2030-01-01T18:00+01:00", now)
+    assert when == datetime(2030, 1, 1, 17, tzinfo=UTC)
+    assert parsing.parse_until("2030-01-02T00:00Z", now) == datetime(2030, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("24:00", "HH:MM"),
+        ("12:60", "HH:MM"),
+        ("2030-01-01T18:00", "offset"),
+        ("2029-12-31T23:00+00:00", "in the past"),
+        ("2030-01-01T00:00+00:00", "in the past"),  # now is not after now
+        ("tomorrow", "bad time"),
+    ],
+)
+def test_until_refuses_a_bad_or_past_time(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parsing.parse_until(text, datetime(2030, 1, 1, tzinfo=UTC))
