@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from edgefleet import fleet_rules
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
-from edgefleet.server.services import dispatch
+from edgefleet.server.services import caps, dispatch
 from edgefleet.server.services.workers import DESIRED_OF, desired_state, refusal
 
 
@@ -42,7 +42,9 @@ def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots
         work = (
             not (changed or cancelled)
             and accepting
-            and dispatch.queued_job_fits(connection, desired.queues, free_slots)
+            and dispatch.queued_job_fits(
+                connection, caps.open_queues(connection, desired.queues), free_slots
+            )
         )
     cancel = dispatch.take_new_cancels(db, hostname) if cancelled else []
     if changed:

@@ -1,0 +1,32 @@
+"""queue caps: a fleet-wide limit on the running jobs of a queue
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from edgefleet.db.fingerprint import SchemaChange
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+fingerprint = SchemaChange(add_tables={"edge_queue_cap": "queue concurrency"})
+
+
+def upgrade() -> None:
+    op.create_table(
+        "edge_queue_cap",
+        sa.Column("queue", sa.String(255), primary_key=True),
+        sa.Column("concurrency", sa.Integer(), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("edge_queue_cap")
