@@ -80,7 +80,11 @@ def test_raising_lowering_and_lifting_a_cap(session_factory):
     assert ids(dispatch.claim(db, "w1", instance, 8)[0]) == gpu[:1]
 
     raised = cap(db, "gpu", 3)
-    assert (raised.value.old, raised.value.new, raised.wake) == (1, 3, (JobsQueued("gpu", count=2),))
+    assert (raised.value.old, raised.value.new, raised.wake) == (
+        1,
+        3,
+        (JobsQueued("gpu", count=2),),
+    )
     assert ids(dispatch.claim(db, "w1", instance, 8)[0]) == gpu[1:3]
 
     # Lowered below what runs: nothing stops, nothing new starts until fewer than 2 run.
