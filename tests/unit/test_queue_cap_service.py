@@ -192,3 +192,23 @@ def test_queues_a_worker_serves_are_listed_without_jobs(session_factory):
     register(db, "w1", queues=("gpu", "io"))
     listed = [(q.queue, q.queued, q.running, q.cap) for q in queues.list_queues(db)]
     assert listed == [("gpu", 0, 0, None), ("io", 0, 0, None)]
+
+
+def test_a_cap_that_never_binds_wakes_nobody(session_factory):
+    db = session_factory
+    instance = register(db, "w1")
+    gpu = submit(db, 2)
+    cap(db, "gpu", 10)
+    assert ids(dispatch.claim(db, "w1", instance, 8)[0]) == gpu  # room to spare: not bound
+    assert succeed(db, "w1", instance, gpu[0]).wake == ()
+
+
+def test_a_worker_waiting_on_a_full_cap_is_woken_when_a_run_ends(session_factory):
+    db = session_factory
+    one, two = register(db, "w1"), register(db, "w2")
+    gpu = submit(db, 2)
+    dispatch.claim(db, "w1", one, 1)
+    cap(db, "gpu", 1)  # full at once, and no claim found it so
+    version = workers.current_desired(db, "w2", two).version
+    assert watch.look(db, "w2", two, version, 8).reason is None  # w2 waits on the cap...
+    assert succeed(db, "w1", one, gpu[0]).wake == (JobsQueued("gpu", count=1),)  # ...woken

@@ -124,6 +124,9 @@ class QueueCap(Base):
 
     queue: Mapped[str] = mapped_column(String(255), primary_key=True)
     concurrency: Mapped[int | None]
+    #: Whether the cap holds jobs back: a claim or a waiting worker found it full, and no
+    #: claim found room to spare since. Only then does a run that ends wake waiting workers.
+    bound: Mapped[bool] = mapped_column(default=False)
 
 
 class JobEvent(Base):

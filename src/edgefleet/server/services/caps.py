@@ -8,7 +8,11 @@ alike (SQLite serialises every writer anyway); claims that touch no capped queue
 such lock. Lowering a cap stops no job: new ones wait until fewer than the cap run.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
-the workers waiting on that queue (``JobsQueued``), so the next job starts at once.
+the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
+that ends wakes anyone only while the cap is ``bound``: a claim, or a worker about to wait,
+found it full, and no claim found room to spare since (which means that claim took every
+job of the queue it could: nobody waits for one). A cap that never binds thus costs no
+wake-ups and no writes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import JobState, QueueCapChange, QueueCapRequest
 from edgefleet.db.models import AuditEntry, Job, QueueCap
+from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, Outcome
 
@@ -40,7 +46,7 @@ _RUNNING_OF_QUEUE = (
 )
 #: The capped ones among a worker's queues, locked in name order (claims never deadlock).
 _LOCK_CAPS = (
-    select(_cap.c.queue, _cap.c.concurrency)
+    select(_cap.c.queue, _cap.c.concurrency, _cap.c.bound)
     .where(_cap.c.queue.in_(_QUEUES), _CAPPED)
     .order_by(_cap.c.queue)
     .with_for_update()
@@ -53,41 +59,94 @@ _RUNNING_IN = (
     .group_by(_job.c.queue)
 )
 #: The capped ones among ``queues`` that are full (no lock: the long-poll's look).
-_FULL = select(_cap.c.queue).where(
+_FULL = select(_cap.c.queue, _cap.c.bound).where(
     _cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.concurrency <= _RUNNING_OF_QUEUE
+)
+_SET_BOUND = (
+    update(_cap).where(_cap.c.queue == bindparam("capped")).values(bound=bindparam("is_bound"))
+)
+_MARK_BOUND = (
+    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
 )
 #: Capped queues among the jobs ``ids``, with how many of those jobs each holds.
 _CAPPED_JOBS = (
     select(_job.c.queue, func.count())
     .join(_cap, _cap.c.queue == _job.c.queue)
-    .where(_job.c.id.in_(bindparam("ids", expanding=True)), _CAPPED)
+    .where(_job.c.id.in_(bindparam("ids", expanding=True)), _CAPPED, _cap.c.bound)
     .group_by(_job.c.queue)
 )
 
 
-def lock_room(connection: Connection, queues: Sequence[str]) -> dict[str, int]:
+class Room(dict[str, int]):
+    """For a claim: places left per capped queue, and which of those caps were bound."""
+
+    def __init__(self, places: dict[str, int] | None = None, bound: set[str] | None = None):
+        super().__init__(places or {})
+        self.bound = bound or set()
+
+
+@dataclass
+class Full:
+    """What a look found: full caps not yet marked bound."""
+
+    unmarked: list[str] = field(default_factory=list)
+
+
+def lock_room(connection: Connection, queues: Sequence[str]) -> Room:
     """For a claim: how many more jobs each capped queue among ``queues`` may start now
     (0 when full), its cap row locked until the claim commits. Empty when none is capped."""
     if not queues:
-        return {}
-    capped = dict(connection.execute(_LOCK_CAPS, {"queues": list(queues)}).all())
-    if not capped:
-        return {}
-    running = dict(connection.execute(_RUNNING_IN, {"queues": list(capped)}).all())
-    return {queue: max(0, cap - running.get(queue, 0)) for queue, cap in capped.items()}
+        return Room()
+    rows = connection.execute(_LOCK_CAPS, {"queues": list(queues)}).all()
+    if not rows:
+        return Room()
+    running = dict(connection.execute(_RUNNING_IN, {"queues": [r.queue for r in rows]}).all())
+    return Room(
+        {r.queue: max(0, r.concurrency - running.get(r.queue, 0)) for r in rows},
+        {r.queue for r in rows if r.bound},
+    )
 
 
-def open_queues(db: Session | Connection, queues: Sequence[str]) -> list[str]:
-    """``queues`` without the capped ones that are full: where a new job could start now."""
+def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_full: bool) -> None:
+    """After a claim, its cap rows still locked: a cap it left full is ``bound``; one it
+    left room under although its worker had slots to spare (so it took every job of the
+    queue it could) no longer is. Written only when that changes."""
+    counts = Counter(taken)
+    for queue, places in room.items():
+        was = queue in room.bound
+        if places - counts[queue] <= 0:
+            bound = True
+        elif not worker_full:
+            bound = False
+        else:  # the worker's slots, not the cap, ended this claim: nothing learnt
+            bound = was
+        if bound != was:
+            connection.execute(_SET_BOUND, {"capped": queue, "is_bound": bound})
+
+
+def mark_bound(db: Sessions, queues: Iterable[str]) -> None:
+    """A worker is about to wait on these full caps: runs that end must wake it."""
+    with db.writer.begin() as connection:
+        connection.execute(_MARK_BOUND, {"queues": list(queues)})
+
+
+def open_queues(
+    db: Session | Connection, queues: Sequence[str], full: Full | None = None
+) -> list[str]:
+    """``queues`` without the capped ones that are full: where a new job could start now.
+    ``full`` collects the full ones not yet marked bound."""
     if not queues:
         return []
-    full = set(db.scalars(_FULL, {"queues": list(queues)}))
-    return [queue for queue in queues if queue not in full]
+    rows = db.execute(_FULL, {"queues": list(queues)}).all()
+    if full is not None:
+        full.unmarked += [row.queue for row in rows if not row.bound]
+    closed = {row.queue for row in rows}
+    return [queue for queue in queues if queue not in closed]
 
 
 def freed(db: Session | Connection, job_ids: Iterable[int]) -> tuple[JobsQueued, ...]:
-    """Wake-ups for the capped queues of these jobs, whose runs just ended: as many waiting
-    workers as places were freed in each."""
+    """Wake-ups for the bound caps among these jobs' queues, whose runs just ended: as many
+    waiting workers as places were freed in each."""
     ids = list(job_ids)
     if not ids:
         return ()
@@ -96,11 +155,11 @@ def freed(db: Session | Connection, job_ids: Iterable[int]) -> tuple[JobsQueued,
 
 
 def freed_in(db: Session | Connection, queues: Iterable[str]) -> tuple[JobsQueued, ...]:
-    """Wake-ups for the capped ones of ``queues``, one run ended in each."""
+    """Wake-ups for the bound caps among ``queues``, one run ended in each."""
     counts = Counter(queues)
     if not counts:
         return ()
-    query = select(_cap.c.queue).where(_cap.c.queue.in_(_QUEUES), _CAPPED)
+    query = select(_cap.c.queue).where(_cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.bound)
     capped = sorted(db.scalars(query, {"queues": list(counts)}))
     return tuple(JobsQueued(queue, count=counts[queue]) for queue in capped)
 

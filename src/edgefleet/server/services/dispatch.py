@@ -160,8 +160,9 @@ def claim(
         now = utcnow()
         room = caps.lock_room(connection, desired.queues)
         rows = _candidates(connection, desired.queues, room, budget, now)
-        claimed, _ = _take(connection, rows, budget, sealer, room)
+        claimed, left = _take(connection, rows, budget, sealer, room)
         lifecycle.start(connection, claimed, hostname, seq, now)
+        caps.note_bound(connection, room, [job.queue for job in claimed], worker_full=left <= 0)
         return claimed, desired
 
 

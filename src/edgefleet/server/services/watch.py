@@ -39,13 +39,16 @@ def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots
         accepting = fleet_rules.accepts_work(
             maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
         )
+        full = caps.Full()
         work = (
             not (changed or cancelled)
             and accepting
             and dispatch.queued_job_fits(
-                connection, caps.open_queues(connection, desired.queues), free_slots
+                connection, caps.open_queues(connection, desired.queues, full), free_slots
             )
         )
+    if full.unmarked:  # this worker will wait on a full cap: a run that ends must wake it
+        caps.mark_bound(db, full.unmarked)
     cancel = dispatch.take_new_cancels(db, hostname) if cancelled else []
     if changed:
         return Look(desired, WakeReason.CHANGED, cancel)

@@ -17,7 +17,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-fingerprint = SchemaChange(add_tables={"edge_queue_cap": "queue concurrency"})
+fingerprint = SchemaChange(add_tables={"edge_queue_cap": "queue concurrency bound"})
 
 
 def upgrade() -> None:
@@ -25,6 +25,7 @@ def upgrade() -> None:
         "edge_queue_cap",
         sa.Column("queue", sa.String(255), primary_key=True),
         sa.Column("concurrency", sa.Integer(), nullable=True),
+        sa.Column("bound", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
 
 
