@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--skip", default="", help=f"comma-separated phases to skip: {','.join(PHASES)}")
     add("--fleet-sizes", help="comma-separated fleet sizes to step through")
     add("--keep", action="store_true", help="keep temporary homes")
+    add("--cap-rounds", type=int, default=2, help="caps phase: rounds of the three modes")
     args = parser.parse_args(argv)
     args.backend_list = _csv(args.backends)
     args.replica_list = [int(r) for r in _csv(args.replicas)]
@@ -447,7 +448,6 @@ async def measure_jobs(dep: Deployment, args: argparse.Namespace) -> tuple[float
 #: The caps compared: none; one far above the fleet's slots (never binds, so any difference
 #: is what enforcing it costs); one at a worker's share (binds now and then).
 CAP_MODES = (("none", None), ("loose", JOB_WORKERS * JOB_SLOTS * 10), ("tight", JOB_WORKERS))
-CAP_ROUNDS = 2  # each mode measured this many times, interleaved; the best round counts
 
 
 async def set_cap(pools: Pools, secret: str, cap: int | None) -> None:
@@ -466,7 +466,7 @@ async def measure_caps(dep: Deployment, args: argparse.Namespace) -> dict[str, t
     best: dict[str, tuple[float, float]] = {}
     try:
         await register_all(pools, workers, "noop", JOB_SLOTS)
-        for _ in range(CAP_ROUNDS):
+        for _ in range(args.cap_rounds):  # interleaved; each mode's best round counts
             for mode, cap in CAP_MODES:
                 await set_cap(pools, dep.bench.secret, cap)
                 rates = await job_rates(dep, pools, workers, args.jobs, f" (cap {mode})")
