@@ -10,12 +10,16 @@ PostgreSQL) real servers on a fresh database are driven by simulated workers (``
    failed and no ``last_heartbeat`` is older than 1.5 intervals; the figure is the largest N.
 3. ``jobs``: no-op jobs taken by 50 simulated workers that report each one done at once:
    (a) submitted while the workers run, (b) a backlog submitted first, then drained.
+   ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the
+   cost of enforcing a cap) and capped at 50 (it binds), interleaved; each with its ratio to
+   the uncapped figures.
 4. ``ceiling``: a bare FastAPI endpoint measured right before each phase; each figure is also
    printed as a fraction of it, so results survive a noisy machine.
 
     .venv/bin/python bench/scale.py                     # sqlite and postgres, 1 and 2
     .venv/bin/python bench/scale.py --quick             # a smoke run
     .venv/bin/python bench/scale.py --backends postgres --replicas 2 --skip fleet
+    .venv/bin/python bench/scale.py --skip heartbeat,fleet,jobs   # queue caps' cost only
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ from edgefleet.worker.client import KEEPALIVE_SECONDS
 from support import ManagedProcess, PgCluster, free_port, fresh_database
 from support.processes import spawn
 
-PHASES = ("ceiling", "heartbeat", "fleet", "jobs")
+PHASES = ("ceiling", "heartbeat", "fleet", "jobs", "caps")
 HB_P99 = 0.100  # the heartbeat phase's p99 bound (s)
 FLEET_INTERVAL, FLEET_P99 = 10.0, 1.0
 JOB_WORKERS, JOB_SLOTS, SUBMITTERS, BATCH = 50, 8, 32, 50
@@ -79,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--skip", default="", help=f"comma-separated phases to skip: {','.join(PHASES)}")
     add("--fleet-sizes", help="comma-separated fleet sizes to step through")
     add("--keep", action="store_true", help="keep temporary homes")
+    add("--cap-rounds", type=int, default=2, help="caps phase: rounds of the three modes")
     args = parser.parse_args(argv)
     args.backend_list = _csv(args.backends)
     args.replica_list = [int(r) for r in _csv(args.replicas)]
@@ -411,24 +416,82 @@ async def work_off(dep: Deployment, workers: list[SimWorker], run: JobRun) -> No
         conn.close()
 
 
-async def measure_jobs(dep: Deployment, args: argparse.Namespace) -> tuple[float, float]:
+async def job_rates(
+    dep: Deployment, pools: Pools, workers: list[SimWorker], jobs: int, label: str = ""
+) -> tuple[float, float]:
     """(end to end jobs/s: submitted while the workers run, drain jobs/s of a backlog)."""
+    e2e, backlog = JobRun(jobs), JobRun(jobs)
+    await asyncio.gather(work_off(dep, workers, e2e), submit_jobs(pools, dep.bench.secret, e2e))
+    await submit_jobs(pools, dep.bench.secret, backlog)
+    await work_off(dep, workers, backlog)
+    rates = e2e.per_second(e2e.first_submit), backlog.per_second(backlog.workers_start)
+    failed = e2e.failed + backlog.failed
+    progress(
+        f"{dep.label} jobs{label} end to end {rates[0]:.0f}/s, drain {rates[1]:.0f}/s, "
+        f"failed {failed}"
+    )
+    return rates
+
+
+async def measure_jobs(dep: Deployment, args: argparse.Namespace) -> tuple[float, float]:
     workers = sim_workers(dep.bench.secret, "jw", JOB_WORKERS)
     pools = Pools(dep.ports)
     try:
         await register_all(pools, workers, "noop", JOB_SLOTS)
-        e2e, backlog = JobRun(args.jobs), JobRun(args.jobs)
-        await asyncio.gather(work_off(dep, workers, e2e), submit_jobs(pools, dep.bench.secret, e2e))
-        await submit_jobs(pools, dep.bench.secret, backlog)
-        await work_off(dep, workers, backlog)
-        rates = e2e.per_second(e2e.first_submit), backlog.per_second(backlog.workers_start)
-        failed = e2e.failed + backlog.failed
-        progress(
-            f"{dep.label} jobs end to end {rates[0]:.0f}/s, drain {rates[1]:.0f}/s, failed {failed}"
-        )
-        return rates
+        return await job_rates(dep, pools, workers, args.jobs)
     finally:
         pools.close()
+
+
+# --- phase: the same no-op jobs under a queue cap --------------------------------------------
+
+#: The caps compared: none; one far above the fleet's slots (never binds, so any difference
+#: is what enforcing it costs); one at a worker's share (binds now and then).
+CAP_MODES = (("none", None), ("loose", JOB_WORKERS * JOB_SLOTS * 10), ("tight", JOB_WORKERS))
+
+
+async def set_cap(pools: Pools, secret: str, cap: int | None) -> None:
+    body = {"reset": True} if cap is None else {"concurrency": cap}
+    request = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(secret), body)
+    status, answer = await pools.send(0, request)
+    if status != 200:
+        raise RuntimeError(f"setting the cap failed: {status} {answer[:200]!r}")
+
+
+async def measure_caps(dep: Deployment, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Best (end to end, drain) jobs/s per cap mode, the modes interleaved round by round so
+    the host's drift weighs on each alike."""
+    workers = sim_workers(dep.bench.secret, "cw", JOB_WORKERS)
+    pools = Pools(dep.ports)
+    best: dict[str, tuple[float, float]] = {}
+    try:
+        await register_all(pools, workers, "noop", JOB_SLOTS)
+        for _ in range(args.cap_rounds):  # interleaved; each mode's best round counts
+            for mode, cap in CAP_MODES:
+                await set_cap(pools, dep.bench.secret, cap)
+                rates = await job_rates(dep, pools, workers, args.jobs, f" (cap {mode})")
+                old = best.get(mode, (0.0, 0.0))
+                best[mode] = (_max(old[0], rates[0]), _max(old[1], rates[1]))
+        return best
+    finally:
+        pools.close()
+
+
+def _max(a: float, b: float) -> float:
+    return max((x for x in (a, b) if math.isfinite(x)), default=math.nan)
+
+
+def caps_cell(best: dict[str, tuple[float, float]]) -> str:
+    """Each mode's figures and its ratio to the uncapped ones."""
+    base = best["none"]
+    parts = [f"none e2e {fmt_rate(base[0])} drain {fmt_rate(base[1])}"]
+    for mode, _ in CAP_MODES[1:]:
+        e2e, drain = best[mode]
+        parts.append(
+            f"{mode} e2e {fmt_rate(e2e)} ({e2e / base[0]:.2f}x) "
+            f"drain {fmt_rate(drain)} ({drain / base[1]:.2f}x)"
+        )
+    return "; ".join(parts)
 
 
 # --- one configuration and the report -------------------------------------------------------
@@ -460,9 +523,11 @@ async def run_config(dep: Deployment, args: argparse.Namespace, ceiling: Ceiling
             kept = [s for s in steps if s.keeps_up()]
             cells[phase] = "; ".join(s.text() for s in ([kept[-1]] if kept else []) + [
                 s for s in steps if not s.keeps_up()])  # fmt: skip
-        else:
+        elif phase == "jobs":
             e2e, drain = await measure_jobs(dep, args)
             cells[phase] = f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)} ({frac(e2e, top)}{cap})"
+        else:
+            cells[phase] = caps_cell(await measure_caps(dep, args))
     errors = [line for server in dep.bench.servers for line in server_errors(server)]
     for line in errors[:5]:
         progress(f"  server error: {line}")
@@ -492,7 +557,7 @@ async def amain(args: argparse.Namespace) -> None:
     print_table(
         f"SUMMARY ((fraction of / the bare endpoint's req/s) measured right before the phase; "
         f"fleet at a {FLEET_INTERVAL:g} s heartbeat: the largest N that kept up, then any behind)",
-        ["config", f"hb/s p99<{fmt_ms(HB_P99)}", "fleet", "no-op jobs/s", "srv errors"],
+        ["config", f"hb/s p99<{fmt_ms(HB_P99)}", "fleet", "no-op jobs/s", "capped", "srv errors"],
         rows,
     )
 

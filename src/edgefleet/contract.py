@@ -696,12 +696,42 @@ class ConcurrencyExplained(BaseModel):
 
 class QueueView(BaseModel):
     """One queue's depth: jobs waiting and running in it now, and how long the oldest
-    waiting one has waited (None when none waits)."""
+    waiting one has waited (None when none waits); ``cap``: its fleet-wide limit on
+    running jobs (None: uncapped)."""
 
     queue: str
     queued: int
     running: int
     oldest_queued_age_seconds: float | None
+    oldest_queued_at: datetime | None = None
+    cap: int | None = None
+
+
+#: A queue's fleet-wide cap on running jobs: 1 or more, within a column.
+QueueCapValue = Annotated[int, Field(strict=True, ge=1, le=DB_INT_MAX)]
+
+
+class QueueCapRequest(Request):
+    """Set a queue's fleet-wide ``concurrency``, or with ``reset`` lift its cap."""
+
+    concurrency: QueueCapValue | None = None
+    reset: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> QueueCapRequest:
+        if self.reset == (self.concurrency is not None):
+            raise ValueError("give exactly one of 'concurrency' (1 or more) or 'reset': true")
+        return self
+
+
+class QueueCapChange(BaseModel):
+    """What a cap request did: the cap before and after (None: uncapped); ``changed`` is
+    False when it already was the value asked for (nothing written, nothing audited)."""
+
+    queue: str
+    old: int | None
+    new: int | None
+    changed: bool
 
 
 class AuditView(BaseModel):

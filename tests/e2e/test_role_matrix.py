@@ -76,6 +76,7 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "GET /api/v1/concurrency-rules":                       (401, OK,  OK,  OK,  403, 403, 401),
     "PUT /api/v1/concurrency-rules":                       (401, 403, OK,  OK,  403, 403, 401),
     "DELETE /api/v1/concurrency-rules":                    (401, 403, OK,  OK,  403, 403, 401),
+    "PUT /api/v1/queues/{name}":                           (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/tokens":                                  (401, 403, 403, OK,  403, 403, 401),
     "POST /api/v1/tokens":                                 (401, 403, 403, OK,  403, 403, 401),
     "DELETE /api/v1/tokens/{name}":                        (401, 403, 403, OK,  403, 403, 401),
@@ -406,6 +407,7 @@ REQUESTS: dict[str, Build] = {
     "DELETE /api/v1/concurrency-rules": lambda fleet: Call(
         f"{V1}/concurrency-rules", params={"selector": f"m={fleet.rule_named()}"}
     ),
+    "PUT /api/v1/queues/{name}": _fixed(f"{V1}/queues/matrix-capped", json={"concurrency": 3}),
     "GET /api/v1/tokens": _fixed(f"{V1}/tokens"),
     "POST /api/v1/tokens": lambda fleet: Call(
         f"{V1}/tokens", json={"name": fleet.name("matrix-new"), "role": "viewer"}

@@ -96,6 +96,14 @@ COMMANDS = {
     "shutdown-all-workers": LazyCommand(
         f"{_CONTROL}:shutdown_all_workers", "Ask every worker to finish its jobs and exit."
     ),
+    "set-queue-concurrency": LazyCommand(
+        "edgefleet.cli.queues:set_queue_concurrency",
+        "Cap how many jobs of a queue run at once across the whole fleet (--reset lifts it).",
+    ),
+    "list-queues": LazyCommand(
+        "edgefleet.cli.queues:list_queues",
+        "One row per queue: its cap, running and queued jobs, and how long the oldest waits.",
+    ),
     "audit": LazyCommand(
         "edgefleet.cli.audit:audit",
         "Every control change, newest first: time, actor, worker, field, old -> new, comment.",

@@ -29,7 +29,7 @@ AUDIT_ROWS = 8
 
 #: Headings of the tables, in the order of ``worker_row``, ``queue_row`` and ``audit_row``.
 WORKER_COLUMNS = ("HOSTNAME", "STATE", "DESIRED", "APPLIED", "SOURCE", "SLOTS", "JOBS", "QUEUES")
-#: ``CAP`` is the queue's fleet-wide limit, "-" when the server reports none.
+#: ``CAP`` is the queue's fleet-wide limit (``set-queue-concurrency``), "-" when it has none.
 QUEUE_COLUMNS = ("QUEUE", "QUEUED", "RUNNING", "CAP", "OLDEST_QUEUED")
 AUDIT_COLUMNS = ("WHEN", "ACTOR", "WORKER", "FIELD", "CHANGE", "COMMENT")
 
@@ -156,7 +156,9 @@ def _workers_table(workers: list[dict[str, Any]]) -> Table:
 
 
 def _queues_table(queues: list[dict[str, Any]]) -> Table:
-    return _table("queues (queued or running jobs)", QUEUE_COLUMNS, [queue_row(q) for q in queues])
+    return _table(
+        "queues (with jobs, a cap or a worker)", QUEUE_COLUMNS, [queue_row(q) for q in queues]
+    )
 
 
 def _audit_table(entries: list[dict[str, Any]], now: datetime) -> Table:

@@ -118,6 +118,19 @@ class Job(Base):
 Index("ix_edge_job_queue_order", Job.state, Job.queue, Job.priority.desc(), Job.id)
 
 
+class QueueCap(Base):
+    """A queue's fleet-wide cap: at most ``concurrency`` of its jobs run at once, across
+    every worker and replica. No row, or ``None``, means the queue is uncapped."""
+
+    __tablename__ = "edge_queue_cap"
+
+    queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    concurrency: Mapped[int | None]
+    #: Whether the cap holds jobs back: a claim or a waiting worker found it full, and no
+    #: claim found room to spare since. Only then does a run that ends wake waiting workers.
+    bound: Mapped[bool] = mapped_column(default=False)
+
+
 class JobEvent(Base):
     """One step of a job's history: every change of state, with its time and attempt."""
 

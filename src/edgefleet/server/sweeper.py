@@ -64,8 +64,7 @@ class Sweeper:
         now = utcnow()
         queues: set[str] = set()
         for run in sweep.requeue_lost(db, settings.worker_offline_timeout, now, self._started):
-            if run.requeued:
-                queues.add(run.queue)
+            queues.add(run.queue)  # re-queued, or it freed a place under its queue's cap
         queues.update(sweep.queues_due(db, self._last_tick, now))
         self._last_tick = now
         wake = [JobsQueued(queue) for queue in sorted(queues)]

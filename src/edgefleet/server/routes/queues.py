@@ -1,18 +1,35 @@
-"""Admin API for queues: their depth (queued and running jobs) at a glance."""
+"""Admin API for queues: their depth (queued and running jobs) and fleet-wide caps."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from edgefleet.contract import QueueView
-from edgefleet.server.deps import ContextDep, ViewerDep
-from edgefleet.server.services import queues
+from fastapi import APIRouter, Path
+
+from edgefleet.contract import QueueCapChange, QueueCapRequest, QueueView
+from edgefleet.parsing import MAX_QUEUE_NAME, QUEUE_NAME_PATTERN
+from edgefleet.server.deps import ContextDep, OperatorDep, ViewerDep
+from edgefleet.server.services import caps, queues
 
 router = APIRouter(prefix="/queues", tags=["queues"])
+
+#: A queue's name in a path, refused (422) unless a job could be queued on it.
+QueuePath = Annotated[
+    str, Path(min_length=1, max_length=MAX_QUEUE_NAME, pattern=QUEUE_NAME_PATTERN)
+]
 
 
 @router.get("", response_model=list[QueueView])
 def list_queues(context: ContextDep, identity: ViewerDep):
-    """Each queue holding queued or running jobs: how many of each, and the age in seconds
-    of its oldest queued job."""
+    """Each queue that holds queued or running jobs, has a cap or is served by a worker:
+    how many jobs of each, the age in seconds of its oldest queued job, and its cap."""
     return queues.list_queues(context.db)
+
+
+@router.put("/{name}", response_model=QueueCapChange)
+def set_queue_cap(
+    name: QueuePath, body: QueueCapRequest, context: ContextDep, identity: OperatorDep
+):
+    """Cap the queue's running jobs across the fleet (``{"concurrency": N}``), or lift the
+    cap (``{"reset": true}``); audited as ``queue_concurrency`` of ``queue:<name>``."""
+    return context.settle(caps.set_cap(context.db, name, body, identity.subject))

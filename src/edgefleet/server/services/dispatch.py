@@ -41,7 +41,7 @@ from edgefleet.errors import (
 )
 from edgefleet.server.events import Outcome, Wake
 from edgefleet.server.secret_env import UNREADABLE, EnvSealer, SecretEnvUnreadable
-from edgefleet.server.services import lifecycle
+from edgefleet.server.services import caps, lifecycle
 from edgefleet.server.services.lifecycle import JobEventName, Transition
 from edgefleet.server.services.reports import ResultReport
 from edgefleet.server.services.workers import DESIRED_COLUMNS, desired_state, refusal
@@ -108,14 +108,14 @@ _CLAIMED_BY = (
     .order_by(_job.c.priority.desc(), _job.c.id)
 )
 _CANDIDATES = (
-    select(*_ASSIGNED, (_job.c.attempt + 1).label("attempt"))
+    select(*_ASSIGNED, (_job.c.attempt + 1).label("attempt"), _job.c.priority)
     .where(
         lifecycle.startable(bindparam("now", type_=UTCDateTime())),
         _job.c.queue.in_(bindparam("queues", expanding=True)),
         _job.c.slots <= bindparam("budget"),
     )
     .order_by(_job.c.priority.desc(), _job.c.id)
-    .limit(bindparam("budget"))
+    .limit(bindparam("take"))
     .with_for_update(skip_locked=True)
 )
 
@@ -158,10 +158,32 @@ def claim(
         if budget <= 0:
             return [], desired
         now = utcnow()
-        params = {"queues": desired.queues, "budget": budget, "now": now}
-        claimed, _ = _take(connection, connection.execute(_CANDIDATES, params), budget, sealer)
+        room = caps.lock_room(connection, desired.queues)
+        rows = _candidates(connection, desired.queues, room, budget, now)
+        claimed, left = _take(connection, rows, budget, sealer, room)
         lifecycle.start(connection, claimed, hostname, seq, now)
+        caps.note_bound(connection, room, [job.queue for job in claimed], worker_full=left <= 0)
         return claimed, desired
+
+
+def _candidates(
+    connection: Connection, queues: list[str], room: dict[str, int], budget: int, now: datetime
+) -> list[Row]:
+    """Queued jobs the claim may take, in claim order: at most ``budget`` from the uncapped
+    queues (one statement, as without caps), and from each capped queue no more than its
+    ``room``, so a full capped queue never crowds out the others' jobs."""
+    params = {"budget": budget, "now": now}
+    uncapped = [queue for queue in queues if queue not in room]
+    rows: list[Row] = []
+    if uncapped:
+        rows += connection.execute(_CANDIDATES, params | {"queues": uncapped, "take": budget})
+    for queue, left in room.items():
+        if left > 0:
+            take = min(budget, left)
+            rows += connection.execute(_CANDIDATES, params | {"queues": [queue], "take": take})
+    if len(room) > 0 and uncapped:
+        rows.sort(key=lambda row: (-row.priority, row.id))
+    return rows
 
 
 #: More slots than any worker has: a budget that never runs out.
@@ -169,15 +191,20 @@ MAX_SLOTS = 2**31 - 1
 
 
 def _take(
-    connection: Connection, rows, budget: int, sealer: EnvSealer | None
+    connection: Connection,
+    rows,
+    budget: int,
+    sealer: EnvSealer | None,
+    room: dict[str, int] | None = None,
 ) -> tuple[list[JobAssignment], int]:
-    """Assignments for the rows that fit in ``budget`` slots, in order, and the budget
-    left. A job whose secret env cannot be opened fails on the spot instead (it never
-    could run) and is not handed out."""
+    """Assignments for the rows that fit in ``budget`` slots (and, for a capped queue, in
+    its ``room``), in order, and the budget left. A job whose secret env cannot be opened
+    fails on the spot instead (it never could run) and is not handed out."""
     claimed: list[JobAssignment] = []
     unreadable: list[int] = []
+    room = dict(room or {})
     for job in rows:
-        if job.slots > budget:
+        if job.slots > budget or room.get(job.queue, 1) <= 0:
             continue
         try:
             claimed.append(_assignment(job, sealer))
@@ -185,6 +212,8 @@ def _take(
             unreadable.append(job.id)
             continue
         budget -= job.slots
+        if job.queue in room:
+            room[job.queue] -= 1
     if unreadable:
         _fail_unreadable(connection, unreadable)
     return claimed, budget
@@ -221,6 +250,8 @@ _QUEUED_WORK = select(
 
 
 def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int) -> bool:
+    if not queues:
+        return False
     params = {"queues": queues, "free_slots": max_slots, "now": utcnow()}
     return bool(db.scalar(_QUEUED_WORK, params))
 
@@ -272,7 +303,11 @@ def report_results(db: Sessions, reports: list[ResultReport]) -> list[Answer]:
     if successes:
         with db.writer.begin() as connection:
             recorded = lifecycle.succeed(connection, [reports[i] for i in successes], now)
-        done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
+            done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
+            freed = caps.freed(connection, [reports[i].job_id for i in done])
+        if freed:  # the same wake-ups on each answer: the caller announces them once
+            for i in done:
+                answers[i] = Outcome(None, freed)
     for i, (job_id, hostname, result) in enumerate(reports):
         if i in done:
             continue
@@ -291,9 +326,10 @@ def _report_in_full(
     with db.begin() as session:
         job = _lock_job(session, job_id)
         if _holds(job, hostname, result.attempt) and lifecycle.may(job.state, Transition.FINISH):
-            return lifecycle.finish(
+            wake = lifecycle.finish(
                 session, job, result.state, result.exit_code, result.reason, now
             )
+            return wake + caps.freed_in(session, [job.queue])
         if lifecycle.already_reported(session, job_id, result.attempt, hostname, result.state):
             return ()
         _refuse_stranger(session, job, hostname)
@@ -337,7 +373,8 @@ def release(
             _refuse_stranger(session, job, hostname)
         if not held or (request.seq is not None and job.claim_seq != request.seq):
             raise Conflict(f"job {job_id} attempt {request.attempt} is not held by {hostname!r}")
-        return Outcome(None, lifecycle.release(session, job, utcnow()))
+        wake = lifecycle.release(session, job, utcnow())
+        return Outcome(None, wake or caps.freed_in(session, [job.queue]))
 
 
 def truncation_notice(max_bytes: int) -> str:

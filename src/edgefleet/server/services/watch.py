@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from edgefleet import fleet_rules
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
-from edgefleet.server.services import dispatch
+from edgefleet.server.services import caps, dispatch
 from edgefleet.server.services.workers import DESIRED_OF, desired_state, refusal
 
 
@@ -39,11 +39,16 @@ def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots
         accepting = fleet_rules.accepts_work(
             maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
         )
+        full = caps.Full()
         work = (
             not (changed or cancelled)
             and accepting
-            and dispatch.queued_job_fits(connection, desired.queues, free_slots)
+            and dispatch.queued_job_fits(
+                connection, caps.open_queues(connection, desired.queues, full), free_slots
+            )
         )
+    if full.unmarked:  # this worker will wait on a full cap: a run that ends must wake it
+        caps.mark_bound(db, full.unmarked)
     cancel = dispatch.take_new_cancels(db, hostname) if cancelled else []
     if changed:
         return Look(desired, WakeReason.CHANGED, cancel)

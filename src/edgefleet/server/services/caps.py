@@ -1,0 +1,218 @@
+"""Queue caps: at most N jobs of a queue run at once, across the whole fleet.
+
+A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped
+and costs a claim one look at that small table, nothing more. A claim that could take jobs
+of capped queues locks their cap rows (``FOR UPDATE``, in name order) before it counts their
+running jobs, so claims for one capped queue are serialised across workers and replicas
+alike (SQLite serialises every writer anyway); claims that touch no capped queue take no
+such lock. Lowering a cap stops no job: new ones wait until fewer than the cap run.
+
+A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
+the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
+that ends wakes anyone only while the cap is ``bound``: a claim, or a worker about to wait,
+found it full, and no claim found room to spare since (which means that claim took every
+job of the queue it could: nobody waits for one). A cap that never binds thus costs no
+wake-ups and no writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.contract import JobState, QueueCapChange, QueueCapRequest
+from edgefleet.db.models import AuditEntry, Job, QueueCap
+from edgefleet.db.session import Sessions
+from edgefleet.db.types import utcnow
+from edgefleet.server.events import JobsQueued, Outcome
+
+#: The audit field of a cap change; its target is ``queue:<name>``.
+AUDIT_FIELD = "queue_concurrency"
+AUDIT_TARGET_PREFIX = "queue:"
+
+_cap, _job = QueueCap.__table__, Job.__table__
+_QUEUES = bindparam("queues", expanding=True)
+_CAPPED = _cap.c.concurrency.is_not(None)
+_RUNNING_OF_QUEUE = (
+    select(func.count())
+    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue == _cap.c.queue)
+    .scalar_subquery()
+)
+#: The capped ones among a worker's queues, locked in name order (claims never deadlock).
+_LOCK_CAPS = (
+    select(_cap.c.queue, _cap.c.concurrency, _cap.c.bound)
+    .where(_cap.c.queue.in_(_QUEUES), _CAPPED)
+    .order_by(_cap.c.queue)
+    .with_for_update()
+)
+#: Running jobs per queue. A statement of its own, after the lock: on PostgreSQL it then
+#: reads a snapshot taken once the previous holder committed its claim.
+_RUNNING_IN = (
+    select(_job.c.queue, func.count())
+    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue.in_(_QUEUES))
+    .group_by(_job.c.queue)
+)
+#: The capped ones among ``queues`` that are full (no lock: the long-poll's look).
+_FULL = select(_cap.c.queue, _cap.c.bound).where(
+    _cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.concurrency <= _RUNNING_OF_QUEUE
+)
+_SET_BOUND = (
+    update(_cap).where(_cap.c.queue == bindparam("capped")).values(bound=bindparam("is_bound"))
+)
+_MARK_BOUND = (
+    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
+)
+#: Capped queues among the jobs ``ids``, with how many of those jobs each holds.
+_CAPPED_JOBS = (
+    select(_job.c.queue, func.count())
+    .join(_cap, _cap.c.queue == _job.c.queue)
+    .where(_job.c.id.in_(bindparam("ids", expanding=True)), _CAPPED, _cap.c.bound)
+    .group_by(_job.c.queue)
+)
+
+
+class Room(dict[str, int]):
+    """For a claim: places left per capped queue, and which of those caps were bound."""
+
+    def __init__(self, places: dict[str, int] | None = None, bound: set[str] | None = None):
+        super().__init__(places or {})
+        self.bound = bound or set()
+
+
+@dataclass
+class Full:
+    """What a look found: full caps not yet marked bound."""
+
+    unmarked: list[str] = field(default_factory=list)
+
+
+def lock_room(connection: Connection, queues: Sequence[str]) -> Room:
+    """For a claim: how many more jobs each capped queue among ``queues`` may start now
+    (0 when full), its cap row locked until the claim commits. Empty when none is capped."""
+    if not queues:
+        return Room()
+    rows = connection.execute(_LOCK_CAPS, {"queues": list(queues)}).all()
+    if not rows:
+        return Room()
+    running = dict(connection.execute(_RUNNING_IN, {"queues": [r.queue for r in rows]}).all())
+    return Room(
+        {r.queue: max(0, r.concurrency - running.get(r.queue, 0)) for r in rows},
+        {r.queue for r in rows if r.bound},
+    )
+
+
+def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_full: bool) -> None:
+    """After a claim, its cap rows still locked: a cap it left full is ``bound``; one it
+    left room under although its worker had slots to spare (so it took every job of the
+    queue it could) no longer is. Written only when that changes."""
+    counts = Counter(taken)
+    for queue, places in room.items():
+        was = queue in room.bound
+        if places - counts[queue] <= 0:
+            bound = True
+        elif not worker_full:
+            bound = False
+        else:  # the worker's slots, not the cap, ended this claim: nothing learnt
+            bound = was
+        if bound != was:
+            connection.execute(_SET_BOUND, {"capped": queue, "is_bound": bound})
+
+
+def mark_bound(db: Sessions, queues: Iterable[str]) -> None:
+    """A worker is about to wait on these full caps: runs that end must wake it."""
+    with db.writer.begin() as connection:
+        connection.execute(_MARK_BOUND, {"queues": list(queues)})
+
+
+def open_queues(
+    db: Session | Connection, queues: Sequence[str], full: Full | None = None
+) -> list[str]:
+    """``queues`` without the capped ones that are full: where a new job could start now.
+    ``full`` collects the full ones not yet marked bound."""
+    if not queues:
+        return []
+    rows = db.execute(_FULL, {"queues": list(queues)}).all()
+    if full is not None:
+        full.unmarked += [row.queue for row in rows if not row.bound]
+    closed = {row.queue for row in rows}
+    return [queue for queue in queues if queue not in closed]
+
+
+def freed(db: Session | Connection, job_ids: Iterable[int]) -> tuple[JobsQueued, ...]:
+    """Wake-ups for the bound caps among these jobs' queues, whose runs just ended: as many
+    waiting workers as places were freed in each."""
+    ids = list(job_ids)
+    if not ids:
+        return ()
+    rows = db.execute(_CAPPED_JOBS, {"ids": ids}).all()
+    return tuple(JobsQueued(queue, count=count) for queue, count in sorted(rows))
+
+
+def freed_in(db: Session | Connection, queues: Iterable[str]) -> tuple[JobsQueued, ...]:
+    """Wake-ups for the bound caps among ``queues``, one run ended in each."""
+    counts = Counter(queues)
+    if not counts:
+        return ()
+    query = select(_cap.c.queue).where(_cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.bound)
+    capped = sorted(db.scalars(query, {"queues": list(counts)}))
+    return tuple(JobsQueued(queue, count=counts[queue]) for queue in capped)
+
+
+def caps(db: Session | Connection) -> dict[str, int]:
+    """Every cap in force, by queue."""
+    return dict(db.execute(select(_cap.c.queue, _cap.c.concurrency).where(_CAPPED)).all())
+
+
+def set_cap(
+    db: sessionmaker[Session], queue: str, request: QueueCapRequest, actor: str
+) -> Outcome[QueueCapChange]:
+    """Set or lift ``queue``'s cap, audited (target ``queue:<name>``); a cap that grew or
+    went away wakes the workers waiting on the queue. The same value again changes nothing."""
+    new = None if request.reset else request.concurrency
+    with db.begin() as session:
+        old = _lock_cap(session, queue)
+        if old == new:
+            return Outcome(QueueCapChange(queue=queue, old=old, new=new, changed=False))
+        session.execute(update(_cap).where(_cap.c.queue == queue).values(concurrency=new))
+        session.add(
+            AuditEntry(
+                at=utcnow(),
+                actor=actor,
+                target=f"{AUDIT_TARGET_PREFIX}{queue}",
+                field=AUDIT_FIELD,
+                old_value=None if old is None else json.dumps(old),
+                new_value=None if new is None else json.dumps(new),
+                comment=None,
+            )
+        )
+    change = QueueCapChange(queue=queue, old=old, new=new, changed=True)
+    return Outcome(change, _raised(queue, old, new))
+
+
+def _lock_cap(session: Session, queue: str) -> int | None:
+    """The queue's cap row, made if missing and locked: two changes of one queue at once
+    are serialised, and the second sees the first's value as its old one."""
+    lock = select(_cap.c.concurrency).where(_cap.c.queue == queue).with_for_update()
+    row = session.execute(lock).one_or_none()
+    if row is None:
+        try:  # another change may insert it first: then lock theirs
+            with session.begin_nested():
+                session.execute(insert(_cap).values(queue=queue, concurrency=None))
+        except IntegrityError:
+            pass
+        row = session.execute(lock).one()
+    return row.concurrency
+
+
+def _raised(queue: str, old: int | None, new: int | None) -> tuple[JobsQueued, ...]:
+    if new is None:
+        return (JobsQueued(queue),)
+    if old is not None and new > old:
+        return (JobsQueued(queue, count=new - old),)
+    return ()
