@@ -1,8 +1,8 @@
 """queue caps: a fleet-wide limit on the running jobs of a queue
 
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-07
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from edgefleet.db.fingerprint import SchemaChange
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
