@@ -249,14 +249,23 @@ class EdgeClient:
         return _read(WorkerContact, response)
 
     async def watch(
-        self, instance_id: str, version: int, free_slots: int, timeout: float
+        self,
+        instance_id: str,
+        version: int,
+        free_slots: int,
+        timeout: float,
+        applied_concurrency: int | None = None,
     ) -> WorkerContact:
-        params = {
+        """``applied_concurrency``: acknowledge ``version`` as applied with that concurrency
+        (the server records it before the long-poll waits, as a heartbeat would)."""
+        params: dict[str, str | int | float] = {
             "instance_id": instance_id,
             "version": version,
             "free_slots": free_slots,
             "timeout": timeout,
         }
+        if applied_concurrency is not None:
+            params |= {"applied_version": version, "applied_concurrency": applied_concurrency}
         response = await self._worker_call(
             "GET",
             f"/workers/{self.hostname}/watch",
