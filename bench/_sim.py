@@ -182,7 +182,8 @@ class SimWorker:
         """``applied``: carry the acknowledgement of the version it holds, as the agent does."""
         query = {"instance_id": self.instance, "version": self.version, "free_slots": free_slots}
         if applied:
-            query |= {"applied_version": self.version, "applied_concurrency": self.concurrency}
+            ack = {"applied_version": self.version, "applied_concurrency": self.concurrency}
+            query |= ack | {"state": "idle"}
         return self._call("GET", "watch", timeout=timeout, **query)
 
     def results(self, jobs: list[dict]) -> Request:

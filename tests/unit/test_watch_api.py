@@ -168,6 +168,7 @@ def test_a_long_poll_carries_the_acknowledgement_before_it_waits(
             timeout=5.0,
             applied_version=version,
             applied_concurrency=2,
+            state="idle",
         )
         view = wait_until(
             lambda: (v := shown(app_client, admin, "w1"))["applied_version"] == version and v,
@@ -192,7 +193,7 @@ def test_an_acknowledgement_never_goes_back(app, app_client, app_settings, admin
     body = {"edge_hostname": "w1", "concurrency": 5}
     response = app_client.post("/api/v1/workers/actions/set-concurrency", json=body, headers=admin)
     version = response.json()["versions"]["w1"]
-    ack = {"applied_version": version, "applied_concurrency": 5}
+    ack = {"applied_version": version, "applied_concurrency": 5, "state": "running"}
     assert watch(app_client, "w1", worker, version=version, **ack)["reason"] == "timeout"
     acked = shown(app_client, admin, "w1")
     headers, instance = worker
@@ -204,20 +205,19 @@ def test_an_acknowledgement_never_goes_back(app, app_client, app_settings, admin
     )
     assert response.status_code == 200, response.text
     after = shown(app_client, admin, "w1")
-    fields = ("applied_version", "applied_concurrency", "applied_at")
-    assert (
-        [after[f] for f in fields]
-        == [acked[f] for f in fields]
-        == [version, 5, acked["applied_at"]]
-    )
+    fields = ("applied_version", "applied_concurrency", "applied_at", "state")
+    assert [after[f] for f in fields] == [acked[f] for f in fields]
+    assert (acked["applied_version"], acked["applied_concurrency"]) == (version, 5)
+    assert acked["state"] == "running"
 
 
 @pytest.mark.parametrize(
     "query",
     [
-        {"applied_version": 1},
-        {"applied_concurrency": 2},
-        {"applied_version": -1, "applied_concurrency": 2},
+        {"applied_version": 1, "applied_concurrency": 2},
+        {"applied_concurrency": 2, "state": "idle"},
+        {"applied_version": -1, "applied_concurrency": 2, "state": "idle"},
+        {"applied_version": 1, "applied_concurrency": 2, "state": "busy"},
     ],
 )
 def test_an_acknowledgement_on_a_long_poll_is_both_fields_within_bounds(

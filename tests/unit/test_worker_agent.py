@@ -55,8 +55,8 @@ class FakeEdgeServer:
         self.registrations: list[Registration] = []
         self.heartbeats: list[Heartbeat] = []
         self.fetches: list[FetchRequest] = []
-        #: (applied_version, applied_concurrency) each long-poll carried
-        self.watch_acks: list[tuple[int, int]] = []
+        #: (applied_version, applied_concurrency, state) each long-poll carried
+        self.watch_acks: list[tuple[int, int, str]] = []
         self.results: dict[int, JobResult] = {}
         self.releases: list[tuple[int, JobRelease]] = []
         self.logs: dict[int, list[LogChunk]] = {}
@@ -108,8 +108,8 @@ class FakeEdgeServer:
         if action == "watch":
             params = request.url.params
             if "applied_version" in params:
-                ack = int(params["applied_version"]), int(params["applied_concurrency"])
-                self.watch_acks.append(ack)
+                version, concurrency = params["applied_version"], params["applied_concurrency"]
+                self.watch_acks.append((int(version), int(concurrency), params["state"]))
             if int(params["version"]) == self.desired["version"]:
                 self.changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -226,7 +226,7 @@ async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_withou
         assert worker.limiter.limit == 1
         beats = len(await async_wait_until(lambda: fake.heartbeats, timeout=10))
         fake.change(concurrency=4, concurrency_source="operator")
-        await async_wait_until(lambda: (2, 4) in fake.watch_acks, timeout=10)
+        await async_wait_until(lambda: (2, 4, "idle") in fake.watch_acks, timeout=10)
         assert worker.limiter.limit == 4
         assert len(fake.heartbeats) == beats  # the state did not change: no heartbeat
 
@@ -247,8 +247,20 @@ async def test_a_change_learnt_from_a_fetch_is_acknowledged_by_the_next_long_pol
     fake.fetch_answers = [([], {"concurrency": 1, "concurrency_source": "operator"})]
     long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
     async with running_worker(fake, tmp_path, concurrency=2, **long_poll) as worker:
-        await async_wait_until(lambda: (2, 1) in fake.watch_acks, timeout=10)
+        await async_wait_until(lambda: (2, 1, "idle") in fake.watch_acks, timeout=10)
         assert worker.limiter.limit == 1
+
+
+async def test_a_long_poll_acknowledges_maintenance_with_the_state_it_brings(tmp_path):
+    """``--wait`` returns on the acknowledgement: it must not show a worker in maintenance
+    as still idle."""
+    fake = FakeEdgeServer(concurrency=2)
+    long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
+    async with running_worker(fake, tmp_path, concurrency=2, **long_poll):
+        await async_wait_until(lambda: fake.watch_acks, timeout=10)
+        fake.change(maintenance=True, maintenance_comment="firmware")
+        await async_wait_until(lambda: (2, 2, "maintenance") in fake.watch_acks, timeout=10)
+    assert not [ack for ack in fake.watch_acks if ack[0] == 2 and ack[2] != "maintenance"]
 
 
 async def test_without_long_polls_a_change_is_acknowledged_by_a_heartbeat_at_once(tmp_path):

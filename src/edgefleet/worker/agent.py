@@ -516,7 +516,7 @@ class EdgeWorker:
                 version,
                 free_at_issue,
                 self.config.watch_timeout,
-                applied_concurrency=self.limiter.limit,
+                applied=(self.limiter.limit, self.state()),
             )
         )
         try:

@@ -32,6 +32,7 @@ from edgefleet.contract import (
     ResultBatch,
     ResultOutcomes,
     WorkerContact,
+    WorkerState,
 )
 from edgefleet.errors import (
     Conflict,
@@ -254,18 +255,23 @@ class EdgeClient:
         version: int,
         free_slots: int,
         timeout: float,
-        applied_concurrency: int | None = None,
+        applied: tuple[int, WorkerState] | None = None,
     ) -> WorkerContact:
-        """``applied_concurrency``: acknowledge ``version`` as applied with that concurrency
-        (the server records it before the long-poll waits, as a heartbeat would)."""
+        """``applied``: acknowledge ``version`` as applied with this concurrency, in this
+        state (the server records it before the long-poll waits, as a heartbeat would)."""
         params: dict[str, str | int | float] = {
             "instance_id": instance_id,
             "version": version,
             "free_slots": free_slots,
             "timeout": timeout,
         }
-        if applied_concurrency is not None:
-            params |= {"applied_version": version, "applied_concurrency": applied_concurrency}
+        if applied is not None:
+            concurrency, state = applied
+            params |= {
+                "applied_version": version,
+                "applied_concurrency": concurrency,
+                "state": state.value,
+            }
         response = await self._worker_call(
             "GET",
             f"/workers/{self.hostname}/watch",

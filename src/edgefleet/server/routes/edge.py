@@ -32,6 +32,7 @@ from edgefleet.contract import (
     ResultOutcomes,
     WakeReason,
     WorkerContact,
+    WorkerState,
 )
 from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
@@ -131,20 +132,17 @@ async def watch(
     timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
     applied_version: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
     applied_concurrency: Annotated[int | None, Query(ge=1, le=MAX_CONCURRENCY)] = None,
+    state: WorkerState | None = None,
 ):
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
     on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
     after about ``timeout`` seconds; ``reason`` says which.
 
-    ``applied_version`` with ``applied_concurrency`` acknowledge what the worker applied, as
-    a heartbeat would: recorded before the long-poll waits, so the acknowledgement of a change
-    needs no request of its own."""
+    ``applied_version``, ``applied_concurrency`` and ``state`` acknowledge what the worker
+    applied, as a heartbeat would: recorded before the long-poll waits, so the
+    acknowledgement of a change needs no request of its own."""
     own_hostname(identity, hostname)
-    if (applied_version is None) != (applied_concurrency is None):
-        raise InvalidRequest("give both applied_version and applied_concurrency, or neither")
-    ack = None
-    if applied_version is not None and applied_concurrency is not None:
-        ack = Ack(hostname, instance_id, applied_version, applied_concurrency)
+    ack = _ack(hostname, instance_id, applied_version, applied_concurrency, state)
     notifier, recheck = context.notifier, context.watch_recheck
     ask = watch_service.Ask(hostname, instance_id, version, free_slots)
     # Up to 10 % early, so long-polls that started together drift apart.
@@ -167,6 +165,20 @@ async def watch(
                 return _contact(seen.desired, reason=WakeReason.TIMEOUT)
             await wait_event(waiter.event, min(remaining, recheck or remaining))
     return _contact(seen.desired, reason=WakeReason.REPLACED)
+
+
+def _ack(
+    hostname: str,
+    instance_id: str,
+    version: int | None,
+    concurrency: int | None,
+    state: WorkerState | None,
+) -> Ack | None:
+    if version is None and concurrency is None and state is None:
+        return None
+    if version is None or concurrency is None or state is None:
+        raise InvalidRequest("give applied_version, applied_concurrency and state, or none")
+    return Ack(hostname, instance_id, version, concurrency, state)
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)

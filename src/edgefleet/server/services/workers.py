@@ -211,19 +211,25 @@ def _beat_statement() -> Update:
         )
         .values(
             last_heartbeat=now,
-            reported_state=bindparam("beat_state"),
-            **_applied(bindparam("beat_version"), bindparam("beat_concurrency"), now),
+            **_applied(
+                bindparam("beat_version"),
+                bindparam("beat_concurrency"),
+                now,
+                bindparam("beat_state"),
+            ),
         )
     )
 
 
-def _applied(version, concurrency, now) -> dict[str, Any]:
-    """An acknowledgement's values: it only moves forward. A beat sent before its worker
-    learnt a version may land after that version's acknowledgement came with a long-poll;
-    a new process starts again from 0 (``register``)."""
+def _applied(version, concurrency, now, state) -> dict[str, Any]:
+    """An acknowledgement's values, with the state the worker reported with it: they only
+    move forward. A beat sent before its worker learnt a version may land after that
+    version's acknowledgement came with a long-poll; a new process starts again from 0
+    (``register``)."""
     old = _worker.c.applied_version
     # Every right-hand side sees the row as it was, so these compare the old version.
     return {
+        "reported_state": case((version >= old, state), else_=_worker.c.reported_state),
         "applied_concurrency": case(
             (version >= old, concurrency), else_=_worker.c.applied_concurrency
         ),
@@ -234,7 +240,9 @@ def _applied(version, concurrency, now) -> dict[str, Any]:
 
 def _ack_statement() -> Update:
     """Record an acknowledgement that came without a heartbeat (on a long-poll or a fetch):
-    the applied version and concurrency only, guarded by the instance like a beat."""
+    the applied version and concurrency and the state the worker is in with them (so
+    ``--wait`` never sees a maintenance acknowledged before the worker says it drains),
+    guarded by the instance like a beat."""
     version = bindparam("ack_version")
     return (
         update(_worker)
@@ -245,7 +253,10 @@ def _ack_statement() -> Update:
         )
         .values(
             **_applied(
-                version, bindparam("ack_concurrency"), bindparam("ack_now", type_=UTCDateTime())
+                version,
+                bindparam("ack_concurrency"),
+                bindparam("ack_now", type_=UTCDateTime()),
+                bindparam("ack_state"),
             )
         )
     )
@@ -262,6 +273,7 @@ class Ack(NamedTuple):
     instance_id: str
     version: int
     concurrency: int
+    state: WorkerState
 
 
 def record_acks(connection: Connection, acks: list[Ack]) -> None:
@@ -276,6 +288,7 @@ def record_acks(connection: Connection, acks: list[Ack]) -> None:
                 "ack_instance": ack.instance_id,
                 "ack_version": ack.version,
                 "ack_concurrency": ack.concurrency,
+                "ack_state": ack.state.value,
                 "ack_now": now,
             }
             for ack in acks
