@@ -28,12 +28,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from _common import (
     SUMMARY_HEADERS,
@@ -62,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", "-n", type=int, default=1000, help="simulated workers in the fleet")
     add("--skip", default="", help="comma-separated: baseline,longpoll,fleetwide,jobs,real")
     add("--bursts", type=int, help="fleet-wide changes per acknowledgement path (default 5)")
+    add("--ack", choices=["both", "heartbeat", "long-poll"], default="both", help="paths to run")
     add("--quick", action="store_true", help="200 workers, short phases: a smoke run")
     add("--quiet-host", type=float, metavar="CORES", help="wait until others use fewer cores")
     add("--keep", action="store_true", help="keep the temporary home (database, logs)")
@@ -236,8 +239,10 @@ class Phase:
     name: str
     latencies: list[float | None] = field(default_factory=list)
     burst: list[float | None] = field(default_factory=list)
-    #: Fleet-wide changes: how long each request took to return.
+    #: Fleet-wide changes: how long each request took to return, and the server's CPU
+    #: seconds from the request until every worker's acknowledgement was listed.
     requests: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 class Run:
@@ -309,6 +314,7 @@ class Run:
             await self.fleet.wait_watching(len(self.fleet_names), 30)
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
         body = {"target": {"all": True}, "change": change}
+        cpu = process_cpu(self.bench.servers[0].pid)
         reply, sent, returned = await self.call("PATCH", "/workers", body)
         phase.requests.append(returned - sent)
         versions = {
@@ -316,6 +322,7 @@ class Run:
         }
         acked = await self.listed_acks(versions, self.wall + returned, timeout)
         phase.burst += [acked.get(h) for h in versions]
+        phase.cpu.append(process_cpu(self.bench.servers[0].pid) - cpu)
 
     async def listed_acks(
         self, versions: dict[str, int], returned: float, timeout: float
@@ -351,12 +358,15 @@ class Run:
         before = Phase("fleet-wide, ack by heartbeat (before)")
         after = Phase("fleet-wide, ack on the next long-poll")
         progress(f"{before.name} / {after.name}: {bursts} each")
+        paths = [(before, False), (after, True)]
+        if self.args.ack != "both":  # one path: against a server without the other, say
+            paths = [paths[self.args.ack == "long-poll"]]
         for _ in range(bursts):
-            for phase, on_watch in ((before, False), (after, True)):
+            for phase, on_watch in paths:
                 self.fleet.ack_on_watch = on_watch
                 await self.fleet_wide(phase, 30)
         self.fleet.ack_on_watch = False
-        self.phases += [before, after]
+        self.phases += [phase for phase, _ in paths]
 
     async def sim_jobs(self, name: str, queue: str, count: int, timeout: float) -> None:
         async with self.phase(name) as phase:
@@ -429,6 +439,13 @@ class Run:
             await self.real_jobs(long_poll=False)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds ``pid`` used so far (Linux /proc): a figure that others' load on the
+    machine disturbs far less than latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_stamps(path) -> dict[int, float]:
     with contextlib.suppress(FileNotFoundError):
         pairs = (line.split() for line in path.read_text().splitlines())
@@ -456,6 +473,11 @@ def report(run: Run, args: argparse.Namespace) -> None:
     ]
     rows += [
         summary_row(f"request, {p.name}", summarize(p.requests)) for p in run.phases if p.requests
+    ]
+    rows += [
+        summary_row(f"server CPU s per change, {p.name}", summarize(p.cpu))
+        for p in run.phases
+        if p.cpu
     ]
     print_table(
         "from the request's return: change -> its ack; fleet-wide -> each worker's ack "
