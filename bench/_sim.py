@@ -178,8 +178,12 @@ class SimWorker:
         body = {"instance_id": self.instance, "free_slots": free_slots, "seq": self.seq}
         return self._call("POST", "fetch", body)
 
-    def watch(self, free_slots: int, timeout: float) -> Request:
+    def watch(self, free_slots: int, timeout: float, applied: bool = False) -> Request:
+        """``applied``: carry the acknowledgement of the version it holds, as the agent does."""
         query = {"instance_id": self.instance, "version": self.version, "free_slots": free_slots}
+        if applied:
+            ack = {"applied_version": self.version, "applied_concurrency": self.concurrency}
+            query |= ack | {"state": "idle"}
         return self._call("GET", "watch", timeout=timeout, **query)
 
     def results(self, jobs: list[dict]) -> Request:
@@ -191,7 +195,7 @@ class SimWorker:
 
     def apply(self, answer: bytes) -> dict:
         """Take the desired state from an answer that carries one; returns the parsed answer.
-        A new version is adopted at once (``applied`` on the next heartbeat)."""
+        A new version is adopted at once (``applied`` on the next heartbeat or long-poll)."""
         reply = json.loads(answer) if answer else {}
         desired = reply.get("desired", {"version": 0})
         if desired["version"] > self.version:

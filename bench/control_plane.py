@@ -8,10 +8,14 @@ with a fetch whenever the answer's reason is ``work``. Phases (``--skip`` any):
 
 1. ``baseline``: PUT concurrency for random workers (2/s for 60 s) and one fleet-wide change,
    heartbeat only: each is acknowledged by the worker's next heartbeat.
-2. ``longpoll``: the same at 8/s for 30 s, and two fleet-wide changes.
-3. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker's fetch returned it;
+2. ``longpoll``: the same at 8/s for 30 s.
+3. ``fleetwide``: ``PATCH /workers`` with target ``all`` (``--bursts`` times each way),
+   acknowledged by an immediate heartbeat (the agent before) or by carrying
+   ``applied_version`` on the next long-poll (today's agent), alternating: the request's time,
+   and each worker's acknowledgement as ``list-workers`` shows it (``applied_at``).
+4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker's fetch returned it;
    baseline: as many workers fetching every 5 s.
-4. ``real``: one real ``edgefleet worker`` and one with ``--no-long-poll``; POST /jobs
+5. ``real``: one real ``edgefleet worker`` and one with ``--no-long-poll``; POST /jobs
    returned -> the job's process stamped its start (``date +%s.%N``).
 
     .venv/bin/python bench/control_plane.py            # ~8 min, 1000 workers
@@ -24,11 +28,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from _common import (
     SUMMARY_HEADERS,
@@ -44,7 +51,7 @@ from _common import (
     verdict,
     wait_for_quiet_host,
 )
-from _sim import Conn, HttpError, Request, SimWorker, admin_headers, run_async
+from _sim import Conn, HttpError, Pools, Request, SimWorker, admin_headers, run_async
 
 from edgefleet.contract import API_PREFIX
 
@@ -55,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--workers", "-n", type=int, default=1000, help="simulated workers in the fleet")
-    add("--skip", default="", help="comma-separated: baseline,longpoll,jobs,real")
+    add("--skip", default="", help="comma-separated: baseline,longpoll,fleetwide,jobs,real")
+    add("--bursts", type=int, help="fleet-wide changes per acknowledgement path (default 5)")
+    add("--ack", choices=["both", "heartbeat", "long-poll"], default="both", help="paths to run")
     add("--quick", action="store_true", help="200 workers, short phases: a smoke run")
     add("--quiet-host", type=float, metavar="CORES", help="wait until others use fewer cores")
     add("--keep", action="store_true", help="keep the temporary home (database, logs)")
@@ -63,11 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.heartbeat_interval, args.poll_interval, args.idle_workers = 30.0, 5.0, 3
     args.baseline_duration, args.baseline_rate = 60.0, 2.0
     args.change_duration, args.change_rate = 30.0, 8.0
-    args.bursts, args.jobs, args.poll_jobs, args.real_jobs = 2, 60, 20, 20
+    bursts, args.jobs, args.poll_jobs, args.real_jobs = 5, 60, 20, 20
     if args.quick:
         args.workers, args.heartbeat_interval = 200, 10.0
         args.baseline_duration = args.change_duration = 5.0
-        args.bursts, args.jobs, args.poll_jobs, args.real_jobs = 1, 10, 3, 5
+        bursts, args.jobs, args.poll_jobs, args.real_jobs = 1, 10, 3, 5
+    args.bursts = args.bursts or bursts
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     return args
 
@@ -85,6 +95,13 @@ class Sim:
         self.beat_conn, self.loop_conn = Conn(fleet.port), Conn(fleet.port)
         self.ack = asyncio.Event()
         self.acks: list[tuple[int, float]] = []  # (applied_version sent, answered at)
+        self.watching = False  # its watch loop runs
+        self.sent = 0  # the newest applied_version it sent
+
+    @property
+    def ack_on_watch(self) -> bool:
+        """Whether a new version is acknowledged by the next long-poll (else a heartbeat)."""
+        return self.watching and self.fleet.ack_on_watch
 
     async def call(self, kind: str, conn: Conn, request: Request, timeout=60.0) -> dict | None:
         try:
@@ -97,7 +114,7 @@ class Sim:
             return None
         before = self.worker.version
         reply = self.worker.apply(answer)
-        if self.worker.version > before:
+        if self.worker.version > before and not self.ack_on_watch:
             self.ack.set()
         return reply
 
@@ -113,7 +130,7 @@ class Sim:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ack.wait(), wait)
             self.ack.clear()
-            applied = self.worker.version
+            applied = self.sent = self.worker.version
             if await self.call("heartbeat", self.beat_conn, self.worker.heartbeat()):
                 self.acks.append((applied, time.monotonic()))
             wait = self.fleet.interval * random.uniform(0.9, 1.1)
@@ -121,12 +138,15 @@ class Sim:
     async def watch_loop(self, first_timeout: float) -> None:
         """Fetch while the server says work may wait, else hold a long-poll."""
         timeout, work = first_timeout, True
+        self.watching = True
         while True:
             if work and await self.fetch():
                 continue
             self.fleet.waiting += 1
             try:
-                request = self.worker.watch(2, timeout)
+                request = self.worker.watch(2, timeout, applied=self.ack_on_watch)
+                if self.ack_on_watch:
+                    self.sent = self.worker.version
                 reply = await self.call("watch", self.loop_conn, request, timeout + 30)
             finally:
                 self.fleet.waiting -= 1
@@ -157,6 +177,9 @@ class Fleet:
         self.sims: dict[str, Sim] = {}
         self.tasks: list[asyncio.Task] = []
         self.errors: Counter = Counter()
+        #: New versions acknowledged on the next long-poll (today's agent) rather than by an
+        #: immediate heartbeat (the agent before).
+        self.ack_on_watch = False
         self.waiting = 0  # watches in flight
         self.arrivals: dict[int, float] = {}
         self.arrival = asyncio.Event()
@@ -216,25 +239,27 @@ class Phase:
     name: str
     latencies: list[float | None] = field(default_factory=list)
     burst: list[float | None] = field(default_factory=list)
+    #: Fleet-wide changes: how long each request took to return, and the server's CPU
+    #: seconds from the request until every worker's acknowledgement was listed.
+    requests: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 class Run:
     def __init__(self, args: argparse.Namespace, bench: Bench) -> None:
         self.args, self.bench = args, bench
         self.fleet = Fleet(bench, args.heartbeat_interval)
-        self.admin = Conn(self.fleet.port)
+        self.admin = Pools([self.fleet.port])  # calls may overlap: one connection each
         self.headers = admin_headers(bench.secret)
         self.rng = random.Random(1)
         self.phases: list[Phase] = []
         self.fleet_names: list[str] = []
+        self.wall = time.time() - time.monotonic()  # monotonic -> wall clock
 
     async def call(self, method: str, path: str, body: object) -> tuple[dict | None, float, float]:
         sent = time.monotonic()
-        try:
-            request = (method, f"{API_PREFIX}{path}", self.headers, body)
-            status, answer = await self.admin.request(request, 60)
-        except HttpError as exc:
-            status, answer = 0, str(exc).encode()
+        request = (method, f"{API_PREFIX}{path}", self.headers, body)
+        status, answer = await self.admin.send(0, request)
         returned = time.monotonic()
         if status not in (200, 201):
             self.fleet.errors[f"{method} {path.split('/')[1]}: {status}"] += 1
@@ -282,22 +307,66 @@ class Run:
                 tasks.append(pending.setdefault(name, asyncio.create_task(self.put(name))))
         return [c for c in await asyncio.gather(*tasks) if c is not None]
 
-    async def fleet_wide(self, timeout: float) -> list[float | None]:
-        body = {"all": True, "concurrency": self.rng.randint(2, 16)}
-        reply, sent, returned = await self.call("POST", "/workers/actions/set-concurrency", body)
-        versions = (reply or {}).get("versions", {})
-        changes = [
-            Change(h, v, sent, returned) for h, v in versions.items() if h in self.fleet.sims
-        ]
-        return await self.settle(changes, timeout)
+    async def fleet_wide(self, phase: Phase, timeout: float) -> None:
+        """``set-worker-concurrency --all``: the request's time, and each worker's
+        acknowledgement as ``list-workers`` shows it (its ``applied_at``) after the return."""
+        if self.fleet.waiting:  # long-poll: the fleet back to waiting first
+            await self.fleet.wait_watching(len(self.fleet_names), 30)
+        change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
+        body = {"target": {"all": True}, "change": change}
+        cpu = process_cpu(self.bench.servers[0].pid)
+        reply, sent, returned = await self.call("PATCH", "/workers", body)
+        phase.requests.append(returned - sent)
+        versions = {
+            h: v for h, v in (reply or {}).get("versions", {}).items() if h in self.fleet.sims
+        }
+        acked = await self.listed_acks(versions, self.wall + returned, timeout)
+        phase.burst += [acked.get(h) for h in versions]
+        phase.cpu.append(process_cpu(self.bench.servers[0].pid) - cpu)
+
+    async def listed_acks(
+        self, versions: dict[str, int], returned: float, timeout: float
+    ) -> dict[str, float]:
+        """Seconds from ``returned`` (wall clock) to each worker's acknowledgement of its
+        version in ``list-workers``. The list is read once every worker has sent its
+        acknowledgement (then every 0.3 s until all show it): reading it meanwhile would
+        load the server that is being measured."""
+        deadline = time.monotonic() + timeout
+        sims = self.fleet.sims
+        while time.monotonic() < deadline and any(sims[h].sent < v for h, v in versions.items()):
+            await asyncio.sleep(0.05)
+        acked: dict[str, float] = {}
+        while len(acked) < len(versions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            rows, _, _ = await self.call("GET", "/workers", None)
+            for row in rows or []:
+                want = versions.get(row["hostname"])
+                if want is not None and row["applied_version"] >= want and row["applied_at"]:
+                    at = datetime.fromisoformat(row["applied_at"]).timestamp()
+                    acked[row["hostname"]] = at - returned
+        return acked
 
     async def changes(self, name: str, duration: float, rate: float, bursts: int, drain: float):
         async with self.phase(name) as phase:
             phase.latencies = await self.settle(await self.random_changes(duration, rate), drain)
             for _ in range(bursts):
-                if self.fleet.waiting:  # long-poll: the fleet back to waiting first
-                    await self.fleet.wait_watching(len(self.fleet_names), 30)
-                phase.burst += await self.fleet_wide(drain)
+                await self.fleet_wide(phase, drain)
+
+    async def fleet_bursts(self, bursts: int) -> None:
+        """Fleet-wide changes acknowledged by an immediate heartbeat (the agent before) and
+        on the next long-poll (today's), alternating, same server and fleet."""
+        before = Phase("fleet-wide, ack by heartbeat (before)")
+        after = Phase("fleet-wide, ack on the next long-poll")
+        progress(f"{before.name} / {after.name}: {bursts} each")
+        paths = [(before, False), (after, True)]
+        if self.args.ack != "both":  # one path: against a server without the other, say
+            paths = [paths[self.args.ack == "long-poll"]]
+        for _ in range(bursts):
+            for phase, on_watch in paths:
+                self.fleet.ack_on_watch = on_watch
+                await self.fleet_wide(phase, 30)
+        self.fleet.ack_on_watch = False
+        self.phases += [phase for phase, _ in paths]
 
     async def sim_jobs(self, name: str, queue: str, count: int, timeout: float) -> None:
         async with self.phase(name) as phase:
@@ -347,7 +416,9 @@ class Run:
         )
         await fleet.wait_watching(len(self.fleet_names), 60)
         if "longpoll" not in args.skip:
-            await self.changes("long-poll", args.change_duration, args.change_rate, args.bursts, 30)
+            await self.changes("long-poll", args.change_duration, args.change_rate, 0, 30)
+        if "fleetwide" not in args.skip:
+            await self.fleet_bursts(args.bursts)
         if "jobs" not in args.skip:
             k = args.idle_workers
             idle = await fleet.add([f"idle-lp-{i}" for i in range(k)], "jobs-lp")
@@ -366,6 +437,13 @@ class Run:
         if "real" not in args.skip:
             await self.real_jobs(long_poll=True)
             await self.real_jobs(long_poll=False)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds ``pid`` used so far (Linux /proc): a figure that others' load on the
+    machine disturbs far less than latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_stamps(path) -> dict[int, float]:
@@ -393,8 +471,17 @@ def report(run: Run, args: argparse.Namespace) -> None:
         for p in run.phases
         if keep(p)
     ]
+    rows += [
+        summary_row(f"request, {p.name}", summarize(p.requests)) for p in run.phases if p.requests
+    ]
+    rows += [
+        summary_row(f"server CPU s per change, {p.name}", summarize(p.cpu))
+        for p in run.phases
+        if p.cpu
+    ]
     print_table(
-        "from the request's return: change -> its ack; fleet-wide -> each worker's ack; "
+        "from the request's return: change -> its ack; fleet-wide -> each worker's ack "
+        "(list-workers' applied_at); request: sent -> returned;\n"
         "job -> started (sim: its fetch returned it, real: the job's own stamp)",
         SUMMARY_HEADERS,
         rows,
@@ -409,6 +496,11 @@ def report(run: Run, args: argparse.Namespace) -> None:
         goals.append(
             ["change -> ack p99 < 1 s", fmt_ms(s.p99), verdict(s.p99 < 1 and not s.missed)]
         )
+    if fw := phases.get("fleet-wide, ack on the next long-poll"):
+        s, r = summarize(fw.burst), summarize(fw.requests)
+        ok = s.p99 < 1 and not s.missed
+        goals.append(["fleet-wide -> all acked p99 < 1 s", fmt_ms(s.p99), verdict(ok)])
+        goals.append(["fleet-wide request p99 < 200 ms", fmt_ms(r.p99), verdict(r.p99 < 0.2)])
     if jobs := phases.get(f"{args.idle_workers} idle workers, long-poll"):
         s = summarize(jobs.latencies)
         goals.append(["job submitted -> fetched p50 < 100 ms", fmt_ms(s.p50), verdict(s.p50 < 0.1)])

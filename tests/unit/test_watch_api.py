@@ -27,13 +27,15 @@ def register(app_client, app_settings, hostname: str) -> tuple[dict[str, str], s
     return headers, instance
 
 
-def watch(app_client, hostname, worker, version=1, free_slots=2, timeout=0.5) -> dict:
+def watch(app_client, hostname, worker, version=1, free_slots=2, timeout=0.5, **ack) -> dict:
+    """``ack``: ``applied_version`` and ``applied_concurrency``, as the agent sends them."""
     headers, instance = worker
     params = {
         "instance_id": instance,
         "version": version,
         "free_slots": free_slots,
         "timeout": timeout,
+        **ack,
     }
     response = app_client.get(f"{EDGE}/workers/{hostname}/watch", params=params, headers=headers)
     assert response.status_code == 200, response.text
@@ -49,6 +51,12 @@ def submit(app_client, admin, **fields) -> int:
 
 def held_long_polls(app) -> int:
     return sum(len(waiters) for waiters in app.state.context.notifier._waiters["w"].values())
+
+
+def looked_long_polls(app, queue: str = "q") -> int:
+    """Held long-polls past their first look (they follow their queues from then on): a
+    job queued before that look is seen by the look itself, not by a wake-up."""
+    return len(app.state.context.notifier._waiters["q"].get(queue, ()))
 
 
 def test_the_answer_says_why(app, app_client, app_settings, admin):
@@ -82,7 +90,7 @@ def test_a_new_job_wakes_one_idle_worker_not_all(app, app_client, app_settings, 
             pool.submit(watch, app_client, name, worker, timeout=5.0): name
             for name, worker in workers.items()
         }
-        wait_until(lambda: held_long_polls(app) == len(workers), timeout=10)
+        wait_until(lambda: looked_long_polls(app) == len(workers), timeout=10)
         job_id = submit(app_client, admin)
         woken = next(as_completed(answers))
         assert woken.result()["reason"] == "work"
@@ -119,11 +127,11 @@ def test_a_change_committed_during_the_look_still_wakes_the_long_poll(
 
     worker = register(app_client, app_settings, "w1")
     version = watch(app_client, "w1", worker, version=0)["desired"]["version"]
-    real_look, real_wait, looks, woken = edge.watch_service.look, edge.wait_event, [], []
+    real_look, real_wait, looks, woken = edge.watch_service.look_many, edge.wait_event, [], []
 
     def look_then_change(*args, **kwargs):
         seen = real_look(*args, **kwargs)
-        looks.append(seen.reason)
+        looks.extend(one.reason for one in seen)
         if len(looks) == 1:  # right after the first look: the operator's change lands
             body = {"edge_hostname": "w1", "concurrency": 7}
             response = app_client.post(
@@ -136,9 +144,92 @@ def test_a_change_committed_during_the_look_still_wakes_the_long_poll(
         woken.append(event.is_set())
         return await real_wait(event, timeout)
 
-    monkeypatch.setattr(edge.watch_service, "look", look_then_change)
+    monkeypatch.setattr(edge.watch_service, "look_many", look_then_change)
     monkeypatch.setattr(edge, "wait_event", wait_event)
     contact = watch(app_client, "w1", worker, version=version, timeout=5.0)
     assert (contact["reason"], contact["desired"]["concurrency"]) == ("changed", 7)
     assert looks == [None, "changed"]  # the first look saw nothing: the race did happen
     assert woken == [True]
+
+
+def shown(app_client, admin, hostname: str) -> dict:
+    response = app_client.get(f"/api/v1/workers/{hostname}", headers=admin)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_long_poll_carries_the_acknowledgement_before_it_waits(
+    app, app_client, app_settings, admin
+):
+    worker = register(app_client, app_settings, "w1")
+    version = watch(app_client, "w1", worker, version=0)["desired"]["version"]
+    assert shown(app_client, admin, "w1")["applied_version"] == 0
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            watch,
+            app_client,
+            "w1",
+            worker,
+            version=version,
+            timeout=5.0,
+            applied_version=version,
+            applied_concurrency=2,
+            state="idle",
+        )
+        view = wait_until(
+            lambda: (v := shown(app_client, admin, "w1"))["applied_version"] == version and v,
+            timeout=10,
+        )
+        assert held_long_polls(app) == 1  # recorded while the long-poll is held
+        assert (view["applied_concurrency"], view["converged"]) == (2, True)
+        assert view["applied_at"] is not None
+        body = {"edge_hostname": "w1", "concurrency": 5}
+        response = app_client.post(
+            "/api/v1/workers/actions/set-concurrency", json=body, headers=admin
+        )
+        assert response.status_code == 200, response.text
+        assert held.result()["reason"] == "changed"
+    assert shown(app_client, admin, "w1")["converged"] is False
+
+
+def test_an_acknowledgement_never_goes_back(app, app_client, app_settings, admin):
+    """A heartbeat sent before its worker learnt a version may land after the long-poll that
+    acknowledged it: the older version it carries changes nothing."""
+    worker = register(app_client, app_settings, "w1")
+    body = {"edge_hostname": "w1", "concurrency": 5}
+    response = app_client.post("/api/v1/workers/actions/set-concurrency", json=body, headers=admin)
+    version = response.json()["versions"]["w1"]
+    ack = {"applied_version": version, "applied_concurrency": 5, "state": "running"}
+    assert watch(app_client, "w1", worker, version=version, **ack)["reason"] == "timeout"
+    acked = shown(app_client, admin, "w1")
+    headers, instance = worker
+    beat = {"instance_id": instance, "state": "idle", "applied_version": version - 1}
+    response = app_client.post(
+        f"{EDGE}/workers/w1/heartbeat",
+        json=beat | {"applied_concurrency": 2},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    after = shown(app_client, admin, "w1")
+    fields = ("applied_version", "applied_concurrency", "applied_at", "state")
+    assert [after[f] for f in fields] == [acked[f] for f in fields]
+    assert (acked["applied_version"], acked["applied_concurrency"]) == (version, 5)
+    assert acked["state"] == "running"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"applied_version": 1, "applied_concurrency": 2},
+        {"applied_concurrency": 2, "state": "idle"},
+        {"applied_version": -1, "applied_concurrency": 2, "state": "idle"},
+        {"applied_version": 1, "applied_concurrency": 2, "state": "busy"},
+    ],
+)
+def test_an_acknowledgement_on_a_long_poll_is_both_fields_within_bounds(
+    app, app_client, app_settings, query
+):
+    headers, instance = register(app_client, app_settings, "w1")
+    params = {"instance_id": instance, "version": 0, "timeout": 0.1, **query}
+    response = app_client.get(f"{EDGE}/workers/w1/watch", params=params, headers=headers)
+    assert response.status_code in (400, 422), response.text

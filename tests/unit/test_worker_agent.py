@@ -55,6 +55,8 @@ class FakeEdgeServer:
         self.registrations: list[Registration] = []
         self.heartbeats: list[Heartbeat] = []
         self.fetches: list[FetchRequest] = []
+        #: (applied_version, applied_concurrency, state) each long-poll carried
+        self.watch_acks: list[tuple[int, int, str]] = []
         self.results: dict[int, JobResult] = {}
         self.releases: list[tuple[int, JobRelease]] = []
         self.logs: dict[int, list[LogChunk]] = {}
@@ -104,7 +106,11 @@ class FakeEdgeServer:
             self.heartbeats.append(Heartbeat.model_validate_json(request.content))
             return self._contact()
         if action == "watch":
-            if int(request.url.params["version"]) == self.desired["version"]:
+            params = request.url.params
+            if "applied_version" in params:
+                version, concurrency = params["applied_version"], params["applied_concurrency"]
+                self.watch_acks.append((int(version), int(concurrency), params["state"]))
+            if int(params["version"]) == self.desired["version"]:
                 self.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.2):
@@ -133,7 +139,11 @@ def _assignment(job_id: int, command: list[str]) -> dict:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    fake: FakeEdgeServer, home: Path, concurrency: int, long_poll: bool = False
+    fake: FakeEdgeServer,
+    home: Path,
+    concurrency: int,
+    long_poll: bool = False,
+    heartbeat_interval: float = 0.2,
 ) -> AsyncIterator[EdgeWorker]:
     """Run a real EdgeWorker against ``fake``; stop it (draining its jobs) on exit."""
     config = WorkerConfig(
@@ -142,7 +152,7 @@ async def running_worker(
         queues=["default"],
         home=home,
         api_url="http://edgefleet.test",
-        heartbeat_interval=0.2,
+        heartbeat_interval=heartbeat_interval,
         poll_interval=0.05,
         watch_timeout=1.0,
         long_poll=long_poll,
@@ -208,15 +218,17 @@ async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(tmp_pa
 async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_without_restart(
     tmp_path, recorder
 ):
+    """Acknowledged by the next long-poll, with no heartbeat of its own (a heartbeat comes
+    every 60 s here)."""
     fake = FakeEdgeServer(concurrency=1)
-    async with running_worker(fake, tmp_path, concurrency=1, long_poll=True) as worker:
+    long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
+    async with running_worker(fake, tmp_path, concurrency=1, **long_poll) as worker:
         assert worker.limiter.limit == 1
+        beats = len(await async_wait_until(lambda: fake.heartbeats, timeout=10))
         fake.change(concurrency=4, concurrency_source="operator")
-        beats = await async_wait_until(
-            lambda: [b for b in fake.heartbeats if b.applied_version == 2], timeout=10
-        )
-        assert beats[0].applied_concurrency == 4
+        await async_wait_until(lambda: (2, 4, "idle") in fake.watch_acks, timeout=10)
         assert worker.limiter.limit == 4
+        assert len(fake.heartbeats) == beats  # the state did not change: no heartbeat
 
         # The new limit is what it now fetches for: four jobs at once.
         fetches_before = len(fake.fetches)
@@ -228,6 +240,38 @@ async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_withou
     assert len(fake.registrations) == 1  # never re-registered, never restarted
     assert max_overlap(recorder.runs()) == 4
     assert fake.releases == []
+
+
+async def test_a_change_learnt_from_a_fetch_is_acknowledged_by_the_next_long_poll(tmp_path):
+    fake = FakeEdgeServer(concurrency=2)
+    fake.fetch_answers = [([], {"concurrency": 1, "concurrency_source": "operator"})]
+    long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
+    async with running_worker(fake, tmp_path, concurrency=2, **long_poll) as worker:
+        await async_wait_until(lambda: (2, 1, "idle") in fake.watch_acks, timeout=10)
+        assert worker.limiter.limit == 1
+
+
+async def test_a_long_poll_acknowledges_maintenance_with_the_state_it_brings(tmp_path):
+    """``--wait`` returns on the acknowledgement: it must not show a worker in maintenance
+    as still idle."""
+    fake = FakeEdgeServer(concurrency=2)
+    long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
+    async with running_worker(fake, tmp_path, concurrency=2, **long_poll):
+        await async_wait_until(lambda: fake.watch_acks, timeout=10)
+        fake.change(maintenance=True, maintenance_comment="firmware")
+        await async_wait_until(lambda: (2, 2, "maintenance") in fake.watch_acks, timeout=10)
+    assert not [ack for ack in fake.watch_acks if ack[0] == 2 and ack[2] != "maintenance"]
+
+
+async def test_without_long_polls_a_change_is_acknowledged_by_a_heartbeat_at_once(tmp_path):
+    fake = FakeEdgeServer(concurrency=2)
+    fake.fetch_answers = [([], {"concurrency": 3, "concurrency_source": "operator"})]
+    async with running_worker(fake, tmp_path, concurrency=2, heartbeat_interval=60.0):
+        acked = await async_wait_until(
+            lambda: [b for b in fake.heartbeats if b.applied_version == 2], timeout=10
+        )
+    assert acked[0].applied_concurrency == 3
+    assert fake.watch_acks == []
 
 
 async def test_job_outcome_environment_and_output_are_reported(tmp_path, recorder):

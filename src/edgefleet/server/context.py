@@ -19,8 +19,10 @@ from edgefleet.server.authn import Authenticator, RateLimiter
 from edgefleet.server.events import Outcome
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.secret_env import EnvSealer
-from edgefleet.server.services import dispatch, heartbeats
+from edgefleet.server.services import dispatch, heartbeats, watch
+from edgefleet.server.services.acks import write as write_acks
 from edgefleet.server.services.reports import ResultReport
+from edgefleet.server.services.workers import Ack
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
@@ -54,6 +56,10 @@ class ServerContext:
     #: Heartbeats and results, written in groups.
     beats: GroupWriter[heartbeats.Beat, heartbeats.BeatAnswer] = field(init=False)
     results: GroupWriter[ResultReport, None] = field(init=False)
+    #: Acknowledgements carried by long-polls, written in groups.
+    acks: GroupWriter[Ack, None] = field(init=False)
+    #: Long-polls' looks, read in groups: a change to the whole fleet wakes them all at once.
+    looks: GroupWriter[watch.Ask, watch.Look] = field(init=False)
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     #: Seals jobs' secret env values for the database, opens them for the claiming worker.
@@ -68,6 +74,11 @@ class ServerContext:
         self.results = GroupWriter(
             functools.partial(self.run, self._write_results), alone=refused_value
         )
+        self.acks = GroupWriter(functools.partial(self.run, write_acks, self.db))
+        self.looks = GroupWriter(self._look_many)
+
+    async def _look_many(self, asks: list[watch.Ask]) -> list[watch.Look | EdgefleetError]:
+        return await self.run(watch.look_many, self.db, asks)
 
     def _write_results(self, reports: list[ResultReport]) -> list[None | EdgefleetError]:
         answers = dispatch.report_results(self.db, reports)

@@ -3,7 +3,9 @@
 Three kinds of task share one event loop:
 - the dispatch loop fetches jobs while slots are free and otherwise waits on a long-poll
   (``watch``) that the server answers when the desired state changes or work may be waiting;
-- the heartbeat loop proves liveness and acknowledges each applied desired-state version;
+- the heartbeat loop proves liveness and reports the worker's state; it acknowledges each
+  applied desired-state version too, which with long-polls on rides on the next long-poll
+  instead (no request of its own: a change to the whole fleet costs one request a worker);
 - one task per running job.
 """
 
@@ -347,7 +349,8 @@ class EdgeWorker:
         self.desired = desired
         if not self._cached:
             self._desired_cache.save(desired)
-        self._ack.set()
+        if not self.config.long_poll:  # else the next long-poll acknowledges it
+            self._ack.set()
         self._wake.set()
         self._write_state()
 
@@ -508,7 +511,13 @@ class EdgeWorker:
         moves_at_issue = self.client.servers.moves
         version = self.desired.version if self.desired else 0
         watch = asyncio.create_task(
-            self.client.watch(self.instance_id, version, free_at_issue, self.config.watch_timeout)
+            self.client.watch(
+                self.instance_id,
+                version,
+                free_at_issue,
+                self.config.watch_timeout,
+                applied=(self.limiter.limit, self.state()),
+            )
         )
         try:
             while not watch.done():
@@ -523,6 +532,8 @@ class EdgeWorker:
                     return True
                 if self.client.servers.moves != moves_at_issue:
                     return True  # held on a server the client has left: ask the new one
+                if self.desired is not None and self.desired.version != version:
+                    return False  # learnt elsewhere: the next long-poll acknowledges it
             reason = await self._on_watch_answer(watch)
         finally:
             if not watch.done():

@@ -32,6 +32,7 @@ from edgefleet.contract import (
     ResultBatch,
     ResultOutcomes,
     WorkerContact,
+    WorkerState,
 )
 from edgefleet.errors import (
     Conflict,
@@ -249,14 +250,28 @@ class EdgeClient:
         return _read(WorkerContact, response)
 
     async def watch(
-        self, instance_id: str, version: int, free_slots: int, timeout: float
+        self,
+        instance_id: str,
+        version: int,
+        free_slots: int,
+        timeout: float,
+        applied: tuple[int, WorkerState] | None = None,
     ) -> WorkerContact:
-        params = {
+        """``applied``: acknowledge ``version`` as applied with this concurrency, in this
+        state (the server records it before the long-poll waits, as a heartbeat would)."""
+        params: dict[str, str | int | float] = {
             "instance_id": instance_id,
             "version": version,
             "free_slots": free_slots,
             "timeout": timeout,
         }
+        if applied is not None:
+            concurrency, state = applied
+            params |= {
+                "applied_version": version,
+                "applied_concurrency": concurrency,
+                "state": state.value,
+            }
         response = await self._worker_call(
             "GET",
             f"/workers/{self.hostname}/watch",

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from edgefleet.aio import wait_event
 from edgefleet.auth import JOIN_TOKEN_PREFIX
 from edgefleet.contract import (
+    DB_INT_MAX,
     ControlRequest,
     CredentialIssued,
     DesiredState,
@@ -31,6 +32,7 @@ from edgefleet.contract import (
     ResultOutcomes,
     WakeReason,
     WorkerContact,
+    WorkerState,
 )
 from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
@@ -41,6 +43,7 @@ from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
 from edgefleet.server.services.heartbeats import Beat
 from edgefleet.server.services.reports import ResultReport
+from edgefleet.server.services.workers import Ack
 from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
@@ -127,22 +130,32 @@ async def watch(
     version: CountQuery,
     free_slots: Annotated[int, Query(ge=0, le=MAX_CONCURRENCY)] = 0,
     timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
+    applied_version: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
+    applied_concurrency: Annotated[int | None, Query(ge=1, le=MAX_CONCURRENCY)] = None,
+    state: WorkerState | None = None,
 ):
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
     on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
-    after about ``timeout`` seconds; ``reason`` says which."""
+    after about ``timeout`` seconds; ``reason`` says which.
+
+    ``applied_version``, ``applied_concurrency`` and ``state`` acknowledge what the worker
+    applied, as a heartbeat would: recorded before the long-poll waits, so the
+    acknowledgement of a change needs no request of its own."""
     own_hostname(identity, hostname)
+    ack = _ack(hostname, instance_id, applied_version, applied_concurrency, state)
     notifier, recheck = context.notifier, context.watch_recheck
+    ask = watch_service.Ask(hostname, instance_id, version, free_slots)
     # Up to 10 % early, so long-polls that started together drift apart.
     hold = min(timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
     deadline = time.monotonic() + hold
     with notifier.subscribe(hostname, free_slots) as waiter:
         while not waiter.replaced:
             waiter.event.clear()  # before the look: a wake-up during it is not lost
-            seen = await context.run(
-                watch_service.look, context.db, hostname, instance_id, version, free_slots
-            )
+            seen = await context.looks.submit(ask)
             notifier.follow(waiter, seen.desired.queues)
+            if ack is not None and ack.version > seen.applied_version:
+                await context.acks.submit(ack)
+            ack = None
             if seen.reason is not None:
                 return _contact(seen.desired, seen.cancel, seen.reason)
             if notifier.closing:
@@ -152,6 +165,20 @@ async def watch(
                 return _contact(seen.desired, reason=WakeReason.TIMEOUT)
             await wait_event(waiter.event, min(remaining, recheck or remaining))
     return _contact(seen.desired, reason=WakeReason.REPLACED)
+
+
+def _ack(
+    hostname: str,
+    instance_id: str,
+    version: int | None,
+    concurrency: int | None,
+    state: WorkerState | None,
+) -> Ack | None:
+    if version is None and concurrency is None and state is None:
+        return None
+    if version is None or concurrency is None or state is None:
+        raise InvalidRequest("give applied_version, applied_concurrency and state, or none")
+    return Ack(hostname, instance_id, version, concurrency, state)
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)

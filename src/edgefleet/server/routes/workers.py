@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 
 from edgefleet import fleet_rules, parsing
 from edgefleet.contract import (
@@ -27,7 +27,7 @@ from edgefleet.contract import (
 from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
-from edgefleet.server.events import Outcome, changed_workers
+from edgefleet.server.events import changed_workers
 from edgefleet.server.params import HostPatternQuery
 from edgefleet.server.services import control, credentials, explain, workers
 
@@ -42,8 +42,11 @@ def parse_selector(text: str) -> dict[str, str]:
         raise InvalidRequest(str(exc)) from None
 
 
-def _notify(context: ServerContext, changes: ChangeSet) -> ChangeSet:
-    return context.settle(Outcome(changes, changed_workers(changes)))
+def _notify(context: ServerContext, changes: ChangeSet, later: BackgroundTasks) -> ChangeSet:
+    """Wake the changed workers once the answer is sent: a fleet-wide change wakes a thousand
+    long-polls, whose answers would otherwise hold this one up."""
+    later.add_task(context.notifier.announce, changed_workers(changes))
+    return changes
 
 
 @router.get("", response_model=list[WorkerView])
@@ -87,10 +90,13 @@ def remove_worker(hostname: HostnamePath, context: ContextDep, identity: AdminDe
 
 
 @router.patch("", response_model=ChangeSet)
-def change_workers(body: ControlRequest, context: ContextDep, identity: OperatorDep):
+def change_workers(
+    body: ControlRequest, context: ContextDep, identity: OperatorDep, later: BackgroundTasks
+):
     """Change the desired state of the targeted workers: one change, audited per field."""
     per_cpu = context.settings.max_concurrency_per_cpu
-    return _notify(context, control.change_workers(context.db, body, identity.subject, per_cpu))
+    changes = control.change_workers(context.db, body, identity.subject, per_cpu)
+    return _notify(context, changes, later)
 
 
 # The same change, one route per action (the web UI and scripts call these).
@@ -98,16 +104,22 @@ def change_workers(body: ControlRequest, context: ContextDep, identity: Operator
 
 @router.put("/{hostname}/concurrency", response_model=ChangeSet)
 def set_concurrency(
-    hostname: HostnamePath, body: ConcurrencySet, context: ContextDep, identity: OperatorDep
+    hostname: HostnamePath,
+    body: ConcurrencySet,
+    context: ContextDep,
+    identity: OperatorDep,
+    later: BackgroundTasks,
 ):
     request = _on_one(hostname, **body.model_dump(exclude_unset=True))
-    return change_workers(request, context, identity)
+    return change_workers(request, context, identity, later)
 
 
 @router.delete("/{hostname}/concurrency", response_model=ChangeSet)
-def reset_concurrency(hostname: HostnamePath, context: ContextDep, identity: OperatorDep):
+def reset_concurrency(
+    hostname: HostnamePath, context: ContextDep, identity: OperatorDep, later: BackgroundTasks
+):
     """Hand the worker's concurrency back to its own ``--concurrency`` flag."""
-    return change_workers(_on_one(hostname, reset=True), context, identity)
+    return change_workers(_on_one(hostname, reset=True), context, identity, later)
 
 
 def _on_one(hostname: str, **fields: Any) -> ControlRequest:
@@ -130,8 +142,10 @@ ACTION_ROUTES: dict[str, tuple[type[Target], str]] = {
 
 
 def _add_action_route(action: str, body_model: type[Target], name: str) -> None:
-    def route(body: Target, context: ContextDep, identity: OperatorDep) -> ChangeSet:
-        return change_workers(ControlRequest.from_action(action, body), context, identity)
+    def route(
+        body: Target, context: ContextDep, identity: OperatorDep, later: BackgroundTasks
+    ) -> ChangeSet:
+        return change_workers(ControlRequest.from_action(action, body), context, identity, later)
 
     route.__annotations__["body"] = body_model  # FastAPI reads the body's model from here
     path = f"/actions/{action}"

@@ -1,19 +1,34 @@
-"""One look of a worker's long-poll: should it answer now, and with what?
+"""Looks of workers' long-polls: should each answer now, and with what?
 
-Everything the long-poll compares is read in one read-only transaction, with statements
-built once: a change to the whole fleet wakes every long-poll, and each look then costs the
-server one short read rather than ORM work and several trips through the thread pool.
+Everything a long-poll compares is read in one read-only transaction, with statements built
+once. A change to the whole fleet wakes every long-poll at once, so the looks that arrive
+together are made together (``look_many``, grouped by the server like heartbeats): one
+transaction and one trip through the database threads for a group, not one per worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from sqlalchemy import Connection
 
 from edgefleet import fleet_rules
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
+from edgefleet.errors import EdgefleetError
 from edgefleet.server.services import caps, dispatch
 from edgefleet.server.services.workers import DESIRED_OF, desired_state, refusal
+
+
+class Ask(NamedTuple):
+    """One long-poll's question: process ``instance_id`` of ``hostname`` holds ``version``
+    and has ``free_slots``."""
+
+    hostname: str
+    instance_id: str
+    version: int
+    free_slots: int
 
 
 @dataclass(frozen=True)
@@ -22,36 +37,68 @@ class Look:
     #: None: nothing for the worker yet, keep waiting.
     reason: WakeReason | None
     cancel: list[JobCancel] = field(default_factory=list)
+    #: The version the worker's acknowledgement recorded last.
+    applied_version: int = 0
 
 
 def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots: int) -> Look:
+    (seen,) = look_many(db, [Ask(hostname, instance_id, version, free_slots)])
+    if isinstance(seen, EdgefleetError):
+        raise seen
+    return seen
+
+
+def look_many(db: Sessions, asks: list[Ask]) -> list[Look | EdgefleetError]:
+    """A look for each ask, in order, or why the worker is refused (see ``refusal``)."""
     with db.reader.connect() as connection:
-        worker = connection.execute(DESIRED_OF, {"hostnames": [hostname]}).one_or_none()
-        refused = refusal(worker, hostname, instance_id)
-        if refused is not None:
-            raise refused
-        desired = desired_state(worker)
-        changed = desired.version != version
-        # Only a busy worker has runs to cancel; only one with free slots can take work.
-        cancelled = free_slots < desired.concurrency and dispatch.has_new_cancels(
-            connection, hostname
-        )
-        accepting = fleet_rules.accepts_work(
-            maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
-        )
+        hostnames = list({ask.hostname for ask in asks})
+        rows = {r.hostname: r for r in connection.execute(DESIRED_OF, {"hostnames": hostnames})}
+        fits: dict[tuple[tuple[str, ...], int], bool] = {}
         full = caps.Full()
-        work = (
-            not (changed or cancelled)
-            and accepting
-            and dispatch.queued_job_fits(
-                connection, caps.open_queues(connection, desired.queues, full), free_slots
-            )
-        )
-    if full.unmarked:  # this worker will wait on a full cap: a run that ends must wake it
-        caps.mark_bound(db, full.unmarked)
-    cancel = dispatch.take_new_cancels(db, hostname) if cancelled else []
-    if changed:
-        return Look(desired, WakeReason.CHANGED, cancel)
-    if cancel:
-        return Look(desired, WakeReason.CANCEL, cancel)
-    return Look(desired, WakeReason.WORK if work else None)
+        seen = [_look_one(connection, rows.get(ask.hostname), ask, fits, full) for ask in asks]
+    if full.unmarked:  # these workers will wait on a full cap: a run that ends must wake them
+        caps.mark_bound(db, sorted(set(full.unmarked)))
+    return [_with_cancels(db, ask, one) for ask, one in zip(asks, seen, strict=True)]
+
+
+def _look_one(
+    connection: Connection,
+    worker,
+    ask: Ask,
+    fits: dict[tuple[tuple[str, ...], int], bool],
+    full: caps.Full,
+) -> Look | EdgefleetError:
+    """``fits`` remembers, within one transaction, whether work fits a queue list and slots:
+    a woken fleet mostly shares both. ``full`` collects the full caps not yet marked bound."""
+    refused = refusal(worker, ask.hostname, ask.instance_id)
+    if refused is not None:
+        return refused
+    desired = desired_state(worker)
+    applied = worker.applied_version
+    if desired.version != ask.version:
+        return Look(desired, WakeReason.CHANGED, applied_version=applied)
+    # Only a busy worker has runs to cancel; only one with free slots can take work.
+    if ask.free_slots < desired.concurrency and dispatch.has_new_cancels(connection, ask.hostname):
+        return Look(desired, WakeReason.CANCEL, applied_version=applied)
+    accepting = fleet_rules.accepts_work(
+        maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=ask.free_slots
+    )
+    if not accepting:
+        return Look(desired, None, applied_version=applied)
+    key = (tuple(desired.queues), ask.free_slots)
+    if key not in fits:
+        open_queues = caps.open_queues(connection, desired.queues, full)
+        fits[key] = dispatch.queued_job_fits(connection, open_queues, ask.free_slots)
+    return Look(desired, WakeReason.WORK if fits[key] else None, applied_version=applied)
+
+
+def _with_cancels(db: Sessions, ask: Ask, seen: Look | EdgefleetError) -> Look | EdgefleetError:
+    """The cancels a look found, taken (marked as sent); a change answers with them too."""
+    if isinstance(seen, EdgefleetError) or seen.reason is None or seen.reason == WakeReason.WORK:
+        return seen
+    if seen.reason == WakeReason.CHANGED and ask.free_slots >= seen.desired.concurrency:
+        return seen
+    cancel = dispatch.take_new_cancels(db, ask.hostname)
+    if seen.reason == WakeReason.CANCEL and not cancel:
+        return Look(seen.desired, None, applied_version=seen.applied_version)
+    return Look(seen.desired, seen.reason, cancel, seen.applied_version)

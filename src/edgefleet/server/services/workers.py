@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -205,7 +205,6 @@ def _beat_statement() -> Update:
     """Record a beat, built once: a fleet sends thousands of beats a second and each only
     binds new values. Guarded by the instance, so a replaced process's beat changes nothing."""
     now = bindparam("beat_now", type_=UTCDateTime())
-    version = bindparam("beat_version")
     return (
         update(_worker)
         .where(
@@ -214,21 +213,98 @@ def _beat_statement() -> Update:
         )
         .values(
             last_heartbeat=now,
-            reported_state=bindparam("beat_state"),
-            applied_concurrency=bindparam("beat_concurrency"),
-            # Every right-hand side sees the row as it was, so this compares the old version.
-            applied_at=case(
-                (_worker.c.applied_version != version, now), else_=_worker.c.applied_at
+            **_applied(
+                bindparam("beat_version"),
+                bindparam("beat_concurrency"),
+                now,
+                bindparam("beat_state"),
             ),
-            applied_version=version,
+        )
+    )
+
+
+def _applied(version, concurrency, now, state) -> dict[str, Any]:
+    """An acknowledgement's values, with the state the worker reported with it: they only
+    move forward. A beat sent before its worker learnt a version may land after that
+    version's acknowledgement came with a long-poll; a new process starts again from 0
+    (``register``)."""
+    old = _worker.c.applied_version
+    # Every right-hand side sees the row as it was, so these compare the old version.
+    return {
+        "reported_state": case((version >= old, state), else_=_worker.c.reported_state),
+        "applied_concurrency": case(
+            (version >= old, concurrency), else_=_worker.c.applied_concurrency
+        ),
+        "applied_at": case((version > old, now), else_=_worker.c.applied_at),
+        "applied_version": case((version > old, version), else_=old),
+    }
+
+
+def _ack_statement() -> Update:
+    """Record an acknowledgement that came without a heartbeat (on a long-poll or a fetch):
+    the applied version and concurrency and the state the worker is in with them (so
+    ``--wait`` never sees a maintenance acknowledged before the worker says it drains),
+    guarded by the instance like a beat."""
+    version = bindparam("ack_version")
+    return (
+        update(_worker)
+        .where(
+            _worker.c.hostname == bindparam("ack_hostname"),
+            _worker.c.instance_id == bindparam("ack_instance"),
+            _worker.c.applied_version < version,
+        )
+        .values(
+            **_applied(
+                version,
+                bindparam("ack_concurrency"),
+                bindparam("ack_now", type_=UTCDateTime()),
+                bindparam("ack_state"),
+            )
         )
     )
 
 
 _BEAT = _beat_statement()
+_ACK = _ack_statement()
+
+
+class Ack(NamedTuple):
+    """A worker process's acknowledgement of the desired version it applied."""
+
+    hostname: str
+    instance_id: str
+    version: int
+    concurrency: int
+    state: WorkerState
+
+
+def record_acks(connection: Connection, acks: list[Ack]) -> None:
+    """Acknowledgements as one multi-row update, on a connection in a write transaction. One
+    from a replaced process, or for a version already acknowledged, changes nothing."""
+    now = utcnow()
+    connection.execute(
+        _ACK,
+        [
+            {
+                "ack_hostname": ack.hostname,
+                "ack_instance": ack.instance_id,
+                "ack_version": ack.version,
+                "ack_concurrency": ack.concurrency,
+                "ack_state": ack.state.value,
+                "ack_now": now,
+            }
+            for ack in acks
+        ],
+    )
+
+
 #: What a worker call is checked and answered with, for the workers named ``hostnames``.
 DESIRED_OF = select(
-    _worker.c.hostname, _worker.c.instance_id, _worker.c.revoked_at, *DESIRED_COLUMNS
+    _worker.c.hostname,
+    _worker.c.instance_id,
+    _worker.c.revoked_at,
+    _worker.c.applied_version,
+    *DESIRED_COLUMNS,
 ).where(_worker.c.hostname.in_(bindparam("hostnames", expanding=True)))
 
 
