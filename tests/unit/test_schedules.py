@@ -12,7 +12,7 @@ import pytest
 
 from edgefleet.contract import Registration, ScheduleCreate
 from edgefleet.db.models import AuditEntry
-from edgefleet.server.services import schedules, workers
+from edgefleet.server.services import schedules, sweep, workers
 from edgefleet.server.sweeper import Sweeper
 from support import admin_token, auth_header
 
@@ -130,6 +130,17 @@ def test_a_hand_change_during_a_window_wins_until_it_is_reset(fleet, client, adm
     assert schedules.sweep_windows(db, EVENING + timedelta(days=1)) == []
     assert in_force(client, admin)["w2"] == (3, "operator", None)
     set_override(client, admin, "w2", reset=True)
+    assert in_force(client, admin)["w2"] == (16, "schedule", "night")
+
+
+def test_an_override_that_expires_during_a_window_hands_back_to_the_window(fleet, client, admin):
+    db = fleet
+    add(db, name="night", selector={"site": "a"}, now=datetime.now(UTC) - timedelta(hours=1),
+        cron="* * * * *", duration_seconds=3 * 3600)  # fmt: skip
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    set_override(client, admin, "w2", concurrency=3, until=until.isoformat())
+    assert in_force(client, admin)["w2"] == (3, "operator", None)
+    assert sweep.expire_overrides(db, until) == ["w2"]
     assert in_force(client, admin)["w2"] == (16, "schedule", "night")
 
 

@@ -17,7 +17,6 @@ import typer
 from edgefleet import cron_windows, parsing
 from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
 from edgefleet.cli.output import OutputFormat, print_json, print_table
-from edgefleet.cli.token import parse_duration
 from edgefleet.settings import MAX_CONCURRENCY
 
 app = typer.Typer(help="Windows of time in which label groups run at a given concurrency.")
@@ -51,7 +50,7 @@ def span(seconds: int) -> str:
 
 
 def _window_seconds(text: str) -> int:
-    seconds = parse_duration(text)
+    seconds = parsing.parse_duration(text)
     if seconds != int(seconds):
         raise ValueError(f"bad duration {text!r}: give whole seconds")
     return cron_windows.check_duration(int(seconds))
