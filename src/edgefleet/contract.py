@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from edgefleet import API_PREFIX, API_VERSION
+from edgefleet.cron_windows import MAX_DURATION_SECONDS
 from edgefleet.parsing import LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_QUEUE_NAME, QUEUE_NAME_PATTERN
 from edgefleet.settings import MAX_CONCURRENCY
 
@@ -477,6 +478,8 @@ class WorkerView(BaseModel):
     concurrency_rule: str | None = None
     #: When the operator's concurrency ends by itself (UTC); None: it holds until reset.
     concurrency_until: datetime | None = None
+    #: The schedule whose open window sets ``concurrency`` when its source is ``schedule``.
+    concurrency_schedule: str | None = None
     flag_concurrency: int
     applied_concurrency: int | None
     desired_version: int
@@ -669,10 +672,63 @@ class ConcurrencyRuleChange(BaseModel):
     changes: ChangeSet
 
 
+#: A schedule's name: letters, digits, ``_ . -``, starting with a letter or digit.
+SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+ScheduleName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=SCHEDULE_NAME_PATTERN)
+]
+
+
+class ScheduleCreate(Request):
+    """A schedule: from each start of ``cron`` in ``timezone`` (an IANA name) for
+    ``duration_seconds``, the workers with every label of ``selector`` (with ``all``: every
+    worker; give exactly one of the two) run at ``concurrency``. Without a ``name`` the
+    server makes one up. ``force`` as for a rule (``EDGEFLEET_MAX_CONCURRENCY_PER_CPU``)."""
+
+    name: ScheduleName | None = None
+    selector: Labels | None = None
+    all: bool = False
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    duration_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_DURATION_SECONDS)]
+    concurrency: Concurrency
+    force: bool = False
+
+
+class ScheduleView(BaseModel):
+    """A schedule and its window as of now: open (``active``, from ``window_start`` until
+    ``window_end``) or not, and when it next starts, in UTC and in its own time zone."""
+
+    name: str
+    selector: dict[str, str]
+    #: Every worker (an empty selector).
+    all: bool
+    cron: str
+    timezone: str
+    duration_seconds: int
+    concurrency: int
+    created_at: datetime
+    created_by: str
+    active: bool
+    window_start: datetime | None
+    window_end: datetime | None
+    next_start: datetime | None
+    #: ``next_start`` with the offset of the schedule's time zone.
+    next_start_local: datetime | None
+
+
+class ScheduleChange(BaseModel):
+    """A schedule added or removed, and the workers whose concurrency in force it moved."""
+
+    schedule: ScheduleView
+    removed: bool = False
+    changes: ChangeSet
+
+
 class LayerView(BaseModel):
     """One layer of a worker's concurrency, highest first: its value (None: it sets none)."""
 
-    layer: str  # "operator", "label-rule", "fleet-default" or "flag"
+    layer: str  # "operator", "schedule", "label-rule", "fleet-default" or "flag"
     concurrency: int | None
     rule: str | None = None
     in_force: bool
@@ -686,6 +742,7 @@ class ConcurrencyExplained(BaseModel):
     concurrency: int
     concurrency_source: str
     concurrency_rule: str | None
+    concurrency_schedule: str | None = None
     why: str
     layers: list[LayerView]
     applied_concurrency: int | None

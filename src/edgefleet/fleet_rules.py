@@ -3,8 +3,8 @@
 - **Effective settings**: an operator's override wins over the worker's own start-up flag
   until it is reset (or, for concurrency, until its expiry passes); ``source`` says which one
   is in force (``operator`` or ``flag``). A worker's concurrency has standing layers between
-  the two: worker override -> label rule -> fleet default -> flag (``concurrency_source``
-  names the layer in force).
+  the two: worker override -> schedule -> label rule -> fleet default -> flag
+  (``concurrency_source`` names the layer in force).
 - **Standing rules**: which label rule applies to a worker (``matching_rules``), and how
   many per CPU a worker may be given (``cpu_refusal``).
 - **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
@@ -38,6 +38,8 @@ OPERATOR = "operator"
 LABEL_RULE = "label-rule"
 #: ``source`` of the fleet-wide default concurrency (``concurrency-rule set --default``).
 FLEET_DEFAULT = "fleet-default"
+#: ``source`` of a concurrency a schedule's open window sets (``schedule add``).
+SCHEDULE = "schedule"
 
 
 def effective(override: T | None, flag: T) -> T:

@@ -1,6 +1,9 @@
-"""A standing label rule steers a running worker: no restart, acknowledged, explained."""
+"""A standing label rule and a schedule's open window steer a running worker: no restart,
+acknowledged, explained."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from support import squash, wait_until
 
@@ -42,3 +45,42 @@ def test_a_label_rule_changes_a_running_workers_concurrency(
     both = cli("concurrency-rule", "set", "--selector", "site=plant1", "--default", "-c", "3")
     assert both.returncode == 2 and "exactly one" in both.stderr
     assert [r["rule"] for r in admin_api.call("GET", "/concurrency-rules")] == ["site=plant1"]
+
+
+def test_a_schedule_window_open_now_steers_a_running_worker_and_hands_back(
+    server, start_worker, cli, cli_json, admin_api
+):
+    worker = start_worker("night-press", concurrency=2, extra_args=("--label", "site=night"))
+    pid = admin_api.worker("night-press")["pid"]
+
+    def settled_at(value: int) -> Callable[[], dict | None]:
+        def check() -> dict | None:
+            view = admin_api.worker("night-press")
+            done = view["applied_concurrency"] == value
+            return view if done and view["applied_version"] == view["desired_version"] else None
+
+        return check
+
+    added = cli_json(
+        "schedule", "add", "--selector", "site=night", "--cron", "* * * * *", "--for", "1h",
+        "-c", "3", "--timezone", "Europe/Berlin", "--name", "shift", "-o", "json",
+    )  # fmt: skip
+    assert added["schedule"]["active"] and added["changes"]["workers"] == ["night-press"]
+    view = wait_until(settled_at(3), message=lambda: worker.log_tail())
+    assert (view["pid"], view["concurrency_source"], view["concurrency_schedule"]) == (
+        pid,
+        "schedule",
+        "shift",
+    )
+    assert "schedule" in cli("list-workers", check=True).stdout
+    listed = cli("schedule", "list", check=True).stdout
+    assert "shift" in listed and "Europe/Berlin" in listed and "until" in listed
+
+    bad = cli("schedule", "add", "--all", "--cron", "0 22 * * *", "--for", "1h", "-c", "3",
+              "--timezone", "Mars/Olympus")  # fmt: skip
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr
+
+    cli("schedule", "remove", "shift", check=True)
+    view = wait_until(settled_at(2), message=lambda: worker.log_tail())
+    assert (view["pid"], view["concurrency_source"]) == (pid, "flag")
+    assert admin_api.call("GET", "/schedules") == []

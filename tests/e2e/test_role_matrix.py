@@ -77,6 +77,9 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "PUT /api/v1/concurrency-rules":                       (401, 403, OK,  OK,  403, 403, 401),
     "DELETE /api/v1/concurrency-rules":                    (401, 403, OK,  OK,  403, 403, 401),
     "PUT /api/v1/queues/{name}":                           (401, 403, OK,  OK,  403, 403, 401),
+    "GET /api/v1/schedules":                               (401, OK,  OK,  OK,  403, 403, 401),
+    "POST /api/v1/schedules":                              (401, 403, OK,  OK,  403, 403, 401),
+    "DELETE /api/v1/schedules/{name}":                     (401, 403, OK,  OK,  403, 403, 401),
     "GET /api/v1/tokens":                                  (401, 403, 403, OK,  403, 403, 401),
     "POST /api/v1/tokens":                                 (401, 403, 403, OK,  403, 403, 401),
     "DELETE /api/v1/tokens/{name}":                        (401, 403, 403, OK,  403, 403, 401),
@@ -201,6 +204,14 @@ class Fleet:
         self.admin.call(
             "PUT", "/concurrency-rules", json={"selector": {"m": name}, "concurrency": 3}
         )
+        return name
+
+    def schedule_named(self) -> str:
+        """A schedule of its own (``m=NAME``, matching no worker), for a cell to remove."""
+        name = self.name("matrix-schedule")
+        body = {"name": name, "selector": {"m": name}, "cron": "0 22 * * *"}
+        body |= {"duration_seconds": 3600, "concurrency": 3}
+        self.admin.call("POST", "/schedules", expect=201, json=body)
         return name
 
     # --- calling ------------------------------------------------------------------------------
@@ -408,6 +419,20 @@ REQUESTS: dict[str, Build] = {
         f"{V1}/concurrency-rules", params={"selector": f"m={fleet.rule_named()}"}
     ),
     "PUT /api/v1/queues/{name}": _fixed(f"{V1}/queues/matrix-capped", json={"concurrency": 3}),
+    "GET /api/v1/schedules": _fixed(f"{V1}/schedules"),
+    "POST /api/v1/schedules": lambda fleet: Call(
+        f"{V1}/schedules",
+        json={
+            "name": fleet.name("s"),
+            "selector": {"m": "none"},
+            "cron": "0 22 * * *",
+            "duration_seconds": 3600,
+            "concurrency": 3,
+        },
+    ),
+    "DELETE /api/v1/schedules/{name}": lambda fleet: Call(
+        f"{V1}/schedules/{fleet.schedule_named()}"
+    ),
     "GET /api/v1/tokens": _fixed(f"{V1}/tokens"),
     "POST /api/v1/tokens": lambda fleet: Call(
         f"{V1}/tokens", json={"name": fleet.name("matrix-new"), "role": "viewer"}

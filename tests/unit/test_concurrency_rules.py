@@ -219,8 +219,8 @@ def test_explain_names_every_layer_and_the_one_in_force(fleet, app_client, admin
     put_rule(app_client, admin, 5, {"site": "a", "zone": "1"})
     explained = app_client.get("/api/v1/workers/w1/explain", headers=admin).json()
     layers = {row["layer"]: row for row in explained["layers"]}
-    assert list(layers) == ["operator", "label-rule", "fleet-default", "flag"]
-    assert [layers[n]["concurrency"] for n in layers] == [None, 5, 4, 2]
+    assert list(layers) == ["operator", "schedule", "label-rule", "fleet-default", "flag"]
+    assert [layers[n]["concurrency"] for n in layers] == [None, None, 5, 4, 2]
     assert [n for n in layers if layers[n]["in_force"]] == ["label-rule"]
     assert layers["label-rule"]["rule"] == "site=a,zone=1"
     assert "also matching: site=a (6)" in layers["label-rule"]["note"]

@@ -56,6 +56,10 @@ COMMANDS = {
         "edgefleet.cli.concurrency_rules:app",
         "Standing concurrency for label groups and the whole fleet.",
     ),
+    "schedule": LazyCommand(
+        "edgefleet.cli.schedules:app",
+        "Windows of time in which label groups run at a given concurrency.",
+    ),
     "remove-remote-edge-worker": LazyCommand(
         "edgefleet.cli.workers:remove_remote_edge_worker",
         "Forget a worker that is offline, stopped or revoked (a live one must be shut down first).",

@@ -137,7 +137,8 @@ def explain(
     if output is OutputFormat.JSON:
         print_json(explained)
         return
-    rule = f" {explained['concurrency_rule']}" if explained["concurrency_rule"] else ""
+    named = explained["concurrency_rule"] or explained.get("concurrency_schedule")
+    rule = f" {named}" if named else ""
     applied = explained["applied_concurrency"]
     print(
         f"{explained['hostname']}: concurrency {explained['concurrency']} from "

@@ -195,6 +195,27 @@ class ConcurrencyRule(Base):
     set_by: Mapped[str] = mapped_column(String(255))
 
 
+class Schedule(Base):
+    """A time window of concurrency: from each start of ``cron`` (in ``timezone``) for
+    ``duration_seconds``, the workers matching ``selector`` (all of them when it is empty)
+    run at ``concurrency``. ``window_start``/``window_end`` hold the window the server last
+    put in force (None: closed), so replicas open and close each window once."""
+
+    __tablename__ = "edge_schedule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    selector: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    duration_seconds: Mapped[int]
+    concurrency: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+
+
 class Credential(Base):
     """A bearer token the server issued: an operator's token (``kind`` operator, with its
     role) or a worker's own credential (``kind`` worker, ``name`` is its hostname).

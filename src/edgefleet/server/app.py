@@ -30,6 +30,7 @@ from edgefleet.server.routes import (
     jobs,
     metrics,
     queues,
+    schedules,
     tokens,
     ui,
     workers,
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.include_router(audit.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(queues.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(concurrency_rules.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(schedules.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(tokens.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     if not settings.public_docs:
         app.include_router(docs.router)

@@ -1,6 +1,8 @@
 """The server's periodic sweep: lost runs back to the queue, due retries and jobs left
-waiting announced, expired operator overrides ended, old jobs purged. One asyncio task per
-server process, started and stopped by the app's lifespan.
+waiting announced, expired operator overrides ended, schedule windows opened and closed, old
+jobs purged. One asyncio task per server process, started and stopped by the app's lifespan;
+it sleeps its interval, or less when an override expires or a schedule's window opens or
+closes sooner.
 
 Silence is only counted from this process's start: after a server outage every worker
 looks silent, and its jobs must not be re-queued before it had the time it is allowed
@@ -20,13 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from edgefleet.db.types import utcnow
 from edgefleet.server.context import ServerContext
 from edgefleet.server.events import JobsQueued, WorkerChanged
-from edgefleet.server.services import sweep
+from edgefleet.server.services import schedules, sweep
 
 log = logging.getLogger(__name__)
 
 #: Longest time between purges of expired jobs (sooner for a short retention).
 PURGE_EVERY = 60.0
-#: Shortest pause between two sweeps, however soon the next override expires.
+#: Shortest pause between two sweeps, however soon the next override expires or window moves.
 MIN_PAUSE = 0.05
 
 
@@ -59,7 +61,8 @@ class Sweeper:
 
     def tick(self) -> float:
         """One sweep; returns the seconds until the next one: the interval, or less when an
-        operator's override expires sooner (its worker adopts the layer below then)."""
+        operator's override expires (its worker adopts the layer below then) or a schedule's
+        window opens or closes sooner."""
         settings, db, notifier = self.context.settings, self.context.db, self.context.notifier
         now = utcnow()
         queues: set[str] = set()
@@ -73,6 +76,7 @@ class Sweeper:
             if queue not in queues:
                 wake.append(JobsQueued(queue, slots))
         wake += [WorkerChanged(name) for name in sweep.expire_overrides(db, now)]
+        wake += [WorkerChanged(name) for name in schedules.sweep_windows(db, now)]
         notifier.announce(wake)
         retention = min(settings.job_retention, settings.audit_retention)
         purge_every = min(PURGE_EVERY, max(self.interval, retention / 4))
@@ -82,10 +86,14 @@ class Sweeper:
         return self.pause(utcnow())
 
     def pause(self, now: datetime) -> float:
-        expiry = sweep.next_override_expiry(self.context.db)
-        if expiry is None:
+        moments = (
+            sweep.next_override_expiry(self.context.db),
+            schedules.next_boundary(self.context.db, now),
+        )
+        soonest = min((m for m in moments if m is not None), default=None)
+        if soonest is None:
             return self.interval
-        return min(self.interval, max(MIN_PAUSE, (expiry - now).total_seconds()))
+        return min(self.interval, max(MIN_PAUSE, (soonest - now).total_seconds()))
 
     def purge(self, now: datetime) -> None:
         """Finished jobs and audit entries past their retention."""

@@ -67,13 +67,13 @@ def list_rules(db: sessionmaker[Session]) -> list[ConcurrencyRuleView]:
         return [view(rule) for rule in rules]
 
 
-def _all_workers(session: Session) -> list[Worker]:
+def all_workers(session: Session) -> list[Worker]:
     """Every worker, locked in hostname order (as ``targets.resolve`` locks them)."""
     query = select(Worker).order_by(Worker.hostname).with_for_update()
     return list(session.scalars(query))
 
 
-def _check_cpus(workers: list[Worker], selector: dict[str, str], value: int, per_cpu: float):
+def check_cpus(workers: list[Worker], selector: dict[str, str], value: int, per_cpu: float):
     """Refuse ``value`` if it is beyond the CPU limit of a worker the rule matches now."""
     for worker in workers:
         if not fleet_rules.matches(worker.hostname, worker.labels, None, selector):
@@ -91,9 +91,9 @@ def set_rule(
     name = selector_text(selector)
     with db.begin() as session:
         layers.take_rules_lock(session, shared=False)
-        workers = _all_workers(session)
+        workers = all_workers(session)
         if not request.force:
-            _check_cpus(workers, selector, request.concurrency, per_cpu)
+            check_cpus(workers, selector, request.concurrency, per_cpu)
         rule = session.scalars(
             select(ConcurrencyRule).where(ConcurrencyRule.selector_text == name)
         ).one_or_none()
@@ -119,7 +119,7 @@ def remove_rule(
     name = selector_text(selector)
     with db.begin() as session:
         layers.take_rules_lock(session, shared=False)
-        workers = _all_workers(session)
+        workers = all_workers(session)
         rule = session.scalars(
             select(ConcurrencyRule).where(ConcurrencyRule.selector_text == name)
         ).one_or_none()

@@ -10,16 +10,19 @@ from edgefleet.contract import ConcurrencyExplained, LayerView
 from edgefleet.db.models import Worker
 from edgefleet.parsing import format_selector
 from edgefleet.server.services import layers
-from edgefleet.server.services.workers import get_worker, rule_in_force
+from edgefleet.server.services.workers import get_worker, rule_in_force, schedule_in_force
 
 #: Why the layer in force wins, by its source.
 WHY = {
     fleet_rules.OPERATOR: "an operator override wins over every standing rule until it is "
     "reset (set-worker-concurrency --reset)",
-    fleet_rules.LABEL_RULE: "no operator override; of the label rules matching the worker's "
-    "labels this one has the most keys (the newest among as many)",
-    fleet_rules.FLEET_DEFAULT: "no operator override and no label rule matches the worker's "
-    "labels, so the fleet default applies",
+    fleet_rules.SCHEDULE: "no operator override, and a schedule's window is open for the "
+    "worker's labels (schedules rank above label rules; of several open windows the most "
+    "specific selector wins, then the latest start)",
+    fleet_rules.LABEL_RULE: "no operator override and no open schedule window; of the label "
+    "rules matching the worker's labels this one has the most keys (the newest among as many)",
+    fleet_rules.FLEET_DEFAULT: "no operator override, no open schedule window and no label rule "
+    "matches the worker's labels, so the fleet default applies",
     fleet_rules.FLAG: "no operator override and no standing rule, so the worker's own -c "
     "flag decides",
 }
@@ -35,7 +38,19 @@ def _label_note(worker: Worker, snapshot: layers.Snapshot) -> str:
     return note + (f"; also matching: {shown}" if shown else "")
 
 
+def _schedule_note(worker: Worker, snapshot: layers.Snapshot) -> str:
+    found = layers.matching_windows(worker, snapshot)
+    if not found:
+        return "no schedule's window is open for the worker's labels"
+    first = found[0]
+    note = f"window of schedule {first.name} open until {first.end:%Y-%m-%d %H:%M:%S} UTC"
+    shown = ", ".join(f"{w.name} ({w.concurrency})" for w in found[1:])
+    return note + (f"; also open: {shown}" if shown else "")
+
+
 def _note(name: str, layer: layers.Layer | None, worker: Worker, snap: layers.Snapshot) -> str:
+    if name == fleet_rules.SCHEDULE:
+        return _schedule_note(worker, snap)
     if name == fleet_rules.LABEL_RULE:
         return _label_note(worker, snap)
     if name == fleet_rules.FLEET_DEFAULT:
@@ -83,6 +98,7 @@ def explain(db: sessionmaker[Session], hostname: str) -> ConcurrencyExplained:
             concurrency=fleet_rules.concurrency(worker),
             concurrency_source=source,
             concurrency_rule=rule_in_force(worker),
+            concurrency_schedule=schedule_in_force(worker),
             why=WHY.get(source, f"the {source} layer is the highest with a value"),
             layers=rows,
             applied_concurrency=worker.applied_concurrency,

@@ -7,8 +7,8 @@ for every worker when a rule is set or removed (``concurrency_rules``), and for 
 when it registers or enrolls (its labels may have changed).
 
 ``CANDIDATES`` are the layer sources in order, highest first; the first with a value for a
-worker is its layer. A further layer (say, time windows) is one more function in that list,
-placed where it ranks.
+worker is its layer. Schedules rank above the label rules: their windows are read as the
+server last opened them (``schedules.sweep_windows`` opens and closes them in time).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet import fleet_rules
 from edgefleet.contract import WorkerChange
-from edgefleet.db.models import AuditEntry, ConcurrencyRule, Worker
+from edgefleet.db.models import AuditEntry, ConcurrencyRule, Schedule, Worker
 from edgefleet.db.types import utcnow
 
 #: Key of the PostgreSQL advisory lock that orders rule changes against registrations
@@ -58,20 +58,63 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class OpenWindow:
+    """A schedule whose window is open: ``selector`` (empty: every worker) gets
+    ``concurrency`` from ``start`` until ``end``."""
+
+    name: str
+    selector: dict[str, str]
+    concurrency: int
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The rules as read in one transaction, newest first (ties between label rules of as
-    many keys go to the newest), and the time they were read at."""
+    many keys go to the newest), the open schedule windows in the order they rank, and the
+    time they were read at."""
 
     rules: Sequence[fleet_rules.Rule]
     now: datetime
+    windows: Sequence[OpenWindow] = ()
 
 
-def load(session: Session) -> Snapshot:
+def load(session: Session, now: datetime | None = None) -> Snapshot:
     rows = session.scalars(
         select(ConcurrencyRule).order_by(ConcurrencyRule.set_at.desc(), ConcurrencyRule.id.desc())
     )
     rules = [fleet_rules.Rule(dict(r.selector), r.concurrency, r.selector_text) for r in rows]
-    return Snapshot(rules, utcnow())
+    return Snapshot(rules, now or utcnow(), _open_windows(session))
+
+
+def _open_windows(session: Session) -> list[OpenWindow]:
+    """Open windows, the one that wins first: the latest start, then the newest schedule
+    (``matching_windows`` puts the most specific selector ahead of both)."""
+    query = (
+        select(Schedule)
+        .where(Schedule.window_start.is_not(None), Schedule.window_end.is_not(None))
+        .order_by(Schedule.window_start.desc(), Schedule.id.desc())
+    )
+    return [
+        OpenWindow(s.name, dict(s.selector), s.concurrency, s.window_start, s.window_end)
+        for s in session.scalars(query)
+        if s.window_start is not None and s.window_end is not None
+    ]
+
+
+def matching_windows(worker: Worker, snapshot: Snapshot) -> list[OpenWindow]:
+    """The open windows whose selector the worker's labels match, the one in force first:
+    most selector keys, then the latest start, then the newest schedule."""
+    found = [
+        w for w in snapshot.windows if fleet_rules.matches("", worker.labels, None, w.selector)
+    ]
+    return sorted(found, key=lambda window: -len(window.selector))  # stable
+
+
+def schedule(worker: Worker, snapshot: Snapshot) -> Layer | None:
+    found = matching_windows(worker, snapshot)
+    return Layer(found[0].concurrency, fleet_rules.SCHEDULE, found[0].name) if found else None
 
 
 def label_rule(worker: Worker, snapshot: Snapshot) -> Layer | None:
@@ -86,6 +129,7 @@ def fleet_default(worker: Worker, snapshot: Snapshot) -> Layer | None:
 
 #: Layer sources below the operator's override, highest first.
 CANDIDATES: tuple[tuple[str, Callable[[Worker, Snapshot], Layer | None]], ...] = (
+    (fleet_rules.SCHEDULE, schedule),
     (fleet_rules.LABEL_RULE, label_rule),
     (fleet_rules.FLEET_DEFAULT, fleet_default),
 )
@@ -106,12 +150,25 @@ def place(worker: Worker, layer: Layer | None) -> None:
     worker.layer_rule = None if layer is None else layer.rule
 
 
+def placed(worker: Worker) -> Layer | None:
+    """The standing layer written on the worker row."""
+    if worker.layer_concurrency is None:
+        return None
+    source = worker.layer_source or fleet_rules.LABEL_RULE
+    return Layer(worker.layer_concurrency, source, worker.layer_rule)
+
+
+#: How a worker's audit rows explain a change of its layer: one text for all, or one made
+#: from the layer before and the layer after.
+Comment = str | Callable[[Layer | None, Layer | None], str] | None
+
+
 def refresh(
     session: Session,
     workers: Sequence[Worker],
     snapshot: Snapshot,
     actor: str,
-    comment: str | None = None,
+    comment: Comment = None,
     *,
     bump: bool = True,
 ) -> list[WorkerChange]:
@@ -123,6 +180,7 @@ def refresh(
     rows: list[dict[str, Any]] = []
     for worker in workers:
         old = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
+        before = placed(worker)
         layer = resolve(worker, snapshot)
         place(worker, layer)
         new = fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)
@@ -130,7 +188,10 @@ def refresh(
             continue
         if bump:
             worker.desired_version += 1
-        why = comment or "now in force: " + (layer.describe() if layer else "no standing rule")
+        if callable(comment):
+            why = comment(before, layer)
+        else:
+            why = comment or "now in force: " + (layer.describe() if layer else "no standing rule")
         for field, before, after in zip(
             ("concurrency", "concurrency_source"), old, new, strict=True
         ):

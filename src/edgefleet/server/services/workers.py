@@ -380,6 +380,7 @@ def worker_view(
         concurrency_source=fleet_rules.concurrency_source(worker),
         concurrency_rule=rule_in_force(worker),
         concurrency_until=fleet_rules.concurrency_until(worker),
+        concurrency_schedule=schedule_in_force(worker),
         flag_concurrency=worker.flag_concurrency,
         applied_concurrency=worker.applied_concurrency,
         desired_version=worker.desired_version,
@@ -399,6 +400,12 @@ def worker_view(
 def rule_in_force(worker: Worker) -> str | None:
     """The label rule that sets the worker's concurrency, if one does."""
     in_force = fleet_rules.concurrency_source(worker) == fleet_rules.LABEL_RULE
+    return worker.layer_rule if in_force else None
+
+
+def schedule_in_force(worker: Worker) -> str | None:
+    """The schedule whose open window sets the worker's concurrency, if one does."""
+    in_force = fleet_rules.concurrency_source(worker) == fleet_rules.SCHEDULE
     return worker.layer_rule if in_force else None
 
 
