@@ -11,6 +11,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
 - ``records``   ``JobRecorder``: jobs that log their own start/end times, and overlap maths
 - ``tls``       ``make_tls``: a throwaway CA and certificates for HTTPS servers and clients
+- ``edge_server`` ``ScriptedEdgeServer``: the worker API in process, scripted by the test
 - ``network``   ``FaultProxy``: a loopback TCP proxy that cuts, stalls or slows a link
 """
 
@@ -23,6 +24,7 @@ from support.database import (
     fresh_database,
     upgrade_database,
 )
+from support.edge_server import ScriptedEdgeServer
 from support.network import FaultProxy
 from support.processes import (
     ManagedProcess,
@@ -47,6 +49,7 @@ __all__ = [
     "ManagedProcess",
     "PgCluster",
     "ProcessRegistry",
+    "ScriptedEdgeServer",
     "ServerProcess",
     "TlsFiles",
     "WaitTimeout",
