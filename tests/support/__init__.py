@@ -5,7 +5,8 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 
 - ``waiting``   ``wait_until`` / ``async_wait_until``: polling with a deadline, never fixed sleeps
 - ``database``  ``fresh_database``: a new SQLite file, or a new PostgreSQL database when
-                ``EDGEFLEET_TEST_PG_URL`` is set; ``PgCluster``: a throwaway PostgreSQL server
+                ``EDGEFLEET_TEST_PG_URL`` is set; ``PgCluster``: a throwaway PostgreSQL server;
+                ``SchemaTemplate``: a migrated database for the cost of a file copy
 - ``processes`` real ``edgefleet server`` / ``edgefleet worker`` subprocesses and their clean-up
 - ``cli``       ``Cli``: runs the installed ``edgefleet`` console script with a test environment
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
@@ -20,6 +21,7 @@ from support.cli import EDGEFLEET, Cli, squash
 from support.database import (
     PG_URL_ENV,
     PgCluster,
+    SchemaTemplate,
     backend_name,
     fresh_database,
     upgrade_database,
@@ -49,6 +51,7 @@ __all__ = [
     "ManagedProcess",
     "PgCluster",
     "ProcessRegistry",
+    "SchemaTemplate",
     "ScriptedEdgeServer",
     "ServerProcess",
     "TlsFiles",
