@@ -3,7 +3,8 @@
 #   bash scripts/test.sh [PYTEST ARGS...]
 #   EDGEFLEET_TEST_JOBS=N (parallel pytest workers, default 3),
 #   EDGEFLEET_TEST_RUN_TIMEOUT=S (limit per pytest run, default 1800)
-#   EDGEFLEET_TEST_EVERY_BACKEND=1 and EDGEFLEET_FUZZ_EXAMPLES=500: the full profile
+#   EDGEFLEET_TEST_EVERY_BACKEND=1, EDGEFLEET_FUZZ_EXAMPLES=500 and EDGEFLEET_SOAK_SECONDS=60:
+#   the full profile (the README's Tests section says what the quick one leaves out)
 # On a fresh Debian machine it installs what the tests need (PostgreSQL, Chromium and
 # ChromeDriver from Debian; edgefleet and its test tools into .venv), lints, smoke-tests the
 # demo, then runs the whole suite twice: on SQLite, and on a throwaway PostgreSQL cluster
@@ -19,9 +20,10 @@ source scripts/lib/postgres.sh
 TEST_JOBS=${EDGEFLEET_TEST_JOBS:-3}                # pytest-xdist workers per run
 RUN_TIMEOUT=${EDGEFLEET_TEST_RUN_TIMEOUT:-1800}    # seconds, per pytest run
 # The full profile, on demand: tests that do not depend on the database on PostgreSQL too,
-# and more fuzzing examples per operation (the quick profile runs in CI).
+# more fuzzing examples per operation and a longer soak (the quick profile runs in CI).
 EVERY_BACKEND=${EDGEFLEET_TEST_EVERY_BACKEND:-}
 FUZZ_EXAMPLES=${EDGEFLEET_FUZZ_EXAMPLES:-}
+SOAK_SECONDS=${EDGEFLEET_SOAK_SECONDS:-}
 
 # Tests set up their own configuration; a developer's EDGEFLEET_* must not leak in.
 while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^EDGEFLEET_' || true)
@@ -63,6 +65,7 @@ trap 'exit 143' TERM
 run_pytest() {
     # The suite mostly waits on real processes, so it runs in parallel (EDGEFLEET_TEST_JOBS).
     EDGEFLEET_TEST_EVERY_BACKEND=$EVERY_BACKEND EDGEFLEET_FUZZ_EXAMPLES=$FUZZ_EXAMPLES \
+        EDGEFLEET_SOAK_SECONDS=$SOAK_SECONDS \
         timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider \
         -n "$TEST_JOBS" --durations=20 "$@"
 }

@@ -8,6 +8,7 @@ PostgreSQL database per test when ``EDGEFLEET_TEST_PG_URL`` is set). Helpers liv
 Fixture overview (all function-scoped):
 
 - ``database_url``        URL of a new, empty (unmigrated) database
+- ``schema_template``     SchemaTemplate (session): ``.apply(url)`` migrates a new database
 - ``edgefleet_home``      an empty EDGEFLEET_HOME directory
 - ``edgefleet_env``       dict: the environment for edgefleet subprocesses (see below)
 - ``processes``           ProcessRegistry: owns every subprocess; logs shown if a test fails
@@ -39,6 +40,7 @@ from support import (
     Cli,
     JobRecorder,
     ProcessRegistry,
+    SchemaTemplate,
     ServerProcess,
     TlsFiles,
     WorkerProcess,
@@ -46,7 +48,6 @@ from support import (
     fresh_database,
     make_tls,
     subprocess_env,
-    upgrade_database,
     wait_until,
 )
 
@@ -93,6 +94,14 @@ def _test_failed(request: pytest.FixtureRequest) -> bool:
 
 
 # --- database and environment ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> SchemaTemplate:
+    """Migrates a test's database: a copy of one migrated SQLite file per test process (or
+    a migration in place on PostgreSQL). ``edgefleet db migrate`` itself is tested on its
+    own (tests/e2e/test_core_cli.py, the demo)."""
+    return SchemaTemplate(tmp_path_factory.mktemp("schema"))
 
 
 @pytest.fixture
@@ -159,7 +168,7 @@ def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proces
 
 @pytest.fixture
 def server_factory(
-    edgefleet_env: dict[str, str], cli: Cli, processes: ProcessRegistry
+    edgefleet_env: dict[str, str], processes: ProcessRegistry, schema_template: SchemaTemplate
 ) -> Callable[..., ServerProcess]:
     """Start ``edgefleet server`` on the port in ``EDGEFLEET_API_URL``.
 
@@ -184,7 +193,7 @@ def server_factory(
     ) -> ServerProcess:
         env = edgefleet_env if env is None else env
         if migrate:
-            cli("db", "migrate", check=True, env=env)
+            schema_template.apply(env["EDGEFLEET_DB_URL"])
         scheme, verify = "http", True
         if tls is not None:
             scheme, verify = "https", tls.client_context()
@@ -312,9 +321,9 @@ def job_recorder(tmp_path: Path) -> JobRecorder:
 
 
 @pytest.fixture
-def migrated_database_url(database_url: str) -> str:
+def migrated_database_url(database_url: str, schema_template: SchemaTemplate) -> str:
     """``database_url`` migrated to the latest schema, in-process."""
-    upgrade_database(database_url)
+    schema_template.apply(database_url)
     return database_url
 
 

@@ -10,12 +10,25 @@ from support import AdminApi, squash, wait_until
 
 
 @pytest.fixture
-def fleet(server, start_worker):
-    """Three live workers: two at site a, one at site b, each labelled with its site."""
-    return {
-        name: start_worker(name, concurrency=2, extra_args=("--label", f"site={site}"))
+def fleet(server, start_worker, admin_api):
+    """Three live workers: two at site a, one at site b, each labelled with its site. They
+    start side by side (their start-up is most of each test's time), then each is awaited as
+    ``start_worker`` would: listed with its own pid and its desired state acknowledged."""
+    workers = {
+        name: start_worker(name, concurrency=2, extra_args=("--label", f"site={site}"), wait=False)
         for name, site in (("site-a-1", "a"), ("site-a-2", "a"), ("site-b-1", "b"))
     }
+    for name, worker in workers.items():
+        admin_api.wait_for_worker(
+            name,
+            lambda view, pid=worker.pid: (
+                view["pid"] == pid
+                and view["applied_concurrency"] is not None
+                and view["applied_version"] == view["desired_version"]
+            ),
+            message=f"{name} registered and acknowledged",
+        )
+    return workers
 
 
 def versions(admin_api) -> dict[str, int]:
@@ -107,6 +120,7 @@ def test_queues_add_remove_and_reset(fleet, cli, cli_json, admin_api, job_record
     assert admin_api.worker("site-b-1")["queues"] == ["default"]
 
 
+@pytest.mark.same_on_every_backend  # the CLI's --wait
 def test_wait_names_a_worker_that_cannot_acknowledge(
     edgefleet_env, server_factory, start_worker, cli
 ):

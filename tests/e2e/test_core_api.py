@@ -64,6 +64,7 @@ def http(server):
         yield client
 
 
+@pytest.mark.same_on_every_backend  # routes and tokens, no stored state
 def test_health_is_open_and_the_api_map_needs_a_viewer_token(http, edgefleet_env):
     health = http.get("/api/v1/health")
     assert health.status_code == 200
@@ -98,6 +99,7 @@ def test_health_is_open_and_the_api_map_needs_a_viewer_token(http, edgefleet_env
     assert "security" not in document["paths"]["/api/v1/health"]["get"]
 
 
+@pytest.mark.same_on_every_backend  # the HTTP server's keep-alive
 def test_an_idle_connection_is_kept_between_heartbeats(server):
     """A worker's beats reuse one connection: the server keeps an idle one open for
     EDGEFLEET_KEEP_ALIVE (75 s), not uvicorn's 5 s."""
@@ -117,6 +119,7 @@ def test_an_idle_connection_is_kept_between_heartbeats(server):
         connection.close()
 
 
+@pytest.mark.same_on_every_backend  # a start-up option
 def test_a_bad_keep_alive_is_refused(edgefleet_env, cli):
     env = dict(edgefleet_env, EDGEFLEET_KEEP_ALIVE="0")
     result = cli("server", "--port", "1", env=env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from support import AdminApi, squash
@@ -156,6 +157,7 @@ def test_submit_run_inspect_and_logs(cli, cli_json, server, admin_api, start_wor
         assert "987654" in result.stderr
 
 
+@pytest.mark.same_on_every_backend  # the CLI's rendering
 def test_list_workers_table_and_json(cli, server, start_worker):
     worker = start_worker("listed-edge", concurrency=3, queues="alpha,beta")
     as_json, as_table = cli.run_all([["list-workers", "--output", "json"], ["list-workers"]])

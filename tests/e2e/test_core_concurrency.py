@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from edgefleet.worker.statefile import read_state
 from support import max_overlap, parse_time, running_at, wait_until
 
@@ -19,6 +21,7 @@ def _set_concurrency(cli, hostname: str, *args: str) -> None:
     cli("set-worker-concurrency", "-H", hostname, *args, check=True)
 
 
+@pytest.mark.same_on_every_backend  # the worker's limiter (stored side: next test)
 def test_concurrency_changes_at_runtime_hold_without_restart(
     server, admin_api, start_worker, cli, cli_json, job_recorder
 ):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgefleet.worker.statefile import read_state
 from support import free_port, squash, wait_until
 
@@ -70,6 +72,7 @@ def test_second_live_process_with_the_same_name_is_refused(
     assert first.alive()
 
 
+@pytest.mark.same_on_every_backend  # the worker's own flag checks
 def test_worker_flags_out_of_bounds_are_refused(server, admin_api, start_worker):
     values = ("0", "-2", "1025", "many")
     workers = [start_worker("edge-flags", concurrency=value, wait=False) for value in values]
@@ -79,6 +82,7 @@ def test_worker_flags_out_of_bounds_are_refused(server, admin_api, start_worker)
     assert admin_api.find_worker("edge-flags") is None
 
 
+@pytest.mark.same_on_every_backend  # the worker's own stop
 def test_a_worker_that_cannot_reach_the_server_still_stops_on_sigterm(start_worker, edgefleet_env):
     unreachable = dict(edgefleet_env, EDGEFLEET_API_URL=f"http://127.0.0.1:{free_port()}")
     worker = start_worker("edge-lonely", concurrency=1, env=unreachable, wait=False)

@@ -12,6 +12,7 @@ import re
 import signal
 import time
 
+import pytest
 from jobs_support import exactly_once, jobs_fixture, python_job, spool_files  # noqa: F401
 
 from support import wait_until
@@ -55,6 +56,7 @@ def test_jobs_finish_through_a_server_outage_longer_than_the_offline_timeout(
         wait_until(lambda w=worker: spool_files(edgefleet_home, w.hostname) == [], timeout=30)
 
 
+@pytest.mark.same_on_every_backend  # the worker's spool on disk
 def test_a_worker_restarted_while_the_server_is_down_delivers_its_spool(
     server, server_factory, start_worker, jobs, job_recorder, edgefleet_home
 ):
@@ -90,6 +92,7 @@ def test_a_worker_restarted_while_the_server_is_down_delivers_its_spool(
     assert "previous process left in the spool" in again.log_text()
 
 
+@pytest.mark.same_on_every_backend  # the worker's spool on disk
 def test_a_worker_crashed_while_the_server_is_down_delivers_its_spool_after_restart(
     server, server_factory, start_worker, jobs, job_recorder, edgefleet_home
 ):
@@ -113,6 +116,7 @@ def test_a_worker_crashed_while_the_server_is_down_delivers_its_spool_after_rest
     assert all(jobs.events(j) == ["submitted", "started", "succeeded"] for j in ids)
 
 
+@pytest.mark.same_on_every_backend  # the worker's own stop
 def test_a_sigterm_with_the_server_gone_stops_once_the_spool_is_safe(
     server, start_worker, jobs, job_recorder, edgefleet_home
 ):

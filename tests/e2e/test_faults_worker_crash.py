@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+import pytest
 from jobs_support import Jobs, jobs_fixture, spool_files  # noqa: F401 - fixtures
 
 from support import AdminApi, parse_time, wait_until
@@ -110,6 +111,7 @@ def test_a_worker_restarted_at_once_hands_back_its_predecessors_jobs(
     )
 
 
+@pytest.mark.same_on_every_backend  # the rule; test_liveness: its query
 def test_a_killed_worker_is_given_up_after_a_few_of_its_own_heartbeats(
     edgefleet_env, server_factory, start_worker
 ):

@@ -143,6 +143,7 @@ def test_cancel_a_queued_and_a_running_job(
     assert cli_json("cancel", running)[0]["state"] == "cancelled"  # again: no change
 
 
+@pytest.mark.same_on_every_backend  # the CLI's follow loop
 def test_logs_follow_tails_a_running_job_until_it_ends(
     server, start_worker, cli, jobs, edgefleet_env
 ):
@@ -220,6 +221,7 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(server, cli, cli_json)
     assert cli_json("jobs", "list") == []
 
 
+@pytest.mark.same_on_every_backend  # the worker's job environment
 def test_jobs_do_not_see_the_workers_secret(server, start_worker, jobs, edgefleet_env):
     start_worker("discreet-edge", concurrency=1)
     job = jobs.submit(python_job("import json, os; print(json.dumps(dict(os.environ)))"))

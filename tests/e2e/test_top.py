@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 
+import pytest
+
 from support.cli import describe
+
+pytestmark = pytest.mark.same_on_every_backend  # the CLI's rendering of a fleet
 
 
 def test_top_once_shows_the_fleet_to_a_viewer(cli, server, admin_api, start_worker):

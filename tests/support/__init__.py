@@ -5,12 +5,14 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 
 - ``waiting``   ``wait_until`` / ``async_wait_until``: polling with a deadline, never fixed sleeps
 - ``database``  ``fresh_database``: a new SQLite file, or a new PostgreSQL database when
-                ``EDGEFLEET_TEST_PG_URL`` is set; ``PgCluster``: a throwaway PostgreSQL server
+                ``EDGEFLEET_TEST_PG_URL`` is set; ``PgCluster``: a throwaway PostgreSQL server;
+                ``SchemaTemplate``: a migrated database for the cost of a file copy
 - ``processes`` real ``edgefleet server`` / ``edgefleet worker`` subprocesses and their clean-up
 - ``cli``       ``Cli``: runs the installed ``edgefleet`` console script with a test environment
 - ``api``       ``AdminApi`` and token helpers for HTTP-level tests against a real server
 - ``records``   ``JobRecorder``: jobs that log their own start/end times, and overlap maths
 - ``tls``       ``make_tls``: a throwaway CA and certificates for HTTPS servers and clients
+- ``edge_server`` ``ScriptedEdgeServer``: the worker API in process, scripted by the test
 - ``network``   ``FaultProxy``: a loopback TCP proxy that cuts, stalls or slows a link
 """
 
@@ -19,10 +21,12 @@ from support.cli import EDGEFLEET, Cli, squash
 from support.database import (
     PG_URL_ENV,
     PgCluster,
+    SchemaTemplate,
     backend_name,
     fresh_database,
     upgrade_database,
 )
+from support.edge_server import ScriptedEdgeServer
 from support.network import FaultProxy
 from support.processes import (
     ManagedProcess,
@@ -47,6 +51,8 @@ __all__ = [
     "ManagedProcess",
     "PgCluster",
     "ProcessRegistry",
+    "SchemaTemplate",
+    "ScriptedEdgeServer",
     "ServerProcess",
     "TlsFiles",
     "WaitTimeout",

@@ -5,6 +5,7 @@ Set ``EDGEFLEET_TEST_PG_URL`` to a server URL (for example
 created, uniquely named database on that server, dropped afterwards. The same suite then runs
 unchanged on both backends. ``PgCluster`` starts such a server: a throwaway PostgreSQL
 cluster in a temporary directory (``scripts/lib/postgres.sh`` and the benchmarks use it).
+``SchemaTemplate`` migrates a new database the cheap way.
 
     python tests/support/database.py start   # prints PG_DIR=..., PG_PORT=..., PG_URL=...
     python tests/support/database.py stop DIR
@@ -85,6 +86,33 @@ def upgrade_database(url: str) -> None:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+
+
+class SchemaTemplate:
+    """The latest schema, migrated once per test process into ``directory``: a new SQLite
+    database becomes a copy of it (the same tables and revision as a migration run gives,
+    for a file copy's cost); an existing file, or PostgreSQL, is migrated in place."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file: Path | None = None
+
+    def apply(self, url: str) -> None:
+        """Bring ``url`` to the latest schema, as ``edgefleet db migrate`` would."""
+        parsed = make_url(url)
+        target = Path(parsed.database or "")
+        if parsed.get_backend_name() != "sqlite" or not parsed.database or target.exists():
+            upgrade_database(url)
+            return
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            made = self.directory / "template.db"
+            upgrade_database(f"sqlite:///{made}")
+            if Path(f"{made}-wal").exists():  # not closed cleanly: copying it would lose data
+                upgrade_database(url)
+                return
+            self._file = made
+        shutil.copyfile(self._file, target)
 
 
 def _pg_bin() -> Path:

@@ -1,5 +1,5 @@
 """The outbox: in order per job attempt, retried until the server answers, replayed after a
-restart, and a refusal is final."""
+restart, and a refusal is final. The messages go to the scripted server's ``deliver``."""
 
 from __future__ import annotations
 
@@ -8,42 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.errors import ServerUnavailable, refusal
 from edgefleet.worker.outbox import Delivery, Outbox
 from edgefleet.worker.spool import Entry, Kind, Spool
-from support import async_wait_until
+from support import ScriptedEdgeServer, async_wait_until
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
-class FakeServer:
-    """Records deliveries; can be down, and can refuse chosen messages."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, int, int, dict]] = []
-        self.down = False
-        self.refuse: dict[tuple[Kind, int], int] = {}  # (kind, job) -> status
-        self.calls = 0
-
-    async def deliver(self, entry: Entry) -> None:
-        self.calls += 1
-        await asyncio.sleep(0)
-        if self.down:
-            raise ServerUnavailable("connection refused")
-        status = self.refuse.get((entry.kind, entry.job_id))
-        if status:
-            raise refusal(status, "no")
-        self.received.append((entry.kind, entry.job_id, entry.attempt, entry.body))
-
-
-def make(tmp_path: Path, server: FakeServer, **kwargs) -> Outbox:
+def make(tmp_path: Path, server: ScriptedEdgeServer, **kwargs) -> Outbox:
     return Outbox(
         Spool(tmp_path, "w1"), server.deliver, backoff_base=0.01, backoff_cap=0.05, **kwargs
     )
 
 
 async def test_messages_of_one_attempt_arrive_in_order(tmp_path: Path) -> None:
-    server = FakeServer()
+    server = ScriptedEdgeServer("w1")
     outbox = make(tmp_path, server)
     futures = [outbox.add(Kind.LOG, 1, 1, {"seq": n}) for n in range(5)]
     futures.append(outbox.add(Kind.RESULT, 1, 1, {"state": "success"}))
@@ -57,7 +36,7 @@ async def test_messages_of_one_attempt_arrive_in_order(tmp_path: Path) -> None:
 
 
 async def test_an_outage_delays_delivery_but_loses_nothing(tmp_path: Path) -> None:
-    server = FakeServer()
+    server = ScriptedEdgeServer("w1")
     server.down = True
     outbox = make(tmp_path, server)
     result = outbox.add(Kind.RESULT, 5, 2, {"state": "success"})
@@ -71,8 +50,8 @@ async def test_an_outage_delays_delivery_but_loses_nothing(tmp_path: Path) -> No
 
 
 async def test_a_refusal_is_final_and_a_413_stops_that_attempts_logs(tmp_path: Path) -> None:
-    server = FakeServer()
-    server.refuse[(Kind.LOG, 3)] = 413
+    server = ScriptedEdgeServer("w1")
+    server.refuse_messages[(Kind.LOG, 3)] = 413
     refused: list[tuple[int, int]] = []
     outbox = make(
         tmp_path, server, on_refused=lambda e, exc: refused.append((e.job_id, exc.status_code))
@@ -93,7 +72,7 @@ async def test_what_a_previous_process_left_is_replayed(tmp_path: Path) -> None:
     spool = Spool(tmp_path, "w1")
     spool.put(Kind.LOG, 9, 1, {"seq": 0})
     spool.put(Kind.RESULT, 9, 1, {"state": "failed"})
-    server = FakeServer()
+    server = ScriptedEdgeServer("w1")
     outbox = make(tmp_path, server)
     assert outbox.replay() == 2
     assert outbox.pending_jobs() == {9}
@@ -102,7 +81,7 @@ async def test_what_a_previous_process_left_is_replayed(tmp_path: Path) -> None:
 
 
 async def test_close_keeps_undelivered_messages_for_the_next_start(tmp_path: Path) -> None:
-    server = FakeServer()
+    server = ScriptedEdgeServer("w1")
     server.down = True
     outbox = make(tmp_path, server)
     future = outbox.add(Kind.RESULT, 4, 1, {"state": "success"})

@@ -1,4 +1,4 @@
-"""The worker agent's scheduling against a scripted server (httpx.MockTransport).
+"""The worker agent's scheduling against a scripted server (``support.edge_server``).
 
 The worker is the real EdgeWorker running real subprocess jobs; only the server is scripted.
 Every request the worker sends is validated against the wire contract on arrival.
@@ -11,126 +11,18 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from edgefleet.contract import (
-    FetchRequest,
-    Heartbeat,
-    JobRelease,
-    JobResult,
-    LogChunk,
-    Registration,
-    ResultBatch,
-)
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
-from support import JobRecorder, async_wait_until, max_overlap
+from support import JobRecorder, ScriptedEdgeServer, async_wait_until, max_overlap
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 HOST = "unit-edge"
 SECRET = "s" * 40
-PREFIX = "/api/v1/edge"
-
-
-class FakeEdgeServer:
-    """A scripted worker API. ``fetch_answers`` is consumed one entry per fetch call; each is
-    ``(jobs, desired_changes)``; once empty, fetches answer with no jobs."""
-
-    def __init__(self, concurrency: int, queues: tuple[str, ...] = ("default",)) -> None:
-        self.desired = {
-            "version": 1,
-            "concurrency": concurrency,
-            "concurrency_source": "flag",
-            "queues": list(queues),
-            "maintenance": False,
-            "maintenance_comment": None,
-            "shutdown": False,
-        }
-        self.fetch_answers: list[tuple[list[dict], dict]] = []
-        self.registrations: list[Registration] = []
-        self.heartbeats: list[Heartbeat] = []
-        self.fetches: list[FetchRequest] = []
-        #: (applied_version, applied_concurrency, state) each long-poll carried
-        self.watch_acks: list[tuple[int, int, str]] = []
-        self.results: dict[int, JobResult] = {}
-        self.releases: list[tuple[int, JobRelease]] = []
-        self.logs: dict[int, list[LogChunk]] = {}
-        #: action -> statuses the next calls of it are refused with, one per call
-        self.refusals: dict[str, list[int]] = {}
-        self.changed = asyncio.Event()
-
-    def change(self, **fields) -> None:
-        """An operator's change: a new desired version."""
-        self.desired = {**self.desired, **fields, "version": self.desired["version"] + 1}
-        self.changed.set()
-
-    def log_text(self, job_id: int) -> str:
-        return "".join(
-            chunk.data for chunk in sorted(self.logs.get(job_id, []), key=lambda c: c.seq)
-        )
-
-    def _contact(self) -> httpx.Response:
-        return httpx.Response(
-            200, json={"desired": self.desired, "server_time": datetime.now(UTC).isoformat()}
-        )
-
-    async def handler(self, request: httpx.Request) -> httpx.Response:
-        assert request.headers["Authorization"].startswith("Bearer ")
-        path = request.url.path.removeprefix(PREFIX)
-        parts = path.strip("/").split("/")
-        if parts[0] == "workers":
-            assert parts[1] == HOST
-            return await self._worker_call(parts[2], request)
-        job_id = int(parts[1])
-        if parts[2] == "release":
-            self.releases.append((job_id, JobRelease.model_validate_json(request.content)))
-        elif parts[2] == "logs":
-            self.logs.setdefault(job_id, []).append(LogChunk.model_validate_json(request.content))
-        else:
-            return httpx.Response(404, json={"error": "not_found", "detail": path})
-        return httpx.Response(204)
-
-    async def _worker_call(self, action: str, request: httpx.Request) -> httpx.Response:
-        if self.refusals.get(action):
-            status = self.refusals[action].pop(0)
-            return httpx.Response(status, json={"error": "refused", "detail": f"no {action}"})
-        if action == "register":
-            self.registrations.append(Registration.model_validate_json(request.content))
-            return self._contact()
-        if action == "heartbeat":
-            self.heartbeats.append(Heartbeat.model_validate_json(request.content))
-            return self._contact()
-        if action == "watch":
-            params = request.url.params
-            if "applied_version" in params:
-                version, concurrency = params["applied_version"], params["applied_concurrency"]
-                self.watch_acks.append((int(version), int(concurrency), params["state"]))
-            if int(params["version"]) == self.desired["version"]:
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.2):
-                        await self.changed.wait()
-            return self._contact()
-        if action == "results":
-            batch = ResultBatch.model_validate_json(request.content)
-            self.results.update((result.job_id, result) for result in batch.results)
-            outcomes = [
-                {"job_id": r.job_id, "attempt": r.attempt, "status_code": 204}
-                for r in batch.results
-            ]
-            return httpx.Response(200, json={"outcomes": outcomes})
-        if action == "fetch":
-            self.fetches.append(FetchRequest.model_validate_json(request.content))
-            jobs, changes = self.fetch_answers.pop(0) if self.fetch_answers else ([], {})
-            if changes:
-                self.change(**changes)
-            return httpx.Response(200, json={"jobs": jobs, "desired": self.desired})
-        return httpx.Response(404, json={"error": "not_found", "detail": action})
 
 
 def _assignment(job_id: int, command: list[str]) -> dict:
@@ -139,7 +31,7 @@ def _assignment(job_id: int, command: list[str]) -> dict:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    fake: FakeEdgeServer,
+    fake: ScriptedEdgeServer,
     home: Path,
     concurrency: int,
     long_poll: bool = False,
@@ -157,7 +49,7 @@ async def running_worker(
         watch_timeout=1.0,
         long_poll=long_poll,
     )
-    client = EdgeClient(config.api_url, HOST, SECRET, transport=httpx.MockTransport(fake.handler))
+    client = EdgeClient(config.api_url, HOST, SECRET, transport=fake.transport())
     worker = EdgeWorker(config, client)
     task = asyncio.create_task(worker.run())
     try:
@@ -183,7 +75,7 @@ def recorder(tmp_path: Path) -> JobRecorder:
 
 
 async def test_jobs_beyond_the_free_slots_are_handed_back(tmp_path, recorder):
-    fake = FakeEdgeServer(concurrency=2)
+    fake = ScriptedEdgeServer(HOST, concurrency=2)
     fake.fetch_answers = [([_assignment(i, recorder.command(1.0)) for i in (1, 2, 3)], {})]
 
     async with running_worker(fake, tmp_path, concurrency=2):
@@ -199,7 +91,7 @@ async def test_jobs_beyond_the_free_slots_are_handed_back(tmp_path, recorder):
 
 
 async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(tmp_path, recorder):
-    fake = FakeEdgeServer(concurrency=3)
+    fake = ScriptedEdgeServer(HOST, concurrency=3)
     jobs = [_assignment(i, recorder.command(0.3)) for i in (10, 11)]
     fake.fetch_answers = [(jobs, {"concurrency": 1, "concurrency_source": "operator"})]
 
@@ -220,7 +112,7 @@ async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_withou
 ):
     """Acknowledged by the next long-poll, with no heartbeat of its own (a heartbeat comes
     every 60 s here)."""
-    fake = FakeEdgeServer(concurrency=1)
+    fake = ScriptedEdgeServer(HOST, concurrency=1)
     long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
     async with running_worker(fake, tmp_path, concurrency=1, **long_poll) as worker:
         assert worker.limiter.limit == 1
@@ -243,7 +135,7 @@ async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_withou
 
 
 async def test_a_change_learnt_from_a_fetch_is_acknowledged_by_the_next_long_poll(tmp_path):
-    fake = FakeEdgeServer(concurrency=2)
+    fake = ScriptedEdgeServer(HOST, concurrency=2)
     fake.fetch_answers = [([], {"concurrency": 1, "concurrency_source": "operator"})]
     long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
     async with running_worker(fake, tmp_path, concurrency=2, **long_poll) as worker:
@@ -254,7 +146,7 @@ async def test_a_change_learnt_from_a_fetch_is_acknowledged_by_the_next_long_pol
 async def test_a_long_poll_acknowledges_maintenance_with_the_state_it_brings(tmp_path):
     """``--wait`` returns on the acknowledgement: it must not show a worker in maintenance
     as still idle."""
-    fake = FakeEdgeServer(concurrency=2)
+    fake = ScriptedEdgeServer(HOST, concurrency=2)
     long_poll = {"long_poll": True, "heartbeat_interval": 60.0}
     async with running_worker(fake, tmp_path, concurrency=2, **long_poll):
         await async_wait_until(lambda: fake.watch_acks, timeout=10)
@@ -264,7 +156,7 @@ async def test_a_long_poll_acknowledges_maintenance_with_the_state_it_brings(tmp
 
 
 async def test_without_long_polls_a_change_is_acknowledged_by_a_heartbeat_at_once(tmp_path):
-    fake = FakeEdgeServer(concurrency=2)
+    fake = ScriptedEdgeServer(HOST, concurrency=2)
     fake.fetch_answers = [([], {"concurrency": 3, "concurrency_source": "operator"})]
     async with running_worker(fake, tmp_path, concurrency=2, heartbeat_interval=60.0):
         acked = await async_wait_until(
@@ -275,7 +167,7 @@ async def test_without_long_polls_a_change_is_acknowledged_by_a_heartbeat_at_onc
 
 
 async def test_job_outcome_environment_and_output_are_reported(tmp_path, recorder):
-    fake = FakeEdgeServer(concurrency=3)
+    fake = ScriptedEdgeServer(HOST, concurrency=3)
     code = "import os, sys; print('out', os.environ['EDGEFLEET_JOB_ID']); sys.exit(3)"
     fake.fetch_answers = [
         (
@@ -300,7 +192,7 @@ async def test_job_outcome_environment_and_output_are_reported(tmp_path, recorde
 
 
 async def test_stop_lets_running_jobs_finish_and_reports_stopped(tmp_path, recorder):
-    fake = FakeEdgeServer(concurrency=1)
+    fake = ScriptedEdgeServer(HOST, concurrency=1)
     fake.fetch_answers = [([_assignment(41, recorder.command(0.5))], {})]
     async with running_worker(fake, tmp_path, concurrency=1):
         await async_wait_until(lambda: recorder.runs(), timeout=10)
@@ -313,16 +205,13 @@ async def test_stop_lets_running_jobs_finish_and_reports_stopped(tmp_path, recor
 
 
 async def test_a_stop_ends_registration_retries_while_the_server_is_unreachable(tmp_path):
-    attempts: list[str] = []
-
-    async def unreachable(request: httpx.Request) -> httpx.Response:
-        attempts.append(request.url.path)
-        raise httpx.ConnectError("connection refused", request=request)
-
+    fake = ScriptedEdgeServer(HOST)
+    fake.down = True
+    attempts = fake.requests
     config = WorkerConfig(
         hostname=HOST, concurrency=1, queues=["default"], home=tmp_path, api_url="http://x.test"
     )
-    client = EdgeClient(config.api_url, HOST, SECRET, transport=httpx.MockTransport(unreachable))
+    client = EdgeClient(config.api_url, HOST, SECRET, transport=fake.transport())
     worker = EdgeWorker(config, client)
     task = asyncio.create_task(worker.run())
     try:
@@ -335,13 +224,13 @@ async def test_a_stop_ends_registration_retries_while_the_server_is_unreachable(
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
     assert worker.desired is None
-    assert all(path.endswith("/register") or path.endswith("/heartbeat") for path in attempts)
+    assert all(path.endswith("/register") or path.endswith("/heartbeat") for path in fake.paths())
 
 
 @pytest.mark.parametrize("status", [404, 409])
 async def test_a_worker_the_server_no_longer_knows_registers_again(tmp_path, status):
     """404 (deleted) or 409 (replaced) to a heartbeat: register again, replacing itself."""
-    fake = FakeEdgeServer(concurrency=1)
+    fake = ScriptedEdgeServer(HOST, concurrency=1)
     async with running_worker(fake, tmp_path, concurrency=1) as worker:
         fake.refusals["heartbeat"] = [status]
         again = await async_wait_until(lambda: fake.registrations[1:], timeout=10)
@@ -349,7 +238,7 @@ async def test_a_worker_the_server_no_longer_knows_registers_again(tmp_path, sta
 
 
 async def test_other_refusals_of_a_heartbeat_do_not_register_again(tmp_path):
-    fake = FakeEdgeServer(concurrency=1)
+    fake = ScriptedEdgeServer(HOST, concurrency=1)
     async with running_worker(fake, tmp_path, concurrency=1):
         fake.refusals["heartbeat"] = [403, 400]
         await async_wait_until(lambda: not fake.refusals["heartbeat"], timeout=10)

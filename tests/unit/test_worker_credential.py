@@ -1,5 +1,6 @@
-"""A worker's own credential against a scripted server (httpx.MockTransport): enrollment with
-a join token, the credential file, reuse across restarts, rotation and refusals."""
+"""A worker's own credential against the scripted server (``support.edge_server``):
+enrollment with a join token, the credential file, reuse across restarts, rotation and
+refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edgefleet.auth import BearerAuth
@@ -25,80 +25,25 @@ from edgefleet.worker.credential import (
     load_credential,
     save_credential,
 )
-from support import async_wait_until, flag_desired_state
+from support import ScriptedEdgeServer, async_wait_until
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 HOST = "site-a-01"
-PREFIX = "/api/v1/edge"
 JOIN = "efj_join-token"
-DESIRED = flag_desired_state()
-
-
-class FakeServer:
-    """Enrollment, renewal and registration, checking the bearer token of each request."""
-
-    def __init__(self, join_uses: int = 1, credential_ttl: timedelta = timedelta(days=30)) -> None:
-        self.join_uses = join_uses
-        self.ttl = credential_ttl
-        self.live: set[str] = set()
-        self.issued = 0
-        self.requests: list[tuple[str, str, str]] = []  # (method, path, bearer)
-        self.unavailable = 0  # answer this many requests with 503 first
-        self.refuse_enroll: tuple[int, str] | None = None
-
-    def _issue(self) -> httpx.Response:
-        self.issued += 1
-        credential = f"efw_{self.issued}"
-        self.live.add(credential)
-        expires = datetime.now(UTC) + self.ttl
-        body = {"hostname": HOST, "credential": credential, "expires_at": expires.isoformat()}
-        return httpx.Response(201, json=body)
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        path = request.url.path.removeprefix(PREFIX)
-        self.requests.append((request.method, path, bearer))
-        if self.unavailable:
-            self.unavailable -= 1
-            return httpx.Response(503, json={"detail": "starting"})
-        if path == "/enroll":
-            return self._enroll(bearer, json.loads(request.content))
-        if bearer not in self.live:
-            return httpx.Response(401, json={"detail": "unknown or revoked credential"})
-        if path == f"/workers/{HOST}/credential":
-            return self._issue()
-        contact = {"desired": DESIRED, "server_time": datetime.now(UTC).isoformat()}
-        if path in (f"/workers/{HOST}/{a}" for a in ("register", "heartbeat", "watch")):
-            return httpx.Response(200, json=contact)
-        if path == f"/workers/{HOST}/fetch":
-            return httpx.Response(200, json={"jobs": [], "desired": DESIRED})
-        return httpx.Response(404, json={"detail": path})
-
-    def _enroll(self, bearer: str, body: dict) -> httpx.Response:
-        assert body == {"hostname": HOST}
-        if self.refuse_enroll is not None:
-            status, detail = self.refuse_enroll
-            return httpx.Response(status, json={"detail": detail})
-        if bearer != JOIN or self.join_uses < 1:
-            return httpx.Response(401, json={"detail": "join token unknown, expired or used up"})
-        self.join_uses -= 1
-        return self._issue()
-
-    def paths(self) -> list[str]:
-        return [path for _, path, _ in self.requests]
 
 
 @pytest.fixture
-def fake() -> FakeServer:
-    return FakeServer()
+def fake() -> ScriptedEdgeServer:
+    """Enrollment, renewal and registration, checking the bearer token of each request."""
+    return ScriptedEdgeServer(HOST, join_token=JOIN)
 
 
-def _keeper(fake: FakeServer, home: Path, join_token: str | None, **kwargs) -> CredentialKeeper:
+def _keeper(
+    fake: ScriptedEdgeServer, home: Path, join_token: str | None, **kwargs
+) -> CredentialKeeper:
     auth = BearerAuth("")
-    client = EdgeClient(
-        "http://edgefleet.test", HOST, auth=auth, transport=httpx.MockTransport(fake.handler)
-    )
+    client = EdgeClient("http://edgefleet.test", HOST, auth=auth, transport=fake.transport())
     return CredentialKeeper(client, auth, credential_path(home, HOST), join_token, **kwargs)
 
 
@@ -259,7 +204,7 @@ async def test_other_registration_refusals_are_not_taken_for_a_revocation(fake, 
     fake.live.clear()
     keeper.auth.token = "efw_1"
     worker_secret_client = EdgeClient(
-        "http://edgefleet.test", HOST, "s" * 40, transport=httpx.MockTransport(fake.handler)
+        "http://edgefleet.test", HOST, "s" * 40, transport=fake.transport()
     )
     config = WorkerConfig(
         hostname=HOST, concurrency=1, queues=["default"], home=tmp_path, api_url="http://x"
