@@ -8,9 +8,11 @@ worker); a ``Sim`` only says which URL, body and credentials its system's worker
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -77,14 +79,38 @@ class Edge3Sim:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The measured window: answers, latency, and CPU seconds the server and this client
+    used in it (per answer, the figure that holds on a busy host)."""
+
     answered: int
     failed: int
     seconds: float
     lat: Summary
+    server_cpu: float
+    client_cpu: float
 
     @property
     def rate(self) -> float:
         return self.answered / self.seconds if self.seconds > 0 else float("nan")
+
+    def per_answer(self, cpu: float) -> float:
+        return cpu / self.answered if self.answered else float("nan")
+
+
+def session_cpu(leader: int) -> float:
+    """CPU seconds (user + system) of every live process in ``leader``'s session: a server
+    and any process it forked (the harness starts each in a session of its own)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == leader:  # field 6 of stat, the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _send(client: httpx.AsyncClient, call: Call) -> httpx.Response:
@@ -111,7 +137,7 @@ async def _register(client: httpx.AsyncClient, sims: list[Sim], parallel: int = 
 
 
 async def _closed_loop(
-    client: httpx.AsyncClient, sims: list[Sim], seconds: float, warmup: float
+    client: httpx.AsyncClient, sims: list[Sim], seconds: float, warmup: float, server: int
 ) -> Outcome:
     """Every simulated worker heartbeats back to back; answers in the first ``warmup``
     seconds are not counted."""
@@ -119,6 +145,11 @@ async def _closed_loop(
     failed = 0
     start = time.monotonic()
     counted_from, stop = start + warmup, start + warmup + seconds
+    cpu0: list[float] = []
+
+    async def mark() -> None:
+        await asyncio.sleep(warmup)
+        cpu0.extend((session_cpu(server), time.process_time()))
 
     async def loop(sim: Sim) -> None:
         nonlocal failed
@@ -133,25 +164,28 @@ async def _closed_loop(
                 else:
                     failed += 1
 
-    await asyncio.gather(*(loop(sim) for sim in sims))
+    await asyncio.gather(mark(), *(loop(sim) for sim in sims))
     elapsed = time.monotonic() - counted_from
-    return Outcome(len(latencies), failed, elapsed, summarize(latencies))
+    server_cpu, client_cpu = session_cpu(server) - cpu0[0], time.process_time() - cpu0[1]
+    return Outcome(len(latencies), failed, elapsed, summarize(latencies), server_cpu, client_cpu)
 
 
 def heartbeat_load(
     base_url: str,
+    server: int,
     make_sim: Callable[[str], Sim],
     prefix: str,
     workers: int,
     seconds: float,
     warmup: float,
 ) -> Outcome:
-    """Register ``workers`` simulated workers named ``prefix``N, then measure."""
+    """Register ``workers`` simulated workers named ``prefix``N, then measure; ``server`` is
+    the pid of the server's session leader."""
     sims = [make_sim(f"{prefix}{i:04d}") for i in range(workers)]
 
     async def main() -> Outcome:
         async with _client(base_url, workers) as client:
             await _register(client, sims)
-            return await _closed_loop(client, sims, seconds, warmup)
+            return await _closed_loop(client, sims, seconds, warmup, server)
 
     return asyncio.run(main())

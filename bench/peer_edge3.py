@@ -235,6 +235,18 @@ def load_rows(size: int, ours: Outcome, theirs: Outcome) -> list[list[str]]:
             fmt_ms(theirs.lat.p99),
             ratio(ours.lat.p99, theirs.lat.p99, False),
         ],
+        [
+            f"server CPU per heartbeat, {size} workers",
+            fmt_ms(ours.per_answer(ours.server_cpu)),
+            fmt_ms(theirs.per_answer(theirs.server_cpu)),
+            ratio(ours.per_answer(ours.server_cpu), theirs.per_answer(theirs.server_cpu), False),
+        ],
+        [
+            f"load client CPU per heartbeat, {size} workers",
+            fmt_ms(ours.per_answer(ours.client_cpu)),
+            fmt_ms(theirs.per_answer(theirs.client_cpu)),
+            "",
+        ],
     ]
 
 
@@ -284,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"load: {size} simulated workers, edgefleet")
                 ours_load = heartbeat_load(
                     bench.api_url,
+                    bench.servers[0].pid,
                     lambda n: EdgefleetSim(bench.secret, n),
                     f"sim{size}-",
                     size,
@@ -293,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"load: {size} simulated workers, edge3")
                 their_load = heartbeat_load(
                     edge3.url,
+                    api_server.pid,
                     lambda n: Edge3Sim(edge3, n),
                     f"sim{size}-",
                     size,
