@@ -1,14 +1,15 @@
-"""End-to-end: a real Airflow 3 (SQLite; api-server, scheduler and dag-processor) whose
-executor is ``edgefleet.airflow.EdgefleetExecutor``, a real edgefleet server and real workers
-that run the tasks through the Task SDK and reach Airflow's execution API over HTTP.
+"""End-to-end: a real Airflow 3 (SQLite; api-server and scheduler) whose executor is
+``edgefleet.airflow.EdgefleetExecutor``, a real edgefleet server and real workers that run the
+tasks through the Task SDK and reach Airflow's execution API over HTTP.
 
-Needs the ``airflow`` extra in the test environment (``pip install -e '.[airflow]'``).
+Airflow runs from ``EDGEFLEET_TEST_AIRFLOW_PYTHON`` (a Python with ``edgefleet[airflow]``;
+``scripts/test.sh`` makes one); edgefleet's server and workers run from the test environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,121 +17,78 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.processes import ManagedProcess, free_port, kill_process_group, spawn
+from edgefleet.airflow.jobs import job_key
+from support.airflow import (
+    AIRFLOW_PYTHON_ENV,
+    AirflowApi,
+    AirflowProcess,
+    airflow_python,
+    base_env,
+    copy_home,
+    deployment_env,
+    make_home_template,
+)
+from support.processes import free_port, spawn
 from support.waiting import wait_until
 
-pytest.importorskip(
-    "airflow.sdk.execution_time.execute_workload",
-    reason="Airflow 3 is not installed: pip install -e '.[airflow]' to run this test",
-)
+PYTHON = airflow_python()
+RUN = ("fleet", "r1")
+PROBE = Path(__file__).resolve().parent.parent / "support" / "airflow_probe.py"
 
-pytestmark = pytest.mark.same_on_every_backend
-
-DAGS = Path(__file__).parent / "airflow_dags"
-AIRFLOW = Path(sys.executable).parent / "airflow"
-
-
-class AirflowProcess(ManagedProcess):
-    """An Airflow command with its children (the api-server forks workers)."""
-
-    def terminate(self, grace: float = 5.0) -> int | None:
-        kill_process_group(self.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            kill_process_group(self.pid)
-            self.proc.wait(timeout=10)
-        kill_process_group(self.pid)  # children that outlived it
-        return self.proc.poll()
+pytestmark = [
+    pytest.mark.same_on_every_backend,
+    pytest.mark.skipif(
+        PYTHON is None,
+        reason=f"no Airflow: set {AIRFLOW_PYTHON_ENV} to a Python with 'edgefleet[airflow]' "
+        "installed (scripts/test.sh makes .venv-airflow)",
+    ),
+]
 
 
-def airflow_env(tmp_path: Path, base: dict[str, str], api_port: int) -> dict[str, str]:
-    """Airflow's settings for every process of the test, the workers' jobs included: one
-    AIRFLOW_HOME (SQLite, the log folder the api-server reads), short intervals."""
-    url = f"http://127.0.0.1:{api_port}"
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    token_file = tmp_path / "edgefleet-token"
-    return {
-        **base,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "edgefleet.airflow.EdgefleetExecutor",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-" + base["EDGEFLEET_SECRET"],
-        "AIRFLOW__API__SECRET_KEY": "key-" + base["EDGEFLEET_SECRET"],
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1",
-        "AIRFLOW__EDGEFLEET__API_URL": base["EDGEFLEET_API_URL"],
-        "AIRFLOW__EDGEFLEET__TOKEN_FILE": str(token_file),
-        "AIRFLOW__EDGEFLEET__PYTHON": sys.executable,
-        "FLEET_MARKERS": str(markers),
-    }
+@pytest.fixture(scope="session")
+def airflow_home_template(tmp_path_factory) -> Path:
+    """Airflow's migrated database with the test DAG stored, made once per session."""
+    root = tmp_path_factory.mktemp("airflow-template")
+    return make_home_template(PYTHON, root / "home", root / "template.log")
 
 
-class AirflowApi:
-    """Airflow's REST API (v2), signed in as the all-admins user."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
-
-    def sign_in(self) -> bool:
-        token = self.http.get("/auth/token").raise_for_status().json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
-        return True
-
-    def call(self, method: str, path: str, **kwargs) -> dict:
-        return self.http.request(method, "/api/v2" + path, **kwargs).raise_for_status().json()
-
-    def tasks(self, run_id: str) -> dict[str, dict]:
-        found = self.call("GET", f"/dags/fleet/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: t for t in found["task_instances"]}
-
-
-@pytest.mark.timeout(900)  # Airflow's start-up and each task's imports take tens of seconds
+@pytest.mark.timeout(600)  # Airflow's start-up and each task's imports on a loaded machine
 def test_a_dag_runs_on_edgefleet_workers(
-    tmp_path, edgefleet_env, server, cli, cli_json, start_worker, processes
+    tmp_path, airflow_home_template, edgefleet_env, server, cli, cli_json, start_worker, processes
 ):
+    token_file = tmp_path / "edgefleet-token"
+    token_file.write_text(_operator_token(cli_json))
+    os.chmod(token_file, 0o600)
     api_port = free_port()
-    env = airflow_env(tmp_path, edgefleet_env, api_port)
-    token = cli_json("token", "create", "--role", "operator", "--name", "airflow")["token"]
-    Path(env["AIRFLOW__EDGEFLEET__TOKEN_FILE"]).write_text(token)
-    os.chmod(env["AIRFLOW__EDGEFLEET__TOKEN_FILE"], 0o600)
-    subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
-
-    def start(*args: str) -> None:
-        argv = [str(AIRFLOW), *args]
-        log_path = processes.log_path("airflow-" + args[0])
-        processes.add(AirflowProcess(args[0], argv, spawn(argv, env, log_path), log_path))
-
-    for command in ("api-server", "scheduler", "dag-processor"):
-        start(command)
-    # Workers on two sites, each serving one of the DAG's queues; Airflow is in their env.
+    env = {
+        **edgefleet_env,
+        **deployment_env(
+            copy_home(airflow_home_template, tmp_path / "airflow"),
+            PYTHON,
+            api_port,
+            edgefleet_env["EDGEFLEET_SECRET"],
+            edgefleet_env["EDGEFLEET_API_URL"],
+            token_file,
+        ),
+        "FLEET_MARKERS": str(tmp_path),
+    }
+    for command in ("api-server", "scheduler"):
+        argv = [PYTHON, "-m", "airflow", command]
+        log_path = processes.log_path("airflow-" + command)
+        processes.add(AirflowProcess(command, argv, spawn(argv, env, log_path), log_path))
+    # Workers on two sites, each serving one of the DAG's queues; their jobs get Airflow's env.
     start_worker("site-a-1", 2, "default", env=env)
     start_worker("site-b-1", 1, "site-b", env=env)
 
     airflow = AirflowApi(f"http://127.0.0.1:{api_port}")
-    wait_until(airflow.sign_in, timeout=120, ignore=(httpx.HTTPError,), message="api-server")
-    wait_until(
-        lambda: airflow.call("GET", "/dags/fleet"),
-        timeout=120,
-        ignore=(httpx.HTTPError,),
-        message="the DAG parsed",
-    )
-    airflow.call("PATCH", "/dags/fleet", json={"is_paused": False})
+    wait_until(airflow.sign_in, timeout=300, ignore=(httpx.HTTPError,), message="api-server")
     airflow.call("POST", "/dags/fleet/dagRuns", json={"dag_run_id": "r1", "logical_date": None})
 
-    # Cleared while it runs: its job is stopped and the next try runs.
-    marker = Path(env["FLEET_MARKERS"]) / "cleared-running"
-    wait_until(marker.exists, timeout=120, message="the cleared task running")
+    # Cleared while it runs: the Task SDK stops it and the next try runs.
+    marker = tmp_path / "cleared-running"
+    wait_until(marker.exists, timeout=300, message=lambda: airflow.tasks(*RUN))
     # A concurrency change made mid-run is adopted by the worker, without a restart.
+    site_b = _worker(cli_json, "site-b-1")
     cli("set-worker-concurrency", "-H", "site-b-1", "-c", "3", check=True)
     wait_until(
         lambda: _worker(cli_json, "site-b-1")["applied_concurrency"] == 3,
@@ -142,44 +100,90 @@ def test_a_dag_runs_on_edgefleet_workers(
         json={"dag_run_id": "r1", "task_ids": ["cleared"], "only_failed": False, "dry_run": False},
     )
 
-    def finished() -> dict[str, dict] | None:
-        tasks = airflow.tasks("r1")
-        done = all(t["state"] in ("success", "failed") for t in tasks.values())
-        return tasks if done else None
+    def run_ended() -> str | None:
+        state = airflow.call("GET", "/dags/fleet/dagRuns/r1")["state"]
+        return state if state in ("success", "failed") else None
 
-    tasks = wait_until(finished, timeout=180, interval=1, message=lambda: airflow.tasks("r1"))
-    states = {name: (t["state"], t["try_number"]) for name, t in tasks.items()}
-    assert states == {
+    state = wait_until(run_ended, timeout=300, interval=1, message=lambda: airflow.tasks(*RUN))
+    tasks = airflow.tasks(*RUN)
+    assert {name: (t["state"], t["try_number"]) for name, t in tasks.items()} == {
         "first": ("success", 1),
         "flaky": ("success", 2),
-        "last": ("success", 1),
         "cleared": ("success", 2),
     }
-    run = airflow.call("GET", "/dags/fleet/dagRuns/r1")
-    assert run["state"] == "success"
+    assert state == "success"
+    tries = {t["try_number"]: t["state"] for t in airflow.tries("fleet", "r1", "flaky")}
+    assert tries == {1: "failed", 2: "success"}
 
-    # Each task's log reads through Airflow's API.
-    log = airflow.call(
-        "GET",
-        "/dags/fleet/dagRuns/r1/taskInstances/first/logs/1",
-        headers={"Accept": "application/json"},
-    )
-    assert "hello from first" in str(log["content"])
-    failed_try = airflow.call(
-        "GET",
-        "/dags/fleet/dagRuns/r1/taskInstances/flaky/logs/1",
-        headers={"Accept": "application/json"},
-    )
-    assert "the first try fails on purpose" in str(failed_try["content"])
+    # Task logs read through Airflow's API, a failed try's too.
+    assert "hello from first" in airflow.log("fleet", "r1", "first", 1)
+    assert "the first try fails on purpose" in airflow.log("fleet", "r1", "flaky", 1)
 
-    # The tasks ran as edgefleet jobs on the queues they named; the cleared try was stopped.
+    # The tasks ran as edgefleet jobs on the queues they named, one job per try.
     jobs = cli_json("jobs", "list")
-    assert {j["queue"] for j in jobs} == {"default", "site-b"}
-    assert all(j["key"].startswith("airflow:") for j in jobs)
-    assert len([j for j in jobs if j["queue"] == "site-b"]) == 3  # flaky ran twice
-    assert len([j for j in jobs if j["queue"] == "default"]) == 3  # cleared ran twice
-    assert _worker(cli_json, "site-b-1")["concurrency"] == 3
+    assert sorted((j["queue"], j["key"].split(":")[2]) for j in jobs) == [
+        ("default", "1"),  # first
+        ("default", "1"),  # cleared, stopped by the clear
+        ("default", "2"),  # cleared again
+        ("site-b", "1"),  # flaky, failed on purpose
+        ("site-b", "2"),  # flaky's retry
+    ]
+    # The worker took the change in the same process.
+    after = _worker(cli_json, "site-b-1")
+    assert (after["pid"], after["concurrency"]) == (site_b["pid"], 3)
 
 
 def _worker(cli_json, hostname: str) -> dict:
     return next(w for w in cli_json("list-workers") if w["hostname"] == hostname)
+
+
+def test_a_restarted_scheduler_adopts_its_jobs_by_key(
+    tmp_path, edgefleet_env, server, admin_api, cli_json, start_worker
+):
+    """``try_adopt_task_instances`` against a real server and worker: the jobs of the task
+    instances' current tries are taken over (running or ended), the rest handed back; one
+    request looks them all up, one per sync reads them, and ``end`` cancels nothing."""
+    start_worker("site-a-1", 3, "default")
+    ids = {name: f"0190a7c8-0000-7000-8000-00000000000{i}" for i, name in enumerate("abcdef")}
+
+    def submit(name: str, tries: int, command: list[str], queue: str = "default") -> int:
+        job = {"command": command, "queue": queue, "key": job_key(ids[name], tries)}
+        return admin_api.call("POST", "/jobs", expect=201, json=job)["id"]
+
+    python = [sys.executable, "-c"]
+    ended = [submit("a", 1, ["true"]), submit("b", 2, ["false"])]
+    admin_api.wait_for_jobs(ended)
+    submit("c", 1, [*python, "import time; time.sleep(2)"])  # running when adopted
+    submit("d", 1, [*python, "import time; time.sleep(300)"])  # still running at the end
+    cancelled = submit("e", 1, ["true"], queue="nobody-serves")
+    admin_api.call("POST", f"/jobs/{cancelled}/cancel", expect=200)
+    submit("f", 1, ["true"], queue="nobody-serves")
+    submit("f", 2, ["true"], queue="nobody-serves")  # an older try's job is not this try's
+
+    token_file = tmp_path / "token"
+    token_file.write_text(_operator_token(cli_json))
+    env = {
+        **edgefleet_env,
+        **base_env(tmp_path / "airflow"),
+        "AIRFLOW__EDGEFLEET__API_URL": edgefleet_env["EDGEFLEET_API_URL"],
+        "AIRFLOW__EDGEFLEET__TOKEN_FILE": str(token_file),
+    }
+    tis = [[ids["a"], 1], [ids["b"], 2], [ids["c"], 1], [ids["d"], 1], [ids["e"], 1], [ids["f"], 3]]
+    spec = json.dumps({"tis": tis, "timeout": 60, "keep": 1})
+    done = subprocess.run(
+        [PYTHON, str(PROBE), spec], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(report["left"]) == [ids["e"], ids["f"]]
+    assert report["adopted"] == 4
+    assert report["states"] == {ids["a"]: "success", ids["b"]: "failed", ids["c"]: "success"}
+    assert report["still_running"] == [ids["d"]]
+    assert set(report["requests_per_sync"]) == {1}
+    assert report["end_requests"] == ["POST /jobs/status"]
+    running = [j for j in cli_json("jobs", "list") if j["key"] == job_key(ids["d"], 1)]
+    assert [j["state"] for j in running] == ["running"]
+
+
+def _operator_token(cli_json) -> str:
+    return cli_json("token", "create", "--role", "operator", "--name", "airflow")["token"]

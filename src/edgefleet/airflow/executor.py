@@ -217,9 +217,9 @@ class EdgefleetExecutor(BaseExecutor):
                 self._cancel(job_id)
 
     def end(self) -> None:
-        """Report what ended, then cancel the jobs still running."""
+        """Report what ended and leave the rest running: the scheduler calls this on every
+        exit, a restart included, and the next scheduler adopts the jobs by their key."""
         self.sync()
-        self.terminate()
         if self._client is not None:
             self._client.close()
             self._client = None
