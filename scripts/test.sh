@@ -8,13 +8,16 @@
 # On a fresh Debian machine it installs what the tests need (PostgreSQL, Chromium and
 # ChromeDriver from Debian; edgefleet and its test tools into .venv), lints, smoke-tests the
 # demo, then runs the whole suite twice: on SQLite, and on a throwaway PostgreSQL cluster
-# (EDGEFLEET_TEST_PG_URL). It exits non-zero if any step fails, "no tests ran" included.
+# (EDGEFLEET_TEST_PG_URL). The Airflow executor's test runs once more, on its own, with Airflow
+# from .venv-airflow (built in the background meanwhile; skipped when PYTEST ARGS are given).
+# It exits non-zero if any step fails, "no tests ran" included.
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source scripts/lib/common.sh
 source scripts/lib/postgres.sh
+source scripts/lib/airflow.sh
 
 # Knobs of this script (read before the clean-up below):
 TEST_JOBS=${EDGEFLEET_TEST_JOBS:-3}                # pytest-xdist workers per run
@@ -76,6 +79,7 @@ run_pytest_on_postgres() {
 
 log "system packages"
 ensure_apt_packages postgresql chromium chromium-driver
+if (($# == 0)); then start_airflow_venv; fi
 ensure_venv
 "$VENV/bin/python" --version
 
@@ -88,6 +92,7 @@ start_postgres
 step "demo smoke test (PostgreSQL)" env EDGEFLEET_DB_URL="$(create_database demo)" \
     bash scripts/demo.sh --check
 step "pytest (SQLite)" run_pytest "$@"
+if (($# == 0)); then step "pytest (Airflow)" run_airflow_tests; fi
 step "pytest (PostgreSQL)" run_pytest_on_postgres "$@"
 
 exit "$FAILED"

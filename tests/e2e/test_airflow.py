@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from edgefleet.airflow.jobs import job_key
-from support.airflow import (
+from support.airflow_stack import (
     AIRFLOW_PYTHON_ENV,
     AirflowApi,
     AirflowProcess,
@@ -171,7 +171,7 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
     tis = [[ids["a"], 1], [ids["b"], 2], [ids["c"], 1], [ids["d"], 1], [ids["e"], 1], [ids["f"], 3]]
     spec = json.dumps({"tis": tis, "timeout": 60, "keep": 1})
     done = subprocess.run(
-        [PYTHON, str(PROBE), spec], env=env, capture_output=True, text=True, timeout=300
+        [PYTHON, "-P", str(PROBE), spec], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

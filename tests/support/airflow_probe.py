@@ -1,7 +1,7 @@
 """Run ``EdgefleetExecutor`` outside a scheduler, as a scheduler that just restarted would:
 adopt task instances by their key, then sync until the adopted jobs end.
 
-Runs under Airflow's Python (``python airflow_probe.py '<json>'``), with the executor's
+Runs under Airflow's Python (``python -P airflow_probe.py '<json>'``), with the executor's
 ``[edgefleet]`` settings in the environment. Input: ``{"tis": [[ti_id, try_number], ...],
 "timeout": seconds, "keep": n}`` (stop syncing when ``n`` adopted tasks are still
 running). Prints one JSON object: the ti ids handed back, the state each adopted
