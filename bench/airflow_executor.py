@@ -18,8 +18,9 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from statistics import median
 
-from _common import Bench, install_signal_exit, verdict
+from _common import Bench, fmt_ms, install_signal_exit, verdict
 
 from edgefleet.airflow.jobs import job_key
 from support.airflow_stack import AIRFLOW_PYTHON_ENV, airflow_python, base_env
@@ -66,9 +67,13 @@ def main() -> int:
         return 1
     report = json.loads(done.stdout.strip().splitlines()[-1])
     syncs = report["requests_per_sync"]
-    print(f"running tasks adopted by key: {report['adopted']} of {args.tasks} (1 request)")
-    print(f"syncs: {len(syncs)}, requests per sync: min {min(syncs)}, max {max(syncs)}")
-    ok = report["adopted"] == args.tasks and set(syncs) == {1}
+    adopt = report["adopt_requests"]
+    print(f"tasks adopted by key: {report['adopted']} of {args.tasks}, in {adopt} request(s)")
+    print(
+        f"syncs: {len(syncs)}, requests per sync: min {min(syncs)}, max {max(syncs)}; "
+        f"median sync {fmt_ms(median(report['sync_seconds']))}"
+    )
+    ok = report["adopted"] == args.tasks and adopt == 1 and set(syncs) == {1}
     print(f"{verdict(ok)}: {args.tasks} running tasks cost 1 request per heartbeat")
     return 0 if ok else 1
 

@@ -5,7 +5,7 @@ Runs under Airflow's Python (``python -P airflow_probe.py '<json>'``), with the 
 ``[edgefleet]`` settings in the environment. Input: ``{"tis": [[ti_id, try_number], ...],
 "timeout": seconds, "keep": n}`` (stop syncing when ``n`` adopted tasks are still
 running). Prints one JSON object: the ti ids handed back, the state each adopted
-task reached, and how many requests each ``sync`` sent.
+task reached, the requests adoption and each ``sync`` sent.
 """
 
 from __future__ import annotations
@@ -38,11 +38,14 @@ def main() -> None:
     ]
     left = executor.try_adopt_task_instances(tis)
     adopted = len(executor.running)
+    adopt_requests = len(requests)
     per_sync: list[int] = []
+    sync_seconds: list[float] = []
     deadline = time.monotonic() + spec.get("timeout", 60)
     while len(executor.running) > spec.get("keep", 0) and time.monotonic() < deadline:
-        before = len(requests)
+        before, began = len(requests), time.perf_counter()
         executor.sync()
+        sync_seconds.append(time.perf_counter() - began)
         per_sync.append(len(requests) - before)
         if executor.running:
             time.sleep(0.2)
@@ -53,9 +56,11 @@ def main() -> None:
     report = {
         "left": [ti.id for ti in left],
         "adopted": adopted,
+        "adopt_requests": adopt_requests,
         "states": states,
         "still_running": [key.task_id for key in executor.running],
         "requests_per_sync": per_sync,
+        "sync_seconds": sync_seconds,
         "end_requests": requests[before:],
     }
     print(json.dumps(report))

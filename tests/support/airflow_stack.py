@@ -49,13 +49,13 @@ def airflow_python() -> str | None:
     return None
 
 
-def base_env(home: Path) -> dict[str, str]:
+def base_env(home: Path, dags: Path = DAGS) -> dict[str, str]:
     """Airflow settings every process of a deployment shares (the workers' jobs included)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     return {
         **env,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTOR": "edgefleet.airflow.EdgefleetExecutor",
@@ -63,13 +63,13 @@ def base_env(home: Path) -> dict[str, str]:
     }
 
 
-def make_home_template(python: str, home: Path, log_path: Path) -> Path:
-    """An AIRFLOW_HOME with a migrated SQLite database that already holds the test DAGs."""
+def make_home_template(python: str, home: Path, log_path: Path, dags: Path = DAGS) -> Path:
+    """An AIRFLOW_HOME with a migrated SQLite database that already holds the DAGs."""
     home.mkdir(parents=True)
     with open(log_path, "wb") as log:
         done = subprocess.run(
             [python, "-c", _TEMPLATE_SCRIPT],
-            env=base_env(home),
+            env=base_env(home, dags),
             stdout=log,
             stderr=subprocess.STDOUT,
             timeout=600,
@@ -88,13 +88,19 @@ def copy_home(template: Path, home: Path) -> Path:
 
 
 def deployment_env(
-    home: Path, python: str, api_port: int, secret: str, edgefleet_url: str, token_file: Path
+    home: Path,
+    python: str,
+    api_port: int,
+    secret: str,
+    edgefleet_url: str,
+    token_file: Path,
+    dags: Path = DAGS,
 ) -> dict[str, str]:
     """Settings of one deployment: its api-server's port, short scheduler and task
     heartbeats (so a cleared task stops within a second), the executor's ``[edgefleet]``."""
     url = f"http://127.0.0.1:{api_port}"
     return {
-        **base_env(home),
+        **base_env(home, dags),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__PORT": str(api_port),
