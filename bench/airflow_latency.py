@@ -1,8 +1,9 @@
 """Airflow task queued -> running on an edgefleet worker, with a real Airflow 3 deployment.
 
 Airflow (SQLite; api-server and scheduler, ``EdgefleetExecutor``), one edgefleet server and
-one worker run a DAG of ``--tasks`` independent tasks that end at once. For every task it
-reports, from Airflow's queued time (``queued_dttm``):
+one worker run ``--runs`` DAG runs, started ``--spacing`` seconds apart, of ``--tasks``
+independent tasks that end at once. For every task it reports, from Airflow's queued time
+(``queued_dttm``):
 
 - dispatch: until the edgefleet job started on the worker (edgefleet's share; under the edge3
   provider a worker polls for jobs every ``[edge] job_poll_interval``, 5 s by default:
@@ -11,7 +12,7 @@ reports, from Airflow's queued time (``queued_dttm``):
   Airflow; this adds Python and Airflow's imports, the same under either executor).
 
     EDGEFLEET_TEST_AIRFLOW_PYTHON=.venv-airflow/bin/python \\
-        .venv/bin/python bench/airflow_latency.py --tasks 8
+        .venv/bin/python bench/airflow_latency.py      # 20 tasks, ~3 minutes
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -76,8 +78,10 @@ def deploy(bench: Bench, python: str, concurrency: int) -> AirflowApi:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=8, help="the worker's")
+    parser.add_argument("--tasks", type=int, default=4, help="per DAG run")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--spacing", type=float, default=1.5, help="seconds between runs")
+    parser.add_argument("--concurrency", type=int, default=20, help="the worker's")
     args = parser.parse_args()
     python = airflow_python()
     if python is None:
@@ -88,16 +92,25 @@ def main() -> int:
     with Bench() as bench:
         bench.start_server()
         airflow = deploy(bench, python, args.concurrency)
-        airflow.call(
-            "POST", "/dags/latency/dagRuns", json={"dag_run_id": "r", "logical_date": None}
-        )
-        wait_until(
-            lambda: airflow.call("GET", "/dags/latency/dagRuns/r")["state"] == "success",
-            timeout=1200,
-            interval=1,
-            message=lambda: str(airflow.tasks("latency", "r")),
-        )
-        found = airflow.call("GET", "/dags/latency/dagRuns/r/taskInstances")["task_instances"]
+        runs = [f"r{n}" for n in range(args.runs)]
+        for n, run in enumerate(runs):  # spread out, so tasks are queued at different times
+            if n:
+                time.sleep(args.spacing)
+            body = {"dag_run_id": run, "logical_date": None}
+            airflow.call("POST", "/dags/latency/dagRuns", json=body)
+        found = []
+        for run in runs:
+            wait_until(
+                lambda run=run: (
+                    airflow.call("GET", f"/dags/latency/dagRuns/{run}")["state"] == "success"
+                ),
+                timeout=1200,
+                interval=1,
+                ignore=(httpx.TransportError,),  # a busy api-server's slow answer
+                message=lambda run=run: str(airflow.tasks("latency", run)),
+            )
+            path = f"/dags/latency/dagRuns/{run}/taskInstances"
+            found += airflow.call("GET", path)["task_instances"]
         with bench.admin() as api:
             started = {j["key"]: j["started_at"] for j in api.jobs()}
     dispatch, running = [], []

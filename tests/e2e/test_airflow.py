@@ -104,7 +104,13 @@ def test_a_dag_runs_on_edgefleet_workers(
         state = airflow.call("GET", "/dags/fleet/dagRuns/r1")["state"]
         return state if state in ("success", "failed") else None
 
-    state = wait_until(run_ended, timeout=300, interval=1, message=lambda: airflow.tasks(*RUN))
+    state = wait_until(
+        run_ended,
+        timeout=300,
+        interval=1,
+        ignore=(httpx.TransportError,),  # a busy api-server's slow answer
+        message=lambda: airflow.tasks(*RUN),
+    )
     tasks = airflow.tasks(*RUN)
     assert {name: (t["state"], t["try_number"]) for name, t in tasks.items()} == {
         "first": ("success", 1),
@@ -142,7 +148,8 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
 ):
     """``try_adopt_task_instances`` against a real server and worker: the jobs of the task
     instances' current tries are taken over (running or ended), the rest handed back; one
-    request looks them all up, one per sync reads them, and ``end`` cancels nothing."""
+    request looks them all up, one per sync reads them, a running one's output reads through
+    ``get_task_log``, and ``end`` cancels nothing."""
     start_worker("site-a-1", 3, "default")
     ids = {name: f"0190a7c8-0000-7000-8000-00000000000{i}" for i, name in enumerate("abcdef")}
 
@@ -154,7 +161,8 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
     ended = [submit("a", 1, ["true"]), submit("b", 2, ["false"])]
     admin_api.wait_for_jobs(ended)
     submit("c", 1, [*python, "import time; time.sleep(2)"])  # running when adopted
-    submit("d", 1, [*python, "import time; time.sleep(300)"])  # still running at the end
+    still = "print('started', flush=True); import time; time.sleep(300)"
+    submit("d", 1, [*python, still])  # still running at the end
     cancelled = submit("e", 1, ["true"], queue="nobody-serves")
     admin_api.call("POST", f"/jobs/{cancelled}/cancel", expect=200)
     submit("f", 1, ["true"], queue="nobody-serves")
@@ -169,7 +177,7 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
         "AIRFLOW__EDGEFLEET__TOKEN_FILE": str(token_file),
     }
     tis = [[ids["a"], 1], [ids["b"], 2], [ids["c"], 1], [ids["d"], 1], [ids["e"], 1], [ids["f"], 3]]
-    spec = json.dumps({"tis": tis, "timeout": 60, "keep": 1})
+    spec = json.dumps({"tis": tis, "timeout": 60, "keep": 1, "logs": True})
     done = subprocess.run(
         [PYTHON, "-P", str(PROBE), spec], env=env, capture_output=True, text=True, timeout=300
     )
@@ -180,6 +188,8 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
     assert report["states"] == {ids["a"]: "success", ids["b"]: "failed", ids["c"]: "success"}
     assert report["still_running"] == [ids["d"]]
     assert set(report["requests_per_sync"]) == {1}
+    sources, output = report["logs"][ids["d"]]  # a running task's output, from its job
+    assert sources[0].startswith("edgefleet job ") and "started" in output[0]
     assert report["end_requests"] == ["POST /jobs/status"]
     running = [j for j in cli_json("jobs", "list") if j["key"] == job_key(ids["d"], 1)]
     assert [j["state"] for j in running] == ["running"]

@@ -3,9 +3,10 @@ adopt task instances by their key, then sync until the adopted jobs end.
 
 Runs under Airflow's Python (``python -P airflow_probe.py '<json>'``), with the executor's
 ``[edgefleet]`` settings in the environment. Input: ``{"tis": [[ti_id, try_number], ...],
-"timeout": seconds, "keep": n}`` (stop syncing when ``n`` adopted tasks are still
-running). Prints one JSON object: the ti ids handed back, the state each adopted
-task reached, the requests adoption and each ``sync`` sent.
+"timeout": seconds, "keep": n, "logs": bool}``: stop syncing when ``n`` adopted tasks are
+still running, and read their output if ``logs``. Prints one JSON object: the ti ids handed
+back, the state each adopted task reached, the output of those still running
+(``get_task_log``), the requests adoption and each ``sync`` sent.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def main() -> None:
         per_sync.append(len(requests) - before)
         if executor.running:
             time.sleep(0.2)
+    running = set(executor.running)
     events = executor.event_buffer.items()
+    logs = {
+        ti.id: executor.get_task_log(ti, ti.try_number)
+        for ti in tis
+        if ti.key in running and spec.get("logs")
+    }
     states = {key.task_id: getattr(state, "value", state) for key, (state, _) in events}
     before = len(requests)
     executor.end()
@@ -61,6 +68,7 @@ def main() -> None:
         "still_running": [key.task_id for key in executor.running],
         "requests_per_sync": per_sync,
         "sync_seconds": sync_seconds,
+        "logs": logs,
         "end_requests": requests[before:],
     }
     print(json.dumps(report))

@@ -224,6 +224,22 @@ class EdgefleetExecutor(BaseExecutor):
             self._client.close()
             self._client = None
 
+    # --- logs -----------------------------------------------------------------------------
+
+    def get_task_log(self, ti: TaskInstance, try_number: int) -> tuple[list[str], list[str]]:
+        """A running task's output so far, from its job (Airflow asks while the task runs;
+        afterwards it reads the log file the task wrote)."""
+        key = job_key(str(ti.id), try_number)
+        try:
+            found = self._statuses(keys=[key])
+            if not found:
+                return [], []
+            job_id = max(status["id"] for status in found)
+            body = self.client.request("GET", f"/jobs/{job_id}/logs")
+        except ApiError as exc:
+            return [f"edgefleet: cannot read the output of {key}: {exc}"], []
+        return [f"edgefleet job {job_id}"], [body["log"]]
+
     # --- adoption -------------------------------------------------------------------------
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
