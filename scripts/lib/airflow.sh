@@ -17,8 +17,10 @@ ensure_airflow_venv() {
         echo "reusing $AIRFLOW_VENV"
         return 0
     fi
-    rm -rf "$AIRFLOW_VENV"
-    "$(find_python)" -m venv "$AIRFLOW_VENV"
+    if ! "$AIRFLOW_VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        rm -rf "$AIRFLOW_VENV"
+        "$(find_python)" -m venv "$AIRFLOW_VENV"
+    fi
     "$AIRFLOW_VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT[airflow]"
     echo "$wanted" >"$stamp"
 }
