@@ -764,6 +764,28 @@ class QueueView(BaseModel):
     cap: int | None = None
 
 
+#: The longest window of a throughput report, in minutes (a day).
+MAX_THROUGHPUT_MINUTES = 1440
+
+
+class QueueThroughput(BaseModel):
+    """One queue's finished jobs per minute, oldest minute first (``ThroughputView.start``)."""
+
+    queue: str
+    success: list[int]
+    failed: list[int]
+
+
+class ThroughputView(BaseModel):
+    """Jobs finished per minute and queue over the last ``minutes`` minutes, the current
+    (partial) minute last; only queues that finished a job in the window are listed."""
+
+    #: The start of the first minute (UTC).
+    start: datetime
+    minutes: int
+    queues: list[QueueThroughput]
+
+
 #: A queue's fleet-wide cap on running jobs: 1 or more, within a column.
 QueueCapValue = Annotated[int, Field(strict=True, ge=1, le=DB_INT_MAX)]
 

@@ -73,6 +73,7 @@ MATRIX: dict[str, tuple[str | int, ...]] = {
     "GET /api/v1/jobs/{job_id}/logs":                      (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/audit":                                   (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/queues":                                  (401, OK,  OK,  OK,  403, 403, 401),
+    "GET /api/v1/queues/throughput":                       (401, OK,  OK,  OK,  403, 403, 401),
     "GET /api/v1/concurrency-rules":                       (401, OK,  OK,  OK,  403, 403, 401),
     "PUT /api/v1/concurrency-rules":                       (401, 403, OK,  OK,  403, 403, 401),
     "DELETE /api/v1/concurrency-rules":                    (401, 403, OK,  OK,  403, 403, 401),
@@ -411,6 +412,7 @@ REQUESTS: dict[str, Build] = {
     "GET /api/v1/jobs/{job_id}/logs": _job("/logs"),
     "GET /api/v1/audit": _fixed(f"{V1}/audit", params={"limit": 10}),
     "GET /api/v1/queues": _fixed(f"{V1}/queues"),
+    "GET /api/v1/queues/throughput": _fixed(f"{V1}/queues/throughput", params={"minutes": 5}),
     "GET /api/v1/concurrency-rules": _fixed(f"{V1}/concurrency-rules"),
     "PUT /api/v1/concurrency-rules": lambda fleet: Call(
         f"{V1}/concurrency-rules", json={"selector": {"m": fleet.name("r")}, "concurrency": 3}
