@@ -456,3 +456,106 @@ def test_ui_shows_each_role_only_what_it_may_do(server, start_worker, admin_api,
     revoked = [e for e in admin_api.call("GET", "/audit") if e["field"] == "revoked"]
     assert [e["actor"] for e in revoked] == ["ui-admin"]
     screenshot(page, tmp_path, "ui-role-admin-revoked")
+
+
+# --- queues and concurrency layers -------------------------------------------------------------
+
+
+def queue_row(page, queue: str):
+    return page.locator(f'#queues-rows tr[data-queue="{queue}"]')
+
+
+def listed_cap(admin_api, queue: str) -> int | None:
+    return {q["queue"]: q["cap"] for q in admin_api.call("GET", "/queues")}.get(queue)
+
+
+def test_ui_queues_caps_throughput_and_concurrency_sources(
+    server, start_worker, admin_api, page, tmp_path
+):
+    worker = start_worker("layers-edge", queues="default,gpu", extra_args=("--label", "site=lab"))
+    finished = [
+        admin_api.submit(["true"]),
+        admin_api.submit(["sh", "-c", "exit 4"]),
+        admin_api.submit(["true"], queue="gpu"),
+    ]
+    admin_api.wait_for_jobs(finished)
+    rule = {"selector": {"site": "lab"}, "concurrency": 3}
+    admin_api.call("PUT", "/concurrency-rules", json=rule)
+    operator = operator_token(admin_api, "operator", "queue-operator")
+    viewer = operator_token(admin_api, "viewer", "queue-viewer")
+
+    # The chart shows the jobs that finished, per queue, failures apart.
+    sign_in_as(page, server, operator, "queue-operator", "operator")
+    page.click('.tabs a[data-view="queues"]')
+    chart = page.locator("#queues-chart svg")
+    expect(chart).to_have_attribute("data-total", "3", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#queues-chart rect.bar.failed")).to_have_count(1)
+    expect(page.locator('#queues-legend [data-queue="default"]')).to_contain_text("1 ok, 1 failed")
+    gpu = queue_row(page, "gpu")
+    expect(gpu.locator('[data-col="hour"]')).to_contain_text("1 ok")
+    expect(gpu.locator('[data-field="cap"]')).to_have_text("—")
+
+    # An operator caps a queue from the page: the API and the audit log have it.
+    gpu.locator(".cap-input").fill("3")
+    gpu.locator(".cap-set").click()
+    expect(gpu.locator('[data-field="cap"]')).to_have_text("3", timeout=UI_TIMEOUT_MS)
+    assert listed_cap(admin_api, "gpu") == 3
+    (entry,) = admin_api.call("GET", "/audit", params={"edge_hostname": "queue:gpu"})
+    assert (entry["actor"], entry["field"], entry["new"]) == (
+        "queue-operator",
+        "queue_concurrency",
+        3,
+    )
+    # The server's refusal is shown beside the queue, and nothing changes.
+    gpu.locator(".cap-input").fill("0")
+    gpu.locator(".cap-set").click()
+    expect(gpu.locator(".cap-error")).to_contain_text("greater than or equal to 1")
+    expect(gpu.locator(".cap-error")).to_contain_text("422")
+    assert listed_cap(admin_api, "gpu") == 3
+    # A queue not listed yet is capped from the form, and appears.
+    page.fill("#cap-queue", "night")
+    page.fill("#cap-value", "5")
+    page.click("#cap-set")
+    expect(queue_row(page, "night").locator('[data-field="cap"]')).to_have_text(
+        "5", timeout=UI_TIMEOUT_MS
+    )
+    screenshot(page, tmp_path, "ui-queues")
+    gpu.locator(".cap-reset").click()
+    expect(gpu.locator('[data-field="cap"]')).to_have_text("—", timeout=UI_TIMEOUT_MS)
+    assert listed_cap(admin_api, "gpu") is None
+    assert len(admin_api.call("GET", "/audit", params={"edge_hostname": "queue:gpu"})) == 2
+
+    # Workers: the label rule is the source; an override for an hour shows when it ends.
+    page.click('.tabs a[data-view="fleet"]')
+    edge = row(page, "layers-edge")
+    expect(edge.locator('[data-field="source"]')).to_have_text(
+        "rule site=lab", timeout=UI_TIMEOUT_MS
+    )
+    expect(page.locator('#rules-rows tr[data-rule="site=lab"]')).to_contain_text("3")
+    open_worker(page, "layers-edge")
+    page.fill("#w-concurrency", "1")
+    page.fill("#w-concurrency-for", "soon")
+    page.click("#w-concurrency-set")
+    expect(page.locator("#w-concurrency-error")).to_contain_text("bad duration")
+    page.fill("#w-concurrency-for", "1h")
+    page.click("#w-concurrency-set")
+    view = admin_api.wait_applied("layers-edge", 1, pid=worker.pid)
+    assert view["concurrency_source"] == "operator" and view["concurrency_until"]
+    expect(edge.locator('[data-field="source"]')).to_have_text("operator", timeout=UI_TIMEOUT_MS)
+    until = edge.locator('[data-field="until"]')
+    expect(until).to_contain_text(re.compile(r"^until \d\d:\d\d \(in (59|60)m\)$"))
+    expect(page.locator("#drawer .facts")).to_contain_text("until")
+    screenshot(page, tmp_path, "ui-fleet-override-expiry")
+
+    # A viewer sees all of it and can change none of it.
+    sign_in_as(page, server, viewer, "queue-viewer", "viewer")
+    expect(until).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator('#rules-rows tr[data-rule="site=lab"]')).to_be_visible()
+    page.click('.tabs a[data-view="queues"]')
+    expect(queue_row(page, "night").locator('[data-field="cap"]')).to_have_text(
+        "5", timeout=UI_TIMEOUT_MS
+    )
+    expect(queue_row(page, "night").locator(".cap-set")).to_be_hidden()
+    expect(page.locator("#cap-form")).to_be_hidden()
+    expect(chart).to_have_attribute("data-total", "3")
+    screenshot(page, tmp_path, "ui-queues-viewer")

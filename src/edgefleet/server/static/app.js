@@ -1,9 +1,10 @@
 /* edgefleet operator console: plain JS, no build step, no third-party code.
  *
  * Everything the page shows comes from the API (/api/v1) with the operator's bearer token;
- * every value is inserted as text (never as HTML). Views: fleet (workers, steering), jobs
- * (recent jobs, logs, submit) and audit (control changes). Data refreshes on a timer while the
- * tab is visible.
+ * every value is inserted as text (never as HTML). Views: fleet (workers, steering, the
+ * standing concurrency layers), queues (depth, caps, throughput chart), jobs (recent jobs,
+ * logs, submit) and audit (control changes). Data refreshes on a timer while the tab is
+ * visible.
  *
  * The token's role (GET /whoami) decides what is shown: a viewer reads, an operator also
  * steers workers and submits or cancels jobs, an admin also revokes and removes workers.
@@ -16,7 +17,8 @@
   const API = "/api/v1";
   const TOKEN_KEY = "edgefleet.ui.token";
   const MAX_CONCURRENCY = 1024;
-  const REFRESH_MS = { fleet: 1500, jobs: 2500, audit: 4000 };
+  const REFRESH_MS = { fleet: 1500, queues: 3000, jobs: 2500, audit: 4000 };
+  const VIEWS = ["fleet", "queues", "jobs", "audit"];
   const WORKER_STATES = [
     "starting", "idle", "running", "maintenance_pending", "maintenance",
     "shutdown_pending", "stopped", "unknown", "offline", "revoked",
@@ -119,6 +121,34 @@
     const d = new Date(t);
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
       `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  /** A moment as a wall-clock time: "14:05" today, "2026-12-01 14:05" on another day. */
+  function clock(value) {
+    const t = parseTime(value);
+    if (t === null) return "—";
+    const d = new Date(t);
+    const today = new Date(now());
+    const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    return d.toDateString() === today.toDateString() ? hm : `${stamp(value).slice(0, 10)} ${hm}`;
+  }
+
+  const DURATION_UNITS = { "": 1, s: 1, m: 60, h: 3600, d: 86400 };
+
+  /** Seconds from 90, 90s, 30m, 12h or 1d (as the CLI's --for reads them). */
+  function parseDuration(text) {
+    const match = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(text.trim().toLowerCase());
+    if (!match) throw new Error(`bad duration "${text.trim()}": use e.g. 30s, 15m, 2h or 1d`);
+    return Number(match[1]) * DURATION_UNITS[match[2]];
+  }
+
+  /** The ``until`` of a "for" box: None when empty, else now plus the duration (ISO, UTC). */
+  function untilOf(input) {
+    const text = input.value.trim();
+    if (!text) return undefined;
+    const seconds = parseDuration(text);
+    if (!(seconds > 0)) throw new Error("The duration must be more than 0 seconds.");
+    return new Date(now() + seconds * 1000).toISOString();
   }
 
   function duration(seconds) {
@@ -261,7 +291,9 @@
     fleet.selected.clear();
     $("#fleet-rows").replaceChildren();
     $("#jobs-rows").replaceChildren();
+    $("#queues-rows").replaceChildren();
     Object.assign(features, { loaded: false, cancel: null });
+    Object.assign(layers, { at: 0, schedules: true });
   }
 
   function signOut(message) {
@@ -432,9 +464,23 @@
   /** Which layer set a worker's concurrency, in words. */
   function sourceTitle(w) {
     if (w.concurrency_source === "operator") return "set by an operator";
+    if (w.concurrency_source === "schedule") return `schedule ${w.concurrency_schedule || ""}`.trim();
     if (w.concurrency_source === "label-rule") return `label rule ${w.concurrency_rule}`;
     if (w.concurrency_source === "fleet-default") return "the fleet default";
     return "the worker's own flag";
+  }
+
+  /** The layer's short name for the fleet table: operator, rule site=a, schedule night, … */
+  function sourceWord(w) {
+    if (w.concurrency_source === "label-rule") return `rule ${w.concurrency_rule}`;
+    if (w.concurrency_source === "schedule") return `schedule ${w.concurrency_schedule || ""}`.trim();
+    if (w.concurrency_source === "fleet-default") return "fleet default";
+    return w.concurrency_source;
+  }
+
+  /** When an operator's value ends by itself: "until 14:05 (in 58m)", or null. */
+  function untilText(w) {
+    return w.concurrency_until ? `until ${clock(w.concurrency_until)} (${ago(w.concurrency_until)})` : null;
   }
 
   /** Parse a concurrency input: a whole number is sent as is; the server validates the range. */
@@ -522,6 +568,59 @@
     noteAcks(workers);
     renderFleet();
     if (drawer.kind === "worker") updateWorkerPanel();
+    if (Date.now() - layers.at > LAYERS_EVERY_MS) {
+      layers.at = Date.now();
+      refreshLayers().catch(() => {});
+    }
+  }
+
+  // --- standing concurrency layers (read-only): label rules, the fleet default, schedules ---
+
+  const LAYERS_EVERY_MS = 5000;
+  const layers = { at: 0, schedules: true };
+
+  async function refreshLayers() {
+    try {
+      const rules = await api("GET", "/concurrency-rules");
+      renderRules(rules);
+      showError($("#layers-error"), null);
+    } catch (error) {
+      showError($("#layers-error"), error);
+    }
+    if (!layers.schedules) return;
+    try {
+      renderSchedules(await api("GET", "/schedules"));
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) layers.schedules = false; // a server without schedules
+      else showError($("#layers-error"), error);
+    }
+  }
+
+  function renderRules(rules) {
+    const sorted = [...rules].sort((a, b) => (a.source === b.source ? a.rule.localeCompare(b.rule) : a.source === "fleet-default" ? 1 : -1));
+    setCell($("#rules-rows"), JSON.stringify(sorted), () => sorted.map((r) => h("tr", { dataset: { rule: r.rule } },
+      h("td", {}, h("span", { class: `src ${r.source}`, text: r.source === "fleet-default" ? "fleet default" : "label rule" })),
+      h("td", { class: "mono", text: r.source === "fleet-default" ? "every worker" : r.rule }),
+      h("td", { class: "num", dataset: { field: "concurrency" }, text: r.concurrency }),
+      h("td", { class: "ellipsis", title: r.set_by, text: r.set_by }),
+      h("td", { class: "rel", title: stamp(r.set_at), text: ago(r.set_at) }))));
+    $("#rules-empty").hidden = rules.length > 0;
+    $("#rules-table").hidden = rules.length === 0;
+  }
+
+  function renderSchedules(schedules) {
+    $("#schedules").hidden = false;
+    const windowText = (s) => (s.active
+      ? `open until ${clock(s.window_end)} (${ago(s.window_end)})`
+      : s.next_start ? `next ${clock(s.next_start)} (${ago(s.next_start)})` : "—");
+    setCell($("#schedules-rows"), JSON.stringify(schedules) + schedules.map(windowText).join(), () => schedules.map((s) => h("tr", { dataset: { schedule: s.name } },
+      h("td", { class: "mono", text: s.name }),
+      h("td", { class: "mono", text: s.all ? "every worker" : Object.entries(s.selector || {}).map(([k, v]) => `${k}=${v}`).join(",") }),
+      h("td", { class: "mono", text: `${s.cron} (${s.timezone}) for ${duration(s.duration_seconds)}` }),
+      h("td", { class: "num", text: s.concurrency }),
+      h("td", { class: s.active ? "info-text" : "", text: windowText(s) }))));
+    $("#schedules-empty").hidden = schedules.length > 0;
+    $("#schedules-table").hidden = schedules.length === 0;
   }
 
   function renderStats() {
@@ -601,10 +700,15 @@
     setCell(cells.state, w.state, () => stateBadge(w.state));
 
     const applied = w.applied_concurrency;
-    setCell(cells.conc, `${w.concurrency}|${w.concurrency_source}|${applied}|${w.flag_concurrency}`, () => [
+    const until = untilText(w);
+    setCell(cells.conc, `${w.concurrency}|${sourceWord(w)}|${until}|${applied}|${w.flag_concurrency}`, () => [
       h("div", { class: "conc" },
         h("span", { class: "num big", dataset: { field: "desired" }, text: w.concurrency }),
-        h("span", { class: `src ${w.concurrency_source}`, text: w.concurrency_source, title: sourceTitle(w) })),
+        h("span", { class: `src ${w.concurrency_source}`, dataset: { field: "source" }, text: sourceWord(w), title: sourceTitle(w) })),
+      until ? h("div", {
+        class: "sub until", dataset: { field: "until" }, text: until,
+        title: `Ends by itself at ${stamp(w.concurrency_until)}; the worker then runs at the layer below`,
+      }) : null,
       h("div", { class: `sub ${applied !== null && applied !== w.concurrency ? "warn-text" : ""}` },
         "applied ", h("b", { dataset: { field: "applied" }, text: applied ?? "—" }), ` · flag ${w.flag_concurrency}`),
     ]);
@@ -723,7 +827,14 @@
     $("#bulk-set").addEventListener("click", (event) => {
       const parsed = concurrencyValue($("#bulk-concurrency"));
       if (parsed.error) return showError($("#bulk-error"), { message: parsed.error });
-      bulk(event.currentTarget, `Concurrency set to ${parsed.value}`, post("set-concurrency", { concurrency: parsed.value }));
+      let until;
+      try {
+        until = untilOf($("#bulk-for"));
+      } catch (error) {
+        return showError($("#bulk-error"), error);
+      }
+      const label = `Concurrency set to ${parsed.value}${until ? ` until ${clock(until)}` : ""}`;
+      bulk(event.currentTarget, label, post("set-concurrency", { concurrency: parsed.value, until }));
     });
     $("#bulk-concurrency").addEventListener("keydown", (event) => { if (event.key === "Enter") $("#bulk-set").click(); });
     $("#bulk-reset").addEventListener("click", (event) => bulk(event.currentTarget, "Concurrency handed back to the flag", post("set-concurrency", { reset: true })));
@@ -829,6 +940,10 @@
     els.concHint = h("p", { class: "hint" });
     els.conc = h("input", { id: "w-concurrency", type: "number", min: 1, max: MAX_CONCURRENCY, step: 1, class: "num", "aria-label": "Concurrency" });
     els.concError = h("div", { id: "w-concurrency-error", class: "field-error", role: "alert", hidden: true });
+    els.concFor = h("input", {
+      id: "w-concurrency-for", type: "text", class: "dur", spellcheck: "false", placeholder: "for (e.g. 30m)",
+      "aria-label": "For how long (empty: until reset)", title: "Optional: 30s, 15m, 2h or 1d; the value then ends by itself",
+    });
     els.concSet = h("button", { type: "button", id: "w-concurrency-set", class: "btn primary", text: "Set" });
     els.concReset = h("button", { type: "button", id: "w-concurrency-reset", class: "btn" });
     els.queues = h("div", { class: "chips editable", id: "w-queues" });
@@ -856,12 +971,23 @@
     const setConc = () => {
       const parsed = concurrencyValue(els.conc);
       if (parsed.error) return showError(els.concError, { message: parsed.error });
-      act(els.concSet, els.concError, `${host}: concurrency set to ${parsed.value}`,
-        () => api("PUT", `${path}/concurrency`, { concurrency: parsed.value }))
-        .then((ok) => { if (ok) delete els.conc.dataset.dirty; });
+      let until;
+      try {
+        until = untilOf(els.concFor);
+      } catch (error) {
+        return showError(els.concError, error);
+      }
+      act(els.concSet, els.concError, `${host}: concurrency set to ${parsed.value}${until ? ` until ${clock(until)}` : ""}`,
+        () => api("PUT", `${path}/concurrency`, { concurrency: parsed.value, until }))
+        .then((ok) => {
+          if (!ok) return;
+          delete els.conc.dataset.dirty;
+          els.concFor.value = "";
+        });
     };
     els.concSet.addEventListener("click", setConc);
     els.conc.addEventListener("keydown", (event) => { if (event.key === "Enter") setConc(); });
+    els.concFor.addEventListener("keydown", (event) => { if (event.key === "Enter") setConc(); });
     els.conc.addEventListener("input", () => { els.conc.dataset.dirty = "1"; });
     els.concReset.addEventListener("click", () => act(els.concReset, els.concError, `${host}: concurrency handed back to the flag`,
       () => api("DELETE", `${path}/concurrency`)).then((ok) => { if (ok) delete els.conc.dataset.dirty; }));
@@ -936,7 +1062,7 @@
       h("div", { class: "drawer-body" },
         els.facts,
         section("Concurrency", els.concHint,
-          h("div", { class: "row", dataset: { needs: "operator" } }, els.conc, els.concSet, els.concReset), els.concError),
+          h("div", { class: "row", dataset: { needs: "operator" } }, els.conc, els.concFor, els.concSet, els.concReset), els.concError),
         section("Queues", els.queues,
           h("div", { class: "row", dataset: { needs: "operator" } }, els.queueInput, els.queueAdd, els.queueReset), els.queueError),
         section("Maintenance", els.maintStatus,
@@ -972,7 +1098,7 @@
       fact("Sync", w.converged
         ? h("span", { class: "sync ok", text: `✓ converged at v${w.desired_version}` })
         : h("span", { class: "sync pending", text: `⟳ desired v${w.desired_version}, acknowledged v${w.applied_version}` })),
-      fact("Concurrency", `${w.concurrency} (${w.concurrency_source}) · applied ${w.applied_concurrency ?? "—"} · flag ${w.flag_concurrency}`),
+      fact("Concurrency", `${w.concurrency} (${sourceTitle(w)}${w.concurrency_until ? `, ${untilText(w)}` : ""}) · applied ${w.applied_concurrency ?? "—"} · flag ${w.flag_concurrency}`),
       fact("Running", `${w.jobs_running} job${w.jobs_running === 1 ? "" : "s"}`),
       fact("Labels", Object.keys(w.labels || {}).length ? h("div", { class: "chips" }, Object.entries(w.labels).map(([k, v]) => chip(`${k}=${v}`, "label"))) : "—"),
       fact("Heartbeat", hb, stamp(w.last_heartbeat)),
@@ -981,9 +1107,10 @@
       fact("Process", `${w.pid ? `pid ${w.pid}` : "—"}${w.instance_id ? ` · instance ${w.instance_id.slice(0, 12)}` : ""}`, w.instance_id),
     ]);
 
-    setCell(els.concHint, `${w.concurrency}|${w.concurrency_source}|${w.applied_concurrency}|${w.flag_concurrency}`, () => [
+    const until = untilText(w);
+    setCell(els.concHint, `${w.concurrency}|${sourceTitle(w)}|${until}|${w.applied_concurrency}|${w.flag_concurrency}`, () => [
       "Desired ", h("b", { text: w.concurrency }),
-      ` (${sourceTitle(w)})`,
+      ` (${sourceTitle(w)}${until ? `, ${until}` : ""})`,
       " · applied ", h("b", { text: w.applied_concurrency ?? "—" }),
       ` · range 1–${MAX_CONCURRENCY}`,
     ]);
@@ -1495,7 +1622,9 @@
     setCell(tbody, key, () => rows.map((e) => h("tr", { dataset: { id: e.id } },
       h("td", { dataset: { col: "time" } }, h("span", { class: "mono small", text: stamp(e.at) }), h("span", { class: "rel muted", text: ` · ${ago(e.at)}` })),
       h("td", { dataset: { col: "actor" }, class: "ellipsis", title: e.actor, text: e.actor }),
-      h("td", { dataset: { col: "target" } }, h("a", { class: "mono", href: `#/fleet/${enc(e.target)}`, text: e.target })),
+      h("td", { dataset: { col: "target" } }, h("a", {
+        class: "mono", href: e.target.startsWith("queue:") ? "#/queues" : `#/fleet/${enc(e.target)}`, text: e.target,
+      })),
       h("td", { dataset: { col: "field" }, class: "mono", text: e.field }),
       h("td", { dataset: { col: "change" } }, changeCell(e)),
       h("td", { dataset: { col: "comment" }, class: "comment-cell", title: e.comment || "", text: e.comment || "" }))));
@@ -1503,6 +1632,153 @@
     empty.hidden = rows.length > 0;
     empty.textContent = audit.entries.length ? "No entry matches the filter." : "No control changes in this time range.";
     $("#audit-shown").textContent = `${rows.length} change${rows.length === 1 ? "" : "s"}${rows.length === 1000 ? " (newest 1000)" : ""}`;
+  }
+
+  // --- queues ---------------------------------------------------------------------------
+
+  const THROUGHPUT_MINUTES = 60;
+  const queuesView = { rows: [], throughput: null };
+
+  async function refreshQueues() {
+    try {
+      const [rows, throughput] = await Promise.all([
+        api("GET", "/queues"), api("GET", `/queues/throughput?minutes=${THROUGHPUT_MINUTES}`),
+      ]);
+      Object.assign(queuesView, { rows, throughput });
+      showError($("#queues-error"), null);
+    } catch (error) {
+      if (error.status === 0) throw error;
+      showError($("#queues-error"), error);
+    }
+    renderQueues();
+  }
+
+  /** The queues listed, with any that only finished jobs in the chart's hour. */
+  function queueRows() {
+    const rows = new Map(queuesView.rows.map((q) => [q.queue, q]));
+    for (const t of queuesView.throughput?.queues || []) {
+      if (!rows.has(t.queue)) rows.set(t.queue, { queue: t.queue, queued: 0, running: 0, cap: null, oldest_queued_at: null });
+    }
+    return [...rows.values()].sort((a, b) => a.queue.localeCompare(b.queue));
+  }
+
+  function hourTotals(queue) {
+    const t = (queuesView.throughput?.queues || []).find((q) => q.queue === queue);
+    const sum = (xs) => (xs || []).reduce((n, x) => n + x, 0);
+    return t ? { ok: sum(t.success), failed: sum(t.failed) } : { ok: 0, failed: 0 };
+  }
+
+  function renderQueues() {
+    renderChart();
+    const rows = queueRows();
+    const tbody = $("#queues-rows");
+    const existing = new Map([...tbody.children].map((tr) => [tr.dataset.queue, tr]));
+    let previous = null;
+    for (const q of rows) {
+      const tr = existing.get(q.queue) || newQueueRow(q.queue);
+      existing.delete(q.queue);
+      updateQueueRow(tr, q);
+      const wanted = previous ? previous.nextSibling : tbody.firstChild;
+      if (wanted !== tr) tbody.insertBefore(tr, wanted);
+      previous = tr;
+    }
+    for (const tr of existing.values()) tr.remove();
+    const empty = $("#queues-empty");
+    empty.hidden = rows.length > 0;
+    empty.textContent = "No queues yet: a queue appears when a worker serves it, a job is queued on it or it gets a cap.";
+  }
+
+  function renderChart() {
+    const view = queuesView.throughput;
+    if (!view) return;
+    const key = JSON.stringify(view);
+    const box = $("#queues-chart");
+    setCell(box, key, () => window.EdgefleetChart.throughput(view));
+    setCell($("#queues-legend"), key, () => (view.queues.length
+      ? view.queues.map((q) => {
+        const { ok, failed } = hourTotals(q.queue);
+        return h("span", { class: "legend-item", dataset: { queue: q.queue } },
+          h("i", { class: `swatch ${window.EdgefleetChart.colourOf(q.queue)}` }),
+          h("span", { class: "mono", text: q.queue }),
+          h("span", { class: "muted", text: ` ${ok} ok${failed ? `, ${failed} failed` : ""}` }));
+      }).concat(h("span", { class: "legend-item" }, h("i", { class: "swatch failed" }), h("span", { class: "muted", text: "failed" })))
+      : h("span", { class: "muted", text: "No job finished in the last hour." })));
+  }
+
+  function newQueueRow(queue) {
+    const tr = h("tr", { dataset: { queue } });
+    for (const col of ["queue", "cap", "running", "queued", "oldest", "hour", "edit"]) {
+      tr.append(h("td", { dataset: col === "edit" ? { col, needs: "operator" } : { col } }));
+    }
+    const input = h("input", {
+      type: "number", min: 1, step: 1, class: "num cap-input", placeholder: "cap", "aria-label": `Cap of queue ${queue}`,
+      oninput: () => { input.dataset.dirty = "1"; },
+    });
+    const error = h("div", { class: "field-error cap-error", role: "alert", hidden: true });
+    const set = h("button", { type: "button", class: "btn small cap-set", text: "Set", "aria-label": `Set the cap of ${queue}` });
+    const reset = h("button", {
+      type: "button", class: "btn small ghost cap-reset", text: "Lift cap", "aria-label": `Lift the cap of ${queue}`,
+      title: "No cap: as many of its jobs run as workers take",
+    });
+    const done = (ok) => { if (ok) delete input.dataset.dirty; };
+    const setCap = () => {
+      const text = input.value.trim();
+      if (!/^\d+$/.test(text)) return showError(error, { message: "Enter a cap: a whole number, 1 or more." });
+      capQueue(set, error, queue, { concurrency: Number(text) }).then(done);
+    };
+    set.addEventListener("click", setCap);
+    input.addEventListener("keydown", (event) => { if (event.key === "Enter") setCap(); });
+    reset.addEventListener("click", () => capQueue(reset, error, queue, { reset: true }).then(done));
+    tr.lastChild.append(h("div", { class: "row tight" }, input, set, reset), error);
+    return tr;
+  }
+
+  function capQueue(button, errorEl, queue, body) {
+    const label = body.reset ? `Queue ${queue}: cap lifted` : `Queue ${queue}: capped at ${body.concurrency}`;
+    return act(button, errorEl, label, () => api("PUT", `/queues/${enc(queue)}`, body));
+  }
+
+  function updateQueueRow(tr, q) {
+    const c = Object.fromEntries([...tr.children].map((td) => [td.dataset.col, td]));
+    setCell(c.queue, q.queue, () => chip(q.queue, "queue"));
+    setCell(c.cap, String(q.cap), () => (q.cap === null
+      ? h("span", { class: "muted", dataset: { field: "cap" }, title: "uncapped", text: "—" })
+      : h("span", { class: "num big", dataset: { field: "cap" }, text: q.cap })));
+    setCell(c.running, `${q.running}|${q.cap}`, () => {
+      const full = q.cap !== null && q.running >= q.cap;
+      const parts = [h("span", { class: `num ${full ? "warn-text" : ""}`, dataset: { field: "running" }, text: q.cap === null ? q.running : `${q.running} / ${q.cap}` })];
+      if (q.cap !== null) {
+        const bar = h("i");
+        bar.style.width = `${Math.min(100, (100 * q.running) / q.cap)}%`;
+        parts.push(h("span", { class: "meter" }, bar));
+      }
+      return parts;
+    });
+    setCell(c.queued, String(q.queued), () => h("span", { class: "num", dataset: { field: "queued" }, text: q.queued }));
+    const waited = q.oldest_queued_at ? span((now() - parseTime(q.oldest_queued_at)) / 1000) : "—";
+    setCell(c.oldest, waited, () => h("span", { class: "rel", title: q.oldest_queued_at ? `queued ${stamp(q.oldest_queued_at)}` : "nothing waits", text: waited }));
+    const { ok, failed } = hourTotals(q.queue);
+    setCell(c.hour, `${ok}|${failed}`, () => [
+      h("span", { class: "num", dataset: { field: "ok" }, text: `${ok} ok` }),
+      failed ? h("span", { class: "num bad-text", text: ` · ${failed} failed` }) : null,
+    ]);
+    const input = c.edit.querySelector(".cap-input");
+    if (!input.dataset.dirty && document.activeElement !== input) input.value = q.cap ?? "";
+    c.edit.querySelector(".cap-reset").disabled = q.cap === null;
+  }
+
+  function wireQueues() {
+    $("#cap-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const errorEl = $("#cap-error");
+      const queue = $("#cap-queue").value.trim();
+      const text = $("#cap-value").value.trim();
+      if (!queue) return showError(errorEl, { message: "Enter the queue to cap." });
+      if (!/^\d+$/.test(text)) return showError(errorEl, { message: "Enter a cap: a whole number, 1 or more." });
+      capQueue($("#cap-set"), errorEl, queue, { concurrency: Number(text) }).then((ok) => {
+        if (ok) $("#cap-queue").value = $("#cap-value").value = "";
+      });
+    });
   }
 
   // --- routing and polling ------------------------------------------------------------
@@ -1513,11 +1789,11 @@
   function route() {
     if (!session.token) return;
     const parts = location.hash.replace(/^#\/?/, "").split("/");
-    const view = ["fleet", "jobs", "audit"].includes(parts[0]) ? parts[0] : "fleet";
+    const view = VIEWS.includes(parts[0]) ? parts[0] : "fleet";
     const arg = parts.length > 1 ? decodeURIComponent(parts.slice(1).join("/")) : "";
     const changed = view !== currentView;
     currentView = view;
-    for (const name of ["fleet", "jobs", "audit"]) $(`#view-${name}`).hidden = name !== view;
+    for (const name of VIEWS) $(`#view-${name}`).hidden = name !== view;
     for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("active", a.dataset.view === view);
     if (view === "fleet" && arg) showWorkerDrawer(arg);
     else if (view === "jobs" && /^\d+$/.test(arg)) showJobDrawer(Number(arg));
@@ -1549,6 +1825,7 @@
     try {
       if (!document.hidden) {
         if (currentView === "fleet") await refreshFleet();
+        else if (currentView === "queues") await refreshQueues();
         else if (currentView === "jobs") await refreshJobs();
         else await refreshAudit();
         setLive(true);
@@ -1613,6 +1890,7 @@
     $("#audit-range").addEventListener("change", refreshNow);
     wireBulk();
     wireSubmit();
+    wireQueues();
 
     window.addEventListener("hashchange", route);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshNow(); });
@@ -1621,7 +1899,7 @@
       const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
       if (event.key === "/" && !typing) {
         event.preventDefault();
-        $(`#${currentView}-filter`).focus();
+        $(`#${currentView}-filter`)?.focus();
       } else if (event.key === "Escape" && drawer.kind) {
         closeDrawer();
       }
