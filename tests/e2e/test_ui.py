@@ -525,13 +525,24 @@ def test_ui_queues_caps_throughput_and_concurrency_sources(
     assert listed_cap(admin_api, "gpu") is None
     assert len(admin_api.call("GET", "/audit", params={"edge_hostname": "queue:gpu"})) == 2
 
-    # Workers: the label rule is the source; an override for an hour shows when it ends.
+    # Workers: the label rule is the source, then a schedule; an override for an hour (set
+    # from the page) is above both and shows when it ends.
     page.click('.tabs a[data-view="fleet"]')
     edge = row(page, "layers-edge")
     expect(edge.locator('[data-field="source"]')).to_have_text(
         "rule site=lab", timeout=UI_TIMEOUT_MS
     )
     expect(page.locator('#rules-rows tr[data-rule="site=lab"]')).to_contain_text("3")
+    # A schedule's open window is the layer above the rule; the page lists the schedule.
+    shift = {"name": "shift", "selector": {"site": "lab"}, "cron": "* * * * *"}
+    shift |= {"duration_seconds": 3600, "concurrency": 2}
+    admin_api.call("POST", "/schedules", expect=201, json=shift)
+    expect(edge.locator('[data-field="source"]')).to_have_text(
+        "schedule shift", timeout=UI_TIMEOUT_MS
+    )
+    expect(page.locator('#schedules-rows tr[data-schedule="shift"]')).to_contain_text(
+        "open until", timeout=UI_TIMEOUT_MS
+    )
     open_worker(page, "layers-edge")
     page.fill("#w-concurrency", "1")
     page.fill("#w-concurrency-for", "soon")

@@ -1,7 +1,7 @@
 """finished jobs index: (finished_at, queue, state) for the per-minute throughput
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-30
 
 The throughput report counts the jobs finished in a window of minutes per queue and state;
@@ -14,8 +14,8 @@ from alembic import op
 
 from edgefleet.db.fingerprint import SchemaChange
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
