@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import OutputOption, admin_client, fail
-from edgefleet.cli.output import OutputFormat, emit, next_page_hint
+from edgefleet.cli.common import OutputOption, call, fail, query
+from edgefleet.cli.output import OutputFormat, next_page_hint, print_listing
 
 AUDIT_COLUMNS = [
     ("at", "TIME"),
@@ -55,15 +55,13 @@ def audit(
     """Every control change, newest first: time, actor, worker, field, old -> new, comment.
 
     A full page ends with a note on stderr naming the --before ID of the next one."""
-    params: dict[str, object] = {"limit": limit}
-    if edge_hostname:
-        params["edge_hostname"] = edge_hostname
-    if since:
-        params["since"] = parse_since(since).isoformat()
-    if before is not None:
-        params["before"] = before
-    with admin_client(ctx) as client:
-        entries = client.get("/audit", params=params)
-    emit(entries, output, AUDIT_COLUMNS)
+    params = query(
+        limit=limit,
+        edge_hostname=edge_hostname or None,
+        since=parse_since(since).isoformat() if since else None,
+        before=before,
+    )
+    entries = call(ctx, "GET", "/audit", params=params)
+    print_listing(entries, output, AUDIT_COLUMNS)
     given = {"--edge-hostname": edge_hostname, "--since": since, "--limit": limit}
     next_page_hint(entries, limit, ["edgefleet", "audit"], given)

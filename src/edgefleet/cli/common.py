@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from edgefleet import MAX_CONCURRENCY
 from edgefleet.cli.output import OutputFormat
 
 if TYPE_CHECKING:
@@ -22,6 +23,19 @@ OutputOption = Annotated[
 ]
 HostnameOption = Annotated[
     str, typer.Option("--edge-hostname", "-H", help="The worker's hostname.")
+]
+ConcurrencyOption = Annotated[
+    int,
+    typer.Option(
+        "--concurrency", "-c", min=1, max=MAX_CONCURRENCY, help=f"1 to {MAX_CONCURRENCY}."
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker.")
+]
+SelectorOption = Annotated[
+    str | None,
+    typer.Option("--selector", "-l", help="The workers' labels: KEY=VALUE[,KEY=VALUE]."),
 ]
 
 
@@ -94,6 +108,29 @@ def parsed(parse: Callable[[T], R], text: T, option: str | None = None) -> R:
         return parse(text)
     except ValueError as exc:
         fail(f"{option}: {exc}" if option else str(exc), code=2)
+
+
+def selector_or(selector: str | None, flag: bool, name: str, what: str) -> dict[str, Any]:
+    """Which workers a standing rule is for: ``{"selector": {...}}`` from ``--selector``,
+    or ``{name: True}`` from the ``--<name>`` flag; exactly one of the two (else exit 2)."""
+    from edgefleet import parsing
+
+    if flag == (selector is not None):
+        fail(f"name {what} with exactly one of --selector KEY=VALUE or --{name}", code=2)
+    if flag:
+        return {name: True}
+    return {"selector": parsed(parsing.parse_selector, selector, "--selector")}
+
+
+def query(**values: Any) -> dict[str, Any]:
+    """A request's parameters: the ones given (None leaves one out), in the order given."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def call(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
+    """One request on a client of its own (``admin_client``), for a command that makes one."""
+    with admin_client(ctx) as client:
+        return client.request(method, path, **kwargs)
 
 
 @contextmanager

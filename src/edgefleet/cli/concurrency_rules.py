@@ -14,16 +14,18 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import parsing
-from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
-from edgefleet.cli.output import OutputFormat, print_json, print_table, with_ages
-from edgefleet.settings import MAX_CONCURRENCY
+from edgefleet.cli.common import (
+    ConcurrencyOption,
+    ForceOption,
+    OutputOption,
+    SelectorOption,
+    call,
+    selector_or,
+)
+from edgefleet.cli.output import OutputFormat, print_listing, print_rule_change, with_ages
 
 app = typer.Typer(help="Standing concurrency for label groups and the whole fleet.")
 
-RuleSelector = Annotated[
-    str | None,
-    typer.Option("--selector", "-l", help="The workers' labels: KEY=VALUE[,KEY=VALUE]."),
-]
 Default = Annotated[
     bool, typer.Option("--default", help="The fleet default: every worker no label rule matches.")
 ]
@@ -34,52 +36,31 @@ RULE_COLUMNS = [
     ("set_by", "SET_BY"),
     ("set_at", "SET_AT"),
 ]
-CHANGE_COLUMNS = [
-    ("hostname", "HOSTNAME"),
-    ("field", "FIELD"),
-    ("old", "OLD"),
-    ("new", "NEW"),
-    ("desired_version", "DESIRED_V"),
-]
 
 
 def _which(selector: str | None, default: bool) -> dict[str, Any]:
     """The rule named on the command line: ``--selector`` or ``--default``, exactly one."""
-    if default == (selector is not None):
-        fail("name the rule with exactly one of --selector KEY=VALUE or --default", code=2)
-    if default:
-        return {"default": True}
-    return {"selector": parsed(parsing.parse_selector, selector, "--selector")}
+    return selector_or(selector, default, "default", "the rule")
 
 
 @app.command("set")
 def set_rule(
     ctx: typer.Context,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", "-c", min=1, max=MAX_CONCURRENCY, help=f"1 to {MAX_CONCURRENCY}."
-        ),
-    ],
-    selector: RuleSelector = None,
+    concurrency: ConcurrencyOption,
+    selector: SelectorOption = None,
     default: Default = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker."),
-    ] = False,
+    force: ForceOption = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Set a label rule or the fleet default; matching workers adopt it at once."""
     body = {**_which(selector, default), "concurrency": concurrency, "force": force}
-    with admin_client(ctx) as client:
-        result = client.put("/concurrency-rules", json=body)
-    _report(result, output)
+    _report(call(ctx, "PUT", "/concurrency-rules", json=body), output)
 
 
 @app.command("remove")
 def remove_rule(
     ctx: typer.Context,
-    selector: RuleSelector = None,
+    selector: SelectorOption = None,
     default: Default = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
@@ -88,33 +69,22 @@ def remove_rule(
     params = (
         {"default": "true"} if default else {"selector": parsing.format_selector(which["selector"])}
     )
-    with admin_client(ctx) as client:
-        result = client.delete("/concurrency-rules", params=params)
-    _report(result, output)
+    _report(call(ctx, "DELETE", "/concurrency-rules", params=params), output)
 
 
 @app.command("list")
 def list_rules(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
     """Every rule: the fleet default (``default``) and the label rules."""
-    with admin_client(ctx) as client:
-        rules = client.get("/concurrency-rules")
-    if output is OutputFormat.JSON:
-        print_json(rules)
-    elif not rules:
-        print("no concurrency rules: each worker runs at its operator override or its -c flag")
-    else:
-        print_table(with_ages(rules, ("set_at",)), RULE_COLUMNS)
+    print_listing(
+        call(ctx, "GET", "/concurrency-rules"),
+        output,
+        RULE_COLUMNS,
+        lambda rules: with_ages(rules, ("set_at",)),
+        empty="no concurrency rules: each worker runs at its operator override or its -c flag",
+    )
 
 
 def _report(result: dict[str, Any], output: OutputFormat) -> None:
-    if output is OutputFormat.JSON:
-        print_json(result)
-        return
     rule = result["rule"]
     done = "removed" if result["removed"] else f"set to {rule['concurrency']}"
-    print(f"{rule['source']} {rule['rule']}: {done}")
-    changes = result["changes"]["changes"]
-    if changes:
-        print_table(changes, CHANGE_COLUMNS)
-    else:
-        print("no worker's concurrency changed")
+    print_rule_change(result, output, f"{rule['source']} {rule['rule']}: {done}")

@@ -21,8 +21,8 @@ import typer
 
 from edgefleet import MAX_CONCURRENCY, parsing
 from edgefleet.cli.api import AdminClient
-from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
-from edgefleet.cli.output import OutputFormat, print_json, print_table
+from edgefleet.cli.common import ForceOption, OutputOption, admin_client, fail, parsed
+from edgefleet.cli.output import CHANGE_COLUMNS, OutputFormat, print_json, print_table
 
 TargetHostname = Annotated[
     str | None,
@@ -42,14 +42,6 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 
 #: States in which a worker cannot acknowledge anything now; it will when it is back.
 NOT_ONLINE = frozenset({"offline", "stopped", "unknown"})
-
-CHANGE_COLUMNS = [
-    ("hostname", "HOSTNAME"),
-    ("field", "FIELD"),
-    ("old", "OLD"),
-    ("new", "NEW"),
-    ("desired_version", "DESIRED_V"),
-]
 
 
 def parse_selector(text: str) -> dict[str, str]:
@@ -236,10 +228,7 @@ def set_worker_concurrency(
             "--reset", help="Hand control back to the standing rules or each worker's -c flag."
         ),
     ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker."),
-    ] = False,
+    force: ForceOption = False,
     for_: Annotated[
         str | None,
         typer.Option("--for", help="End by itself after this long: 30s, 15m, 2h, 1d."),

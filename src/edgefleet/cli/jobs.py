@@ -12,12 +12,12 @@ import typer
 
 from edgefleet import parsing
 from edgefleet.cli.api import ApiError
-from edgefleet.cli.common import OutputOption, admin_client, parsed
+from edgefleet.cli.common import OutputOption, admin_client, call, parsed, query
 from edgefleet.cli.output import (
     OutputFormat,
-    emit,
     next_page_hint,
     print_json,
+    print_listing,
     print_table,
     shell_words,
     with_ages,
@@ -138,8 +138,7 @@ def submit(
         body["timeout"] = timeout
     if cwd is not None:
         body["cwd"] = cwd
-    with admin_client(ctx) as client:
-        created = client.post("/jobs", json=body)
+    created = call(ctx, "POST", "/jobs", json=body)
     if output is OutputFormat.JSON:
         print_json(created)
     else:
@@ -175,16 +174,9 @@ def list_jobs(
     """List jobs, newest first; REASON says why a job ended, or why a queued one waits.
 
     A full page ends with a note on stderr naming the --before ID of the next one."""
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
-    if queue:
-        params["queue"] = queue
-    if before is not None:
-        params["before"] = before
-    with admin_client(ctx) as client:
-        jobs = client.get("/jobs", params=params)
-    emit(jobs if output is OutputFormat.JSON else for_table(jobs), output, JOB_COLUMNS)
+    params = query(limit=limit, state=state or None, queue=queue or None, before=before)
+    jobs = call(ctx, "GET", "/jobs", params=params)
+    print_listing(jobs, output, JOB_COLUMNS, for_table)
     given = {"--state": state, "--queue": queue, "--limit": limit}
     next_page_hint(jobs, limit, ["edgefleet", "jobs", "list"], given)
 
@@ -196,8 +188,7 @@ def show(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Show one job and its history: every state change with its time, worker and attempt."""
-    with admin_client(ctx) as client:
-        job = client.get(f"/jobs/{job_id}")
+    job = call(ctx, "GET", f"/jobs/{job_id}")
     if output is OutputFormat.JSON:
         print_json(job)
         return

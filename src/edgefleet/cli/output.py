@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,14 @@ if TYPE_CHECKING:
 
 #: Table width when stdout is not a terminal (a pipe, a file, a test).
 PLAIN_WIDTH = 120
+#: The table of workers' changes that control commands and standing rules print.
+CHANGE_COLUMNS = [
+    ("hostname", "HOSTNAME"),
+    ("field", "FIELD"),
+    ("old", "OLD"),
+    ("new", "NEW"),
+    ("desired_version", "DESIRED_V"),
+]
 #: Age units, largest first: an age is said in the largest unit it has at least one of.
 _AGE_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -107,11 +115,43 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str
     console().print(table)
 
 
-def emit(data: Any, fmt: OutputFormat, columns: Sequence[tuple[str, str]]) -> None:
+def print_listing(
+    rows: list[dict[str, Any]],
+    fmt: OutputFormat,
+    columns: Sequence[tuple[str, str]],
+    readable: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = list,
+    empty: str | None = None,
+) -> None:
+    """A list from the server: JSON as it came, or a table of the rows ``readable`` makes
+    of it (ages, quoting), or the ``empty`` line, when given, for a list with no rows."""
     if fmt is OutputFormat.JSON:
-        print_json(data)
+        print_json(rows)
+    elif not rows and empty is not None:
+        print(empty)
     else:
-        print_table(data if isinstance(data, list) else [data], columns)
+        print_table(readable(rows), columns)
+
+
+def print_done(fmt: OutputFormat, name: str, done: str) -> None:
+    """What a command did to one named thing: ``{"removed": name}`` or ``name: removed``."""
+    if fmt is OutputFormat.JSON:
+        print_json({done: name})
+    else:
+        print(f"{name}: {done}")
+
+
+def print_rule_change(result: dict[str, Any], fmt: OutputFormat, headline: str) -> None:
+    """A standing rule set or removed: JSON as it came, or ``headline`` and the workers the
+    change reached (or a line saying there were none)."""
+    if fmt is OutputFormat.JSON:
+        print_json(result)
+        return
+    print(headline)
+    changes = result["changes"]["changes"]
+    if changes:
+        print_table(changes, CHANGE_COLUMNS)
+    else:
+        print("no worker's concurrency changed")
 
 
 def next_page_hint(

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import parsing
-from edgefleet.cli.common import OutputOption, admin_client, fail
-from edgefleet.cli.output import OutputFormat, duration, emit, print_json
+from edgefleet.cli.common import OutputOption, call, fail, parsed
+from edgefleet.cli.output import OutputFormat, duration, print_json, print_listing
 
 QUEUE_COLUMNS = [
     ("queue", "QUEUE"),
@@ -33,8 +33,7 @@ def set_queue_concurrency(
 ) -> None:
     """Cap how many jobs of a queue run at once across the whole fleet (--reset lifts it)."""
     body = _cap_body(queue, concurrency, reset)
-    with admin_client(ctx) as client:
-        change = client.request("PUT", f"/queues/{queue}", json=body)
+    change = call(ctx, "PUT", f"/queues/{queue}", json=body)
     if output is OutputFormat.JSON:
         print_json(change)
     elif change["changed"]:
@@ -49,10 +48,7 @@ def _cap_body(queue: str, concurrency: int | None, reset: bool) -> dict[str, Any
         fail("give exactly one of --concurrency N or --reset", code=2)
     if "," in queue:
         fail(f"--queue: one queue at a time, not {queue!r}", code=2)
-    try:
-        parsing.parse_queues(queue)
-    except ValueError as exc:
-        fail(f"--queue: {exc}", code=2)
+    parsed(parsing.parse_queues, queue, "--queue")
     if concurrency is not None and not 1 <= concurrency <= MAX_CAP:
         fail(f"--concurrency must be 1 to {MAX_CAP}, not {concurrency}", code=2)
     return {"reset": True} if reset else {"concurrency": concurrency}
@@ -64,12 +60,8 @@ def _cap(value: int | None) -> str:
 
 def list_queues(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
     """One row per queue: its cap, running and queued jobs, and how long the oldest waits."""
-    with admin_client(ctx) as client:
-        queues = client.get("/queues")
-    if output is OutputFormat.JSON:
-        print_json(queues)
-        return
-    emit([_readable(queue) for queue in queues], output, QUEUE_COLUMNS)
+    queues = call(ctx, "GET", "/queues")
+    print_listing(queues, output, QUEUE_COLUMNS, lambda rows: [_readable(q) for q in rows])
 
 
 def _readable(queue: dict[str, Any]) -> dict[str, Any]:

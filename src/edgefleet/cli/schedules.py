@@ -15,9 +15,16 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import cron_windows, parsing
-from edgefleet.cli.common import OutputOption, admin_client, fail, parsed
-from edgefleet.cli.output import OutputFormat, print_json, print_table
-from edgefleet.settings import MAX_CONCURRENCY
+from edgefleet.cli.common import (
+    ConcurrencyOption,
+    ForceOption,
+    OutputOption,
+    SelectorOption,
+    call,
+    parsed,
+    selector_or,
+)
+from edgefleet.cli.output import OutputFormat, print_listing, print_rule_change
 
 app = typer.Typer(help="Windows of time in which label groups run at a given concurrency.")
 
@@ -31,13 +38,6 @@ LIST_COLUMNS = [
     ("active", "ACTIVE"),
     ("next_local", "NEXT_START"),
     ("next_utc", "NEXT_START_UTC"),
-]
-CHANGE_COLUMNS = [
-    ("hostname", "HOSTNAME"),
-    ("field", "FIELD"),
-    ("old", "OLD"),
-    ("new", "NEW"),
-    ("desired_version", "DESIRED_V"),
 ]
 
 
@@ -65,16 +65,8 @@ def add(
     duration: Annotated[
         str, typer.Option("--for", help="How long each window stays open: 30m, 8h, 1d.")
     ],
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", "-c", min=1, max=MAX_CONCURRENCY, help=f"1 to {MAX_CONCURRENCY}."
-        ),
-    ],
-    selector: Annotated[
-        str | None,
-        typer.Option("--selector", "-l", help="The workers' labels: KEY=VALUE[,KEY=VALUE]."),
-    ] = None,
+    concurrency: ConcurrencyOption,
+    selector: SelectorOption = None,
     every: Annotated[bool, typer.Option("--all", help="Every worker (no selector).")] = False,
     timezone: Annotated[
         str, typer.Option("--timezone", help="IANA time zone of --cron, e.g. Europe/Berlin.")
@@ -82,31 +74,22 @@ def add(
     name: Annotated[
         str | None, typer.Option("--name", help="Name it (default: from the selector).")
     ] = None,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Beyond EDGEFLEET_MAX_CONCURRENCY_PER_CPU for a worker."),
-    ] = False,
+    force: ForceOption = False,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Add a schedule; if its window is open now, matching workers adopt it at once."""
-    if every == (selector is not None):
-        fail("name the workers with exactly one of --selector KEY=VALUE or --all", code=2)
+    workers = selector_or(selector, every, "all", "the workers")
     body: dict[str, Any] = {
         "cron": parsed(cron_windows.check_cron, cron, "--cron"),
         "timezone": parsed(lambda z: cron_windows.zone(z).key, timezone, "--timezone"),
         "duration_seconds": parsed(_window_seconds, duration, "--for"),
         "concurrency": concurrency,
         "force": force,
+        **workers,
     }
-    if every:
-        body["all"] = True
-    else:
-        body["selector"] = parsed(parsing.parse_selector, selector, "--selector")
     if name is not None:
         body["name"] = name
-    with admin_client(ctx) as client:
-        result = client.post("/schedules", json=body)
-    _report(result, output)
+    _report(call(ctx, "POST", "/schedules", json=body), output)
 
 
 @app.command("remove")
@@ -116,9 +99,7 @@ def remove(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Remove a schedule; workers its open window decided for fall to the next layer."""
-    with admin_client(ctx) as client:
-        result = client.delete(f"/schedules/{name}")
-    _report(result, output)
+    _report(call(ctx, "DELETE", f"/schedules/{name}"), output)
 
 
 def _row(schedule: dict[str, Any]) -> dict[str, Any]:
@@ -143,28 +124,17 @@ def _moment(text: str, *, offset: bool = False) -> str:
 @app.command("list")
 def list_schedules(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
     """Every schedule: when its windows start (in its zone and in UTC), whether one is open."""
-    with admin_client(ctx) as client:
-        schedules = client.get("/schedules")
-    if output is OutputFormat.JSON:
-        print_json(schedules)
-    elif not schedules:
-        print("no schedules")
-    else:
-        print_table([_row(s) for s in schedules], LIST_COLUMNS)
+    schedules = call(ctx, "GET", "/schedules")
+    print_listing(
+        schedules, output, LIST_COLUMNS, lambda rows: [_row(s) for s in rows], empty="no schedules"
+    )
 
 
 def _report(result: dict[str, Any], output: OutputFormat) -> None:
-    if output is OutputFormat.JSON:
-        print_json(result)
-        return
     schedule = result["schedule"]
     if result["removed"]:
-        print(f"schedule {schedule['name']}: removed")
+        headline = f"schedule {schedule['name']}: removed"
     else:
         state = "window open now" if schedule["active"] else "window closed now"
-        print(f"schedule {schedule['name']}: added ({state})")
-    changes = result["changes"]["changes"]
-    if changes:
-        print_table(changes, CHANGE_COLUMNS)
-    else:
-        print("no worker's concurrency changed")
+        headline = f"schedule {schedule['name']}: added ({state})"
+    print_rule_change(result, output, headline)

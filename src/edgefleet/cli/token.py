@@ -14,8 +14,8 @@ import typer
 from edgefleet import parsing
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import operator_name
-from edgefleet.cli.common import OutputOption, admin_client, fail, parsed, settings_of
-from edgefleet.cli.output import OutputFormat, print_json, print_table
+from edgefleet.cli.common import OutputOption, call, fail, parsed, settings_of
+from edgefleet.cli.output import OutputFormat, print_done, print_json, print_listing
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
@@ -111,29 +111,20 @@ def create(
     if not _TOKEN_NAME.match(name):
         fail("--name must be 1-128 letters, digits or '_.@:-'", code=2)
     body = {"name": name, "role": role.value, "ttl_seconds": ttl_seconds(ttl, MAX_TOKEN_TTL)}
-    with admin_client(ctx) as client:
-        result = client.post("/tokens", json=body)
-    if output is OutputFormat.JSON:
-        print_json(result)
-        return
-    print(result["token"])
-    print(
+    result = call(ctx, "POST", "/tokens", json=body)
+    _show_once(
+        result,
+        output,
         f"{result['role']} token {result['name']!r}, valid until {_until(result.get('expires_at'))}"
         "; shown only this once: keep it in a file only you can read and use it with "
         "EDGEFLEET_TOKEN or --token-file",
-        file=sys.stderr,
     )
 
 
 @app.command("list")
 def list_tokens(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
     """Operator tokens: name, role, who created them, expiry and revocation (never secrets)."""
-    with admin_client(ctx) as client:
-        tokens = client.get("/tokens")
-    if output is OutputFormat.JSON:
-        print_json(tokens)
-    else:
-        print_table(tokens, TOKEN_COLUMNS)
+    print_listing(call(ctx, "GET", "/tokens"), output, TOKEN_COLUMNS)
 
 
 @app.command("revoke")
@@ -143,12 +134,8 @@ def revoke(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Revoke an operator token: its next request is refused (401)."""
-    with admin_client(ctx) as client:
-        client.delete(f"/tokens/{quote(name, safe='')}")
-    if output is OutputFormat.JSON:
-        print_json({"revoked": name})
-    else:
-        print(f"{name}: revoked")
+    call(ctx, "DELETE", f"/tokens/{quote(name, safe='')}")
+    print_done(output, name, "revoked")
 
 
 @app.command("create-join")
@@ -170,16 +157,21 @@ def create_join(
         "uses": uses,
         "labels": parse_join_labels(label or []),
     }
-    with admin_client(ctx) as client:
-        result = client.post("/tokens/join", json=body)
+    result = call(ctx, "POST", "/tokens/join", json=body)
+    count = result.get("uses", uses)
+    _show_once(
+        result,
+        output,
+        f"join token for {count} worker{'s' if count != 1 else ''}, valid until "
+        f"{_until(result.get('expires_at'))}; on the new worker run: "
+        "edgefleet worker --join-token <token>  (or set EDGEFLEET_JOIN_TOKEN)",
+    )
+
+
+def _show_once(result: dict[str, Any], output: OutputFormat, note: str) -> None:
+    """A new token: JSON, or the token alone on stdout (for a pipe) and ``note`` on stderr."""
     if output is OutputFormat.JSON:
         print_json(result)
         return
     print(result["token"])
-    count = result.get("uses", uses)
-    print(
-        f"join token for {count} worker{'s' if count != 1 else ''}, valid until "
-        f"{_until(result.get('expires_at'))}; on the new worker run: "
-        "edgefleet worker --join-token <token>  (or set EDGEFLEET_JOIN_TOKEN)",
-        file=sys.stderr,
-    )
+    print(note, file=sys.stderr)

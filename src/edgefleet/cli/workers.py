@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from edgefleet.cli.common import HostnameOption, OutputOption, admin_client
+from edgefleet.cli.common import HostnameOption, OutputOption, call, query
 from edgefleet.cli.control import Targeting, confirm_or_abort, control_command, report
 from edgefleet.cli.output import (
     OutputFormat,
-    emit,
     parse_time,
+    print_done,
     print_json,
+    print_listing,
     print_table,
     with_ages,
 )
@@ -53,20 +54,14 @@ def list_workers(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """One row per worker: desired next to applied values, and when it last checked in."""
-    params: dict[str, object] = {}
-    if state:
-        params["state"] = state
-    if edge_hostname is not None:
-        params["edge_hostname"] = edge_hostname
-    if queues is not None:
-        params["queues"] = queues
-    if selector is not None:
-        params["selector"] = selector
-    with admin_client(ctx) as client:
-        workers = client.get("/workers", params=params)
-    if output is OutputFormat.TABLE:
-        workers = [with_expiry(row) for row in with_ages(workers, _TIMES)]
-    emit(workers, output, WORKER_COLUMNS)
+    params = query(
+        state=state or None, edge_hostname=edge_hostname, queues=queues, selector=selector
+    )
+    print_listing(call(ctx, "GET", "/workers", params=params), output, WORKER_COLUMNS, _readable)
+
+
+def _readable(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [with_expiry(row) for row in with_ages(workers, _TIMES)]
 
 
 def with_expiry(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -88,12 +83,8 @@ def remove_remote_edge_worker(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Forget a worker that is offline, stopped or revoked (a live one must be shut down first)."""
-    with admin_client(ctx) as client:
-        client.delete(f"/workers/{edge_hostname}")
-    if output is OutputFormat.JSON:
-        print_json({"removed": edge_hostname})
-    else:
-        print(f"{edge_hostname}: removed")
+    call(ctx, "DELETE", f"/workers/{edge_hostname}")
+    print_done(output, edge_hostname, "removed")
 
 
 @control_command(wait=False)
@@ -132,8 +123,7 @@ def explain(
     ctx: typer.Context, edge_hostname: HostnameOption, output: OutputOption = OutputFormat.TABLE
 ) -> None:
     """Every layer of a worker's concurrency, highest first, and the one in force and why."""
-    with admin_client(ctx) as client:
-        explained = client.get(f"/workers/{edge_hostname}/explain")
+    explained = call(ctx, "GET", f"/workers/{edge_hostname}/explain")
     if output is OutputFormat.JSON:
         print_json(explained)
         return
