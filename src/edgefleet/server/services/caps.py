@@ -17,7 +17,6 @@ wake-ups and no writes.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import JobState, QueueCapChange, QueueCapRequest
-from edgefleet.db.models import AuditEntry, Job, QueueCap
+from edgefleet.db.models import Job, QueueCap
 from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, Outcome
+from edgefleet.server.services import audit
 
 #: The audit field of a cap change; its target is ``queue:<name>``.
 AUDIT_FIELD = "queue_concurrency"
@@ -180,17 +180,8 @@ def set_cap(
         if old == new:
             return Outcome(QueueCapChange(queue=queue, old=old, new=new, changed=False))
         session.execute(update(_cap).where(_cap.c.queue == queue).values(concurrency=new))
-        session.add(
-            AuditEntry(
-                at=utcnow(),
-                actor=actor,
-                target=f"{AUDIT_TARGET_PREFIX}{queue}",
-                field=AUDIT_FIELD,
-                old_value=None if old is None else json.dumps(old),
-                new_value=None if new is None else json.dumps(new),
-                comment=None,
-            )
-        )
+        row = audit.entry(utcnow(), actor, f"{AUDIT_TARGET_PREFIX}{queue}", AUDIT_FIELD, old, new)
+        audit.record(session, [row])
     change = QueueCapChange(queue=queue, old=old, new=new, changed=True)
     return Outcome(change, _raised(queue, old, new))
 

@@ -30,7 +30,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import AuditEntry, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest
-from edgefleet.server.services import lifecycle, targets
+from edgefleet.server.services import audit, lifecycle, targets
 from edgefleet.server.services.workers import get_worker, observed_state
 
 #: A mutation applied to one worker: returns {field: (old, new)} for what it changed.
@@ -280,17 +280,7 @@ def remove_worker(
         now = utcnow()
         why = "its worker was removed while the job was running"
         lifecycle.lose_running_jobs(session, hostname, why, now)
-        session.add(
-            AuditEntry(
-                at=now,
-                actor=actor,
-                target=hostname,
-                field="worker",
-                old_value=_dump(state),
-                new_value=_dump("removed"),
-                comment=None,
-            )
-        )
+        audit.record(session, [audit.entry(now, actor, hostname, "worker", state, "removed")])
         session.delete(worker)
 
 

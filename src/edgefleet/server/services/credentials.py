@@ -8,13 +8,12 @@ it (``revoke_workers``), which also loses the jobs it was running.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.auth import (
@@ -35,11 +34,11 @@ from edgefleet.contract import (
     WorkerChange,
     WorkerState,
 )
-from edgefleet.db.models import AuditEntry, Credential, JoinToken, Worker
+from edgefleet.db.models import Credential, JoinToken, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, NotFound, Unauthorized
 from edgefleet.server.events import JobsQueued, Outcome, changed_workers
-from edgefleet.server.services import layers, lifecycle, targets
+from edgefleet.server.services import audit, layers, lifecycle, targets
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,8 @@ def issue_operator_token(db: sessionmaker[Session], request: TokenRequest, actor
                 expires_at=expires,
             )
         )
-        _audit(session, actor, f"token:{request.name}", "token", None, request.role, now)
+        row = audit.entry(now, actor, f"token:{request.name}", "token", None, request.role)
+        audit.record(session, [row])
     return Issued(token, request.name, request.role, expires)
 
 
@@ -146,7 +146,8 @@ def revoke_operator_token(db: sessionmaker[Session], name: str, actor: str) -> N
             raise NotFound(f"no live token named {name!r}")
         for row in live:
             row.revoked_at = now
-        _audit(session, actor, f"token:{name}", "token", live[0].role, "revoked", now)
+        row = audit.entry(now, actor, f"token:{name}", "token", live[0].role, "revoked")
+        audit.record(session, [row])
 
 
 def _is_live(kind: str, name: str, now: datetime):
@@ -184,7 +185,8 @@ def create_join_token(db: sessionmaker[Session], request: JoinTokenRequest, acto
             )
         )
         comment = f"uses {request.uses}, labels {request.labels or {}}"
-        _audit(session, actor, "join-token", "join_token", None, "created", now, comment)
+        row = audit.entry(now, actor, "join-token", "join_token", None, "created", comment)
+        audit.record(session, [row])
     return Issued(token, "join", WORKER_ROLE, expires)
 
 
@@ -225,7 +227,8 @@ def enroll(db: sessionmaker[Session], join_token: str, hostname: str, ttl: float
             layers.take_rules_lock(session, shared=True)
             layers.refresh(session, [worker], layers.load(session), "server")
         issued = _issue_credential(session, hostname, dict(join.labels), now, ttl)
-        _audit(session, f"join-token:{join.id}", hostname, "enrolled", None, "credential", now)
+        row = audit.entry(now, f"join-token:{join.id}", hostname, "enrolled", None, "credential")
+        audit.record(session, [row])
     log.info("worker %s enrolled with join token %d", hostname, join.id)
     return issued
 
@@ -287,6 +290,7 @@ def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Out
     now = utcnow()
     requeued: list[JobsQueued] = []
     changes: list[WorkerChange] = []
+    rows: list[dict[str, Any]] = []
     with db.begin() as session:
         workers = targets.resolve(session, target)
         names = [worker.hostname for worker in workers]
@@ -308,7 +312,7 @@ def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Out
             worker.reported_state = WorkerState.STOPPED
             why = f"worker {worker.hostname} was revoked by {actor}"
             requeued += lifecycle.lose_running_jobs(session, worker.hostname, why, now)
-            _audit(session, actor, worker.hostname, "revoked", None, True, now)
+            rows.append(audit.entry(now, actor, worker.hostname, "revoked", None, True))
             changes.append(
                 WorkerChange(
                     hostname=worker.hostname,
@@ -318,31 +322,9 @@ def revoke_workers(db: sessionmaker[Session], target: Target, actor: str) -> Out
                     desired_version=worker.desired_version,
                 )
             )
+        audit.record(session, rows)
         versions = {worker.hostname: worker.desired_version for worker in workers}
     for change in changes:
         log.warning("worker %s: revoked by %s", change.hostname, actor)
     changeset = ChangeSet(workers=names, changes=changes, versions=versions)
     return Outcome(changeset, (*dict.fromkeys(requeued), *changed_workers(changeset)))
-
-
-def _audit(
-    session: Session,
-    actor: str,
-    target: str,
-    field: str,
-    old: Any,
-    new: Any,
-    now: datetime,
-    comment: str | None = None,
-) -> None:
-    session.execute(
-        insert(AuditEntry).values(
-            at=now,
-            actor=actor,
-            target=target[:255],
-            field=field,
-            old_value=None if old is None else json.dumps(old),
-            new_value=None if new is None else json.dumps(new),
-            comment=comment,
-        )
-    )

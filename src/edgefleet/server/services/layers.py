@@ -13,19 +13,19 @@ server last opened them (``schedules.sweep_windows`` opens and closes them in ti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from edgefleet import fleet_rules
 from edgefleet.contract import WorkerChange
-from edgefleet.db.models import AuditEntry, ConcurrencyRule, Schedule, Worker
+from edgefleet.db.models import ConcurrencyRule, Schedule, Worker
 from edgefleet.db.types import utcnow
+from edgefleet.server.services import audit
 
 #: Key of the PostgreSQL advisory lock that orders rule changes against registrations
 #: ("edgerule"): a rule change takes it alone, registrations share it. On SQLite, writers
@@ -192,35 +192,12 @@ def refresh(
             why = comment(before, layer)
         else:
             why = comment or "now in force: " + (layer.describe() if layer else "no standing rule")
-        for field, before, after in zip(
-            ("concurrency", "concurrency_source"), old, new, strict=True
-        ):
-            if before == after:
-                continue
-            rows.append(_audit_row(snapshot.now, actor, worker.hostname, field, before, after, why))
-            changes.append(
-                WorkerChange(
-                    hostname=worker.hostname,
-                    field=field,
-                    old=before,
-                    new=after,
-                    desired_version=worker.desired_version,
-                )
-            )
-    if rows:
-        session.execute(insert(AuditEntry), rows)
+        fields = zip(("concurrency", "concurrency_source"), old, new, strict=True)
+        changed = {field: (was, now) for field, was, now in fields if was != now}
+        written, answered = audit.worker_changes(
+            worker.hostname, worker.desired_version, changed, snapshot.now, actor, why
+        )
+        rows += written
+        changes += answered
+    audit.record(session, rows)
     return changes
-
-
-def _audit_row(
-    at: datetime, actor: str, hostname: str, field: str, old: Any, new: Any, comment: str
-) -> dict[str, Any]:
-    return {
-        "at": at,
-        "actor": actor,
-        "target": hostname,
-        "field": field,
-        "old_value": json.dumps(old),
-        "new_value": json.dumps(new),
-        "comment": comment,
-    }

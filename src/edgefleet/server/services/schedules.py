@@ -13,22 +13,21 @@ opening and closing is audited once.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import cron_windows, fleet_rules
 from edgefleet.contract import ChangeSet, ScheduleChange, ScheduleCreate, ScheduleView
-from edgefleet.db.models import AuditEntry, Schedule
+from edgefleet.db.models import Schedule
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.server.events import Outcome, changed_workers
-from edgefleet.server.services import layers
+from edgefleet.server.services import audit, layers
 from edgefleet.server.services.concurrency_rules import all_workers, check_cpus
 
 #: Who the audit log names for the windows the server opens and closes by itself.
@@ -208,20 +207,7 @@ def _audit(
     comment: str,
     field: str = "schedule",
 ) -> None:
-    session.execute(
-        insert(AuditEntry),
-        [
-            {
-                "at": at,
-                "actor": actor,
-                "target": target(name),
-                "field": field,
-                "old_value": json.dumps(old),
-                "new_value": json.dumps(new),
-                "comment": comment,
-            }
-        ],
-    )
+    audit.record(session, [audit.entry(at, actor, target(name), field, old, new, comment)])
 
 
 # --- opening and closing windows -------------------------------------------------------

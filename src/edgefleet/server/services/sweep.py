@@ -8,18 +8,17 @@ two replicas never act on the same job twice, and running a sweep again changes 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from edgefleet import fleet_rules
 from edgefleet.contract import FINISHED_JOB_STATES, JobState
 from edgefleet.db.models import AuditEntry, Job, JobEvent, JobLogChunk, Worker
-from edgefleet.server.services import lifecycle, liveness
+from edgefleet.server.services import audit, lifecycle, liveness
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +195,7 @@ def expire_due(db: sessionmaker[Session], due: list[DueOverride], now: datetime)
                     continue
                 audit_rows.append(_expiry_entry(item, fleet_rules.concurrency(worker), now))
                 expired.append(item.hostname)
-            if audit_rows:
-                session.execute(insert(AuditEntry), audit_rows)
+            audit.record(session, audit_rows)
     for hostname in expired:
         log.info("worker %s: operator's concurrency expired", hostname)
     return expired
@@ -222,15 +220,9 @@ def _clear_override(session: Session, item: DueOverride) -> bool:
 
 
 def _expiry_entry(item: DueOverride, new: int, now: datetime) -> dict[str, object]:
-    return {
-        "at": now,
-        "actor": SERVER_ACTOR,
-        "target": item.hostname,
-        "field": "concurrency",
-        "old_value": json.dumps(item.concurrency),
-        "new_value": json.dumps(new),
-        "comment": EXPIRED_COMMENT,
-    }
+    return audit.entry(
+        now, SERVER_ACTOR, item.hostname, "concurrency", item.concurrency, new, EXPIRED_COMMENT
+    )
 
 
 def next_override_expiry(db: sessionmaker[Session]) -> datetime | None:

@@ -1,0 +1,74 @@
+"""Writing the audit log: every service that changes something records it here.
+
+A row says who (``actor``) changed which ``field`` of which ``target`` (a worker's hostname,
+``queue:<name>``, ``schedule:<name>``, ``token:<name>``), from what to what, and why. Old and
+new values are stored as JSON; no value at all is SQL NULL. All the rows of one transaction go
+in one multi-row insert: a fleet-wide change writes thousands. Reading the log is
+``control.list_audit``; purging it, ``sweep.purge_audit``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+from sqlalchemy.orm import Session
+
+from edgefleet.contract import WorkerChange
+from edgefleet.db.models import AuditEntry
+
+#: The longest target the column holds; a longer one is cut, never refused.
+MAX_TARGET = 255
+
+
+def encode(value: Any) -> str | None:
+    """A value as the audit log keeps it: JSON, or NULL for none."""
+    return None if value is None else json.dumps(value)
+
+
+def entry(
+    at: datetime,
+    actor: str,
+    target: str,
+    field: str,
+    old: Any,
+    new: Any,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """One audit row, ready for ``record``."""
+    return {
+        "at": at,
+        "actor": actor,
+        "target": target[:MAX_TARGET],
+        "field": field,
+        "old_value": encode(old),
+        "new_value": encode(new),
+        "comment": comment,
+    }
+
+
+def record(session: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` (made by ``entry``) in one statement; no rows, no statement."""
+    if rows:
+        session.execute(insert(AuditEntry), list(rows))
+
+
+def worker_changes(
+    hostname: str,
+    desired_version: int,
+    changed: Mapping[str, tuple[Any, Any]],
+    at: datetime,
+    actor: str,
+    comment: str | None,
+) -> tuple[list[dict[str, Any]], list[WorkerChange]]:
+    """What changing a worker's ``changed`` fields ({field: (old, new)}) writes and answers:
+    an audit row for each, and the change each reports at the worker's new version."""
+    rows = [entry(at, actor, hostname, f, old, new, comment) for f, (old, new) in changed.items()]
+    changes = [
+        WorkerChange(hostname=hostname, field=f, old=old, new=new, desired_version=desired_version)
+        for f, (old, new) in changed.items()
+    ]
+    return rows, changes
