@@ -4,6 +4,7 @@ Each is created with mode 0600 from the start (never created wider and narrowed 
 leaves a moment when anyone can open it), in a folder edgefleet creates with mode 0700.
 Whole files are published atomically: written to a temporary file in the same folder and
 synced, then linked or renamed into place, so a reader sees either no file or all of it.
+The few files others must read (a service unit) are replaced the same way, by ``replace_file``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def create_private(path: Path) -> bool:
 def publish_new(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` only if no file is there; False if one already was (another
     process won the race, and its file stands). Readers never see a partial file."""
-    temporary = _written_temporary(path, data)
+    temporary = _written_temporary(path, data, FILE_MODE)
     try:
         try:
             os.link(temporary, path)  # fails if ``path`` exists: the first writer wins
@@ -59,7 +60,13 @@ def publish_new(path: Path, data: bytes) -> bool:
 
 def replace_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (mode 0600), replacing any file there in one step."""
-    temporary = _written_temporary(path, data)
+    replace_file(path, data, FILE_MODE)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode`` (whatever the umask), replacing any file
+    there in one step."""
+    temporary = _written_temporary(path, data, mode)
     try:
         os.replace(temporary, path)
     except BaseException:
@@ -68,12 +75,15 @@ def replace_private(path: Path, data: bytes) -> None:
     _sync_dir(path.parent)
 
 
-def _written_temporary(path: Path, data: bytes) -> Path:
-    """A new file of mode 0600 beside ``path`` holding ``data``, synced to disk."""
+def _written_temporary(path: Path, data: bytes, mode: int) -> Path:
+    """A new file beside ``path`` holding ``data``, synced to disk: created with mode 0600
+    (or less, by the umask) and only then given ``mode``."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
+            if mode != FILE_MODE:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -9,7 +9,6 @@ this shell's environment. The unit text itself is made by ``worker.service_unit`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -244,7 +243,7 @@ def _check_writable(target: Target) -> None:
 def _write(unit, unit_path: Path, target: Target) -> None:
     """The environment file (0600, in the worker's private folder), then the unit (0644),
     each replaced in one step."""
-    from edgefleet.private_files import ensure_private_dir, replace_private
+    from edgefleet.private_files import ensure_private_dir, replace_file, replace_private
 
     try:
         ensure_private_dir(unit.home)
@@ -253,26 +252,9 @@ def _write(unit, unit_path: Path, target: Target) -> None:
             ensure_private_dir(unit.env_file.parent)
             replace_private(unit.env_file, unit.render_env(masked=False).encode())
         target.unit_dir.mkdir(parents=True, exist_ok=True)
-        _replace_public(unit_path, unit.render().encode())
+        replace_file(unit_path, unit.render().encode(), UNIT_MODE)
     except OSError as exc:
         fail(f"cannot write the service files: {exc}")
-
-
-def _replace_public(path: Path, data: bytes) -> None:
-    """Write ``path`` with mode 0644 in one step (a temporary file renamed over it)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, UNIT_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), UNIT_MODE)  # whatever the umask took away
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 def _systemctl(command: list[str]) -> None:

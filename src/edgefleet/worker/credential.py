@@ -10,10 +10,8 @@ fsync, rename), so a crash never leaves half a credential behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from typing import Any
 from edgefleet.auth import BearerAuth
 from edgefleet.backoff import Backoff
 from edgefleet.errors import Conflict, Refused, TlsFailure, Unavailable
+from edgefleet.private_files import ensure_private_dir, replace_private
 from edgefleet.worker.client import EdgeClient, retry_after
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,6 @@ def load_credential(path: Path) -> Credential | None:
 
 def save_credential(path: Path, credential: Credential) -> None:
     """Write atomically with mode 0600: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     body = json.dumps(
         {
             "credential": credential.token,
@@ -109,24 +107,8 @@ def save_credential(path: Path, credential: Credential) -> None:
             "issued_at": credential.issued_at.isoformat(),
         }
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # a leftover temp file may have had other bits
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
+    ensure_private_dir(path.parent)
+    replace_private(path, body.encode())
 
 
 def _refusal(exc: Refused, hostname: str) -> str:
