@@ -95,8 +95,7 @@ def look_up(db: sessionmaker[Session], tokens: list[str]) -> list[Known | None]:
 def issue_operator_token(db: sessionmaker[Session], request: TokenRequest, actor: str) -> Issued:
     """A new operator token; a name that a live token already has is refused (409)."""
     now = utcnow()
-    token = new_opaque_token(OPERATOR_TOKEN_PREFIX)
-    expires = now + timedelta(seconds=request.ttl_seconds)
+    token, stored = _minted(OPERATOR_TOKEN_PREFIX, now, request.ttl_seconds)
     with db.begin() as session:
         if _live(session, OPERATOR, request.name, now):
             raise Conflict(
@@ -105,18 +104,20 @@ def issue_operator_token(db: sessionmaker[Session], request: TokenRequest, actor
             )
         session.add(
             Credential(
-                token_hash=token_hash(token),
-                kind=OPERATOR,
-                name=request.name,
-                role=request.role,
-                created_at=now,
-                created_by=actor,
-                expires_at=expires,
+                **stored, kind=OPERATOR, name=request.name, role=request.role, created_by=actor
             )
         )
         row = audit.entry(now, actor, f"token:{request.name}", "token", None, request.role)
         audit.record(session, [row])
-    return Issued(token, request.name, request.role, expires)
+    return Issued(token, request.name, request.role, stored["expires_at"])
+
+
+def _minted(prefix: str, now: datetime, ttl: float) -> tuple[str, dict[str, Any]]:
+    """A new secret and what every stored token keeps of it: its hash, when it was made
+    and when it expires (``ttl`` seconds on)."""
+    token = new_opaque_token(prefix)
+    expires = now + timedelta(seconds=ttl)
+    return token, {"token_hash": token_hash(token), "created_at": now, "expires_at": expires}
 
 
 def list_tokens(db: sessionmaker[Session]) -> list[TokenView]:
@@ -171,23 +172,14 @@ def _live(session: Session, kind: str, name: str, now: datetime) -> list[Credent
 
 def create_join_token(db: sessionmaker[Session], request: JoinTokenRequest, actor: str) -> Issued:
     now = utcnow()
-    token = new_opaque_token(JOIN_TOKEN_PREFIX)
-    expires = now + timedelta(seconds=request.ttl_seconds)
+    token, stored = _minted(JOIN_TOKEN_PREFIX, now, request.ttl_seconds)
     with db.begin() as session:
-        session.add(
-            JoinToken(
-                token_hash=token_hash(token),
-                created_at=now,
-                created_by=actor,
-                expires_at=expires,
-                uses_left=request.uses,
-                labels=dict(request.labels),
-            )
-        )
+        labels = dict(request.labels)
+        session.add(JoinToken(**stored, created_by=actor, uses_left=request.uses, labels=labels))
         comment = f"uses {request.uses}, labels {request.labels or {}}"
         row = audit.entry(now, actor, "join-token", "join_token", None, "created", comment)
         audit.record(session, [row])
-    return Issued(token, "join", WORKER_ROLE, expires)
+    return Issued(token, "join", WORKER_ROLE, stored["expires_at"])
 
 
 def enroll(db: sessionmaker[Session], join_token: str, hostname: str, ttl: float) -> Issued:
@@ -251,21 +243,18 @@ def rotate(db: sessionmaker[Session], hostname: str, current: str, ttl: float) -
 def _issue_credential(
     session: Session, hostname: str, labels: dict[str, Any], now: datetime, ttl: float
 ) -> Issued:
-    token = new_opaque_token(WORKER_CREDENTIAL_PREFIX)
-    expires = now + timedelta(seconds=ttl)
+    token, stored = _minted(WORKER_CREDENTIAL_PREFIX, now, ttl)
     session.add(
         Credential(
-            token_hash=token_hash(token),
+            **stored,
             kind=WORKER,
             name=hostname,
             role=WORKER_ROLE,
             labels=labels,
-            created_at=now,
             created_by="enrollment",
-            expires_at=expires,
         )
     )
-    return Issued(token, hostname, WORKER_ROLE, expires)
+    return Issued(token, hostname, WORKER_ROLE, stored["expires_at"])
 
 
 def enrolled_labels(session: Session, hostname: str) -> dict[str, Any]:
