@@ -51,9 +51,11 @@ def entry(
 
 
 def record(session: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``rows`` (made by ``entry``) in one statement; no rows, no statement."""
+    """Write ``rows`` (made by ``entry``) in one statement; no rows, no statement. A Core
+    insert on the table: the ORM's bookkeeping per row is what a fleet-wide change can't
+    afford."""
     if rows:
-        session.execute(insert(AuditEntry), list(rows))
+        session.execute(insert(AuditEntry.__table__), list(rows))
 
 
 def worker_changes(
