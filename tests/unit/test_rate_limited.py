@@ -1,7 +1,7 @@
 """429 with Retry-After: the worker waits at least that long before the same call again,
 and otherwise carries on as after any outage; the CLI waits once (at most 30 s) and retries.
 
-The worker is the real EdgeWorker against the scripted server of ``test_worker_agent``,
+The worker is the real EdgeWorker against the scripted edge server of ``tests/support``,
 which here answers chosen calls with 429 first.
 """
 
@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from test_worker_agent import HOST, SECRET, FakeEdgeServer, _assignment, running_worker
+from test_worker_agent import HOST, SECRET, _assignment, running_worker
 
 from edgefleet.cli.api import AdminClient, ApiError
 from edgefleet.contract import LogChunk
@@ -20,17 +20,17 @@ from edgefleet.errors import TooManyRequests
 from edgefleet.settings import Settings
 from edgefleet.throttle import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, retry_after_seconds
 from edgefleet.worker.client import EdgeClient
-from support import async_wait_until
+from support import ScriptedEdgeServer, async_wait_until
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 
-class ThrottlingServer(FakeEdgeServer):
+class ThrottlingServer(ScriptedEdgeServer):
     """``throttle[call]``: Retry-After values the next requests of ``call`` (the URL's last
     segment: register, heartbeat, fetch, logs, results...) are answered 429 with."""
 
     def __init__(self, concurrency: int) -> None:
-        super().__init__(concurrency)
+        super().__init__(HOST, concurrency=concurrency)
         self.throttle: dict[str, list[str]] = {}
         #: call -> [(monotonic time, status)] for every request that reached the server.
         self.seen: dict[str, list[tuple[float, int]]] = {}

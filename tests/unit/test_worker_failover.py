@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_worker_agent import HOST, SECRET, FakeEdgeServer, _assignment
+from test_worker_agent import HOST, SECRET, _assignment
 
 from edgefleet.worker.agent import EdgeWorker, WorkerConfig
 from edgefleet.worker.client import EdgeClient
-from support import JobRecorder, async_wait_until
+from support import JobRecorder, ScriptedEdgeServer, async_wait_until
 
 #: What they check does not depend on the database.
 pytestmark = pytest.mark.same_on_every_backend
@@ -24,14 +24,14 @@ A, B = "a.test", "b.test"
 
 
 class Replicas:
-    """Routes ``http://a.test`` and ``http://b.test`` to one ``FakeEdgeServer``.
+    """Routes ``http://a.test`` and ``http://b.test`` to one ``ScriptedEdgeServer``.
 
     A host in ``down`` refuses connections, and a request it held when it went down (a
     long-poll) ends with the connection closed. A host in ``failing`` answers 503. While
     ``hold_watches`` names a host, it holds long-polls open without ever answering.
     """
 
-    def __init__(self, fake: FakeEdgeServer) -> None:
+    def __init__(self, fake: ScriptedEdgeServer) -> None:
         self.fake = fake
         self.down: set[str] = set()
         self.failing: set[str] = set()
@@ -95,7 +95,7 @@ def recorder(tmp_path: Path) -> JobRecorder:
 
 
 async def test_a_worker_whose_server_dies_goes_on_with_the_other(tmp_path, recorder):
-    fake = FakeEdgeServer(concurrency=2)
+    fake = ScriptedEdgeServer(HOST, concurrency=2)
     fake.fetch_answers = [([_assignment(1, recorder.command(3.0))], {})]
     replicas = Replicas(fake)
     # Heartbeats every 60 s: one that reaches b while the job runs was sent for the move.
@@ -132,7 +132,7 @@ async def test_a_worker_whose_server_dies_goes_on_with_the_other(tmp_path, recor
 async def test_a_long_poll_held_on_a_server_left_behind_is_dropped(tmp_path):
     """A hangs the long-poll while its other calls fail (a server in trouble): once a
     heartbeat moves the worker to b, the long-poll goes there too instead of waiting on a."""
-    fake = FakeEdgeServer(concurrency=1)
+    fake = ScriptedEdgeServer(HOST, concurrency=1)
     replicas = Replicas(fake)
     async with worker_on(replicas, tmp_path, heartbeat_interval=0.2) as worker:
         await async_wait_until(lambda: replicas.calls(A, "watch"), timeout=10)
