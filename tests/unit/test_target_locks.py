@@ -46,9 +46,19 @@ def fleet(session_factory):
     return session_factory
 
 
-def resolved(db, **target) -> list[str]:
+def as_rows(session, target: Target):
+    """``resolve_rows``, as a change reads them: plain rows, locked as ``resolve`` locks."""
+    table = Worker.__table__
+    return targets.resolve_rows(session, target, [table.c.hostname, table.c.labels])
+
+
+#: Both ways a target is resolved: to ``Worker`` objects, and to plain rows.
+each_resolver = pytest.mark.parametrize("resolve", [targets.resolve, as_rows], ids=["orm", "rows"])
+
+
+def resolved(db, resolve, **target) -> list[str]:
     with db.begin() as session:
-        return [w.hostname for w in targets.resolve(session, Target(**target))]
+        return [w.hostname for w in resolve(session, Target(**target))]
 
 
 CASES = [
@@ -65,26 +75,28 @@ CASES = [
 ]
 
 
-def test_globs_and_selectors_resolve_to_the_matching_workers_in_order(fleet):
-    for target, expected in CASES:
+@each_resolver
+def test_globs_and_selectors_resolve_to_the_matching_workers_in_order(fleet, resolve):
+    for target, expected in [*CASES, ({"edge_hostname": "b-2"}, ["b-2"])]:
         if expected is None:
             with pytest.raises(NotFound):
-                resolved(fleet, **target)
+                resolved(fleet, resolve, **target)
         else:
-            assert resolved(fleet, **target) == expected, target
+            assert resolved(fleet, resolve, **target) == expected, target
 
 
-def test_a_worker_that_stops_matching_before_it_is_locked_is_left_out(fleet, monkeypatch):
+@each_resolver
+def test_a_worker_that_stops_matching_before_it_is_locked_is_left_out(fleet, monkeypatch, resolve):
     """The match is checked again on the locked rows."""
     read = targets._matched
 
-    def relabel_between(session, target, lock):
+    def relabel_between(session, target, *rest):
         with fleet.begin() as other:
             other.get(Worker, "a-1").labels = {"zone": "south"}
-        return read(session, target, lock)
+        return read(session, target, *rest)
 
     monkeypatch.setattr(targets, "_matched", relabel_between)
-    assert resolved(fleet, selector={"zone": "north"}) == ["a_3", "b-1"]
+    assert resolved(fleet, resolve, selector={"zone": "north"}) == ["a_3", "b-1"]
 
 
 # --- PostgreSQL: row locks ---------------------------------------------------------------
@@ -111,14 +123,15 @@ def lockable_now(db, hostname: str) -> bool:
 
 
 @postgres_only
-def test_a_bulk_change_locks_only_the_workers_it_targets(fleet):
+@each_resolver
+def test_a_bulk_change_locks_only_the_workers_it_targets(fleet, resolve):
     for target in (
         {"edge_hostname": "a-*"},
         {"edge_hostname": "*-[12]"},
         {"selector": {"zone": "south"}},
     ):
         with fleet.begin() as session:
-            locked = {w.hostname for w in targets.resolve(session, Target(**target))}
+            locked = {w.hostname for w in resolve(session, Target(**target))}
             # ...the change's transaction is still open here.
             free = {hostname for hostname in FLEET if lockable_now(fleet, hostname)}
         assert locked and free == set(FLEET) - locked, target

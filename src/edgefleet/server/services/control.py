@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -33,8 +34,40 @@ from edgefleet.errors import Conflict, InvalidRequest
 from edgefleet.server.services import audit, lifecycle, targets
 from edgefleet.server.services.workers import get_worker, observed_state
 
-#: A mutation applied to one worker: returns {field: (old, new)} for what it changed.
-Mutation = Callable[[Worker], dict[str, tuple[Any, Any]]]
+#: A mutation applied to one worker's row as read (``Editable``): it sets the override
+#: columns as it would a ``Worker``'s, and returns {field: (old, new)} for what it changed.
+Mutation = Callable[["Editable"], dict[str, tuple[Any, Any]]]
+
+_worker = Worker.__table__
+#: The columns a change may write (besides ``desired_version``).
+EDITABLE = (
+    "concurrency_override",
+    "concurrency_override_until",
+    "queues_override",
+    "maintenance_requested",
+    "maintenance_comment",
+    "shutdown_requested",
+)
+#: What a change reads of each targeted worker: its settings (``fleet_rules.WorkerSettings``),
+#: and its labels and CPUs for the rules that check them.
+_READ = [
+    _worker.c[name]
+    for name in (
+        "hostname",
+        "labels",
+        "sysinfo",
+        "desired_version",
+        "flag_concurrency",
+        "flag_queues",
+        "layer_concurrency",
+        "layer_source",
+        *EDITABLE,
+    )
+]
+
+
+class Editable(SimpleNamespace):
+    """One targeted worker's row as plain values, which a ``Mutation`` changes in place."""
 
 
 def _dump(value: Any) -> str | None:
@@ -52,15 +85,29 @@ def apply_to_targets(
     actor: str,
     comment: str | None = None,
 ) -> ChangeSet:
+    """Read the targeted rows (locked as ``targets.resolve`` locks them), work out every
+    change in Python, and only then write: one executemany per set of changed columns and
+    one multi-row audit insert, however many workers a change names."""
     with db.begin() as session:
-        workers = targets.resolve(session, target)
+        rows = targets.resolve_rows(session, target, _READ)
         now = utcnow()
         changes: list[WorkerChange] = []
         audit_rows: list[dict[str, Any]] = []
-        for worker in workers:
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        versions: dict[str, int] = {}
+        for row in rows:
+            read = row._asdict()
+            worker = Editable(**read)
             changed = mutate(worker)
+            edits = {c: getattr(worker, c) for c in EDITABLE if getattr(worker, c) != read[c]}
             if changed:
                 worker.desired_version += 1
+                edits["desired_version"] = worker.desired_version
+            versions[worker.hostname] = worker.desired_version
+            if edits:
+                updates.setdefault(tuple(edits), []).append(
+                    {"b_hostname": worker.hostname, **{f"b_{c}": v for c, v in edits.items()}}
+                )
             for field, (old, new) in changed.items():
                 audit_rows.append(
                     {
@@ -82,13 +129,20 @@ def apply_to_targets(
                         desired_version=worker.desired_version,
                     )
                 )
+        for columns, params in updates.items():
+            session.execute(_update(columns), params)
         if audit_rows:  # one multi-row statement: a fleet-wide change writes thousands
             session.execute(insert(AuditEntry), audit_rows)
-        return ChangeSet(
-            workers=[w.hostname for w in workers],
-            changes=changes,
-            versions={w.hostname: w.desired_version for w in workers},
-        )
+        return ChangeSet(workers=list(versions), changes=changes, versions=versions)
+
+
+def _update(columns: tuple[str, ...]) -> Update:
+    """One worker's new values of ``columns``, for an executemany over many workers."""
+    return (
+        update(_worker)
+        .where(_worker.c.hostname == bindparam("b_hostname"))
+        .values({c: bindparam(f"b_{c}") for c in columns})
+    )
 
 
 def _diff(**fields: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
@@ -127,7 +181,7 @@ def _set_concurrency(change: SetConcurrencyChange) -> Plan:
         raise InvalidRequest("give exactly one of 'concurrency' (1 or more) or 'reset': true")
     _check_until(change)
 
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = _concurrency_fields(worker)
         worker.concurrency_override = change.concurrency
         worker.concurrency_override_until = change.until
@@ -140,7 +194,7 @@ def _set_concurrency(change: SetConcurrencyChange) -> Plan:
 def _within_cpus(mutate: Mutation, value: int, per_cpu: float) -> Mutation:
     """``mutate``, refusing first (the whole request) a worker whose CPUs are too few."""
 
-    def checked(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def checked(worker: Editable) -> dict[str, tuple[Any, Any]]:
         refused = fleet_rules.cpu_refusal(worker.hostname, worker.sysinfo, value, per_cpu)
         if refused is not None:
             raise Conflict(refused)
@@ -158,7 +212,7 @@ def _check_until(change: SetConcurrencyChange) -> None:
         raise InvalidRequest(f"'until' {change.until.isoformat()} is in the past")
 
 
-def _concurrency_fields(worker: Worker) -> dict[str, Any]:
+def _concurrency_fields(worker: fleet_rules.WorkerSettings) -> dict[str, Any]:
     """The concurrency in force, who set it and when it ends, as the audit log shows them."""
     until = fleet_rules.concurrency_until(worker)
     return {
@@ -169,7 +223,7 @@ def _concurrency_fields(worker: Worker) -> dict[str, Any]:
 
 
 def _add_queues(change: AddQueuesChange) -> Plan:
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.queues(worker)
         new = old + [q for q in change.queues if q not in old]
         if new != old:
@@ -182,7 +236,7 @@ def _add_queues(change: AddQueuesChange) -> Plan:
 def _remove_queues(change: RemoveQueuesChange) -> Plan:
     """A worker keeps at least one queue; removing queues no target serves is refused."""
 
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.queues(worker)
         new = [q for q in old if q not in change.queues]
         if not new:
@@ -200,7 +254,7 @@ def _remove_queues(change: RemoveQueuesChange) -> Plan:
 def _reset_queues(change: PlainChange) -> Plan:
     """Hand each worker's queues back to its own ``--queues`` flag."""
 
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = fleet_rules.queues(worker)
         worker.queues_override = None
         return _diff(queues=(old, fleet_rules.queues(worker)))
@@ -209,7 +263,7 @@ def _reset_queues(change: PlainChange) -> Plan:
 
 
 def _request_maintenance(change: CommentedChange) -> Plan:
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = (worker.maintenance_requested, worker.maintenance_comment)
         worker.maintenance_requested = True
         worker.maintenance_comment = change.comments
@@ -219,7 +273,7 @@ def _request_maintenance(change: CommentedChange) -> Plan:
 
 
 def _exit_maintenance(change: PlainChange) -> Plan:
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = (worker.maintenance_requested, worker.maintenance_comment)
         worker.maintenance_requested = False
         worker.maintenance_comment = None
@@ -231,7 +285,7 @@ def _exit_maintenance(change: PlainChange) -> Plan:
 def _update_maintenance_comment(change: CommentedChange) -> Plan:
     """Only for workers already in maintenance: one that is not refuses the whole request."""
 
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         if not worker.maintenance_requested:
             raise Conflict(f"worker {worker.hostname!r} is not in maintenance")
         old = worker.maintenance_comment
@@ -242,7 +296,7 @@ def _update_maintenance_comment(change: CommentedChange) -> Plan:
 
 
 def _shutdown(change: PlainChange) -> Plan:
-    def mutate(worker: Worker) -> dict[str, tuple[Any, Any]]:
+    def mutate(worker: Editable) -> dict[str, tuple[Any, Any]]:
         old = worker.shutdown_requested
         worker.shutdown_requested = True
         return _diff(shutdown=(old, True))

@@ -487,6 +487,20 @@ def has_new_cancels(db: Session | Connection, hostname: str) -> bool:
     return bool(db.scalar(_NEW_CANCEL, {"hostname": hostname}))
 
 
+def with_new_cancels(connection: Connection, hostnames: list[str]) -> set[str]:
+    """Which of ``hostnames`` have operator cancels they were not told of yet: one query for
+    a group of long-polls (a fleet-wide change wakes them all at once)."""
+    if not hostnames:
+        return set()
+    query = (
+        select(Job.worker_hostname)
+        .where(_requested_on(Job.worker_hostname.in_(hostnames)))
+        .where(Job.cancel_notified.is_(False))
+        .distinct()
+    )
+    return {name for name in connection.scalars(query) if name is not None}
+
+
 def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel]:
     """For the long-poll: operator cancels not yet sent to the worker, marked as sent.
 

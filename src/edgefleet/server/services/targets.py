@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Row, Select, select
 from sqlalchemy.orm import Session
 
 from edgefleet.contract import Target
@@ -30,6 +32,21 @@ def resolve(session: Session, target: Target, *, lock: bool = True) -> list[Work
     heartbeats and claims of the workers it does not target alone, and two bulk changes over
     overlapping workers queue up behind each other instead of deadlocking.
     """
+    return _resolve(session, target, lock, select(Worker), lambda q: list(session.scalars(q)))
+
+
+def resolve_rows(
+    session: Session, target: Target, columns: Sequence[ColumnElement[Any]], *, lock: bool = True
+) -> list[Row[Any]]:
+    """As ``resolve``, the same rows locked the same way, as plain rows of ``columns`` (which
+    include ``hostname`` and ``labels``): a fleet-wide change reads a thousand of them."""
+    return _resolve(session, target, lock, select(*columns), lambda q: list(session.execute(q)))
+
+
+Fetch = Callable[[Select[Any]], list[Any]]
+
+
+def _resolve(session: Session, target: Target, lock: bool, base: Select[Any], fetch: Fetch):
     given = sum([target.edge_hostname is not None, target.selector is not None, target.all])
     if given != 1:
         raise InvalidRequest("name exactly one target: edge_hostname, selector or all")
@@ -37,17 +54,18 @@ def resolve(session: Session, target: Target, *, lock: bool = True) -> list[Work
         raise InvalidRequest("empty selector: give at least one KEY=VALUE label")
     name = target.edge_hostname
     if name is not None and not is_glob(name):
-        worker = session.get(Worker, name, with_for_update=lock or None)
-        if worker is None:
+        query = base.where(Worker.hostname == name)
+        found = fetch(query.with_for_update() if lock else query)
+        if not found:
             raise NotFound(f"no worker named {name!r}")
-        return [worker]
+        return found
     if name is not None:
         check_glob(name)
     if target.all:
-        query = select(Worker).order_by(Worker.hostname)
-        workers = list(session.scalars(query.with_for_update() if lock else query))
+        query = base.order_by(Worker.hostname)
+        workers = fetch(query.with_for_update() if lock else query)
     else:
-        workers = _matched(session, target, lock)
+        workers = _matched(session, target, lock, base, fetch)
     if not workers:
         raise NotFound(f"no worker matches {describe(target)}")
     return workers
@@ -57,7 +75,7 @@ def resolve(session: Session, target: Target, *, lock: bool = True) -> list[Work
 LOCK_CHUNK = 1000
 
 
-def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
+def _matched(session: Session, target: Target, lock: bool, base: Select[Any], fetch: Fetch):
     """Workers a glob or selector matches: candidates are read without a lock (narrowed in
     SQL), the matches are locked in hostname order and checked again as locked (a worker
     whose labels changed meanwhile is left out)."""
@@ -68,15 +86,14 @@ def _matched(session: Session, target: Target, lock: bool) -> list[Worker]:
     ).all()
     pattern, selector = target.edge_hostname, target.selector
     names = sorted(name for name, labels in candidates if matches(name, labels, pattern, selector))
-    workers: list[Worker] = []
+    workers: list[Any] = []
     for start in range(0, len(names), LOCK_CHUNK):
         query = (
-            select(Worker)
-            .where(Worker.hostname.in_(names[start : start + LOCK_CHUNK]))
+            base.where(Worker.hostname.in_(names[start : start + LOCK_CHUNK]))
             .order_by(Worker.hostname)
             .execution_options(populate_existing=True)  # the values as locked
         )
-        workers += session.scalars(query.with_for_update() if lock else query)
+        workers += fetch(query.with_for_update() if lock else query)
     return [w for w in workers if matches(w.hostname, w.labels, pattern, selector)]
 
 

@@ -53,12 +53,26 @@ def look_many(db: Sessions, asks: list[Ask]) -> list[Look | EdgefleetError]:
     with db.reader.connect() as connection:
         hostnames = list({ask.hostname for ask in asks})
         rows = {r.hostname: r for r in connection.execute(DESIRED_OF, {"hostnames": hostnames})}
+        # Only a busy worker has runs to cancel: one query for the group finds which do.
+        busy = [ask.hostname for ask in asks if _busy(rows.get(ask.hostname), ask)]
+        cancelling = dispatch.with_new_cancels(connection, sorted(set(busy)))
         fits: dict[tuple[tuple[str, ...], int], bool] = {}
         full = caps.Full()
-        seen = [_look_one(connection, rows.get(ask.hostname), ask, fits, full) for ask in asks]
+        seen = [
+            _look_one(connection, rows.get(ask.hostname), ask, fits, full, cancelling)
+            for ask in asks
+        ]
     if full.unmarked:  # these workers will wait on a full cap: a run that ends must wake them
         caps.mark_bound(db, sorted(set(full.unmarked)))
-    return [_with_cancels(db, ask, one) for ask, one in zip(asks, seen, strict=True)]
+    return [
+        _with_cancels(db, ask, one, ask.hostname in cancelling)
+        for ask, one in zip(asks, seen, strict=True)
+    ]
+
+
+def _busy(worker, ask: Ask) -> bool:
+    """Whether the worker may be running something: fewer slots free than its concurrency."""
+    return worker is not None and ask.free_slots < fleet_rules.concurrency(worker)
 
 
 def _look_one(
@@ -67,9 +81,11 @@ def _look_one(
     ask: Ask,
     fits: dict[tuple[tuple[str, ...], int], bool],
     full: caps.Full,
+    cancelling: set[str],
 ) -> Look | EdgefleetError:
     """``fits`` remembers, within one transaction, whether work fits a queue list and slots:
-    a woken fleet mostly shares both. ``full`` collects the full caps not yet marked bound."""
+    a woken fleet mostly shares both. ``full`` collects the full caps not yet marked bound;
+    ``cancelling`` names the workers with cancels not sent yet."""
     refused = refusal(worker, ask.hostname, ask.instance_id)
     if refused is not None:
         return refused
@@ -78,7 +94,7 @@ def _look_one(
     if desired.version != ask.version:
         return Look(desired, WakeReason.CHANGED, applied_version=applied)
     # Only a busy worker has runs to cancel; only one with free slots can take work.
-    if ask.free_slots < desired.concurrency and dispatch.has_new_cancels(connection, ask.hostname):
+    if ask.hostname in cancelling:
         return Look(desired, WakeReason.CANCEL, applied_version=applied)
     accepting = fleet_rules.accepts_work(
         maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=ask.free_slots
@@ -92,11 +108,15 @@ def _look_one(
     return Look(desired, WakeReason.WORK if fits[key] else None, applied_version=applied)
 
 
-def _with_cancels(db: Sessions, ask: Ask, seen: Look | EdgefleetError) -> Look | EdgefleetError:
-    """The cancels a look found, taken (marked as sent); a change answers with them too."""
+def _with_cancels(
+    db: Sessions, ask: Ask, seen: Look | EdgefleetError, cancelling: bool
+) -> Look | EdgefleetError:
+    """The cancels a look found, taken (marked as sent); a change answers with them too.
+    Only a worker the look found ``cancelling`` costs a write: one cancelled meanwhile wakes
+    its long-poll again."""
     if isinstance(seen, EdgefleetError) or seen.reason is None or seen.reason == WakeReason.WORK:
         return seen
-    if seen.reason == WakeReason.CHANGED and ask.free_slots >= seen.desired.concurrency:
+    if not cancelling:
         return seen
     cancel = dispatch.take_new_cancels(db, ask.hostname)
     if seen.reason == WakeReason.CANCEL and not cancel:
