@@ -20,9 +20,7 @@ from edgefleet.server.events import Outcome
 from edgefleet.server.notifier import Notifier
 from edgefleet.server.secret_env import EnvSealer
 from edgefleet.server.services import dispatch, heartbeats, watch
-from edgefleet.server.services.acks import write as write_acks
 from edgefleet.server.services.reports import ResultReport
-from edgefleet.server.services.workers import Ack
 from edgefleet.settings import Settings
 
 #: Seconds between a held long-poll's own looks at PostgreSQL (see ``watch_recheck``).
@@ -56,9 +54,8 @@ class ServerContext:
     #: Heartbeats and results, written in groups.
     beats: GroupWriter[heartbeats.Beat, heartbeats.BeatAnswer] = field(init=False)
     results: GroupWriter[ResultReport, None] = field(init=False)
-    #: Acknowledgements carried by long-polls, written in groups.
-    acks: GroupWriter[Ack, None] = field(init=False)
-    #: Long-polls' looks, read in groups: a change to the whole fleet wakes them all at once.
+    #: Long-polls' looks, read in groups (with the acknowledgements they carry): a change to
+    #: the whole fleet wakes them all at once.
     looks: GroupWriter[watch.Ask, watch.Look] = field(init=False)
     authenticator: Authenticator = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
@@ -74,7 +71,6 @@ class ServerContext:
         self.results = GroupWriter(
             functools.partial(self.run, self._write_results), alone=refused_value
         )
-        self.acks = GroupWriter(functools.partial(self.run, write_acks, self.db))
         self.looks = GroupWriter(self._look_many)
 
     async def _look_many(self, asks: list[watch.Ask]) -> list[watch.Look | EdgefleetError]:

@@ -139,23 +139,21 @@ async def watch(
     after about ``timeout`` seconds; ``reason`` says which.
 
     ``applied_version``, ``applied_concurrency`` and ``state`` acknowledge what the worker
-    applied, as a heartbeat would: recorded before the long-poll waits, so the
-    acknowledgement of a change needs no request of its own."""
+    applied, as a heartbeat would: recorded with the long-poll's first look, before it
+    waits, so the acknowledgement of a change needs no request of its own."""
     own_hostname(identity, hostname)
     ack = _ack(hostname, instance_id, applied_version, applied_concurrency, state)
     notifier, recheck = context.notifier, context.watch_recheck
-    ask = watch_service.Ask(hostname, instance_id, version, free_slots)
+    ask = watch_service.Ask(hostname, instance_id, version, free_slots, ack)
     # Up to 10 % early, so long-polls that started together drift apart.
     hold = min(timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
     deadline = time.monotonic() + hold
     with notifier.subscribe(hostname, free_slots) as waiter:
         while not waiter.replaced:
             waiter.event.clear()  # before the look: a wake-up during it is not lost
-            seen = await context.looks.submit(ask)
+            seen = await context.looks.submit(ask)  # also records the acknowledgement
+            ask = ask._replace(ack=None)
             notifier.follow(waiter, seen.desired.queues)
-            if ack is not None and ack.version > seen.applied_version:
-                await context.acks.submit(ack)
-            ack = None
             if seen.reason is not None:
                 return _contact(seen.desired, seen.cancel, seen.reason)
             if notifier.closing:

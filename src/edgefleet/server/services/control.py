@@ -131,8 +131,8 @@ def apply_to_targets(
                 )
         for columns, params in updates.items():
             session.execute(_update(columns), params)
-        if audit_rows:  # one multi-row statement: a fleet-wide change writes thousands
-            session.execute(insert(AuditEntry), audit_rows)
+        if audit_rows:  # one statement (Core: no ORM bookkeeping) for thousands of rows
+            session.execute(insert(AuditEntry.__table__), audit_rows)
         return ChangeSet(workers=list(versions), changes=changes, versions=versions)
 
 

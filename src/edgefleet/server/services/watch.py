@@ -18,17 +18,24 @@ from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
 from edgefleet.errors import EdgefleetError
 from edgefleet.server.services import caps, dispatch
-from edgefleet.server.services.workers import DESIRED_OF, desired_state, refusal
+from edgefleet.server.services.workers import (
+    DESIRED_OF,
+    Ack,
+    desired_state,
+    record_acks,
+    refusal,
+)
 
 
 class Ask(NamedTuple):
     """One long-poll's question: process ``instance_id`` of ``hostname`` holds ``version``
-    and has ``free_slots``."""
+    and has ``free_slots``; ``ack``, what it acknowledges applying (its first look only)."""
 
     hostname: str
     instance_id: str
     version: int
     free_slots: int
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,11 @@ def look(db: Sessions, hostname: str, instance_id: str, version: int, free_slots
 
 
 def look_many(db: Sessions, asks: list[Ask]) -> list[Look | EdgefleetError]:
-    """A look for each ask, in order, or why the worker is refused (see ``refusal``)."""
+    """A look for each ask, in order, or why the worker is refused (see ``refusal``).
+
+    The acknowledgements the asks carry that are news (beyond the version the worker's row
+    has acknowledged) are written in the same trip, in one transaction: after a fleet-wide
+    change a thousand long-polls come back at once, each with its acknowledgement."""
     with db.reader.connect() as connection:
         hostnames = list({ask.hostname for ask in asks})
         rows = {r.hostname: r for r in connection.execute(DESIRED_OF, {"hostnames": hostnames})}
@@ -64,6 +75,14 @@ def look_many(db: Sessions, asks: list[Ask]) -> list[Look | EdgefleetError]:
         ]
     if full.unmarked:  # these workers will wait on a full cap: a run that ends must wake them
         caps.mark_bound(db, sorted(set(full.unmarked)))
+    news = [
+        ask.ack
+        for ask, one in zip(asks, seen, strict=True)
+        if ask.ack is not None and isinstance(one, Look) and ask.ack.version > one.applied_version
+    ]
+    if news:
+        with db.writer.begin() as writing:
+            record_acks(writing, news)
     return [
         _with_cancels(db, ask, one, ask.hostname in cancelling)
         for ask, one in zip(asks, seen, strict=True)
