@@ -12,7 +12,10 @@ with a fetch whenever the answer's reason is ``work``. Phases (``--skip`` any):
 3. ``fleetwide``: ``PATCH /workers`` with target ``all`` (``--bursts`` times each way),
    acknowledged by an immediate heartbeat (the agent before) or by carrying
    ``applied_version`` on the next long-poll (today's agent), alternating: the request's time,
-   and each worker's acknowledgement as ``list-workers`` shows it (``applied_at``).
+   and each worker's acknowledgement as ``list-workers`` shows it (``applied_at``). With
+   ``--baseline REF``, also against a server running REF's code (``git archive``, on a
+   database of its own migrated by this checkout, with a fleet of its own), in turn with
+   this checkout's: before and after in one run, under the same load.
 4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker's fetch returned it;
    baseline: as many workers fetching every 5 s.
 5. ``real``: one real ``edgefleet worker`` and one with ``--no-long-poll``; POST /jobs
@@ -20,6 +23,8 @@ with a fetch whenever the answer's reason is ``work``. Phases (``--skip`` any):
 
     .venv/bin/python bench/control_plane.py            # ~8 min, 1000 workers
     .venv/bin/python bench/control_plane.py --quick    # a smoke run, about a minute
+    .venv/bin/python bench/control_plane.py --skip baseline,longpoll,jobs,real \
+        --ack long-poll --baseline d10a622                # fleet-wide: before and after
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--skip", default="", help="comma-separated: baseline,longpoll,fleetwide,jobs,real")
     add("--bursts", type=int, help="fleet-wide changes per acknowledgement path (default 5)")
     add("--ack", choices=["both", "heartbeat", "long-poll"], default="both", help="paths to run")
+    add("--baseline", metavar="REF", help="fleet-wide: also against a server of REF's code")
     add("--quick", action="store_true", help="200 workers, short phases: a smoke run")
     add("--quiet-host", type=float, metavar="CORES", help="wait until others use fewer cores")
     add("--keep", action="store_true", help="keep the temporary home (database, logs)")
@@ -352,21 +360,35 @@ class Run:
             for _ in range(bursts):
                 await self.fleet_wide(phase, drain)
 
-    async def fleet_bursts(self, bursts: int) -> None:
+    async def fleet_bursts(self, bursts: int, baseline: Run | None = None) -> None:
         """Fleet-wide changes acknowledged by an immediate heartbeat (the agent before) and
-        on the next long-poll (today's), alternating, same server and fleet."""
+        on the next long-poll (today's), alternating, same server and fleet; and in turn on
+        the ``baseline`` server (another code's), acknowledged on the next long-poll."""
         before = Phase("fleet-wide, ack by heartbeat (before)")
         after = Phase("fleet-wide, ack on the next long-poll")
-        progress(f"{before.name} / {after.name}: {bursts} each")
-        paths = [(before, False), (after, True)]
+        paths = [(self, before, False), (self, after, True)]
         if self.args.ack != "both":  # one path: against a server without the other, say
             paths = [paths[self.args.ack == "long-poll"]]
+        if baseline is not None:
+            base = Phase(f"fleet-wide, ack on the next long-poll, code {self.args.baseline}")
+            paths.insert(0, (baseline, base, True))
+        progress(" / ".join(phase.name for _, phase, _ in paths) + f": {bursts} each")
         for _ in range(bursts):
-            for phase, on_watch in paths:
-                self.fleet.ack_on_watch = on_watch
-                await self.fleet_wide(phase, 30)
+            for run, phase, on_watch in paths:
+                run.fleet.ack_on_watch = on_watch
+                await run.fleet_wide(phase, 30)
         self.fleet.ack_on_watch = False
-        self.phases += [phase for phase, _ in paths]
+        self.phases += [phase for _, phase, _ in paths]
+
+    async def watching_fleet(self) -> None:
+        """The fleet registered and holding long-polls: all a fleet-wide change needs."""
+        self.fleet_names = [f"sim-{i:05d}" for i in range(self.args.workers)]
+        await self.fleet.add(self.fleet_names, "fleet")
+        self.fleet.start(
+            self.fleet.sims[n].watch_loop(self.rng.uniform(1.0, WATCH_TIMEOUT))
+            for n in self.fleet_names
+        )
+        await self.fleet.wait_watching(len(self.fleet_names), 60)
 
     async def sim_jobs(self, name: str, queue: str, count: int, timeout: float) -> None:
         async with self.phase(name) as phase:
@@ -402,6 +424,25 @@ class Run:
                 phase.latencies.append(None if start is None else start - returned_wall)
                 await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.5))
 
+    async def fleet_bursts_against_baseline(self) -> None:
+        """``fleet_bursts``, with a baseline server of ``--baseline``'s code when given."""
+        if not self.args.baseline:
+            await self.fleet_bursts(self.args.bursts)
+            return
+        with Bench(self.args.keep) as bench:
+            progress(f"baseline: a server of {self.args.baseline} and its fleet")
+            src = await asyncio.to_thread(export_src, self.args.baseline, bench.home)
+            await asyncio.to_thread(bench.start_server, PYTHONPATH=str(src))
+            baseline = Run(self.args, bench)
+            try:
+                await baseline.watching_fleet()
+                await self.fleet_bursts(self.args.bursts, baseline)
+            finally:
+                await baseline.fleet.close()
+                baseline.admin.close()
+            if errors := server_errors(bench.servers[0]):
+                print(f"baseline server logged {len(errors)} error lines: {errors[0][:200]}")
+
     async def main(self) -> None:
         args, fleet = self.args, self.fleet
         self.fleet_names = [f"sim-{i:05d}" for i in range(args.workers)]
@@ -418,7 +459,7 @@ class Run:
         if "longpoll" not in args.skip:
             await self.changes("long-poll", args.change_duration, args.change_rate, 0, 30)
         if "fleetwide" not in args.skip:
-            await self.fleet_bursts(args.bursts)
+            await self.fleet_bursts_against_baseline()
         if "jobs" not in args.skip:
             k = args.idle_workers
             idle = await fleet.add([f"idle-lp-{i}" for i in range(k)], "jobs-lp")
@@ -437,6 +478,21 @@ class Run:
         if "real" not in args.skip:
             await self.real_jobs(long_poll=True)
             await self.real_jobs(long_poll=False)
+
+
+def export_src(ref: str, home: Path) -> Path:
+    """``src/`` of commit ``ref``, unpacked under ``home``: put first on a server's
+    PYTHONPATH, it runs that code (this checkout's is installed editable, behind it)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = home / "baseline.tar"
+    subprocess.run(
+        ["git", "-C", str(root), "archive", "-o", str(archive), ref, "src"],
+        check=True,
+        timeout=60,
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(home / "baseline", filter="data")
+    return home / "baseline" / "src"
 
 
 def process_cpu(pid: int) -> float:
