@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -86,14 +86,15 @@ def apply_to_targets(
     comment: str | None = None,
 ) -> ChangeSet:
     """Read the targeted rows (locked as ``targets.resolve`` locks them), work out every
-    change in Python, and only then write: one executemany per set of changed columns and
-    one multi-row audit insert, however many workers a change names."""
+    change in Python, and only then write: one UPDATE per set of new values (a fleet-wide
+    change gives every worker the same) and one multi-row audit insert, however many
+    workers a change names."""
     with db.begin() as session:
         rows = targets.resolve_rows(session, target, _READ)
         now = utcnow()
         changes: list[WorkerChange] = []
         audit_rows: list[dict[str, Any]] = []
-        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update] = {}
         versions: dict[str, int] = {}
         for row in rows:
             read = row._asdict()
@@ -101,12 +102,14 @@ def apply_to_targets(
             changed = mutate(worker)
             edits = {c: getattr(worker, c) for c in EDITABLE if getattr(worker, c) != read[c]}
             if changed:
+                # The row is locked (on SQLite, the write lock is held): its version + 1 is
+                # the one the UPDATE below writes.
                 worker.desired_version += 1
-                edits["desired_version"] = worker.desired_version
             versions[worker.hostname] = worker.desired_version
-            if edits:
-                updates.setdefault(tuple(edits), []).append(
-                    {"b_hostname": worker.hostname, **{f"b_{c}": v for c, v in edits.items()}}
+            if edits or changed:
+                key = (bool(changed), tuple((c, _hashable(v)) for c, v in edits.items()))
+                updates.setdefault(key, _Update(edits, bool(changed))).hostnames.append(
+                    worker.hostname
                 )
             for field, (old, new) in changed.items():
                 audit_rows.append(
@@ -129,20 +132,33 @@ def apply_to_targets(
                         desired_version=worker.desired_version,
                     )
                 )
-        for columns, params in updates.items():
-            session.execute(_update(columns), params)
+        for planned in updates.values():
+            planned.run(session)
         if audit_rows:  # one statement (Core: no ORM bookkeeping) for thousands of rows
             session.execute(insert(AuditEntry.__table__), audit_rows)
         return ChangeSet(workers=list(versions), changes=changes, versions=versions)
 
 
-def _update(columns: tuple[str, ...]) -> Update:
-    """One worker's new values of ``columns``, for an executemany over many workers."""
-    return (
-        update(_worker)
-        .where(_worker.c.hostname == bindparam("b_hostname"))
-        .values({c: bindparam(f"b_{c}") for c in columns})
-    )
+class _Update:
+    """The same new ``values`` for several workers (and with ``bump`` a new desired
+    version for each): one UPDATE per ``targets.LOCK_CHUNK`` of them."""
+
+    def __init__(self, values: dict[str, Any], bump: bool) -> None:
+        self.values, self.bump = values, bump
+        self.hostnames: list[str] = []
+
+    def run(self, session: Session) -> None:
+        values: dict[str, Any] = dict(self.values)
+        if self.bump:
+            values["desired_version"] = _worker.c.desired_version + 1
+        for start in range(0, len(self.hostnames), targets.LOCK_CHUNK):
+            names = self.hostnames[start : start + targets.LOCK_CHUNK]
+            session.execute(update(_worker).where(_worker.c.hostname.in_(names)).values(values))
+
+
+def _hashable(value: Any) -> Any:
+    """A column's new value as part of a key: a list of queues as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _diff(**fields: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
