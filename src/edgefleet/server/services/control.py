@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -70,10 +70,6 @@ class Editable(SimpleNamespace):
     """One targeted worker's row as plain values, which a ``Mutation`` changes in place."""
 
 
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
 def _load(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
@@ -111,31 +107,14 @@ def apply_to_targets(
                 updates.setdefault(key, _Update(edits, bool(changed))).hostnames.append(
                     worker.hostname
                 )
-            for field, (old, new) in changed.items():
-                audit_rows.append(
-                    {
-                        "at": now,
-                        "actor": actor,
-                        "target": worker.hostname,
-                        "field": field,
-                        "old_value": _dump(old),
-                        "new_value": _dump(new),
-                        "comment": comment,
-                    }
-                )
-                changes.append(
-                    WorkerChange(
-                        hostname=worker.hostname,
-                        field=field,
-                        old=old,
-                        new=new,
-                        desired_version=worker.desired_version,
-                    )
-                )
+            written, answered = audit.worker_changes(
+                worker.hostname, worker.desired_version, changed, now, actor, comment
+            )
+            audit_rows += written
+            changes += answered
         for planned in updates.values():
             planned.run(session)
-        if audit_rows:  # one statement (Core: no ORM bookkeeping) for thousands of rows
-            session.execute(insert(AuditEntry.__table__), audit_rows)
+        audit.record(session, audit_rows)
         return ChangeSet(workers=list(versions), changes=changes, versions=versions)
 
 
