@@ -103,6 +103,31 @@ def test_the_workers_table_says_when_an_override_ends_in_local_time() -> None:
     assert shown["concurrency_source"] == "operator until 14:05"
     tomorrow = (now + timedelta(days=1, seconds=30)).astimezone(UTC).isoformat()
     shown = with_expiry({**row, "concurrency_until": tomorrow}, now)
-    assert (
-        shown["concurrency_source"] == f"operator until {now + timedelta(days=1):%Y-%m-%d} 12:00:30"
-    )
+    assert shown["concurrency_source"] == f"operator until {now + timedelta(days=1):%Y-%m-%d} 12:00"
+
+
+def test_a_workers_row_with_an_expiring_override_fits_120_columns_unfolded(capsys) -> None:
+    from edgefleet.cli.workers import WORKER_COLUMNS, _readable
+
+    ago = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    worker = {
+        "hostname": "site-a-edge-17",
+        "state": "running",
+        "queues": ["default", "gpu"],
+        "concurrency": 16,
+        "concurrency_source": "operator",
+        "concurrency_until": until,
+        "applied_concurrency": 12,
+        "desired_version": 12,
+        "applied_version": 11,
+        "applied_at": ago,
+        "jobs_running": 12,
+        "maintenance_comment": None,
+        "last_heartbeat": ago,
+    }
+    print_table(_readable([worker]), WORKER_COLUMNS)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines  # a heading and one row: nothing folded
+    assert max(len(line) for line in lines) <= 120
+    assert "12/11" in lines[1] and "default,gpu" in lines[1] and "operator until" in lines[1]

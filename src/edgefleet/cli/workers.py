@@ -26,9 +26,7 @@ WORKER_COLUMNS = [
     ("concurrency", "CONCURRENCY"),
     ("concurrency_source", "SOURCE"),
     ("applied_concurrency", "APPLIED"),
-    ("desired_version", "DESIRED_V"),
-    ("applied_version", "APPLIED_V"),
-    ("applied_at", "ACKED_AT"),
+    ("versions", "VERSION"),
     ("jobs_running", "RUNNING"),
     ("maintenance_comment", "MAINTENANCE"),
     ("last_heartbeat", "LAST_HEARTBEAT"),
@@ -61,17 +59,25 @@ def list_workers(
 
 
 def _readable(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [with_expiry(row) for row in with_ages(workers, _TIMES)]
+    return [with_versions(with_expiry(row)) for row in with_ages(workers, _TIMES)]
+
+
+def with_versions(row: dict[str, Any]) -> dict[str, Any]:
+    """Desired and acknowledged version in one cell, ``5/4`` while a change is on its way, so
+    the table fits 120 columns; JSON keeps ``desired_version``, ``applied_version`` and
+    ``applied_at``."""
+    return {**row, "versions": f"{row.get('desired_version')}/{row.get('applied_version')}"}
 
 
 def with_expiry(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """The row with its source saying when an expiring override ends, in local time:
-    ``operator until 14:05`` (with the date when it is not today)."""
+    """The row with its source saying when an expiring override ends, in local time to the
+    minute: ``operator until 14:05`` (with the date when it is not today; JSON keeps the
+    exact time)."""
     until = parse_time(row.get("concurrency_until"))
     if until is None:
         return row
     local, today = until.astimezone(), (now or datetime.now().astimezone()).date()
-    shown = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+    shown = f"{local:%H:%M}"
     if local.date() != today:
         shown = f"{local:%Y-%m-%d} {shown}"
     return {**row, "concurrency_source": f"{row['concurrency_source']} until {shown}"}
