@@ -17,7 +17,7 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 """
 
 from support.api import AdminApi, admin_token, auth_header, flag_desired_state, worker_token
-from support.cli import EDGEFLEET, Cli, squash
+from support.cli import EDGEFLEET, Cli, capture_admin_requests, clean_cli_env, squash
 from support.database import (
     PG_URL_ENV,
     PgCluster,
@@ -41,6 +41,8 @@ from support.tls import TlsFiles, make_tls
 from support.waiting import WaitTimeout, async_wait_until, wait_until
 
 __all__ = [
+    "capture_admin_requests",
+    "clean_cli_env",
     "EDGEFLEET",
     "PG_URL_ENV",
     "AdminApi",

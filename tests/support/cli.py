@@ -82,3 +82,36 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
         f"`edgefleet {command}` exited {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
     )
+
+
+def clean_cli_env(monkeypatch, home: Path, **values: str) -> Path:
+    """A CLI environment with no EDGEFLEET_* of the developer's: ``EDGEFLEET_HOME`` is
+    ``home`` and each ``values`` key ``X`` sets ``EDGEFLEET_X``. Returns ``home``."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("EDGEFLEET_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("EDGEFLEET_HOME", str(home))
+    for name, value in values.items():
+        monkeypatch.setenv(f"EDGEFLEET_{name}", value)
+    return home
+
+
+def capture_admin_requests(monkeypatch, answer) -> list:
+    """Route the CLI's API calls to ``answer(request) -> httpx.Response`` in-process and
+    return the list every request is appended to."""
+    import httpx
+
+    from edgefleet.cli import api
+
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return answer(request)
+
+    transport = httpx.MockTransport(handler)
+    client = api.AdminClient
+    monkeypatch.setattr(api, "AdminClient", lambda s: client(s, transport=transport))
+    return requests

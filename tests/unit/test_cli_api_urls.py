@@ -3,7 +3,6 @@ malformed entry refused in one line before anything else happens (worker and CLI
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
+from support import clean_cli_env
 
 #: What they check does not depend on the database.
 pytestmark = pytest.mark.same_on_every_backend
@@ -29,13 +29,7 @@ MALFORMED = [
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("EDGEFLEET_"):
-            monkeypatch.delenv(key)
-    home = tmp_path / "home"
-    monkeypatch.setenv("EDGEFLEET_HOME", str(home))
-    monkeypatch.setenv("EDGEFLEET_SECRET", SECRET)
-    return home
+    return clean_cli_env(monkeypatch, tmp_path / "home", SECRET=SECRET)
 
 
 def one_line_error(result) -> str:

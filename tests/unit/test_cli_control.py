@@ -4,16 +4,14 @@ become one ``PATCH /workers`` request with the target and the change it names.""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from edgefleet.cli import api
-from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
+from support import capture_admin_requests, clean_cli_env
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
@@ -66,23 +64,16 @@ COMMANDS = [
 @pytest.fixture
 def sent(tmp_path, monkeypatch) -> list[httpx.Request]:
     """The requests the commands send to a server that changes one worker, site-a-1."""
-    for key in list(os.environ):
-        if key.startswith("EDGEFLEET_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("EDGEFLEET_API_URL", "http://edgefleet.test")
-    monkeypatch.setenv("EDGEFLEET_TOKEN", "efo_operator")
-    requests: list[httpx.Request] = []
+    clean_cli_env(
+        monkeypatch, tmp_path / "home", API_URL="http://edgefleet.test", TOKEN="efo_operator"
+    )
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
+    def answer(request: httpx.Request) -> httpx.Response:
         change = {"hostname": "site-a-1", "field": "f", "old": 1, "new": 2, "desired_version": 3}
-        answer = {"workers": ["site-a-1"], "changes": [change], "versions": {"site-a-1": 3}}
-        return httpx.Response(200, json=answer)
+        body = {"workers": ["site-a-1"], "changes": [change], "versions": {"site-a-1": 3}}
+        return httpx.Response(200, json=body)
 
-    transport = httpx.MockTransport(handler)
-    monkeypatch.setattr(api, "AdminClient", lambda s: AdminClient(s, transport=transport))
-    return requests
+    return capture_admin_requests(monkeypatch, answer)
 
 
 @pytest.mark.parametrize(("args", "target", "change"), COMMANDS, ids=lambda v: str(v)[:40])

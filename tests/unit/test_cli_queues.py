@@ -4,15 +4,13 @@ sends, the table people read, and bad input refused in one line before anything 
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from edgefleet.cli import api
-from edgefleet.cli.api import AdminClient
 from edgefleet.cli.main import app
+from support import capture_admin_requests, clean_cli_env
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
@@ -38,25 +36,18 @@ QUEUES = [
 
 @pytest.fixture
 def sent(tmp_path, monkeypatch) -> list[httpx.Request]:
-    for key in list(os.environ):
-        if key.startswith("EDGEFLEET_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("EDGEFLEET_API_URL", "http://edgefleet.test")
-    monkeypatch.setenv("EDGEFLEET_TOKEN", "efo_operator")
-    requests: list[httpx.Request] = []
+    clean_cli_env(
+        monkeypatch, tmp_path / "home", API_URL="http://edgefleet.test", TOKEN="efo_operator"
+    )
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
+    def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json=QUEUES)
         body = json.loads(request.content)
         new = body.get("concurrency")
         return httpx.Response(200, json={"queue": "gpu", "old": 2, "new": new, "changed": True})
 
-    transport = httpx.MockTransport(handler)
-    monkeypatch.setattr(api, "AdminClient", lambda s: AdminClient(s, transport=transport))
-    return requests
+    return capture_admin_requests(monkeypatch, answer)
 
 
 @pytest.mark.parametrize(

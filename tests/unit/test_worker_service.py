@@ -4,7 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
@@ -18,6 +17,7 @@ from edgefleet.cli.main import app
 from edgefleet.worker.credential import credential_path
 from edgefleet.worker.runner import DRAIN_TIMEOUT, KILL_GRACE
 from edgefleet.worker.service_unit import STOP_MARGIN
+from support import clean_cli_env
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
@@ -29,13 +29,7 @@ UNIT = "edgefleet-worker-site-a-1.service"
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean EDGEFLEET_* environment whose home does not exist yet."""
-    for key in list(os.environ):
-        if key.startswith("EDGEFLEET_"):
-            monkeypatch.delenv(key)
-    home = tmp_path / "home"
-    monkeypatch.setenv("EDGEFLEET_HOME", str(home))
-    monkeypatch.setenv("EDGEFLEET_API_URL", "https://hub.example:8443")
-    return home
+    return clean_cli_env(monkeypatch, tmp_path / "home", API_URL="https://hub.example:8443")
 
 
 @pytest.fixture
