@@ -7,6 +7,7 @@ workers first at the end, also on Ctrl-C or SIGTERM). Everything talks to 127.0.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -17,14 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from support import (  # noqa: E402
+    PG_URL_ENV,
     AdminApi,
+    PgCluster,
     ProcessRegistry,
     ServerProcess,
     WorkerProcess,
@@ -80,11 +83,19 @@ class Bench:
         if not self.servers:
             upgrade_database(db_url)
             self.db_url = db_url
-        port = free_port()
-        env = self.env(f"http://127.0.0.1:{port}", EDGEFLEET_DB_URL=db_url, **settings)
+        self.servers.append(self._serve(free_port(), EDGEFLEET_DB_URL=db_url, **settings))
+        return self.servers[-1]
+
+    def restart_server(self, index: int) -> ServerProcess:
+        """Server ``index`` again, on its port and the run's database (after a kill)."""
+        port = int(self.servers[index].url.rsplit(":", 1)[1])
+        self.servers[index] = self._serve(port, EDGEFLEET_DB_URL=self.db_url)
+        return self.servers[index]
+
+    def _serve(self, port: int, **settings: str) -> ServerProcess:
+        env = self.env(f"http://127.0.0.1:{port}", **settings)
         server = self.registry.start_server(env, port, ("--log-level", "warning"))
         server.wait_healthy(60)
-        self.servers.append(server)
         return server
 
     def start_worker(self, hostname: str, *args: str) -> WorkerProcess:
@@ -101,6 +112,30 @@ class Bench:
 
     def admin(self) -> AdminApi:
         return AdminApi(self.api_url, self.secret, subject="bench")
+
+
+@contextlib.contextmanager
+def postgres_server(url: str | None = None) -> Iterator[str]:
+    """A PostgreSQL server's URL: ``url``, else ``EDGEFLEET_TEST_PG_URL``, else a throwaway
+    cluster's, stopped afterwards."""
+    url = url or os.environ.get(PG_URL_ENV)
+    if url:
+        yield url
+        return
+    with PgCluster() as cluster:
+        yield cluster.url
+
+
+def session_cpu(leader: int) -> float:
+    """CPU seconds (user + system) of every live process in ``leader``'s session: a server
+    and any process it forked (the harness starts each in a session of its own)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == leader:  # field 6 of stat, the session id
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def server_errors(server: ServerProcess) -> list[str]:

@@ -1,5 +1,6 @@
 """Apache Airflow 3 with the edge3 provider as a peer to measure against: a cached throwaway
-venv, and one deployment (SQLite, ``airflow api-server``, ``airflow edge worker``) per run.
+venv, one deployment (SQLite, ``airflow api-server``, ``airflow edge worker``) per run, and
+a simulated worker of its protocol for ``_sim``'s load loops.
 
 Only the provider's documented interfaces are used: its configuration, its CLI, its worker
 API (a JWT signed with ``[api_auth] jwt_secret`` whose ``method`` claim names the called path)
@@ -8,12 +9,10 @@ and its ``edge_worker`` table, which ``airflow edge list-workers`` reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,9 +24,11 @@ from pathlib import Path
 
 import httpx
 import jwt
+from _sim import Request
 
-from support import ManagedProcess, ProcessRegistry, wait_until
-from support.processes import kill_process_group, spawn
+from support import ProcessRegistry, wait_until
+from support.airflow_stack import AirflowProcess
+from support.processes import spawn
 
 AIRFLOW_VERSION = "3.3.2"
 EDGE3_VERSION = "5.1.0"
@@ -59,18 +60,6 @@ def ensure_venv(venv: Path, airflow_version: str, edge3_version: str) -> Path:
     subprocess.run([*pip, *packages], check=True)
     stamp.write_text(f"{' '.join(packages)}\n")
     return venv
-
-
-class AirflowProcess(ManagedProcess):
-    """An ``airflow`` process; stopped with its whole session (the api-server forks)."""
-
-    def terminate(self, grace: float = 10.0) -> int | None:
-        if self.alive():
-            kill_process_group(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=grace)
-        kill_process_group(self.pid)
-        return self.proc.poll()
 
 
 class Edge3Deployment:
@@ -183,3 +172,29 @@ class Edge3Deployment:
         claims = {"jti": uuid.uuid4().hex, "aud": "api", "nbf": now, "iat": now}
         claims |= {"exp": now + 30, "method": path}
         return jwt.encode(claims, self.secret, algorithm="HS512")
+
+
+class Edge3Sim:
+    """A worker of the edge3 provider's protocol: register by POST, heartbeat by PATCH on
+    ``worker/{name}``, a fresh path-bound token per request as its workers sign them."""
+
+    def __init__(self, deployment: Edge3Deployment, name: str, concurrency: int = 2) -> None:
+        self.deployment, self.path = deployment, f"worker/{name}"
+        self.sysinfo = {
+            "status": 20,
+            "airflow_version": deployment.airflow_version,
+            "edge_provider_version": deployment.edge3_version,
+            "concurrency": concurrency,
+            "free_concurrency": concurrency,
+        }
+
+    def _call(self, method: str, state: str) -> Request:
+        headers = {"Authorization": self.deployment.token(self.path)}
+        body = {"state": state, "jobs_active": 0, "queues": None, "sysinfo": self.sysinfo}
+        return method, f"{API_PREFIX}{self.path}", headers, body
+
+    def register(self) -> Request:
+        return self._call("POST", "starting")
+
+    def heartbeat(self) -> Request:
+        return self._call("PATCH", "idle")

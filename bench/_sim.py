@@ -246,9 +246,15 @@ class Outcome:
 
 
 async def closed_loop(
-    pools: Pools, make: Callable[[int], Request], callers: int, seconds: float
+    pools: Pools,
+    make: Callable[[int], Request],
+    callers: int,
+    seconds: float,
+    by_caller: bool = False,
 ) -> Outcome:
-    """``callers`` loops, each sending the next request as soon as the last is answered."""
+    """``callers`` loops, each sending the next request as soon as the last is answered;
+    ``make`` is given a running count, or with ``by_caller`` the loop's own index (one
+    simulated worker per loop)."""
     latencies: list[float] = []
     failed = counter = 0
     stop = time.monotonic() + seconds
@@ -258,7 +264,7 @@ async def closed_loop(
         while time.monotonic() < stop:
             counter += 1
             t0 = time.monotonic()
-            status, _ = await pools.send(caller, make(counter))
+            status, _ = await pools.send(caller, make(caller if by_caller else counter))
             if 200 <= status < 300:
                 latencies.append(time.monotonic() - t0)
             else:

@@ -12,7 +12,7 @@ independent tasks that end at once. For every task it reports, from Airflow's qu
   Airflow; this adds Python and Airflow's imports, the same under either executor).
 
     EDGEFLEET_TEST_AIRFLOW_PYTHON=.venv-airflow/bin/python \\
-        .venv/bin/python bench/airflow_latency.py      # 16 tasks, ~3 minutes
+        .venv/bin/python bench/airflow_latency.py      # 16 tasks, ~3 minutes (--quick: 2)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from _common import Bench, fmt_ms, install_signal_exit, percentile
+from _common import SUMMARY_HEADERS, Bench, install_signal_exit, print_table, summarize, summary_row
 
 from support.airflow_stack import (
     AIRFLOW_PYTHON_ENV,
@@ -82,11 +82,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--spacing", type=float, default=6.0, help="seconds between runs")
     parser.add_argument("--concurrency", type=int, default=8, help="the worker's")
+    parser.add_argument("--quick", action="store_true", help="2 runs of 1 task: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.runs, args.spacing = 1, 2, 1.0
     python = airflow_python()
     if python is None:
-        print(f"error: set {AIRFLOW_PYTHON_ENV} to a Python with edgefleet[airflow]")
-        return 2
+        parser.error(f"set {AIRFLOW_PYTHON_ENV} to a Python with edgefleet[airflow] installed")
     install_signal_exit()
     os.environ["LATENCY_TASKS"] = str(args.tasks)  # read when the DAG is parsed
     with Bench() as bench:
@@ -120,12 +122,13 @@ def main() -> int:
         dispatch.append(seconds(job_started, ti["queued_when"]))
         if ti["start_date"]:
             running.append(seconds(ti["start_date"], ti["queued_when"]))
-    print(
-        f"{len(found)} tasks, worker concurrency {args.concurrency}, load {os.getloadavg()[0]:.1f}"
-    )
-    for name, values in (("queued -> job started", dispatch), ("queued -> running", running)):
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        print(f"{name:24} p50 {fmt_ms(p50):>9}  p99 {fmt_ms(p99):>9}")
+    print_table(
+        f"{len(found)} tasks, worker concurrency {args.concurrency}, "
+        f"load {os.getloadavg()[0]:.1f}",
+        SUMMARY_HEADERS,
+        [summary_row("queued -> job started", summarize(dispatch)),
+         summary_row("queued -> running", summarize(running))],
+    )  # fmt: skip
     if failed:  # e.g. Airflow's api-server timing out the Task SDK's calls on a busy host
         print(f"{len(failed)} task(s) did not succeed: {[ti['state'] for ti in failed]}")
     print(f"edge3 polling alone: up to {EDGE3_POLL:g} s, {EDGE3_POLL / 2:g} s on average")

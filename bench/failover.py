@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import time
 from datetime import datetime
 from pathlib import Path
 
-from _common import Bench, fmt_ms, install_signal_exit, print_table, summarize
+from _common import Bench, fmt_ms, install_signal_exit, postgres_server, print_table, summarize
 
-from support import PgCluster, ServerProcess, fresh_database, wait_until
+from support import fresh_database, wait_until
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--heartbeat-interval", type=float, default=30.0)
-    parser.add_argument("--pg-url", default=os.environ.get("EDGEFLEET_TEST_PG_URL", ""))
+    parser.add_argument("--pg-url", help="PostgreSQL server (default: $EDGEFLEET_TEST_PG_URL)")
     parser.add_argument("--quick", action="store_true", help="2 rounds, 2 workers")
     args = parser.parse_args(argv)
     if args.quick:
@@ -59,10 +57,8 @@ def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
         timeout=60,
         message=lambda: f"the workers are not all on {urls[victim]}: {where()}",
     )
-    server = bench.servers[victim]
-    os.killpg(server.pid, signal.SIGKILL)
     killed_at = time.time()
-    server.proc.wait(10)
+    bench.servers[victim].kill()  # SIGKILL, back once it is gone
     other = urls[1 - victim]
 
     def moved() -> list[float] | None:
@@ -72,23 +68,15 @@ def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
         return None
 
     delays = wait_until(moved, timeout=60, message=lambda: f"not all on {other}: {where()}")
-    bench.servers[victim] = restart(bench, server)  # back for the next round
+    bench.restart_server(victim)  # back for the next round
     return delays
-
-
-def restart(bench: Bench, server: ServerProcess) -> ServerProcess:
-    port = int(server.url.rsplit(":", 1)[1])
-    env = bench.env(server.url, EDGEFLEET_DB_URL=bench.db_url)
-    again = bench.registry.start_server(env, port, ("--log-level", "warning"))
-    again.wait_healthy(60)
-    return again
 
 
 def main() -> None:
     install_signal_exit()
     args = parse_args()
     with contextlib.ExitStack() as stack:
-        pg_url = args.pg_url or stack.enter_context(PgCluster()).url
+        pg_url = stack.enter_context(postgres_server(args.pg_url))
         db_url = stack.enter_context(fresh_database(Path("."), server_url=pg_url))
         bench = stack.enter_context(Bench())
         for _ in range(2):

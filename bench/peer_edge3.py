@@ -9,8 +9,9 @@ install takes minutes), starts a real ``edgefleet server`` + ``edgefleet worker`
    to the worker's next heartbeat, ``[edge] heartbeat_interval`` = 30 s, checked between
    ``job_poll_interval`` = 5 s sleeps): CLI exec -> CLI exit, -> the worker logs the new
    value, -> the server shows the worker's applied value (``list-workers``);
-2. heartbeats/s and latency with 32 and 128 simulated workers heartbeating back to back,
-   one load client for both (``_heartbeat_load``: only URL, body and credentials differ).
+2. heartbeats/s, latency and the server's CPU per heartbeat with 32 and 128 simulated
+   workers heartbeating back to back, one load client for both (``_sim``'s closed loop: only
+   URL, body and credentials differ).
 
     .venv/bin/python bench/peer_edge3.py                 # ~8 min once the venv is cached
     .venv/bin/python bench/peer_edge3.py --quick         # 1 trial, 5 s rounds
@@ -27,7 +28,7 @@ import re
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from _common import (
     install_signal_exit,
     print_table,
     progress,
+    session_cpu,
     wait_for_quiet_host,
 )
 from _edge3 import (
@@ -47,13 +49,24 @@ from _edge3 import (
     HEARTBEAT_INTERVAL,
     JOB_POLL_INTERVAL,
     Edge3Deployment,
+    Edge3Sim,
     default_venv,
     ensure_venv,
 )
-from _heartbeat_load import Edge3Sim, EdgefleetSim, Outcome, heartbeat_load
+from _sim import (
+    Outcome,
+    Pools,
+    SimWorker,
+    closed_loop,
+    for_all,
+    register_all,
+    run_async,
+    sim_workers,
+)
 
 from support import EDGEFLEET, ManagedProcess, free_port
 
+Sim = SimWorker | Edge3Sim
 WORKER = "peer-w1"
 START_CONCURRENCY = 8
 
@@ -165,6 +178,41 @@ def run_changes(trials: int, change_a, change_b, timeout: float) -> tuple[list, 
     return results_a, results_b
 
 
+# --- 2. heartbeat load --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """The measured window, and CPU seconds the server and this client used per answered
+    heartbeat (the figure that holds on a busy host)."""
+
+    out: Outcome
+    server_cpu: float
+    client_cpu: float
+
+
+async def heartbeat_load(
+    port: int,
+    server_pid: int,
+    register: Callable[[Pools], Awaitable[object]],
+    sims: list[Sim],
+    args: argparse.Namespace,
+) -> Load:
+    """Register, then one loop per simulated worker heartbeats back to back: ``--warmup``
+    seconds uncounted, then ``--duration`` measured."""
+    pools, beat = Pools([port]), lambda i: sims[i].heartbeat()
+    try:
+        await register(pools)
+        await closed_loop(pools, beat, len(sims), args.warmup, by_caller=True)
+        server0, client0 = session_cpu(server_pid), time.process_time()
+        out = await closed_loop(pools, beat, len(sims), args.duration, by_caller=True)
+        n = out.answered or math.nan
+        server, client = session_cpu(server_pid) - server0, time.process_time() - client0
+        return Load(out, server / n, client / n)
+    finally:
+        pools.close()
+
+
 # --- table ---------------------------------------------------------------------------------
 
 
@@ -182,7 +230,7 @@ def span(values: list[float]) -> str:
     return text + (f", {missed} not seen" if missed else "")
 
 
-def ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
+def ratio(ours: float, theirs: float, higher_is_better: bool = False) -> str:
     if not (math.isfinite(ours) and math.isfinite(theirs)) or min(ours, theirs) <= 0:
         return "-"
     factor = ours / theirs if higher_is_better else theirs / ours
@@ -190,74 +238,53 @@ def ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
 
 
 def change_rows(ours: list[Change], theirs: list[Change]) -> list[list[str]]:
+    measures: dict[str, Callable[[Change], float]] = {
+        "CLI exec -> CLI exit": lambda c: c.cli_exit,
+        "CLI exec -> worker adopted (its log)": lambda c: c.worker_adopted,
+        "CLI exec -> applied value shown by the server": lambda c: c.server_shows,
+        "CLI exit -> worker adopted": lambda c: c.worker_adopted - c.cli_exit,
+    }
     rows = []
-    for label, field in (
-        ("CLI exec -> CLI exit", "cli_exit"),
-        ("CLI exec -> worker adopted (its log)", "worker_adopted"),
-        ("CLI exec -> applied value shown by the server", "server_shows"),
-    ):
-        a = [getattr(c, field) for c in ours]
-        b = [getattr(c, field) for c in theirs]
-        rows.append([label, span(a), span(b), ratio(median(a), median(b), False)])
-    after_a = [c.worker_adopted - c.cli_exit for c in ours]
-    after_b = [c.worker_adopted - c.cli_exit for c in theirs]
-    rows.append(
-        [
-            "CLI exit -> worker adopted",
-            span(after_a),
-            span(after_b),
-            ratio(median(after_a), median(after_b), False),
-        ]
-    )
+    for label, measure in measures.items():
+        a, b = [measure(c) for c in ours], [measure(c) for c in theirs]
+        rows.append([label, span(a), span(b), ratio(median(a), median(b))])
     return rows
 
 
-def load_rows(size: int, ours: Outcome, theirs: Outcome) -> list[list[str]]:
-    def failed(o: Outcome) -> str:
-        return f" ({o.failed} failed)" if o.failed else ""
+def load_rows(size: int, ours: Load, theirs: Load) -> list[list[str]]:
+    def rate(load: Load) -> str:
+        return fmt_rate(load.out.rate) + (f" ({load.out.failed} failed)" if load.out.failed else "")
 
-    return [
-        [
-            f"heartbeats/s, {size} workers",
-            fmt_rate(ours.rate) + failed(ours),
-            fmt_rate(theirs.rate) + failed(theirs),
-            ratio(ours.rate, theirs.rate, True),
-        ],
-        [
-            f"heartbeat p50, {size} workers",
-            fmt_ms(ours.lat.p50),
-            fmt_ms(theirs.lat.p50),
-            ratio(ours.lat.p50, theirs.lat.p50, False),
-        ],
-        [
-            f"heartbeat p99, {size} workers",
-            fmt_ms(ours.lat.p99),
-            fmt_ms(theirs.lat.p99),
-            ratio(ours.lat.p99, theirs.lat.p99, False),
-        ],
-        [
-            f"server CPU per heartbeat, {size} workers",
-            fmt_ms(ours.per_answer(ours.server_cpu)),
-            fmt_ms(theirs.per_answer(theirs.server_cpu)),
-            ratio(ours.per_answer(ours.server_cpu), theirs.per_answer(theirs.server_cpu), False),
-        ],
-        [
-            f"load client CPU per heartbeat, {size} workers",
-            fmt_ms(ours.per_answer(ours.client_cpu)),
-            fmt_ms(theirs.per_answer(theirs.client_cpu)),
-            "",
-        ],
-    ]
+    rate_ratio = ratio(ours.out.rate, theirs.out.rate, higher_is_better=True)
+    rows = [[f"heartbeats/s, {size} workers", rate(ours), rate(theirs), rate_ratio]]
+    for label, a, b in (
+        ("heartbeat p50", ours.out.lat.p50, theirs.out.lat.p50),
+        ("heartbeat p99", ours.out.lat.p99, theirs.out.lat.p99),
+        ("server CPU per heartbeat", ours.server_cpu, theirs.server_cpu),
+        ("load client CPU per heartbeat", ours.client_cpu, theirs.client_cpu),
+    ):
+        compare = ratio(a, b) if "client" not in label else ""  # one client: context only
+        rows.append([f"{label}, {size} workers", fmt_ms(a), fmt_ms(b), compare])
+    return rows
 
 
 # --- run -----------------------------------------------------------------------------------
 
 
-def start_edge3(edge3: Edge3Deployment) -> ManagedProcess:
-    progress("airflow db migrate")
-    edge3.run("db", "migrate")
-    server = edge3.start_api_server()
-    return server
+def load_round(size: int, bench: Bench, edge3: Edge3Deployment, edge3_pid: int, args) -> list:
+    """``size`` simulated workers against each server in turn, edgefleet first."""
+    ours = sim_workers(bench.secret, f"sim{size}-", size)
+    theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
+    loads = []
+    for name, port, pid, register, sims in (
+        ("edgefleet", int(bench.api_url.rsplit(':', 1)[1]), bench.servers[0].pid,
+         lambda pools: register_all(pools, ours, "default"), ours),
+        ("edge3", edge3.port, edge3_pid,
+         lambda pools: for_all(pools, [sim.register() for sim in theirs], 16), theirs),
+    ):  # fmt: skip
+        progress(f"load: {size} simulated workers, {name}")
+        loads.append(run_async(heartbeat_load(port, pid, register, sims, args)))
+    return load_rows(size, *loads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,14 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_quiet_host(args.quiet_host)
     rows: list[list[str]] = []
     with Bench(keep=args.keep) as bench:
-        edge3 = Edge3Deployment(
-            venv,
-            bench.home / "airflow",
-            bench.registry,
-            free_port(),
-            (args.airflow_version, args.edge3_version),
-        )
-        api_server = start_edge3(edge3)  # its start takes a while: edgefleet's meanwhile
+        versions = (args.airflow_version, args.edge3_version)
+        edge3 = Edge3Deployment(venv, bench.home / "airflow", bench.registry, free_port(), versions)
+        progress("airflow db migrate")
+        edge3.run("db", "migrate")
+        api_server = edge3.start_api_server()  # its start takes a while: edgefleet's meanwhile
         progress("edgefleet server and worker")
         bench.start_server()
         ours_worker = bench.start_worker(WORKER, "-c", str(START_CONCURRENCY))
@@ -293,27 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += change_rows(ours, theirs)
         if "load" not in args.skip:
             for size in args.sizes:
-                progress(f"load: {size} simulated workers, edgefleet")
-                ours_load = heartbeat_load(
-                    bench.api_url,
-                    bench.servers[0].pid,
-                    lambda n: EdgefleetSim(bench.secret, n),
-                    f"sim{size}-",
-                    size,
-                    args.duration,
-                    args.warmup,
-                )
-                progress(f"load: {size} simulated workers, edge3")
-                their_load = heartbeat_load(
-                    edge3.url,
-                    api_server.pid,
-                    lambda n: Edge3Sim(edge3, n),
-                    f"sim{size}-",
-                    size,
-                    args.duration,
-                    args.warmup,
-                )
-                rows += load_rows(size, ours_load, their_load)
+                rows += load_round(size, bench, edge3, api_server.pid, args)
     print_table(
         f"edgefleet ({git_state()}) against Airflow {args.airflow_version} + edge3 "
         f"{args.edge3_version}; {os.cpu_count()} cores, {platform.python_version()}, "

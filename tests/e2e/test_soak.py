@@ -1,4 +1,4 @@
-"""A minute of the soak (bench/soak.py): two replicas on PostgreSQL, workers and their links
+"""A minute of the soak (support/soak.py): two replicas on PostgreSQL, workers and their links
 killed, cut, slowed and reconfigured while jobs stream in; nothing lost, nothing run twice.
 
 The full ten minutes with twenty workers is a benchmark run by hand; this short one keeps
@@ -10,16 +10,12 @@ full one).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from support import PG_URL_ENV
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import soak  # noqa: E402
+from support.soak import Settings, run_soak
 
 SECONDS = int(os.environ.get("EDGEFLEET_SOAK_SECONDS") or 40)
 
@@ -31,10 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.timeout(600)
 def test_a_minute_of_chaos_loses_nothing_and_runs_nothing_twice(tmp_path: Path):
-    args = soak.parse_args(
-        ["--duration", str(SECONDS), "--workers", "8", "--rate", "2", "--long-max", "9"]
-    )
-    outcome = soak.soak(args, tmp_path, os.environ[PG_URL_ENV])
+    settings = Settings(duration=SECONDS, workers=8, rate=2, long_max=9)
+    outcome = run_soak(settings, tmp_path, os.environ[PG_URL_ENV])
     assert outcome.lost == {}
     assert outcome.twice == {}
     assert outcome.states["success"] > SECONDS

@@ -1,4 +1,4 @@
-"""The soak's accounting (bench/_soak_accounting.py): if it were wrong, the soak could report
+"""The soak's accounting (support/soak_accounting.py): if it were wrong, the soak could report
 "0 run twice" over a job that ran twice."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from _soak_accounting import (  # noqa: E402
+from support import wait_until
+from support.soak_accounting import (
     JOB_SOURCE,
     Execution,
     Outcome,
@@ -21,8 +20,6 @@ from _soak_accounting import (  # noqa: E402
     run_twice,
     unclaimed_with_free_slot,
 )
-
-from support import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 

@@ -2,7 +2,7 @@
 
 A soak job marks its own executions (``JOB_SOURCE``); ``run_twice`` and
 ``unclaimed_with_free_slot`` judge them against the server's records, as defined in
-``bench/soak.py``, and ``Outcome`` adds it all up. Nothing here talks to a process, so it is
+``support/soak.py``, and ``Outcome`` adds it all up. Nothing here talks to a process, so it is
 tested without a fleet.
 """
 
@@ -132,6 +132,8 @@ class Outcome:
     executions: int = 0
     longest_wait: tuple[float, int] = (0.0, 0)  # (seconds, job)
     chaos: Counter[str] = field(default_factory=Counter)  # actions done, by kind
+    acked: int = 0  # jobs the server acknowledged
+    unanswered: int = 0  # submissions never answered
 
     def judge(
         self,
@@ -161,9 +163,9 @@ class Outcome:
                 self.longest_wait, (unclaimed_with_free_slot(view, samples), job)
             )
 
-    def print(self, acked: int, unanswered: int) -> None:
+    def print(self) -> None:
         print(f"chaos actions   {dict(self.chaos)}")
-        print(f"jobs submitted  {acked} acknowledged ({unanswered} unanswered)")
+        print(f"jobs submitted  {self.acked} acknowledged ({self.unanswered} unanswered)")
         print(f"succeeded       {self.states['success']}")
         print(f"failed          {self.states['failed']}")
         for reason, n in self.failed.most_common():
