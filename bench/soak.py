@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs and marks kept in {base}") if args.keep else shutil.rmtree(base, True)
     print(f"\nsoak on {git_state()}")
     outcome.print()
-    print(f"wall time {time.monotonic() - started:.0f} s ({settings.duration:g} s of chaos)")
+    print(f"wall time {time.monotonic() - started:.0f} s in all ({settings.duration:g} s of chaos)")
     return 1 if outcome.lost or outcome.twice else 0
 
 

@@ -14,6 +14,8 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 - ``tls``       ``make_tls``: a throwaway CA and certificates for HTTPS servers and clients
 - ``edge_server`` ``ScriptedEdgeServer``: the worker API in process, scripted by the test
 - ``network``   ``FaultProxy``: a loopback TCP proxy that cuts, stalls or slows a link
+- ``soak``      ``run_soak``: a fleet under chaos and the count of every job (with
+                ``soak_accounting``), for tests/e2e/test_soak.py and bench/soak.py
 """
 
 from support.api import AdminApi, admin_token, auth_header, flag_desired_state, worker_token

@@ -2,7 +2,7 @@
 
 Put between workers and a server to play a flaky, slow or cut site link: ``pause`` holds
 all traffic, ``cut`` resets every connection and refuses new ones, ``delay`` slows it.
-Used by the network fault tests and by ``bench/soak.py``.
+Used by the network fault tests and by the soak (``support/soak.py``).
 """
 
 from __future__ import annotations
