@@ -20,9 +20,7 @@ from pathlib import Path
 
 from _common import git_state, install_signal_exit, postgres_server
 
-from support.soak import Settings, run_soak
-
-QUICK = {"duration": 40.0, "workers": 8, "rate": 2.0, "long_max": 9.0}
+from support.soak import QUICK, Settings, run_soak
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -35,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser.add_argument("--keep", action="store_true", help="keep the logs and marks")
     args = parser.parse_args(argv)
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
-    settings = Settings(**(settings | (QUICK if args.quick else {})))
+    settings = QUICK if args.quick else Settings(**settings)
     if min(settings.duration, settings.rate, settings.chaos_interval, settings.long_max) <= 0:
         parser.error("--duration, --rate, --chaos-interval and --long-max must be > 0")
     if settings.max_cut <= 1 or settings.workers < 2:

@@ -9,15 +9,16 @@ full one).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from support import PG_URL_ENV
-from support.soak import Settings, run_soak
+from support.soak import QUICK, run_soak
 
-SECONDS = int(os.environ.get("EDGEFLEET_SOAK_SECONDS") or 40)
+SECONDS = int(os.environ.get("EDGEFLEET_SOAK_SECONDS") or QUICK.duration)
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get(PG_URL_ENV),
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.timeout(600)
 def test_a_minute_of_chaos_loses_nothing_and_runs_nothing_twice(tmp_path: Path):
-    settings = Settings(duration=SECONDS, workers=8, rate=2, long_max=9)
+    settings = dataclasses.replace(QUICK, duration=SECONDS)
     outcome = run_soak(settings, tmp_path, os.environ[PG_URL_ENV])
     assert outcome.lost == {}
     assert outcome.twice == {}

@@ -84,6 +84,10 @@ class Settings:
     seed: int = 11
 
 
+#: The suite's profile (tests/e2e/test_soak.py; ``bench/soak.py --quick``).
+QUICK = Settings(duration=40.0, workers=8, rate=2.0, long_max=9.0)
+
+
 class Fleet:
     """The replicas, the site links and the workers, and what the harness did to each."""
 
