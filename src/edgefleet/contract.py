@@ -225,6 +225,24 @@ class WorkerContact(BaseModel):
     reason: WakeReason | None = None
 
 
+class WatchQuery(BaseModel):
+    """A long-poll's query string (``GET /edge/workers/{hostname}/watch``), built by the worker
+    and read by the server from this one model. Query values arrive as text, so the numbers
+    are lax (``"7"`` is 7) but bounded like the bodies' fields; unknown parameters are
+    ignored, as for every query. ``applied_*`` and ``state`` acknowledge what the worker
+    applied: all three, or none."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    instance_id: InstanceId
+    version: Annotated[int, Field(ge=0, le=DB_INT_MAX)]
+    free_slots: Annotated[int, Field(ge=0, le=MAX_CONCURRENCY)] = 0
+    timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    applied_version: Annotated[int | None, Field(ge=0, le=DB_INT_MAX)] = None
+    applied_concurrency: Annotated[int | None, Field(ge=1, le=MAX_CONCURRENCY)] = None
+    state: WorkerState | None = None
+
+
 class LocalMaintenance(Request):
     """A maintenance switch flipped on the worker's own machine, forwarded to the centre."""
 

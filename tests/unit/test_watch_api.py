@@ -235,3 +235,14 @@ def test_an_acknowledgement_on_a_long_poll_is_both_fields_within_bounds(
     params = {"instance_id": instance, "version": 0, "timeout": 0.1, **query}
     response = app_client.get(f"{EDGE}/workers/w1/watch", params=params, headers=headers)
     assert response.status_code in (400, 422), response.text
+
+
+def test_the_schema_documents_the_query_the_route_reads(app):
+    """The long-poll reads its own query (``WatchQuery``): the schema must still list it."""
+    from edgefleet.contract import WatchQuery
+
+    operation = app.openapi()["paths"][f"{EDGE}/workers/{{hostname}}/watch"]["get"]
+    documented = {p["name"]: p["required"] for p in operation["parameters"] if p["in"] == "query"}
+    fields = WatchQuery.model_fields
+    assert documented == {name: field.is_required() for name, field in fields.items()}
+    assert operation["security"] == [{"HTTPBearer": []}]

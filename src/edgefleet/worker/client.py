@@ -31,6 +31,7 @@ from edgefleet.contract import (
     ReportedResult,
     ResultBatch,
     ResultOutcomes,
+    WatchQuery,
     WorkerContact,
     WorkerState,
 )
@@ -259,19 +260,14 @@ class EdgeClient:
     ) -> WorkerContact:
         """``applied``: acknowledge ``version`` as applied with this concurrency, in this
         state (the server records it before the long-poll waits, as a heartbeat would)."""
-        params: dict[str, str | int | float] = {
-            "instance_id": instance_id,
-            "version": version,
-            "free_slots": free_slots,
-            "timeout": timeout,
-        }
+        ack = {}
         if applied is not None:
             concurrency, state = applied
-            params |= {
-                "applied_version": version,
-                "applied_concurrency": concurrency,
-                "state": state.value,
-            }
+            ack = {"applied_version": version, "applied_concurrency": concurrency, "state": state}
+        query = WatchQuery(
+            instance_id=instance_id, version=version, free_slots=free_slots, timeout=timeout, **ack
+        )
+        params = query.model_dump(mode="json", exclude_none=True)
         response = await self._worker_call(
             "GET",
             f"/workers/{self.hostname}/watch",

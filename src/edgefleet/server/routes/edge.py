@@ -6,13 +6,12 @@ import random
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edgefleet.aio import wait_event
 from edgefleet.auth import JOIN_TOKEN_PREFIX
 from edgefleet.contract import (
-    DB_INT_MAX,
     ControlRequest,
     CredentialIssued,
     DesiredState,
@@ -31,20 +30,20 @@ from edgefleet.contract import (
     ResultOutcome,
     ResultOutcomes,
     WakeReason,
+    WatchQuery,
     WorkerContact,
-    WorkerState,
 )
 from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
+from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_token, own_hostname
 from edgefleet.server.events import WorkerChanged
-from edgefleet.server.params import CountQuery, InstanceQuery, JobIdPath
+from edgefleet.server.params import JobIdPath, query_parameters, read_query
 from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
 from edgefleet.server.services.heartbeats import Beat
 from edgefleet.server.services.reports import ResultReport
 from edgefleet.server.services.workers import Ack
-from edgefleet.settings import MAX_CONCURRENCY
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
 
@@ -121,34 +120,37 @@ async def heartbeat(
     return _contact(answer.desired, answer.cancel)
 
 
-@router.get("/workers/{hostname}/watch", response_model=WorkerContact)
-async def watch(
-    hostname: HostnamePath,
-    context: ContextDep,
-    identity: WorkerDep,
-    instance_id: InstanceQuery,
-    version: CountQuery,
-    free_slots: Annotated[int, Query(ge=0, le=MAX_CONCURRENCY)] = 0,
-    timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
-    applied_version: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
-    applied_concurrency: Annotated[int | None, Query(ge=1, le=MAX_CONCURRENCY)] = None,
-    state: WorkerState | None = None,
-):
+@router.get(
+    "/workers/{hostname}/watch",
+    response_model=WorkerContact,
+    openapi_extra=query_parameters(WatchQuery),
+)
+async def watch(request: Request, hostname: HostnamePath, identity: WorkerDep) -> Response:
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
     on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
     after about ``timeout`` seconds; ``reason`` says which.
 
     ``applied_version``, ``applied_concurrency`` and ``state`` acknowledge what the worker
     applied, as a heartbeat would: recorded with the long-poll's first look, before it
-    waits, so the acknowledgement of a change needs no request of its own."""
+    waits, so the acknowledgement of a change needs no request of its own.
+
+    A fleet-wide change brings every worker here at once, so this route reads its query
+    itself (``WatchQuery``) and answers with the JSON already made: FastAPI's handling of
+    nine query parameters and of the answer was half its cost."""
     own_hostname(identity, hostname)
-    ack = _ack(hostname, instance_id, applied_version, applied_concurrency, state)
+    query = read_query(WatchQuery, request)
+    contact = await _watch(request.app.state.context, hostname, query)
+    return Response(contact.model_dump_json(), media_type="application/json")
+
+
+async def _watch(context: ServerContext, hostname: str, query: WatchQuery) -> WorkerContact:
+    ack = _ack(hostname, query)
     notifier, recheck = context.notifier, context.watch_recheck
-    ask = watch_service.Ask(hostname, instance_id, version, free_slots, ack)
+    ask = watch_service.Ask(hostname, query.instance_id, query.version, query.free_slots, ack)
     # Up to 10 % early, so long-polls that started together drift apart.
-    hold = min(timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
+    hold = min(query.timeout, context.settings.watch_timeout) * random.uniform(0.9, 1.0)
     deadline = time.monotonic() + hold
-    with notifier.subscribe(hostname, free_slots) as waiter:
+    with notifier.subscribe(hostname, query.free_slots) as waiter:
         while not waiter.replaced:
             waiter.event.clear()  # before the look: a wake-up during it is not lost
             seen = await context.looks.submit(ask)  # also records the acknowledgement
@@ -165,18 +167,13 @@ async def watch(
     return _contact(seen.desired, reason=WakeReason.REPLACED)
 
 
-def _ack(
-    hostname: str,
-    instance_id: str,
-    version: int | None,
-    concurrency: int | None,
-    state: WorkerState | None,
-) -> Ack | None:
+def _ack(hostname: str, query: WatchQuery) -> Ack | None:
+    version, concurrency, state = query.applied_version, query.applied_concurrency, query.state
     if version is None and concurrency is None and state is None:
         return None
     if version is None or concurrency is None or state is None:
         raise InvalidRequest("give applied_version, applied_concurrency and state, or none")
-    return Ack(hostname, instance_id, version, concurrency, state)
+    return Ack(hostname, query.instance_id, version, concurrency, state)
 
 
 @router.post("/workers/{hostname}/maintenance", response_model=WorkerContact)
