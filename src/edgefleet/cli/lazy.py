@@ -87,13 +87,13 @@ class TyperCommand(click.Command):
             name,
             help=command.help,
             add_help_option=False,
-            context_settings={
-                "ignore_unknown_options": True,
-                "allow_extra_args": True,
-                "allow_interspersed_args": False,
-            },
         )
         self.command = command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Every argument, ``--`` included, is the Typer command's to parse."""
+        ctx.args = list(args)
+        return []
 
     def invoke(self, ctx: click.Context) -> Any:
         from typer import Abort
