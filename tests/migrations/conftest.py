@@ -72,7 +72,7 @@ def cli_env(migration_url: str, tmp_path: Path) -> dict[str, str]:
 def cli(cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     """Run ``edgefleet ARGS...`` in this process against the test's database; the result has
     ``exit_code``, ``stdout`` and ``stderr``."""
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from edgefleet.cli.main import app
 

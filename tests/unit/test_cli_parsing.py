@@ -4,7 +4,7 @@ one line, ``error: [OPTION: ]message``, before anything is sent anywhere."""
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from edgefleet.cli.main import app
 

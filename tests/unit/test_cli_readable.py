@@ -93,7 +93,7 @@ def test_tables_fit_a_120_column_terminal_when_not_a_tty(capsys) -> None:
 
 
 def test_the_workers_table_says_when_an_override_ends_in_local_time() -> None:
-    from edgefleet.cli.workers import with_expiry
+    from edgefleet.cli.list_workers import with_expiry
 
     now = datetime.now().astimezone().replace(hour=12, minute=0, second=0, microsecond=0)
     row = {"concurrency_source": "operator", "concurrency_until": None}
@@ -107,7 +107,7 @@ def test_the_workers_table_says_when_an_override_ends_in_local_time() -> None:
 
 
 def test_a_workers_row_with_an_expiring_override_fits_120_columns_unfolded(capsys) -> None:
-    from edgefleet.cli.workers import WORKER_COLUMNS, _readable
+    from edgefleet.cli.list_workers import WORKER_COLUMNS, _readable
 
     ago = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()

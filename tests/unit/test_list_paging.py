@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select, update
-from typer.testing import CliRunner
 
 from edgefleet.cli import api
 from edgefleet.cli.api import AdminClient

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import event, insert
-from typer.testing import CliRunner
 
 from edgefleet.cli import api, control
 from edgefleet.cli.api import AdminClient

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from edgefleet.cli.main import app
 from edgefleet.worker.credential import credential_path

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import OutputOption, call, fail, query
+from edgefleet.cli.common import OutputOption
+from edgefleet.cli.context import call, fail, query
 from edgefleet.cli.output import OutputFormat, next_page_hint, print_listing
 
 AUDIT_COLUMNS = [

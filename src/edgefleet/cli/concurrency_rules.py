@@ -14,14 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import parsing
-from edgefleet.cli.common import (
-    ConcurrencyOption,
-    ForceOption,
-    OutputOption,
-    SelectorOption,
-    call,
-    selector_or,
-)
+from edgefleet.cli.common import ConcurrencyOption, ForceOption, OutputOption, SelectorOption
+from edgefleet.cli.context import call, selector_or
 from edgefleet.cli.output import OutputFormat, print_listing, print_rule_change, with_ages
 
 app = typer.Typer(help="Standing concurrency for label groups and the whole fleet.")

@@ -21,7 +21,8 @@ import typer
 
 from edgefleet import MAX_CONCURRENCY, parsing
 from edgefleet.cli.api import AdminClient
-from edgefleet.cli.common import ForceOption, OutputOption, admin_client, fail, parsed
+from edgefleet.cli.common import ForceOption, OutputOption
+from edgefleet.cli.context import admin_client, fail, parsed
 from edgefleet.cli.output import CHANGE_COLUMNS, OutputFormat, print_json, print_table
 
 TargetHostname = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import fail, settings_of
+from edgefleet.cli.context import fail, settings_of
 
 app = typer.Typer(
     help="Create, upgrade and check the central database schema.", no_args_is_help=True

@@ -12,7 +12,8 @@ import typer
 
 from edgefleet import parsing
 from edgefleet.cli.api import ApiError
-from edgefleet.cli.common import OutputOption, admin_client, call, parsed, query
+from edgefleet.cli.common import OutputOption
+from edgefleet.cli.context import admin_client, call, parsed, query
 from edgefleet.cli.output import (
     OutputFormat,
     next_page_hint,

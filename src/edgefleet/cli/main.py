@@ -1,17 +1,20 @@
-"""The ``edgefleet`` command: one entry point for server, worker and operators."""
+"""The ``edgefleet`` command: one entry point for server, worker and operators.
+
+The root group and its options are plain Click, so ``--help`` and ``--version`` import
+neither Typer nor any command module (``edgefleet.cli.lazy``)."""
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
+import click
 
 from edgefleet import __version__
-from edgefleet.cli.common import CliOptions
-from edgefleet.cli.lazy import LazyCommand, lazy_group
+from edgefleet.cli.context import CliOptions
+from edgefleet.cli.lazy import LazyCommand, LazyCommands
 from edgefleet.errors import ConfigurationError
 
 _CONTROL = "edgefleet.cli.control"
@@ -46,7 +49,7 @@ COMMANDS = {
         "Cancel jobs: a queued one never starts; a running one is killed on its worker.",
     ),
     "list-workers": LazyCommand(
-        "edgefleet.cli.workers:list_workers",
+        "edgefleet.cli.list_workers:list_workers",
         "One row per worker: desired next to applied values, and when it last checked in.",
     ),
     "workers": LazyCommand(
@@ -122,78 +125,123 @@ COMMANDS = {
     ),
 }
 
-app = typer.Typer(
-    cls=lazy_group(COMMANDS),
+_COMPLETE_VAR = "_EDGEFLEET_COMPLETE"
+_PATH = click.Path(path_type=Path)
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        print(__version__)
+        ctx.exit()
+
+
+def _completion(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--install-completion`` and ``--show-completion``: Typer's shell scripts, which call
+    ``edgefleet`` back with ``_EDGEFLEET_COMPLETE`` set (``complete``)."""
+    if value and not ctx.resilient_parsing:
+        from typer import completion
+
+        done = completion.install_callback if param.name == "install_completion" else None
+        (done or completion.show_callback)(ctx, param, value)
+
+
+@click.group(
+    cls=LazyCommands,
+    table=COMMANDS,
     help="edgefleet: run jobs on edge workers and steer them centrally at runtime.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Plain help: rendering it with Rich would import Rich for every --help.
-    rich_markup_mode=None,
 )
+@click.option(
+    "--log-level",
+    metavar="<str>",
+    default="INFO",
+    show_default=True,
+    help="DEBUG, INFO, WARNING or ERROR.",
+)
+@click.option(
+    "--token-file",
+    type=_PATH,
+    metavar="<path>",
+    help="A file holding the operator token to use (instead of EDGEFLEET_TOKEN).",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Print version.",
+)
+@click.option(
+    "--ca-file",
+    type=_PATH,
+    metavar="<path>",
+    help="CA bundle to verify an HTTPS server with (EDGEFLEET_CA_FILE; default: the system store).",
+)
+@click.option(
+    "--client-cert",
+    type=_PATH,
+    metavar="<path>",
+    help="Client certificate for mutual TLS (EDGEFLEET_CLIENT_CERT).",
+)
+@click.option(
+    "--client-key",
+    type=_PATH,
+    metavar="<path>",
+    help="Its key, unless in the same file (EDGEFLEET_CLIENT_KEY).",
+)
+@click.option(
+    "--api-url",
+    metavar="<str>",
+    multiple=True,
+    help="Server URL (EDGEFLEET_API_URL); several replicas as URL1,URL2 or a repeated "
+    "option, the next tried when one fails.",
+)
+@click.option(
+    "--install-completion",
+    is_flag=True,
+    expose_value=False,
+    callback=_completion,
+    help="Install completion for the current shell.",
+)
+@click.option(
+    "--show-completion",
+    is_flag=True,
+    expose_value=False,
+    callback=_completion,
+    help="Show completion for the current shell, to copy it or customize the installation.",
+)
+@click.pass_context
+def app(ctx: click.Context, log_level: str, api_url: tuple[str, ...], **paths: Any) -> None:
+    import logging
 
-
-def _version(value: bool) -> None:
-    if value:
-        print(__version__)
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    ctx: typer.Context,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--token-file",
-            help="A file holding the operator token to use (instead of EDGEFLEET_TOKEN).",
-        ),
-    ] = None,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
-    ] = False,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="CA bundle to verify an HTTPS server with (EDGEFLEET_CA_FILE; default: the "
-            "system store).",
-        ),
-    ] = None,
-    client_cert: Annotated[
-        Path | None,
-        typer.Option(help="Client certificate for mutual TLS (EDGEFLEET_CLIENT_CERT)."),
-    ] = None,
-    client_key: Annotated[
-        Path | None,
-        typer.Option(help="Its key, unless in the same file (EDGEFLEET_CLIENT_KEY)."),
-    ] = None,
-    api_url: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Server URL (EDGEFLEET_API_URL); several replicas as URL1,URL2 or a repeated "
-            "option, the next tried when one fails."
-        ),
-    ] = None,
-) -> None:
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    flags = {
-        "token_file": token_file,
-        "ca_file": ca_file,
-        "client_cert": client_cert,
-        "client_key": client_key,
-        "api_url": ",".join(api_url) if api_url else None,
-    }
-    ctx.obj = CliOptions({name: value for name, value in flags.items() if value is not None})
+    flags = {**paths, "api_url": ",".join(api_url) if api_url else None}
+    given = ctx.get_parameter_source("log_level") is click.core.ParameterSource.COMMANDLINE
+    ctx.obj = CliOptions(
+        {name: value for name, value in flags.items() if value is not None},
+        log_level=log_level if given else None,
+    )
+
+
+def _complete() -> None:
+    """Answer a shell's completion request (the root's commands and options)."""
+    from typer.completion import completion_init, shell_complete
+
+    completion_init()
+    sys.exit(shell_complete(app, {}, "edgefleet", _COMPLETE_VAR, os.environ[_COMPLETE_VAR]))
 
 
 def run() -> None:
+    if os.environ.get(_COMPLETE_VAR):
+        _complete()
     try:
-        app()
+        app.main(prog_name="edgefleet")
     except ConfigurationError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import parsing
-from edgefleet.cli.common import OutputOption, call, fail, parsed
+from edgefleet.cli.common import OutputOption
+from edgefleet.cli.context import call, fail, parsed
 from edgefleet.cli.output import OutputFormat, duration, print_json, print_listing
 
 QUEUE_COLUMNS = [

@@ -15,15 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from edgefleet import cron_windows, parsing
-from edgefleet.cli.common import (
-    ConcurrencyOption,
-    ForceOption,
-    OutputOption,
-    SelectorOption,
-    call,
-    parsed,
-    selector_or,
-)
+from edgefleet.cli.common import ConcurrencyOption, ForceOption, OutputOption, SelectorOption
+from edgefleet.cli.context import call, parsed, selector_or
 from edgefleet.cli.output import OutputFormat, print_listing, print_rule_change
 
 app = typer.Typer(help="Windows of time in which label groups run at a given concurrency.")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from edgefleet.cli.common import fail, settings_of
+from edgefleet.cli.context import fail, settings_of
 from edgefleet.tls import ssl_reason
 
 #: Allocations between collections of the youngest generation (CPython's default: 700).

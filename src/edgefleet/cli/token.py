@@ -14,7 +14,8 @@ import typer
 from edgefleet import parsing
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import operator_name
-from edgefleet.cli.common import OutputOption, call, fail, parsed, settings_of
+from edgefleet.cli.common import OutputOption
+from edgefleet.cli.context import call, fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_done, print_json, print_listing
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edgefleet.cli.common import admin_client
+from edgefleet.cli.context import admin_client
 from edgefleet.cli.output import age, console, duration
 
 if TYPE_CHECKING:

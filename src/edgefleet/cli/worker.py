@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from edgefleet import MAX_CONCURRENCY, parsing
-from edgefleet.cli.common import OutputOption, fail, parsed, settings_of
+from edgefleet.cli.common import OutputOption
+from edgefleet.cli.context import fail, parsed, settings_of
 from edgefleet.cli.output import OutputFormat, print_json
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperCommand
 
 from edgefleet import parsing
-from edgefleet.cli.common import fail, parsed, settings_of
+from edgefleet.cli.context import fail, parsed, settings_of
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 UNIT_MODE = 0o644
@@ -224,9 +224,9 @@ def _executable(ctx: typer.Context) -> list[str]:
     found = str(beside) if os.access(beside, os.X_OK) else shutil.which("edgefleet")
     if found is None:
         fail(f"no edgefleet executable beside {sys.executable} or on PATH")
-    root = ctx.find_root()
-    if _given(root, "log_level"):
-        return [str(Path(found).absolute()), "--log-level", root.params["log_level"]]
+    log_level = ctx.find_root().obj.log_level
+    if log_level is not None:
+        return [str(Path(found).absolute()), "--log-level", log_level]
     return [str(Path(found).absolute())]
 
 
