@@ -12,7 +12,7 @@ with a fetch whenever the answer's reason is ``work``. Phases (``--skip`` any):
 3. ``fleetwide``: ``PATCH /workers`` with target ``all`` (``--bursts`` times each way),
    acknowledged by an immediate heartbeat (the agent before) or by carrying
    ``applied_version`` on the next long-poll (today's agent), alternating: the request's time,
-   and each worker's acknowledgement as ``list-workers`` shows it (``applied_at``). With
+   and each worker's acknowledgement as the database records it (``applied_at``). With
    ``--baseline REF``, also against a server running REF's code (``git archive``, on a
    database of its own migrated by this checkout, with a fleet of its own), in turn with
    this checkout's: before and after in one run, under the same load.
@@ -59,8 +59,10 @@ from _common import (
     wait_for_quiet_host,
 )
 from _sim import Conn, HttpError, Pools, Request, SimWorker, admin_headers, run_async
+from sqlalchemy import Engine, create_engine, select
 
 from edgefleet.contract import API_PREFIX
+from edgefleet.db.models import Worker
 
 WATCH_TIMEOUT = 30.0
 
@@ -263,6 +265,7 @@ class Run:
         self.phases: list[Phase] = []
         self.fleet_names: list[str] = []
         self.wall = time.time() - time.monotonic()  # monotonic -> wall clock
+        self.engine: Engine | None = None  # reads the acknowledgements (``applied``)
 
     async def call(self, method: str, path: str, body: object) -> tuple[dict | None, float, float]:
         sent = time.monotonic()
@@ -317,7 +320,7 @@ class Run:
 
     async def fleet_wide(self, phase: Phase, timeout: float) -> None:
         """``set-worker-concurrency --all``: the request's time, and each worker's
-        acknowledgement as ``list-workers`` shows it (its ``applied_at``) after the return."""
+        acknowledgement as the database records it (its ``applied_at``) after the return."""
         if self.fleet.waiting:  # long-poll: the fleet back to waiting first
             await self.fleet.wait_watching(len(self.fleet_names), 30)
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
@@ -336,23 +339,30 @@ class Run:
         self, versions: dict[str, int], returned: float, timeout: float
     ) -> dict[str, float]:
         """Seconds from ``returned`` (wall clock) to each worker's acknowledgement of its
-        version in ``list-workers``. The list is read once every worker has sent its
-        acknowledgement (then every 0.3 s until all show it): reading it meanwhile would
-        load the server that is being measured."""
+        version as the database holds it (``applied_at``, what ``list-workers`` shows). It
+        is read from the database file once every worker has sent its acknowledgement (then
+        every 0.1 s until all show it): asking the server meanwhile would load the server
+        that is being measured."""
         deadline = time.monotonic() + timeout
         sims = self.fleet.sims
         while time.monotonic() < deadline and any(sims[h].sent < v for h, v in versions.items()):
             await asyncio.sleep(0.05)
         acked: dict[str, float] = {}
         while len(acked) < len(versions) and time.monotonic() < deadline:
-            await asyncio.sleep(0.3)
-            rows, _, _ = await self.call("GET", "/workers", None)
-            for row in rows or []:
-                want = versions.get(row["hostname"])
-                if want is not None and row["applied_version"] >= want and row["applied_at"]:
-                    at = datetime.fromisoformat(row["applied_at"]).timestamp()
-                    acked[row["hostname"]] = at - returned
+            await asyncio.sleep(0.1)
+            for hostname, version, at in await asyncio.to_thread(self.applied):
+                want = versions.get(hostname)
+                if want is not None and version >= want and at is not None:
+                    acked[hostname] = at.timestamp() - returned
         return acked
+
+    def applied(self) -> list[tuple[str, int, datetime | None]]:
+        """Every worker's acknowledged version and when, read from the database."""
+        if self.engine is None:
+            self.engine = create_engine(self.bench.db_url)
+        query = select(Worker.hostname, Worker.applied_version, Worker.applied_at)
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
 
     async def changes(self, name: str, duration: float, rate: float, bursts: int, drain: float):
         async with self.phase(name) as phase:
@@ -537,7 +547,7 @@ def report(run: Run, args: argparse.Namespace) -> None:
     ]
     print_table(
         "from the request's return: change -> its ack; fleet-wide -> each worker's ack "
-        "(list-workers' applied_at); request: sent -> returned;\n"
+        "(applied_at in the database); request: sent -> returned;\n"
         "job -> started (sim: its fetch returned it, real: the job's own stamp)",
         SUMMARY_HEADERS,
         rows,
