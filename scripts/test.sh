@@ -79,8 +79,8 @@ run_pytest_on_postgres() {
 
 log "system packages"
 ensure_apt_packages postgresql chromium chromium-driver
-if (($# == 0)); then start_airflow_venv; fi
 ensure_venv
+if (($# == 0)); then start_airflow_venv; fi
 "$VENV/bin/python" --version
 
 step "ruff check" "$VENV/bin/ruff" check .
