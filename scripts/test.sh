@@ -98,8 +98,9 @@ step "ruff format --check" "$VENV/bin/ruff" format --check .
 # The demo mostly waits on its jobs' sleeps, so the PostgreSQL one runs meanwhile in the
 # background; its output is shown as its own step.
 start_postgres
+DEMO_PG_URL=$(create_database demo)
 DEMO_PG_LOG=$(mktemp -t edgefleet-demo-pg.XXXXXX)
-EDGEFLEET_DB_URL="$(create_database demo)" bash scripts/demo.sh --check >"$DEMO_PG_LOG" 2>&1 &
+EDGEFLEET_DB_URL=$DEMO_PG_URL bash scripts/demo.sh --check >"$DEMO_PG_LOG" 2>&1 &
 DEMO_PG_PID=$!
 step "demo smoke test (SQLite)" bash scripts/demo.sh --check
 step "demo smoke test (PostgreSQL)" finish_background "$DEMO_PG_PID" "$DEMO_PG_LOG"
