@@ -22,7 +22,8 @@ Fixture overview (all function-scoped):
 - ``job_recorder``        JobRecorder: jobs that record their own start/end times
 - ``tls_files``           TlsFiles: a throwaway CA, server and client certificates (PEM paths)
 - ``migrated_database_url``, ``app_settings``, ``app``, ``app_client``, ``session_factory``:
-                          in-process server pieces for unit tests (no subprocesses)
+                          in-process server pieces for unit tests (no subprocesses; on
+                          PostgreSQL one migrated database per test process, emptied per test)
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ def _test_failed(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def schema_template(tmp_path_factory: pytest.TempPathFactory) -> SchemaTemplate:
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaTemplate]:
     """Migrates a test's database: a copy of one migrated SQLite file per test process (or
     a migration in place on PostgreSQL). ``edgefleet db migrate`` itself is tested on its
     own (tests/e2e/test_core_cli.py, the demo)."""
-    return SchemaTemplate(tmp_path_factory.mktemp("schema"))
+    template = SchemaTemplate(tmp_path_factory.mktemp("schema"))
+    yield template
+    template.close()
 
 
 @pytest.fixture
@@ -321,8 +324,14 @@ def job_recorder(tmp_path: Path) -> JobRecorder:
 
 
 @pytest.fixture
-def migrated_database_url(database_url: str, schema_template: SchemaTemplate) -> str:
-    """``database_url`` migrated to the latest schema, in-process."""
+def migrated_database_url(request: pytest.FixtureRequest, schema_template: SchemaTemplate) -> str:
+    """A database at the latest schema, migrated in-process: ``database_url`` migrated, or on
+    PostgreSQL, for a test that has no use for ``database_url`` itself (no subprocess shares
+    it), this process's one migrated database with every table emptied."""
+    server_url = os.environ.get("EDGEFLEET_TEST_PG_URL")
+    if server_url and "database_url" not in request.fixturenames:
+        return schema_template.emptied_postgres(server_url)
+    database_url = request.getfixturevalue("database_url")
     schema_template.apply(database_url)
     return database_url
 

@@ -1,6 +1,7 @@
 # Airflow's own virtualenv for the Airflow executor's tests; source it, don't run it.
 #   start_airflow_venv  builds $AIRFLOW_VENV in the background (reused while pyproject.toml
-#                       is unchanged): Airflow and edgefleet, `pip install -e '.[airflow]'`
+#                       is unchanged): Airflow and edgefleet, `uv pip install -e '.[airflow]'`
+#                       (pip where uv could not be installed); needs ensure_venv first
 #   run_airflow_tests   waits for it, then runs tests/e2e/test_airflow.py against it
 # Airflow's install takes minutes, so it overlaps the steps before the one that needs it.
 # Expects ROOT, VENV and run_pytest (scripts/test.sh).
@@ -18,10 +19,12 @@ ensure_airflow_venv() {
         return 0
     fi
     if ! "$AIRFLOW_VENV/bin/python" -c 'import sys' 2>/dev/null; then
-        rm -rf "$AIRFLOW_VENV"
-        "$(find_python)" -m venv "$AIRFLOW_VENV"
+        make_venv "$AIRFLOW_VENV"
     fi
-    "$AIRFLOW_VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT[airflow]"
+    # Airflow named first: uv settles packages in the order it meets them, so the newest
+    # Airflow (which caps FastAPI) wins over the newest FastAPI (which an older Airflow
+    # accepts on paper, then its api-server fails to start with).
+    venv_install "$AIRFLOW_VENV" apache-airflow -e "$ROOT[airflow]"
     echo "$wanted" >"$stamp"
 }
 

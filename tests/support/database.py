@@ -55,25 +55,37 @@ def fresh_database(
     db_name = f"edgefleet_test_{uuid.uuid4().hex[:16]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(
-                text(f"CREATE DATABASE \"{db_name}\" ENCODING 'UTF8' TEMPLATE template0")
-            )
+        _create_database(admin, db_name)
         try:
             yield url.set(database=db_name).render_as_string(hide_password=False)
         finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": db_name},
-                )
-                # FORCE: a connection a stopped server left behind must not keep it alive.
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+            _drop_database(admin, db_name)
     finally:
         admin.dispose()
+
+
+def _create_database(admin, db_name: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(
+            text(f"CREATE DATABASE \"{db_name}\" ENCODING 'UTF8' TEMPLATE template0")
+        )
+
+
+def _drop_database(admin, db_name: str) -> None:
+    with admin.connect() as connection:
+        _disconnect_others(connection, db_name)
+        # FORCE: a connection a stopped server left behind must not keep it alive.
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+
+
+def _disconnect_others(connection, db_name: str) -> None:
+    connection.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :name AND pid <> pg_backend_pid()"
+        ),
+        {"name": db_name},
+    )
 
 
 def upgrade_database(url: str) -> None:
@@ -91,11 +103,55 @@ def upgrade_database(url: str) -> None:
 class SchemaTemplate:
     """The latest schema, migrated once per test process into ``directory``: a new SQLite
     database becomes a copy of it (the same tables and revision as a migration run gives,
-    for a file copy's cost); an existing file, or PostgreSQL, is migrated in place."""
+    for a file copy's cost); an existing file, or PostgreSQL, is migrated in place.
+
+    ``emptied_postgres(server_url)`` is PostgreSQL's cheap way for in-process tests: one
+    migrated database per test process, its tables emptied for each test (a new database
+    and its migration cost about a second of the server's time per test; emptying, 30 ms).
+    ``close()`` drops it."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._file: Path | None = None
+        self._postgres: tuple[object, str, str] | None = None  # admin engine, name, URL
+
+    def emptied_postgres(self, server_url: str) -> str:
+        """The URL of this process's migrated database on ``server_url``, every table empty
+        and every id counting from 1 again, as a new database migrated from scratch has
+        them; the connections a previous test left open to it are closed first."""
+        if self._postgres is None:
+            url = make_url(server_url)
+            admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            name = f"edgefleet_test_{uuid.uuid4().hex[:16]}"
+            _create_database(admin, name)
+            target = url.set(database=name).render_as_string(hide_password=False)
+            self._postgres = (admin, name, target)
+            upgrade_database(target)
+            return target
+        admin, name, target = self._postgres
+        with admin.connect() as connection:
+            _disconnect_others(connection, name)
+        engine = create_engine(target, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                tables = connection.execute(
+                    text(
+                        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = "
+                        "'public' AND tablename <> 'alembic_version'"
+                    )
+                ).scalars()
+                connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        finally:
+            engine.dispose()
+        return target
+
+    def close(self) -> None:
+        """Drop the database ``emptied_postgres`` made, if any."""
+        if self._postgres is not None:
+            admin, name, _ = self._postgres
+            self._postgres = None
+            _drop_database(admin, name)
+            admin.dispose()
 
     def apply(self, url: str) -> None:
         """Bring ``url`` to the latest schema, as ``edgefleet db migrate`` would."""

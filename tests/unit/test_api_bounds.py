@@ -67,6 +67,7 @@ def test_a_version_past_a_column_is_refused_by_name(app_client, register, as_wor
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -85,6 +86,7 @@ def test_heartbeat_values_out_of_bounds_are_422(app_client, register, as_worker,
     _refused(response, "body", field)
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 @pytest.mark.parametrize(
     ("extra", "where"),
     [
@@ -105,6 +107,7 @@ def test_registration_maps_and_values_are_bounded(app_client, as_worker, extra, 
     _refused(response, *where)
 
 
+@pytest.mark.same_on_every_backend  # the contract alone
 @pytest.mark.parametrize(
     "name", ["x" * 300, "*", "w[1]", "a/b", "a b", "bell\x07", "-w", "w\n", "", "é"]
 )
@@ -113,6 +116,7 @@ def test_hostnames_are_names_not_patterns_paths_or_text(name):
         TypeAdapter(Hostname).validate_python(name)
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 def test_a_target_pattern_is_bounded_too(app_client, admin):
     for name in ("x" * 300, "w\n", "w\x00", ""):
         body = {"edge_hostname": name}
@@ -120,6 +124,7 @@ def test_a_target_pattern_is_bounded_too(app_client, admin):
         _refused(response, "body", "edge_hostname")
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 def test_a_path_name_no_worker_can_have_is_422_not_500(app_client, admin):
     for method in ("PUT", "DELETE"):
         response = app_client.request(
@@ -170,6 +175,7 @@ async def test_a_value_the_database_refuses_fails_only_its_own_beat(app, registe
         assert answer.desired.concurrency == 2 and answer.cancel == []
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 @pytest.mark.parametrize(
     ("path", "params", "where"),
     [
@@ -202,6 +208,7 @@ def test_a_watch_past_a_column_is_422(app_client, register, as_worker):
     _refused(app_client.get(url, params=params, headers=as_worker("w1")), "query", "instance_id")
 
 
+@pytest.mark.same_on_every_backend  # the cursor's parsing
 def test_a_log_cursor_of_other_digits_is_400(app_client, admin):
     job = app_client.post("/api/v1/jobs", json={"command": ["true"]}, headers=admin).json()["id"]
     for cursor in ("²:1", "1:" + "9" * 40):
@@ -211,6 +218,7 @@ def test_a_log_cursor_of_other_digits_is_400(app_client, admin):
         assert response.status_code == 400, response.text
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 @pytest.mark.parametrize(
     ("path", "body", "where"),
     [
@@ -248,6 +256,7 @@ def test_text_no_utf_8_can_hold_is_422_not_500(app_client, as_worker):
         _refused(response, "body", "labels")
 
 
+@pytest.mark.same_on_every_backend  # the framework's error bodies
 def test_framework_errors_have_the_error_body(app_client, as_worker, admin):
     url = "/api/v1/edge/workers/w1/register"
     headers = {**as_worker("w1"), "Content-Type": "application/json"}
@@ -262,6 +271,7 @@ def test_framework_errors_have_the_error_body(app_client, as_worker, admin):
         assert {"error", "detail"} <= response.json().keys(), response.text
 
 
+@pytest.mark.same_on_every_backend  # the OpenAPI document
 def test_the_document_declares_the_error_bodies(app_client, admin):
     spec = app_client.get("/openapi.json", headers=admin).json()
     beat = spec["paths"]["/api/v1/edge/workers/{hostname}/heartbeat"]["post"]["responses"]

@@ -77,12 +77,14 @@ def _fetch(app_client, as_worker, hostname, instance_id, free_slots) -> list[dic
     return response.json()["jobs"]
 
 
+@pytest.mark.same_on_every_backend  # authentication
 def test_health_needs_no_token(app_client):
     response = app_client.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 
 
+@pytest.mark.same_on_every_backend  # authentication
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -105,6 +107,7 @@ def test_every_route_but_health_needs_a_token(app_client, method, path):
     assert response.json()["error"] == "unauthorized"
 
 
+@pytest.mark.same_on_every_backend  # roles
 def test_wrong_role_is_forbidden(app_client, admin, as_worker):
     assert app_client.get("/api/v1/workers", headers=as_worker("w")).status_code == 403
     response = app_client.post(
@@ -151,6 +154,7 @@ def test_bad_concurrency_body_is_422_and_changes_nothing(app_client, admin, regi
         assert after[field] == before[field], field
 
 
+@pytest.mark.same_on_every_backend  # the body's parsing
 def test_malformed_json_is_422(app_client, admin, register):
     register("w1")
     response = app_client.put(
@@ -242,6 +246,7 @@ def test_fetch_hands_out_no_more_than_the_central_concurrency(
     assert len(running) == 3 and {j["worker"] for j in running} == {"w1"}
 
 
+@pytest.mark.same_on_every_backend  # the contract refuses it before the database
 @pytest.mark.parametrize("free_slots", [0, -1, "1", MAX_CONCURRENCY + 1])
 def test_fetch_validates_free_slots(app_client, as_worker, register, free_slots):
     instance_id = register("w1")

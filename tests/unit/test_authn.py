@@ -14,6 +14,9 @@ from edgefleet.errors import Unauthorized
 from edgefleet.server import authn
 from edgefleet.server.services import credentials
 
+#: The server's own memory of tokens; the database only keeps the rows it looks up.
+pytestmark = pytest.mark.same_on_every_backend
+
 
 async def _run(call, *args):
     return await asyncio.to_thread(call, *args)

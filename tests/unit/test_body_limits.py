@@ -19,6 +19,9 @@ from edgefleet.worker.executor import RESULTS_PER_REQUEST
 from edgefleet.worker.logs import MAX_CHUNK_CHARS
 from support import auth_header, worker_token
 
+#: Refused in the middleware, before any route or the database is reached.
+pytestmark = pytest.mark.same_on_every_backend
+
 HEARTBEAT = "/api/v1/edge/workers/w1/heartbeat"
 CHUNK = 64 * 1024
 
