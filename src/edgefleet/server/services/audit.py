@@ -9,6 +9,7 @@ in one multi-row insert: a fleet-wide change writes thousands. Reading the log i
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -26,7 +27,17 @@ MAX_TARGET = 255
 
 def encode(value: Any) -> str | None:
     """A value as the audit log keeps it: JSON, or NULL for none."""
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return _encode_scalar(value)
+    return json.dumps(value)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _encode_scalar(value: str | int | float) -> str:
+    """A fleet-wide change writes the same few old and new values thousands of times."""
+    return json.dumps(value)
 
 
 def entry(
@@ -69,8 +80,11 @@ def worker_changes(
     """What changing a worker's ``changed`` fields ({field: (old, new)}) writes and answers:
     an audit row for each, and the change each reports at the worker's new version."""
     rows = [entry(at, actor, hostname, f, old, new, comment) for f, (old, new) in changed.items()]
+    # Values the server itself computed: built without validating each one again.
     changes = [
-        WorkerChange(hostname=hostname, field=f, old=old, new=new, desired_version=desired_version)
+        WorkerChange.model_construct(
+            hostname=hostname, field=f, old=old, new=new, desired_version=desired_version
+        )
         for f, (old, new) in changed.items()
     ]
     return rows, changes
