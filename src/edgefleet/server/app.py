@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefleet import __version__
 from edgefleet.contract import API_PREFIX
+from edgefleet.db import sqlite
 from edgefleet.db.migrate import require_current
 from edgefleet.db.session import make_engine, make_sessionmaker
 from edgefleet.errors import EdgefleetError, TooManyRequests
@@ -66,8 +67,11 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             bridge.start()
         sweeper = Sweeper(context)
         sweeper.start()
+        checkpointer = sqlite.background_checkpoints(context.engine)
         yield
         await sweeper.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         if bridge is not None:
             await bridge.stop()
         context.threads.shutdown(wait=False)
