@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from edgefleet.cli.context import fail, settings_of
-from edgefleet.tls import ssl_reason
 
 #: Allocations between collections of the youngest generation (CPython's default: 700).
 GC_THRESHOLD = 50_000
@@ -107,6 +106,14 @@ def check_tls_files(certfile: Path, keyfile: Path | None, client_ca: Path | None
             context.load_verify_locations(cafile=client_ca)
         except (OSError, ssl.SSLError) as exc:
             fail(f"TLS: --ssl-client-ca {client_ca}: not a PEM CA bundle ({ssl_reason(exc)})")
+
+
+def ssl_reason(exc: BaseException) -> str:
+    """:func:`edgefleet.tls.ssl_reason`, loaded only for a failure: the clients' TLS module
+    imports httpx, which a server never needs."""
+    from edgefleet.tls import ssl_reason
+
+    return ssl_reason(exc)
 
 
 def tune_garbage_collector() -> None:

@@ -18,7 +18,8 @@ import httpx
 from pydantic import BaseModel
 
 from edgefleet.api_urls import ServerList
-from edgefleet.auth import BearerAuth, Identity, TokenAuth
+from edgefleet.auth import Identity
+from edgefleet.client_auth import BearerAuth, TokenAuth
 from edgefleet.contract import (
     API_PREFIX,
     FetchRequest,
