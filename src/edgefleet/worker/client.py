@@ -116,7 +116,7 @@ class EdgeClient:
         #: Call name (the URL's last segment) -> monotonic time before which it is not sent.
         self._paused: dict[str, float] = {}
         self._http = httpx.AsyncClient(
-            verify=self.tls.ssl_context(),
+            verify=self.tls.verify_for(self.servers.urls),
             auth=auth,
             timeout=httpx.Timeout(15.0),
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
