@@ -11,9 +11,9 @@ Two kinds of bearer token exist:
   credentials (``efw_``, bound to one hostname) and join tokens (``efj_``, good only to
   enroll). They hold no secret that could mint another identity.
 
-A client signs its requests with one token for half of its minute, then mints the next; the
-server remembers the tokens it verified until they expire, since checking a signature and its
-claims costs more than the rest of a heartbeat.
+A client (:mod:`edgefleet.client_auth`) signs its requests with one token for half of its
+minute, then mints the next; the server remembers the tokens it verified until they expire,
+since checking a signature and its claims costs more than the rest of a heartbeat.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Generator
 from dataclasses import dataclass
 from functools import lru_cache
-
-import httpx
+from typing import Any
 
 from edgefleet.errors import Unauthorized
 
@@ -124,35 +122,11 @@ def _verified(secret: str, token: str) -> tuple[Identity, float]:
     return Identity(subject=claims["sub"], role=claims["role"]), float(claims["exp"])
 
 
-class BearerAuth(httpx.Auth):
-    """Sends one fixed bearer token (an operator token or a worker credential); ``token`` may
-    be replaced while the client is in use (a rotated credential)."""
+def __getattr__(name: str) -> Any:
+    """``BearerAuth`` and ``TokenAuth``, the clients' request signers, are built on httpx,
+    which the server never needs: they load on first use, from :mod:`edgefleet.client_auth`."""
+    if name in ("BearerAuth", "TokenAuth"):
+        from edgefleet import client_auth
 
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-
-class TokenAuth(httpx.Auth):
-    """Signs every outgoing request with a current token: one is used for
-    ``TOKEN_REUSE_SECONDS``, so none is sent in the last half of its minute."""
-
-    def __init__(self, secret: str, identity: Identity) -> None:
-        self._secret = secret
-        self._identity = identity
-        self._token = ""
-        self._renew_at = 0.0
-
-    def token(self) -> str:
-        now = time.monotonic()
-        if now >= self._renew_at:
-            self._token = mint_token(self._secret, self._identity)
-            self._renew_at = now + TOKEN_REUSE_SECONDS
-        return self._token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        yield request
+        return getattr(client_auth, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

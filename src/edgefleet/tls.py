@@ -12,11 +12,19 @@ in one line that names the problem and what to give, never as a traceback.
 from __future__ import annotations
 
 import ssl
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import httpx
+# httpx loads its own command-line tool whenever click, rich and pygments are installed (as
+# they are, for typer): a sixth of a worker's start-up, for a tool no edgefleet process runs.
+# Marking the module absent makes httpx skip it; a worker imports this module before httpx.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
 
 if TYPE_CHECKING:
     from edgefleet.settings import Settings
@@ -52,6 +60,15 @@ class ClientTls:
             client_cert=client_cert or settings.client_cert,
             client_key=client_key or settings.client_key,
         )
+
+    def verify_for(self, urls: Iterable[str]) -> ssl.SSLContext | bool:
+        """The ``verify=`` value for a client of ``urls``: :meth:`ssl_context`, or False for
+        plain-HTTP servers and no TLS files given, which skips loading the system's CA
+        bundle (tens of milliseconds of every start). Given TLS files are always checked."""
+        files = (self.ca_file, self.client_cert, self.client_key)
+        if any(files) or any(urlsplit(url).scheme.lower() == "https" for url in urls):
+            return self.ssl_context()
+        return False
 
     def ssl_context(self) -> ssl.SSLContext:
         """The ``verify=`` value for httpx: verification on, with these files loaded."""

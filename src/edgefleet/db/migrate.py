@@ -6,6 +6,9 @@ transaction: two ``edgefleet db migrate`` at once are safe, the second waits and
 nothing to do. A database whose tables predate version tracking is recognised by its shape
 (see :mod:`edgefleet.db.fingerprint`), stamped at the revision it matches, and upgraded from
 there; it is never stamped straight at head.
+
+Alembic is imported only where a migration command or a mismatch needs it: a server starting
+on a current database checks its revision with one query (:func:`require_current`).
 """
 
 from __future__ import annotations
@@ -13,24 +16,29 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from edgefleet.db.fingerprint import SchemaChange, Shape, live_shape
 from edgefleet.private_files import FILE_MODE, ensure_private_dir
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: A migration's file is named after its revision: ``NNNN_what_it_does.py``, numbered in order
+#: (tests/migrations/test_migration_revisions.py holds every file to it).
+REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
 
 #: Key of the PostgreSQL advisory lock held while migrating (the bytes of "edgeflt1").
 ADVISORY_LOCK_KEY = 0x65646765666C7431
@@ -73,6 +81,8 @@ class SchemaStatus:
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -80,11 +90,24 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
 def head_revision() -> str:
     return _scripts().get_current_head()
+
+
+def newest_revision_file() -> str | None:
+    """The head revision as the versions folder names it, read without Alembic: the highest
+    ``NNNN`` of its ``NNNN_*.py`` files (None if it has none)."""
+    numbers = [
+        match.group(1)
+        for match in map(REVISION_FILE.match, os.listdir(MIGRATIONS_DIR / "versions"))
+        if match
+    ]
+    return max(numbers, default=None)
 
 
 def revisions() -> list[str]:
@@ -110,6 +133,8 @@ def expected_shapes() -> list[tuple[str, Shape]]:
 
 
 def _tracked_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -119,6 +144,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _is_known(revision: str) -> bool:
+    from alembic.util import CommandError
+
     try:
         return _scripts().get_revision(revision) is not None
     except CommandError:
@@ -154,6 +181,8 @@ def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
 
 def upgrade_locked(connection: Connection, revision: str = "head") -> MigrationResult:
     """:func:`upgrade` on a connection from :func:`migration_lock`, in one transaction."""
+    from alembic import command
+
     with connection.begin():
         before = _tracked_revision(connection)
         adopted = None
@@ -170,6 +199,8 @@ def upgrade_locked(connection: Connection, revision: str = "head") -> MigrationR
 
 def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Go back to an older ``revision`` ('base' drops every table)."""
+    from alembic import command
+
     with migration_lock(engine) as connection, connection.begin():
         before = _tracked_revision(connection)
         if before is None:
@@ -234,10 +265,25 @@ def _untracked_status(connection: Connection, head: str) -> SchemaStatus:
 
 
 def require_current(engine: Engine) -> None:
-    """Refuse to serve a database whose schema is not the one this code was written for."""
+    """Refuse to serve a database whose schema is not the one this code was written for.
+
+    A database at head passes on one query; only another answer loads Alembic, for the
+    message that says what is wrong."""
+    if _stamped_revisions(engine) == [newest_revision_file()]:
+        return
     status = schema_status(engine, compare_shape=False)
     if not status.is_current:
         raise SchemaNotCurrent(status.problems[0])
+
+
+def _stamped_revisions(engine: Engine) -> list[str] | None:
+    """The rows of Alembic's version table, None if there is no such table (or no database)."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return [row[0] for row in rows]
+    except DBAPIError:
+        return None
 
 
 def _unknown_revision_message(revision: str) -> str:

@@ -18,7 +18,8 @@ import httpx
 from pydantic import BaseModel
 
 from edgefleet.api_urls import ServerList
-from edgefleet.auth import BearerAuth, Identity, TokenAuth
+from edgefleet.auth import Identity
+from edgefleet.client_auth import BearerAuth, TokenAuth
 from edgefleet.contract import (
     API_PREFIX,
     FetchRequest,
@@ -115,7 +116,7 @@ class EdgeClient:
         #: Call name (the URL's last segment) -> monotonic time before which it is not sent.
         self._paused: dict[str, float] = {}
         self._http = httpx.AsyncClient(
-            verify=self.tls.ssl_context(),
+            verify=self.tls.verify_for(self.servers.urls),
             auth=auth,
             timeout=httpx.Timeout(15.0),
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgefleet.auth import BearerAuth
 from edgefleet.backoff import Backoff
+from edgefleet.client_auth import BearerAuth
 from edgefleet.errors import Conflict, Refused, TlsFailure, Unavailable
 from edgefleet.private_files import ensure_private_dir, replace_private
 from edgefleet.worker.client import EdgeClient, retry_after

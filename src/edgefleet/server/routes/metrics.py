@@ -2,21 +2,24 @@
 
 They name every worker, so a viewer's token is needed (Prometheus sends it with
 ``authorization: {credentials: ...}``) unless ``EDGEFLEET_PUBLIC_METRICS`` opens them.
+prometheus_client is loaded at the first scrape, not by every server that is never scraped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
 from edgefleet.db.models import Job
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import BearerRole, ContextDep
 from edgefleet.server.services import workers
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 router = APIRouter(tags=["health"])
 
@@ -26,6 +29,8 @@ class FleetCollector:
         self._context = context
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         views = workers.list_workers(
             self._context.db, self._context.settings.worker_offline_timeout
         )
@@ -82,6 +87,8 @@ async def metrics(request: Request, context: ContextDep) -> Response:
 
 
 def _scrape(context: ServerContext) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(context))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
