@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 from _common import Summary, summarize
 
-from edgefleet.auth import Identity, TokenAuth
+from edgefleet.auth import Identity
+from edgefleet.client_auth import TokenAuth
 from edgefleet.contract import API_PREFIX
 from support import admin_token
 

@@ -23,7 +23,6 @@ import secrets
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from edgefleet.errors import Unauthorized
 
@@ -120,13 +119,3 @@ def _verified(secret: str, token: str) -> tuple[Identity, float]:
     if claims["role"] not in ROLES:
         raise Unauthorized(f"unknown role {claims['role']!r}")
     return Identity(subject=claims["sub"], role=claims["role"]), float(claims["exp"])
-
-
-def __getattr__(name: str) -> Any:
-    """``BearerAuth`` and ``TokenAuth``, the clients' request signers, are built on httpx,
-    which the server never needs: they load on first use, from :mod:`edgefleet.client_auth`."""
-    if name in ("BearerAuth", "TokenAuth"):
-        from edgefleet import client_auth
-
-        return getattr(client_auth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from edgefleet.auth import Identity, TokenAuth, mint_token
+from edgefleet.auth import Identity, mint_token
+from edgefleet.client_auth import TokenAuth
 from edgefleet.contract import API_PREFIX
 from support.waiting import wait_until
 

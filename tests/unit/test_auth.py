@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from edgefleet import auth
-from edgefleet.auth import Identity, TokenAuth, mint_token, verify_token
+from edgefleet.auth import Identity, mint_token, verify_token
+from edgefleet.client_auth import TokenAuth
 from edgefleet.errors import Unauthorized
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.auth import BearerAuth
+from edgefleet.client_auth import BearerAuth
 from edgefleet.worker.agent import EdgeWorker, RegistrationRefused, WorkerConfig
 from edgefleet.worker.client import EdgeClient
 from edgefleet.worker.credential import (

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 # httpx loads its own command-line tool whenever click, rich and pygments are installed (as
 # they are here, for typer): a third of an admin command's start-up, for a tool this
@@ -22,7 +21,8 @@ import httpx  # noqa: E402
 
 from edgefleet import API_PREFIX  # noqa: E402
 from edgefleet.api_urls import ServerList  # noqa: E402
-from edgefleet.auth import BearerAuth, Identity, TokenAuth  # noqa: E402
+from edgefleet.auth import Identity  # noqa: E402
+from edgefleet.client_auth import BearerAuth, TokenAuth  # noqa: E402
 from edgefleet.errors import EdgefleetError  # noqa: E402
 from edgefleet.throttle import retry_after_seconds  # noqa: E402
 from edgefleet.tls import (  # noqa: E402
@@ -142,7 +142,7 @@ class AdminClient:
         self._tls = ClientTls.from_settings(settings)
         try:
             self.servers = ServerList(settings.api_url)
-            verify = self._tls.ssl_context() if self._needs_tls() else False
+            verify = self._tls.verify_for(self.servers.urls)
         except ClientConfigError as exc:
             raise ApiError(str(exc)) from exc
         self._sleep = sleep
@@ -152,13 +152,6 @@ class AdminClient:
             transport=transport,
             verify=verify,
         )
-
-    def _needs_tls(self) -> bool:
-        """Plain-HTTP servers and no TLS files: skip loading the system's CA bundle, about
-        a tenth of a CLI call's start-up. Given TLS files are always checked."""
-        tls_files = (self._tls.ca_file, self._tls.client_cert, self._tls.client_key)
-        https = any(urlsplit(url).scheme.lower() == "https" for url in self.servers.urls)
-        return https or any(tls_files)
 
     @property
     def base_url(self) -> str:

@@ -177,7 +177,7 @@ def choose_identity(settings, hostname: str, join_token: str | None) -> tuple[st
 
 
 async def _run(config, identity: tuple[str, str | None], tls) -> None:
-    from edgefleet.auth import BearerAuth
+    from edgefleet.client_auth import BearerAuth
     from edgefleet.worker.agent import EdgeWorker
     from edgefleet.worker.client import EdgeClient
     from edgefleet.worker.credential import CredentialKeeper, CredentialRevoked, credential_path
