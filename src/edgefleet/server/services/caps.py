@@ -21,7 +21,20 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,46 +52,71 @@ AUDIT_TARGET_PREFIX = "queue:"
 _cap, _job = QueueCap.__table__, Job.__table__
 _QUEUES = bindparam("queues", expanding=True)
 _CAPPED = _cap.c.concurrency.is_not(None)
-_RUNNING_OF_QUEUE = (
-    select(func.count())
-    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue == _cap.c.queue)
-    .scalar_subquery()
-)
-#: The capped ones among a worker's queues, locked in name order (claims never deadlock).
-_LOCK_CAPS = (
+_counted = _job.alias("counted")
+
+
+def running_of(queue) -> ScalarSelect:
+    """How many jobs of ``queue`` (a column or a parameter) run now."""
+    return (
+        select(func.count())
+        .select_from(_counted)
+        .where(_counted.c.state == JobState.RUNNING.value, _counted.c.queue == queue)
+        .scalar_subquery()
+    )
+
+
+#: The capped ones among a worker's queues, locked in name order (claims never deadlock)
+#: until the claim commits; a claim reads them in the statement it reads its slots with.
+_LOCKED = (
     select(_cap.c.queue, _cap.c.concurrency, _cap.c.bound)
     .where(_cap.c.queue.in_(_QUEUES), _CAPPED)
     .order_by(_cap.c.queue)
     .with_for_update()
+    .cte("locked_cap")
 )
-#: Running jobs per queue. A statement of its own, after the lock: on PostgreSQL it then
-#: reads a snapshot taken once the previous holder committed its claim.
-_RUNNING_IN = (
-    select(_job.c.queue, func.count())
-    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue.in_(_QUEUES))
-    .group_by(_job.c.queue)
-)
-#: The capped ones among ``queues`` that are full (no lock: the long-poll's look).
-_FULL = select(_cap.c.queue, _cap.c.bound).where(
-    _cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.concurrency <= _RUNNING_OF_QUEUE
+_FULL_CAP = and_(_CAPPED, _cap.c.concurrency <= running_of(_cap.c.queue))
+#: The capped ones among ``queues`` that are full, and whether they are marked bound.
+_FULL = select(_cap.c.queue, _cap.c.bound).where(_cap.c.queue.in_(_QUEUES), _FULL_CAP)
+_MARK_BOUND = (
+    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
 )
 _SET_BOUND = (
     update(_cap).where(_cap.c.queue == bindparam("capped")).values(bound=bindparam("is_bound"))
 )
-_MARK_BOUND = (
-    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
+#: For a run that ends: its queue if its cap is bound (someone waits for the place), else NULL.
+BOUND_QUEUE = (
+    select(_cap.c.queue)
+    .where(_cap.c.queue == _job.c.queue, _CAPPED, _cap.c.bound)
+    .scalar_subquery()
+    .label("bound_queue")
 )
-#: Capped queues among the jobs ``ids``, with how many of those jobs each holds.
-_CAPPED_JOBS = (
-    select(_job.c.queue, func.count())
-    .join(_cap, _cap.c.queue == _job.c.queue)
-    .where(_job.c.id.in_(bindparam("ids", expanding=True)), _CAPPED, _cap.c.bound)
-    .group_by(_job.c.queue)
-)
+
+
+def with_locked_caps(slots_in_use: ScalarSelect) -> Select:
+    """A claim's first read: its worker's slots in use (``in_use``) beside the caps of its
+    queues (``queue``, ``concurrency``, ``bound``; one row of NULLs when none is capped),
+    their rows locked. One statement: an uncapped claim costs no look at caps of its own.
+    Running jobs are counted later, by the claim's reads of candidates: on PostgreSQL a
+    statement after the lock sees what the previous holder's claim started."""
+    in_use = select(slots_in_use.label("in_use")).subquery("in_use")
+    columns = (_LOCKED.c.queue, _LOCKED.c.concurrency, _LOCKED.c.bound)
+    return select(in_use.c.in_use, *columns).select_from(in_use.outerjoin(_LOCKED, true()))
+
+
+@dataclass(frozen=True)
+class Cap:
+    concurrency: int
+    bound: bool
+
+
+def locked(rows: Sequence[Row]) -> dict[str, Cap]:
+    """The caps a ``with_locked_caps`` read found, by queue."""
+    return {row.queue: Cap(row.concurrency, row.bound) for row in rows if row.queue is not None}
 
 
 class Room(dict[str, int]):
-    """For a claim: places left per capped queue, and which of those caps were bound."""
+    """For a claim: places left per capped queue whose running jobs it counted, and which
+    of its caps were bound."""
 
     def __init__(self, places: dict[str, int] | None = None, bound: set[str] | None = None):
         super().__init__(places or {})
@@ -92,25 +130,11 @@ class Full:
     unmarked: list[str] = field(default_factory=list)
 
 
-def lock_room(connection: Connection, queues: Sequence[str]) -> Room:
-    """For a claim: how many more jobs each capped queue among ``queues`` may start now
-    (0 when full), its cap row locked until the claim commits. Empty when none is capped."""
-    if not queues:
-        return Room()
-    rows = connection.execute(_LOCK_CAPS, {"queues": list(queues)}).all()
-    if not rows:
-        return Room()
-    running = dict(connection.execute(_RUNNING_IN, {"queues": [r.queue for r in rows]}).all())
-    return Room(
-        {r.queue: max(0, r.concurrency - running.get(r.queue, 0)) for r in rows},
-        {r.queue for r in rows if r.bound},
-    )
-
-
 def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_full: bool) -> None:
     """After a claim, its cap rows still locked: a cap it left full is ``bound``; one it
     left room under although its worker had slots to spare (so it took every job of the
-    queue it could) no longer is. Written only when that changes."""
+    queue it could) no longer is. Written only when that changes; a capped queue the claim
+    found no job of (so counted nothing) is left as it was."""
     counts = Counter(taken)
     for queue, places in room.items():
         was = queue in room.bound
@@ -130,28 +154,24 @@ def mark_bound(db: Sessions, queues: Iterable[str]) -> None:
         connection.execute(_MARK_BOUND, {"queues": list(queues)})
 
 
-def open_queues(
-    db: Session | Connection, queues: Sequence[str], full: Full | None = None
-) -> list[str]:
-    """``queues`` without the capped ones that are full: where a new job could start now.
-    ``full`` collects the full ones not yet marked bound."""
-    if not queues:
-        return []
+#: For a long-poll's look (``dispatch``): the full caps among ``queues``, under which no
+#: job may start...
+FULL_AMONG = select(_cap.c.queue).where(_cap.c.queue.in_(_QUEUES), _FULL_CAP)
+#: ...and whether one of them is not yet marked bound.
+ANY_UNMARKED = exists().where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False), _FULL_CAP)
+
+
+def collect_unmarked(db: Session | Connection, queues: Sequence[str], full: Full) -> None:
+    """Add the full caps among ``queues`` not yet marked bound to ``full``."""
     rows = db.execute(_FULL, {"queues": list(queues)}).all()
-    if full is not None:
-        full.unmarked += [row.queue for row in rows if not row.bound]
-    closed = {row.queue for row in rows}
-    return [queue for queue in queues if queue not in closed]
+    full.unmarked += [row.queue for row in rows if not row.bound]
 
 
-def freed(db: Session | Connection, job_ids: Iterable[int]) -> tuple[JobsQueued, ...]:
-    """Wake-ups for the bound caps among these jobs' queues, whose runs just ended: as many
-    waiting workers as places were freed in each."""
-    ids = list(job_ids)
-    if not ids:
-        return ()
-    rows = db.execute(_CAPPED_JOBS, {"ids": ids}).all()
-    return tuple(JobsQueued(queue, count=count) for queue, count in sorted(rows))
+def freed(runs: Iterable[Row]) -> tuple[JobsQueued, ...]:
+    """Wake-ups for the runs that just ended under bound caps (their ``bound_queue``, read
+    with ``BOUND_QUEUE``): as many waiting workers as places were freed in each."""
+    counts = Counter(run.bound_queue for run in runs if run.bound_queue is not None)
+    return tuple(JobsQueued(queue, count=counts[queue]) for queue in sorted(counts))
 
 
 def freed_in(db: Session | Connection, queues: Iterable[str]) -> tuple[JobsQueued, ...]:

@@ -122,8 +122,7 @@ def _look_one(
         return Look(desired, None, applied_version=applied)
     key = (tuple(desired.queues), ask.free_slots)
     if key not in fits:
-        open_queues = caps.open_queues(connection, desired.queues, full)
-        fits[key] = dispatch.queued_job_fits(connection, open_queues, ask.free_slots)
+        fits[key] = dispatch.queued_job_fits(connection, desired.queues, ask.free_slots, full)
     return Look(desired, WakeReason.WORK if fits[key] else None, applied_version=applied)
 
 
