@@ -1,11 +1,15 @@
 """Queue caps: at most N jobs of a queue run at once, across the whole fleet.
 
-A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped
-and costs a claim one look at that small table, nothing more. A claim that could take jobs
-of capped queues locks their cap rows (``FOR UPDATE``, in name order) before it counts their
-running jobs, so claims for one capped queue are serialised across workers and replicas
-alike (SQLite serialises every writer anyway); claims that touch no capped queue take no
-such lock. Lowering a cap stops no job: new ones wait until fewer than the cap run.
+A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped.
+Caps cost no statement of their own: they are read inside the statements the hot paths make
+anyway. A claim reads the caps of its worker's queues with its slots in use, locking their
+rows (``FOR UPDATE``, in name order), and counts a capped queue's running jobs in its read
+of that queue's candidates, a statement after the lock; so claims for one capped queue are
+serialised across workers and replicas alike (SQLite serialises every writer anyway), and
+claims that touch no capped queue take no such lock. The long-poll's look leaves full caps
+out of its one question "does work fit?"; a group of results reads, with its runs, which
+of them freed a place a worker waits for. Lowering a cap stops no job: new ones wait until
+fewer than the cap run.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
 the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
