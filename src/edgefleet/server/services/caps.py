@@ -13,26 +13,24 @@ fewer than the cap run.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
 the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
-that ends wakes anyone only while the cap is ``bound``: a claim, or a worker about to wait,
-found it full, and no claim found room to spare since (which means that claim took every
-job of the queue it could: nobody waits for one). A cap that never binds thus costs no
-wake-ups and no writes.
+that ends wakes anyone only while the cap is ``bound``: a claim found it full (or it was set
+at or below what runs), and no claim found room to spare since (which means that claim
+took every job of the queue it could: nobody waits for one). A cap that never binds thus
+costs no wake-ups, no writes and no counting of running jobs outside claims.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import (
     Connection,
     Row,
     ScalarSelect,
     Select,
-    and_,
     bindparam,
-    exists,
     func,
     insert,
     select,
@@ -44,7 +42,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import JobState, QueueCapChange, QueueCapRequest
 from edgefleet.db.models import Job, QueueCap
-from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, Outcome
 from edgefleet.server.services import audit
@@ -77,12 +74,6 @@ _LOCKED = (
     .order_by(_cap.c.queue)
     .with_for_update()
     .cte("locked_cap")
-)
-_FULL_CAP = and_(_CAPPED, _cap.c.concurrency <= running_of(_cap.c.queue))
-#: The capped ones among ``queues`` that are full, and whether they are marked bound.
-_FULL = select(_cap.c.queue, _cap.c.bound).where(_cap.c.queue.in_(_QUEUES), _FULL_CAP)
-_MARK_BOUND = (
-    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
 )
 _SET_BOUND = (
     update(_cap).where(_cap.c.queue == bindparam("capped")).values(bound=bindparam("is_bound"))
@@ -127,18 +118,13 @@ class Room(dict[str, int]):
         self.bound = bound or set()
 
 
-@dataclass
-class Full:
-    """What a look found: full caps not yet marked bound."""
-
-    unmarked: list[str] = field(default_factory=list)
-
-
 def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_full: bool) -> None:
     """After a claim, its cap rows still locked: a cap it left full is ``bound``; one it
     left room under although its worker had slots to spare (so it took every job of the
     queue it could) no longer is. Written only when that changes; a capped queue the claim
-    found no job of (so counted nothing) is left as it was."""
+    found no job of (so counted nothing) is left as it was. Only a claim starts jobs, so a
+    full cap is always bound (``set_cap`` binds one set at or below what runs): the
+    long-poll's look counts running jobs only under bound caps."""
     counts = Counter(taken)
     for queue, places in room.items():
         was = queue in room.bound
@@ -152,23 +138,15 @@ def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_
             connection.execute(_SET_BOUND, {"capped": queue, "is_bound": bound})
 
 
-def mark_bound(db: Sessions, queues: Iterable[str]) -> None:
-    """A worker is about to wait on these full caps: runs that end must wake it."""
-    with db.writer.begin() as connection:
-        connection.execute(_MARK_BOUND, {"queues": list(queues)})
-
-
 #: For a long-poll's look (``dispatch``): the full caps among ``queues``, under which no
-#: job may start...
-FULL_AMONG = select(_cap.c.queue).where(_cap.c.queue.in_(_QUEUES), _FULL_CAP)
-#: ...and whether one of them is not yet marked bound.
-ANY_UNMARKED = exists().where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False), _FULL_CAP)
-
-
-def collect_unmarked(db: Session | Connection, queues: Sequence[str], full: Full) -> None:
-    """Add the full caps among ``queues`` not yet marked bound to ``full``."""
-    rows = db.execute(_FULL, {"queues": list(queues)}).all()
-    full.unmarked += [row.queue for row in rows if not row.bound]
+#: job may start. Only a bound cap can be full (see ``note_bound`` and ``set_cap``), so a cap
+#: that does not bind costs the look no count of running jobs.
+FULL_AMONG = select(_cap.c.queue).where(
+    _cap.c.queue.in_(_QUEUES),
+    _CAPPED,
+    _cap.c.bound,
+    _cap.c.concurrency <= running_of(_cap.c.queue),
+)
 
 
 def freed(runs: Iterable[Row]) -> tuple[JobsQueued, ...]:
@@ -203,7 +181,10 @@ def set_cap(
         old = _lock_cap(session, queue)
         if old == new:
             return Outcome(QueueCapChange(queue=queue, old=old, new=new, changed=False))
-        session.execute(update(_cap).where(_cap.c.queue == queue).values(concurrency=new))
+        bound = new is not None and session.scalar(select(running_of(queue))) >= new
+        session.execute(
+            update(_cap).where(_cap.c.queue == queue).values(concurrency=new, bound=bound)
+        )
         row = audit.entry(utcnow(), actor, f"{AUDIT_TARGET_PREFIX}{queue}", AUDIT_FIELD, old, new)
         audit.record(session, [row])
     change = QueueCapChange(queue=queue, old=old, new=new, changed=True)

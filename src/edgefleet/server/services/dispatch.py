@@ -263,31 +263,25 @@ def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> 
 
 
 #: A due queued job on one of ``queues`` fits in ``free_slots``, and its queue's cap (if any)
-#: is not full; beside it, whether a full cap among them is not yet marked bound. Built
-#: once, the long-poll asks it on every look: caps cost it no statement of their own.
+#: is not full. Built once, the long-poll asks it on every look: caps cost it no statement
+#: of their own.
 _QUEUED_WORK = select(
     exists().where(
         _STARTABLE,
         Job.queue.in_(bindparam("queues", expanding=True)),
         Job.slots <= bindparam("free_slots"),
         Job.queue.not_in(caps.FULL_AMONG),
-    ),
-    caps.ANY_UNMARKED,
+    )
 )
 
 
-def queued_job_fits(
-    db: Session | Connection, queues: list[str], max_slots: int, full: caps.Full | None = None
-) -> bool:
-    """Whether a job could start now on ``queues`` in ``max_slots`` free slots (outside
-    full caps). ``full`` collects the full caps among them not yet marked bound."""
+def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int) -> bool:
+    """Whether a job could start now on ``queues`` in ``max_slots`` free slots: a due
+    queued one fits, outside full caps."""
     if not queues:
         return False
     params = {"queues": queues, "free_slots": max_slots, "now": utcnow()}
-    fits, unmarked = db.execute(_QUEUED_WORK, params).one()
-    if unmarked and full is not None:
-        caps.collect_unmarked(db, queues, full)
-    return bool(fits)
+    return bool(db.scalar(_QUEUED_WORK, params))
 
 
 def _lock_job(session: Session, job_id: int) -> Job:
