@@ -100,6 +100,8 @@ def with_locked_caps(slots_in_use: ScalarSelect) -> Select:
 
 @dataclass(frozen=True)
 class Cap:
+    """A capped queue's row as a claim locked it."""
+
     concurrency: int
     bound: bool
 
