@@ -132,6 +132,9 @@ _CAPPED_CANDIDATES = (
     .limit(bindparam("take"))
     .with_for_update(skip_locked=True, of=_job)
 )
+#: The running jobs of one capped queue, counted before its candidates are read when its cap
+#: binds (a full one then costs no read of candidates).
+_RUNNING_OF = select(caps.running_of(bindparam("capped")))
 
 
 def claim(
@@ -191,7 +194,8 @@ def _candidates(
     """Queued jobs the claim may take, in claim order, and the room it found under the caps:
     at most ``budget`` from the uncapped queues (one statement, as without caps), and from
     each capped queue one statement, whose rows say how many of its jobs run; ``_take``
-    keeps no more than its room, so a full capped queue never crowds out the others' jobs."""
+    keeps no more than its room, so a full capped queue never crowds out the others' jobs.
+    Under a bound cap the running jobs are counted first: it is likely full."""
     params = {"budget": budget, "now": now}
     uncapped = [queue for queue in queues if queue not in capped]
     rows: list[Row] = []
@@ -200,11 +204,17 @@ def _candidates(
         rows += connection.execute(_CANDIDATES, params | {"queues": uncapped, "take": budget})
     for queue, cap in capped.items():
         take = min(budget, cap.concurrency)
+        if cap.bound:  # likely full: count first, and read no candidates when it is
+            left = cap.concurrency - connection.scalar(_RUNNING_OF, {"capped": queue})
+            room[queue] = max(0, left)
+            if left <= 0:
+                continue
+            take = min(take, left)
         found = connection.execute(_CAPPED_CANDIDATES, params | {"capped": queue, "take": take})
         found = found.all()
-        if found:
+        if found and queue not in room:
             room[queue] = max(0, cap.concurrency - found[0].running)
-            rows += found
+        rows += found
     if capped and len(queues) > 1:
         rows.sort(key=lambda row: (-row.priority, row.id))
     return rows, room
