@@ -4,12 +4,13 @@ A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``)
 Caps cost no statement of their own: they are read inside the statements the hot paths make
 anyway. A claim reads the caps of its worker's queues with its slots in use, locking their
 rows (``FOR UPDATE``, in name order), and counts a capped queue's running jobs in its read
-of that queue's candidates, a statement after the lock; so claims for one capped queue are
-serialised across workers and replicas alike (SQLite serialises every writer anyway), and
-claims that touch no capped queue take no such lock. The long-poll's look leaves full caps
-out of its one question "does work fit?"; a group of results reads, with its runs, which
-of them freed a place a worker waits for. Lowering a cap stops no job: new ones wait until
-fewer than the cap run.
+of that queue's candidates, a statement after the lock (under a bound cap, likely full, in
+a count of its own first, so a full one costs no read of candidates); so claims for one
+capped queue are serialised across workers and replicas alike (SQLite serialises every
+writer anyway), and claims that touch no capped queue take no such lock. The long-poll's
+look leaves full caps out of its one question "does work fit?"; a group of results reads,
+with its runs, which of them freed a place a worker waits for. Lowering a cap stops no job:
+new ones wait until fewer than the cap run.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
 the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
