@@ -11,8 +11,9 @@ PostgreSQL) real servers on a fresh database are driven by simulated workers (``
 3. ``jobs``: no-op jobs taken by 50 simulated workers that report each one done at once:
    (a) submitted while the workers run, (b) a backlog submitted first, then drained.
    ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the
-   cost of enforcing a cap) and capped at 50 (it binds), interleaved; each with its ratio to
-   the uncapped figures.
+   cost of enforcing a cap) and capped at 50 (it binds), interleaved round by round; each
+   round's ratios to its own uncapped figures (jobs/s and the servers' CPU time per job),
+   summed up as their median and range.
 4. ``ceiling``: a bare FastAPI endpoint measured right before each phase; each figure is also
    printed as a fraction of it, so results survive a noisy machine.
 
@@ -29,7 +30,9 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -83,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--skip", default="", help=f"comma-separated phases to skip: {','.join(PHASES)}")
     add("--fleet-sizes", help="comma-separated fleet sizes to step through")
     add("--keep", action="store_true", help="keep temporary homes")
-    add("--cap-rounds", type=int, default=2, help="caps phase: rounds of the three modes")
+    add("--cap-rounds", type=int, default=3, help="caps phase: rounds of the three modes")
     args = parser.parse_args(argv)
     args.backend_list = _csv(args.backends)
     args.replica_list = [int(r) for r in _csv(args.replicas)]
@@ -458,39 +461,75 @@ async def set_cap(pools: Pools, secret: str, cap: int | None) -> None:
         raise RuntimeError(f"setting the cap failed: {status} {answer[:200]!r}")
 
 
-async def measure_caps(dep: Deployment, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
-    """Best (end to end, drain) jobs/s per cap mode, the modes interleaved round by round so
-    the host's drift weighs on each alike."""
+@dataclass
+class CapRound:
+    """One mode's figures in one round: jobs/s end to end and drained, and the servers' CPU
+    time per job (user+sys, ms): the figure a busy shared host disturbs least."""
+
+    e2e: float
+    drain: float
+    cpu_ms: float
+
+
+def server_cpu_seconds(dep: Deployment) -> float:
+    """User+sys CPU seconds the deployment's servers used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for server in dep.bench.servers:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+async def measure_caps(dep: Deployment, args: argparse.Namespace) -> list[dict[str, CapRound]]:
+    """Each round's figures per cap mode, the modes interleaved round by round so the host's
+    drift weighs on each alike; a round's ratios to its own uncapped figures are what count."""
     workers = sim_workers(dep.bench.secret, "cw", JOB_WORKERS)
     pools = Pools(dep.ports)
-    best: dict[str, tuple[float, float]] = {}
+    rounds: list[dict[str, CapRound]] = []
     try:
         await register_all(pools, workers, "noop", JOB_SLOTS)
-        for _ in range(args.cap_rounds):  # interleaved; each mode's best round counts
+        for n in range(args.cap_rounds):
+            one: dict[str, CapRound] = {}
             for mode, cap in CAP_MODES:
                 await set_cap(pools, dep.bench.secret, cap)
-                rates = await job_rates(dep, pools, workers, args.jobs, f" (cap {mode})")
-                old = best.get(mode, (0.0, 0.0))
-                best[mode] = (_max(old[0], rates[0]), _max(old[1], rates[1]))
-        return best
+                cpu = server_cpu_seconds(dep)
+                e2e, drain = await job_rates(dep, pools, workers, args.jobs, f" (cap {mode})")
+                cpu_ms = (server_cpu_seconds(dep) - cpu) * 1000 / (2 * args.jobs)
+                one[mode] = CapRound(e2e, drain, cpu_ms)
+            rounds.append(one)
+            progress(f"{dep.label} caps round {n + 1}: {round_ratios(one)}")
+        return rounds
     finally:
         pools.close()
 
 
-def _max(a: float, b: float) -> float:
-    return max((x for x in (a, b) if math.isfinite(x)), default=math.nan)
+def _ratios(one: dict[str, CapRound], mode: str) -> tuple[float, float, float]:
+    """A mode's (e2e, drain, CPU per job) over the same round's uncapped figures."""
+    base, capped = one["none"], one[mode]
+    return capped.e2e / base.e2e, capped.drain / base.drain, capped.cpu_ms / base.cpu_ms
 
 
-def caps_cell(best: dict[str, tuple[float, float]]) -> str:
-    """Each mode's figures and its ratio to the uncapped ones."""
-    base = best["none"]
-    parts = [f"none e2e {fmt_rate(base[0])} drain {fmt_rate(base[1])}"]
+def round_ratios(one: dict[str, CapRound]) -> str:
+    base = one["none"]
+    parts = [f"none e2e {base.e2e:.0f}/s drain {base.drain:.0f}/s cpu {base.cpu_ms:.2f} ms/job"]
     for mode, _ in CAP_MODES[1:]:
-        e2e, drain = best[mode]
-        parts.append(
-            f"{mode} e2e {fmt_rate(e2e)} ({e2e / base[0]:.2f}x) "
-            f"drain {fmt_rate(drain)} ({drain / base[1]:.2f}x)"
-        )
+        e2e, drain, cpu = _ratios(one, mode)
+        parts.append(f"{mode} e2e {e2e:.2f}x drain {drain:.2f}x cpu {cpu:.2f}x")
+    return "; ".join(parts)
+
+
+def caps_cell(rounds: list[dict[str, CapRound]]) -> str:
+    """Per capped mode: the median of the rounds' ratios to their uncapped figures, with
+    their range."""
+    parts = []
+    for mode, _ in CAP_MODES[1:]:
+        columns = zip(*(_ratios(one, mode) for one in rounds), strict=True)
+        cells = [
+            f"{name} {statistics.median(vals):.2f}x [{min(vals):.2f}-{max(vals):.2f}]"
+            for name, vals in zip(("e2e", "drain", "cpu/job"), columns, strict=True)
+        ]
+        parts.append(f"{mode} {' '.join(cells)}")
     return "; ".join(parts)
 
 

@@ -4,10 +4,14 @@ workers, and every change is audited (bad input changes nothing)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from edgefleet.contract import JobResult, JobSubmit, QueueCapRequest, Registration
 from edgefleet.db.models import AuditEntry, QueueCap
@@ -212,3 +216,74 @@ def test_a_worker_waiting_on_a_full_cap_is_woken_when_a_run_ends(session_factory
     version = workers.current_desired(db, "w2", two).version
     assert watch.look(db, "w2", two, version, 8).reason is None  # w2 waits on the cap...
     assert succeed(db, "w1", one, gpu[0]).wake == (JobsQueued("gpu", count=1),)  # ...woken
+
+
+def test_claims_across_capped_queues_go_by_priority(session_factory):
+    db = session_factory
+    instance = register(db, "w1", queues=("gpu", "io"))
+    low = submit(db, 2, queue="gpu")
+    high = submit(db, 2, queue="io", priority=5)
+    cap(db, "gpu", 4)
+    cap(db, "io", 4)
+    assert ids(dispatch.claim(db, "w1", instance, 3)[0]) == [*high, low[0]]
+
+
+@contextlib.contextmanager
+def statements(db) -> Iterator[list[str]]:
+    """The SQL statements run while the block runs."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    event.listen(db.writer, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.writer, "before_cursor_execute", note)
+
+
+def _one_job_run(db, queue: str) -> list[int]:
+    """Statements of a look that finds work, the claim that takes it and its result."""
+    instance = register(db, f"w-{queue}", queues=(queue,))
+    (job,) = submit(db, 1, queue=queue)
+    version = workers.current_desired(db, f"w-{queue}", instance).version
+    counts = []
+    for step in (
+        lambda: watch.look(db, f"w-{queue}", instance, version, 8),
+        lambda: dispatch.claim(db, f"w-{queue}", instance, 8, seq=1),
+        lambda: succeed(db, f"w-{queue}", instance, job),
+    ):
+        with statements(db) as seen:
+            step()
+        counts.append(len(seen))
+    return counts
+
+
+def test_a_cap_that_never_binds_costs_no_statement(session_factory):
+    db = session_factory
+    cap(db, "capped", 1000)
+    cap(db, "lifted", 5)
+    cap(db, "lifted", None)
+    assert _one_job_run(db, "capped") == _one_job_run(db, "plain") == _one_job_run(db, "lifted")
+
+
+def test_a_claim_locks_the_caps_of_its_queues(session_factory):
+    db = session_factory
+    if db.writer.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one transaction write at a time: no row locks to take")
+    cap(db, "gpu", 3)
+    cap(db, "io", 3)
+    cap(db, "io", None)
+    queues = {"hostname": "w1", "queues": ["gpu", "io", "other"]}
+    with db.writer.connect() as claiming, db.writer.connect() as other, claiming.begin():
+        rows = claiming.execute(dispatch._IN_USE_AND_CAPS, queues).all()
+        assert [(row.in_use, row.queue, row.concurrency) for row in rows] == [(0, "gpu", 3)]
+        for queue, held in (("gpu", True), ("io", False)):
+            with other.begin():
+                lock = select(QueueCap).where(QueueCap.queue == queue)
+                if held:
+                    with pytest.raises(OperationalError):
+                        other.execute(lock.with_for_update(nowait=True))
+                else:
+                    other.execute(lock.with_for_update(nowait=True))

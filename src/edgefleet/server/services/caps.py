@@ -1,33 +1,48 @@
 """Queue caps: at most N jobs of a queue run at once, across the whole fleet.
 
-A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped
-and costs a claim one look at that small table, nothing more. A claim that could take jobs
-of capped queues locks their cap rows (``FOR UPDATE``, in name order) before it counts their
-running jobs, so claims for one capped queue are serialised across workers and replicas
-alike (SQLite serialises every writer anyway); claims that touch no capped queue take no
-such lock. Lowering a cap stops no job: new ones wait until fewer than the cap run.
+A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped.
+Caps cost no statement of their own: they are read inside the statements the hot paths make
+anyway. A claim reads the caps of its worker's queues with its slots in use, locking their
+rows (``FOR UPDATE``, in name order), and counts a capped queue's running jobs in its read
+of that queue's candidates, a statement after the lock (under a bound cap, likely full, in
+a count of its own first, so a full one costs no read of candidates); so claims for one
+capped queue are serialised across workers and replicas alike (SQLite serialises every
+writer anyway), and claims that touch no capped queue take no such lock. The long-poll's
+look leaves full caps out of its one question "does work fit?"; a group of results reads,
+with its runs, which of them freed a place a worker waits for. Lowering a cap stops no job:
+new ones wait until fewer than the cap run.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
 the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
-that ends wakes anyone only while the cap is ``bound``: a claim, or a worker about to wait,
-found it full, and no claim found room to spare since (which means that claim took every
-job of the queue it could: nobody waits for one). A cap that never binds thus costs no
-wake-ups and no writes.
+that ends wakes anyone only while the cap is ``bound``: a claim found it full (or it was set
+at or below what runs), and no claim found room to spare since (which means that claim
+took every job of the queue it could: nobody waits for one). A cap that never binds thus
+costs no wake-ups, no writes and no counting of running jobs outside claims.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    ScalarSelect,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.contract import JobState, QueueCapChange, QueueCapRequest
 from edgefleet.db.models import Job, QueueCap
-from edgefleet.db.session import Sessions
 from edgefleet.db.types import utcnow
 from edgefleet.server.events import JobsQueued, Outcome
 from edgefleet.server.services import audit
@@ -39,78 +54,80 @@ AUDIT_TARGET_PREFIX = "queue:"
 _cap, _job = QueueCap.__table__, Job.__table__
 _QUEUES = bindparam("queues", expanding=True)
 _CAPPED = _cap.c.concurrency.is_not(None)
-_RUNNING_OF_QUEUE = (
-    select(func.count())
-    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue == _cap.c.queue)
-    .scalar_subquery()
-)
-#: The capped ones among a worker's queues, locked in name order (claims never deadlock).
-_LOCK_CAPS = (
+_counted = _job.alias("counted")
+
+
+def running_of(queue) -> ScalarSelect:
+    """How many jobs of ``queue`` (a column or a parameter) run now."""
+    return (
+        select(func.count())
+        .select_from(_counted)
+        .where(_counted.c.state == JobState.RUNNING.value, _counted.c.queue == queue)
+        .scalar_subquery()
+    )
+
+
+#: The capped ones among a worker's queues, locked in name order (claims never deadlock)
+#: until the claim commits; a claim reads them in the statement it reads its slots with.
+_LOCKED = (
     select(_cap.c.queue, _cap.c.concurrency, _cap.c.bound)
     .where(_cap.c.queue.in_(_QUEUES), _CAPPED)
     .order_by(_cap.c.queue)
     .with_for_update()
-)
-#: Running jobs per queue. A statement of its own, after the lock: on PostgreSQL it then
-#: reads a snapshot taken once the previous holder committed its claim.
-_RUNNING_IN = (
-    select(_job.c.queue, func.count())
-    .where(_job.c.state == JobState.RUNNING.value, _job.c.queue.in_(_QUEUES))
-    .group_by(_job.c.queue)
-)
-#: The capped ones among ``queues`` that are full (no lock: the long-poll's look).
-_FULL = select(_cap.c.queue, _cap.c.bound).where(
-    _cap.c.queue.in_(_QUEUES), _CAPPED, _cap.c.concurrency <= _RUNNING_OF_QUEUE
+    .cte("locked_cap")
 )
 _SET_BOUND = (
     update(_cap).where(_cap.c.queue == bindparam("capped")).values(bound=bindparam("is_bound"))
 )
-_MARK_BOUND = (
-    update(_cap).where(_cap.c.queue.in_(_QUEUES), _cap.c.bound.is_(False)).values(bound=True)
+#: For a run that ends: its queue if its cap is bound (someone waits for the place), else NULL.
+BOUND_QUEUE = (
+    select(_cap.c.queue)
+    .where(_cap.c.queue == _job.c.queue, _CAPPED, _cap.c.bound)
+    .scalar_subquery()
+    .label("bound_queue")
 )
-#: Capped queues among the jobs ``ids``, with how many of those jobs each holds.
-_CAPPED_JOBS = (
-    select(_job.c.queue, func.count())
-    .join(_cap, _cap.c.queue == _job.c.queue)
-    .where(_job.c.id.in_(bindparam("ids", expanding=True)), _CAPPED, _cap.c.bound)
-    .group_by(_job.c.queue)
-)
+
+
+def with_locked_caps(slots_in_use: ScalarSelect) -> Select:
+    """A claim's first read: its worker's slots in use (``in_use``) beside the caps of its
+    queues (``queue``, ``concurrency``, ``bound``; one row of NULLs when none is capped),
+    their rows locked. One statement: an uncapped claim costs no look at caps of its own.
+    Running jobs are counted later, by the claim's reads of candidates: on PostgreSQL a
+    statement after the lock sees what the previous holder's claim started."""
+    in_use = select(slots_in_use.label("in_use")).subquery("in_use")
+    columns = (_LOCKED.c.queue, _LOCKED.c.concurrency, _LOCKED.c.bound)
+    return select(in_use.c.in_use, *columns).select_from(in_use.outerjoin(_LOCKED, true()))
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A capped queue's row as a claim locked it."""
+
+    concurrency: int
+    bound: bool
+
+
+def locked(rows: Sequence[Row]) -> dict[str, Cap]:
+    """The caps a ``with_locked_caps`` read found, by queue."""
+    return {row.queue: Cap(row.concurrency, row.bound) for row in rows if row.queue is not None}
 
 
 class Room(dict[str, int]):
-    """For a claim: places left per capped queue, and which of those caps were bound."""
+    """For a claim: places left per capped queue whose running jobs it counted, and which
+    of its caps were bound."""
 
     def __init__(self, places: dict[str, int] | None = None, bound: set[str] | None = None):
         super().__init__(places or {})
         self.bound = bound or set()
 
 
-@dataclass
-class Full:
-    """What a look found: full caps not yet marked bound."""
-
-    unmarked: list[str] = field(default_factory=list)
-
-
-def lock_room(connection: Connection, queues: Sequence[str]) -> Room:
-    """For a claim: how many more jobs each capped queue among ``queues`` may start now
-    (0 when full), its cap row locked until the claim commits. Empty when none is capped."""
-    if not queues:
-        return Room()
-    rows = connection.execute(_LOCK_CAPS, {"queues": list(queues)}).all()
-    if not rows:
-        return Room()
-    running = dict(connection.execute(_RUNNING_IN, {"queues": [r.queue for r in rows]}).all())
-    return Room(
-        {r.queue: max(0, r.concurrency - running.get(r.queue, 0)) for r in rows},
-        {r.queue for r in rows if r.bound},
-    )
-
-
 def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_full: bool) -> None:
     """After a claim, its cap rows still locked: a cap it left full is ``bound``; one it
     left room under although its worker had slots to spare (so it took every job of the
-    queue it could) no longer is. Written only when that changes."""
+    queue it could) no longer is. Written only when that changes; a capped queue the claim
+    found no job of (so counted nothing) is left as it was. Only a claim starts jobs, so a
+    full cap is always bound (``set_cap`` binds one set at or below what runs): the
+    long-poll's look counts running jobs only under bound caps."""
     counts = Counter(taken)
     for queue, places in room.items():
         was = queue in room.bound
@@ -124,34 +141,22 @@ def note_bound(connection: Connection, room: Room, taken: Iterable[str], worker_
             connection.execute(_SET_BOUND, {"capped": queue, "is_bound": bound})
 
 
-def mark_bound(db: Sessions, queues: Iterable[str]) -> None:
-    """A worker is about to wait on these full caps: runs that end must wake it."""
-    with db.writer.begin() as connection:
-        connection.execute(_MARK_BOUND, {"queues": list(queues)})
+#: For a long-poll's look (``dispatch``): the full caps among ``queues``, under which no
+#: job may start. Only a bound cap can be full (see ``note_bound`` and ``set_cap``), so a cap
+#: that does not bind costs the look no count of running jobs.
+FULL_AMONG = select(_cap.c.queue).where(
+    _cap.c.queue.in_(_QUEUES),
+    _CAPPED,
+    _cap.c.bound,
+    _cap.c.concurrency <= running_of(_cap.c.queue),
+)
 
 
-def open_queues(
-    db: Session | Connection, queues: Sequence[str], full: Full | None = None
-) -> list[str]:
-    """``queues`` without the capped ones that are full: where a new job could start now.
-    ``full`` collects the full ones not yet marked bound."""
-    if not queues:
-        return []
-    rows = db.execute(_FULL, {"queues": list(queues)}).all()
-    if full is not None:
-        full.unmarked += [row.queue for row in rows if not row.bound]
-    closed = {row.queue for row in rows}
-    return [queue for queue in queues if queue not in closed]
-
-
-def freed(db: Session | Connection, job_ids: Iterable[int]) -> tuple[JobsQueued, ...]:
-    """Wake-ups for the bound caps among these jobs' queues, whose runs just ended: as many
-    waiting workers as places were freed in each."""
-    ids = list(job_ids)
-    if not ids:
-        return ()
-    rows = db.execute(_CAPPED_JOBS, {"ids": ids}).all()
-    return tuple(JobsQueued(queue, count=count) for queue, count in sorted(rows))
+def freed(runs: Iterable[Row]) -> tuple[JobsQueued, ...]:
+    """Wake-ups for the runs that just ended under bound caps (their ``bound_queue``, read
+    with ``BOUND_QUEUE``): as many waiting workers as places were freed in each."""
+    counts = Counter(run.bound_queue for run in runs if run.bound_queue is not None)
+    return tuple(JobsQueued(queue, count=counts[queue]) for queue in sorted(counts))
 
 
 def freed_in(db: Session | Connection, queues: Iterable[str]) -> tuple[JobsQueued, ...]:
@@ -179,7 +184,10 @@ def set_cap(
         old = _lock_cap(session, queue)
         if old == new:
             return Outcome(QueueCapChange(queue=queue, old=old, new=new, changed=False))
-        session.execute(update(_cap).where(_cap.c.queue == queue).values(concurrency=new))
+        bound = new is not None and session.scalar(select(running_of(queue))) >= new
+        session.execute(
+            update(_cap).where(_cap.c.queue == queue).values(concurrency=new, bound=bound)
+        )
         row = audit.entry(utcnow(), actor, f"{AUDIT_TARGET_PREFIX}{queue}", AUDIT_FIELD, old, new)
         audit.record(session, [row])
     change = QueueCapChange(queue=queue, old=old, new=new, changed=True)

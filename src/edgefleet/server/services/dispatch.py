@@ -102,22 +102,39 @@ _RUNNING_HERE = and_(
     _job.c.worker_hostname == bindparam("hostname"), _job.c.state == JobState.RUNNING.value
 )
 _SLOTS_IN_USE = select(func.coalesce(func.sum(_job.c.slots), 0)).where(_RUNNING_HERE)
+#: The worker's slots in use and the caps of its queues, locked (``caps``).
+_IN_USE_AND_CAPS = caps.with_locked_caps(_SLOTS_IN_USE.scalar_subquery())
 _CLAIMED_BY = (
     select(*_ASSIGNED, _job.c.attempt)
     .where(_RUNNING_HERE, _job.c.claim_seq == bindparam("seq"))
     .order_by(_job.c.priority.desc(), _job.c.id)
 )
+_STARTABLE = lifecycle.startable(bindparam("now", type_=UTCDateTime()))
+_FITS_BUDGET = _job.c.slots <= bindparam("budget")
 _CANDIDATES = (
     select(*_ASSIGNED, (_job.c.attempt + 1).label("attempt"), _job.c.priority)
-    .where(
-        lifecycle.startable(bindparam("now", type_=UTCDateTime())),
-        _job.c.queue.in_(bindparam("queues", expanding=True)),
-        _job.c.slots <= bindparam("budget"),
-    )
+    .where(_STARTABLE, _job.c.queue.in_(bindparam("queues", expanding=True)), _FITS_BUDGET)
     .order_by(_job.c.priority.desc(), _job.c.id)
     .limit(bindparam("take"))
     .with_for_update(skip_locked=True)
 )
+#: The same for one capped queue, each row with the queue's running jobs: counted after the
+#: cap's lock, in the read the claim makes anyway.
+_CAPPED_CANDIDATES = (
+    select(
+        *_ASSIGNED,
+        (_job.c.attempt + 1).label("attempt"),
+        _job.c.priority,
+        caps.running_of(bindparam("capped")).label("running"),
+    )
+    .where(_STARTABLE, _job.c.queue == bindparam("capped"), _FITS_BUDGET)
+    .order_by(_job.c.priority.desc(), _job.c.id)
+    .limit(bindparam("take"))
+    .with_for_update(skip_locked=True, of=_job)
+)
+#: The running jobs of one capped queue, counted before its candidates are read when its cap
+#: binds (a full one then costs no read of candidates).
+_RUNNING_OF = select(caps.running_of(bindparam("capped")))
 
 
 def claim(
@@ -153,13 +170,14 @@ def claim(
             maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
         ):
             return [], desired
-        in_use = connection.scalar(_SLOTS_IN_USE, {"hostname": hostname})
-        budget = fleet_rules.slot_budget(free_slots, desired.concurrency, in_use)
+        head = connection.execute(
+            _IN_USE_AND_CAPS, {"hostname": hostname, "queues": desired.queues}
+        ).all()
+        budget = fleet_rules.slot_budget(free_slots, desired.concurrency, head[0].in_use)
         if budget <= 0:
             return [], desired
         now = utcnow()
-        room = caps.lock_room(connection, desired.queues)
-        rows = _candidates(connection, desired.queues, room, budget, now)
+        rows, room = _candidates(connection, desired.queues, caps.locked(head), budget, now)
         claimed, left = _take(connection, rows, budget, sealer, room)
         lifecycle.start(connection, claimed, hostname, seq, now)
         caps.note_bound(connection, room, [job.queue for job in claimed], worker_full=left <= 0)
@@ -167,23 +185,39 @@ def claim(
 
 
 def _candidates(
-    connection: Connection, queues: list[str], room: dict[str, int], budget: int, now: datetime
-) -> list[Row]:
-    """Queued jobs the claim may take, in claim order: at most ``budget`` from the uncapped
-    queues (one statement, as without caps), and from each capped queue no more than its
-    ``room``, so a full capped queue never crowds out the others' jobs."""
+    connection: Connection,
+    queues: list[str],
+    capped: dict[str, caps.Cap],
+    budget: int,
+    now: datetime,
+) -> tuple[list[Row], caps.Room]:
+    """Queued jobs the claim may take, in claim order, and the room it found under the caps:
+    at most ``budget`` from the uncapped queues (one statement, as without caps), and from
+    each capped queue one statement, whose rows say how many of its jobs run; ``_take``
+    keeps no more than its room, so a full capped queue never crowds out the others' jobs.
+    Under a bound cap the running jobs are counted first: it is likely full."""
     params = {"budget": budget, "now": now}
-    uncapped = [queue for queue in queues if queue not in room]
+    uncapped = [queue for queue in queues if queue not in capped]
     rows: list[Row] = []
+    room = caps.Room(bound={queue for queue, cap in capped.items() if cap.bound})
     if uncapped:
         rows += connection.execute(_CANDIDATES, params | {"queues": uncapped, "take": budget})
-    for queue, left in room.items():
-        if left > 0:
-            take = min(budget, left)
-            rows += connection.execute(_CANDIDATES, params | {"queues": [queue], "take": take})
-    if len(room) > 0 and uncapped:
+    for queue, cap in capped.items():
+        take = min(budget, cap.concurrency)
+        if cap.bound:  # likely full: count first, and read no candidates when it is
+            left = cap.concurrency - connection.scalar(_RUNNING_OF, {"capped": queue})
+            room[queue] = max(0, left)
+            if left <= 0:
+                continue
+            take = min(take, left)
+        found = connection.execute(_CAPPED_CANDIDATES, params | {"capped": queue, "take": take})
+        found = found.all()
+        if found and queue not in room:
+            room[queue] = max(0, cap.concurrency - found[0].running)
+        rows += found
+    if capped and len(queues) > 1:
         rows.sort(key=lambda row: (-row.priority, row.id))
-    return rows
+    return rows, room
 
 
 #: More slots than any worker has: a budget that never runs out.
@@ -238,18 +272,22 @@ def has_queued(db: sessionmaker[Session], queues: list[str], max_slots: int) -> 
         return queued_job_fits(session, queues, max_slots)
 
 
-#: A due queued job on one of ``queues`` fits in ``free_slots``; built once, the long-poll
-#: asks it on every look.
+#: A due queued job on one of ``queues`` fits in ``free_slots``, and its queue's cap (if any)
+#: is not full. Built once, the long-poll asks it on every look: caps cost it no statement
+#: of their own.
 _QUEUED_WORK = select(
     exists().where(
-        lifecycle.startable(bindparam("now", type_=UTCDateTime())),
+        _STARTABLE,
         Job.queue.in_(bindparam("queues", expanding=True)),
         Job.slots <= bindparam("free_slots"),
+        Job.queue.not_in(caps.FULL_AMONG),
     )
 )
 
 
 def queued_job_fits(db: Session | Connection, queues: list[str], max_slots: int) -> bool:
+    """Whether a job could start now on ``queues`` in ``max_slots`` free slots: a due
+    queued one fits, outside full caps."""
     if not queues:
         return False
     params = {"queues": queues, "free_slots": max_slots, "now": utcnow()}
@@ -302,9 +340,10 @@ def report_results(db: Sessions, reports: list[ResultReport]) -> list[Answer]:
     done: set[int] = set()
     if successes:
         with db.writer.begin() as connection:
-            recorded = lifecycle.succeed(connection, [reports[i] for i in successes], now)
+            recorded, freed = lifecycle.succeed_freeing(
+                connection, [reports[i] for i in successes], now
+            )
             done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
-            freed = caps.freed(connection, [reports[i].job_id for i in done])
         if freed:  # the same wake-ups on each answer: the caller announces them once
             for i in done:
                 answers[i] = Outcome(None, freed)

@@ -49,6 +49,7 @@ from edgefleet.db.models import Job, JobEvent
 from edgefleet.db.types import UTCDateTime
 from edgefleet.errors import Conflict
 from edgefleet.server.events import JobsQueued, Wake, WorkerChanged, requeued
+from edgefleet.server.services import caps
 from edgefleet.server.services.policy import after_failure
 from edgefleet.server.services.reports import ResultReport
 
@@ -252,12 +253,13 @@ _SUCCEEDED = insert(_event).values(
     exit_code=bindparam("code"),
     reason=bindparam("why"),
 )
-#: The runs a group of results names, locked in id order (two groups never deadlock).
+#: The runs a group of results names, locked in id order (two groups never deadlock), each
+#: with its queue if a worker waits for a place under its cap (``caps.BOUND_QUEUE``).
 _RUNS = (
-    select(_job.c.id, _job.c.worker_hostname, _job.c.attempt, _job.c.state)
+    select(_job.c.id, _job.c.worker_hostname, _job.c.attempt, _job.c.state, caps.BOUND_QUEUE)
     .where(_job.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_job.c.id)
-    .with_for_update()
+    .with_for_update(of=_job)
 )
 
 
@@ -265,6 +267,14 @@ def succeed(connection: Connection, reports: Sequence[ResultReport], now: dateti
     """The common end of a run, for a group of successes: three statements however many.
     False for a report this path does not record (the run is not the reporter's current one,
     or the job was named twice), for ``finish`` and the caller's checks to judge alone."""
+    return succeed_freeing(connection, reports, now)[0]
+
+
+def succeed_freeing(
+    connection: Connection, reports: Sequence[ResultReport], now: datetime
+) -> tuple[list[bool], tuple[JobsQueued, ...]]:
+    """``succeed``, and the wake-ups for the places the recorded runs freed under bound caps
+    (read with the runs: no statement of their own)."""
     params = [
         {
             "job": report.job_id,
@@ -278,20 +288,23 @@ def succeed(connection: Connection, reports: Sequence[ResultReport], now: dateti
     ]
     ids = [p["job"] for p in params]
     runs = {run.id: run for run in connection.execute(_RUNS, {"ids": ids})}
-    recorded = []
+    recorded, ended = [], []
     for p in params:
         run = runs.pop(p["job"], None)  # a job named twice: the second is judged alone
-        recorded.append(
+        ok = (
             run is not None
             and may(run.state, Transition.FINISH)
             and run.worker_hostname == p["worker"]
             and run.attempt == p["run_attempt"]
         )
+        recorded.append(ok)
+        if ok:
+            ended.append(run)
     succeeded = [p for p, ok in zip(params, recorded, strict=True) if ok]
     if succeeded:
         connection.execute(_SUCCEED, succeeded)
         connection.execute(_SUCCEEDED, succeeded)
-    return recorded
+    return recorded, caps.freed(ended)
 
 
 # --- one job at a time, through the ORM -------------------------------------------------------

@@ -17,7 +17,7 @@ from edgefleet import fleet_rules
 from edgefleet.contract import DesiredState, JobCancel, WakeReason
 from edgefleet.db.session import Sessions
 from edgefleet.errors import EdgefleetError
-from edgefleet.server.services import caps, dispatch
+from edgefleet.server.services import dispatch
 from edgefleet.server.services.workers import (
     DESIRED_OF,
     Ack,
@@ -68,13 +68,9 @@ def look_many(db: Sessions, asks: list[Ask]) -> list[Look | EdgefleetError]:
         busy = [ask.hostname for ask in asks if _busy(rows.get(ask.hostname), ask)]
         cancelling = dispatch.with_new_cancels(connection, sorted(set(busy)))
         fits: dict[tuple[tuple[str, ...], int], bool] = {}
-        full = caps.Full()
         seen = [
-            _look_one(connection, rows.get(ask.hostname), ask, fits, full, cancelling)
-            for ask in asks
+            _look_one(connection, rows.get(ask.hostname), ask, fits, cancelling) for ask in asks
         ]
-    if full.unmarked:  # these workers will wait on a full cap: a run that ends must wake them
-        caps.mark_bound(db, sorted(set(full.unmarked)))
     news = [
         ask.ack
         for ask, one in zip(asks, seen, strict=True)
@@ -99,12 +95,11 @@ def _look_one(
     worker,
     ask: Ask,
     fits: dict[tuple[tuple[str, ...], int], bool],
-    full: caps.Full,
     cancelling: set[str],
 ) -> Look | EdgefleetError:
     """``fits`` remembers, within one transaction, whether work fits a queue list and slots:
-    a woken fleet mostly shares both. ``full`` collects the full caps not yet marked bound;
-    ``cancelling`` names the workers with cancels not sent yet."""
+    a woken fleet mostly shares both (full queue caps included). ``cancelling`` names the
+    workers with cancels not sent yet."""
     refused = refusal(worker, ask.hostname, ask.instance_id)
     if refused is not None:
         return refused
@@ -122,8 +117,7 @@ def _look_one(
         return Look(desired, None, applied_version=applied)
     key = (tuple(desired.queues), ask.free_slots)
     if key not in fits:
-        open_queues = caps.open_queues(connection, desired.queues, full)
-        fits[key] = dispatch.queued_job_fits(connection, open_queues, ask.free_slots)
+        fits[key] = dispatch.queued_job_fits(connection, desired.queues, ask.free_slots)
     return Look(desired, WakeReason.WORK if fits[key] else None, applied_version=applied)
 
 
