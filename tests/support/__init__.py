@@ -19,7 +19,14 @@ when a test needs a helper directly (``from support import wait_until, max_overl
 """
 
 from support.api import AdminApi, admin_token, auth_header, flag_desired_state, worker_token
-from support.cli import EDGEFLEET, Cli, capture_admin_requests, clean_cli_env, squash
+from support.cli import (
+    EDGEFLEET,
+    Cli,
+    capture_admin_requests,
+    clean_cli_env,
+    modules_loaded_by,
+    squash,
+)
 from support.database import (
     PG_URL_ENV,
     PgCluster,
@@ -74,6 +81,7 @@ __all__ = [
     "running_at",
     "squash",
     "subprocess_env",
+    "modules_loaded_by",
     "upgrade_database",
     "wait_until",
     "worker_token",

@@ -115,3 +115,30 @@ def capture_admin_requests(monkeypatch, answer) -> list:
     client = api.AdminClient
     monkeypatch.setattr(api, "AdminClient", lambda s: client(s, transport=transport))
     return requests
+
+
+#: Runs ``edgefleet ARGS`` in-process, then prints the modules it loaded, as JSON, last on
+#: stderr.
+_IMPORT_PROBE = """
+import json, sys
+from edgefleet.cli.main import run
+sys.argv = ["edgefleet", *json.loads(sys.argv[1])]
+try:
+    run()
+except SystemExit:
+    pass
+print(json.dumps(sorted(n for n, m in sys.modules.items() if m is not None)), file=sys.stderr)
+"""
+
+
+def modules_loaded_by(args: Sequence[str], env: Mapping[str, str]) -> tuple[set[str], str]:
+    """The modules an ``edgefleet ARGS`` call imports, and what it wrote to stderr before."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(env),
+    )
+    *said, modules = done.stderr.strip().splitlines()
+    return set(json.loads(modules)), "\n".join(said)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from edgefleet.cli.lazy import load_command
 from edgefleet.cli.main import COMMANDS
+from support import modules_loaded_by
 
 #: What a call must not load unless its command needs it: the wire models, the server and the
 #: database layer, the HTTP client, settings and Rich.
@@ -27,27 +24,10 @@ HEAVY = (
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
-PROBE = """
-import json, sys
-from edgefleet.cli.main import run
-sys.argv = ["edgefleet", *json.loads(sys.argv[1])]
-try:
-    run()
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
-"""
 
-
-def modules_loaded_by(*args: str, **env: str) -> set[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "EDGEFLEET_API_URL": "http://127.0.0.1:1", **env},
-    )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+def loaded_by(*args: str, **env: str) -> set[str]:
+    base = {"PATH": "/usr/bin:/bin", "EDGEFLEET_API_URL": "http://127.0.0.1:1"}
+    return modules_loaded_by(args, base | env)[0]
 
 
 def heavy(modules: set[str]) -> set[str]:
@@ -56,7 +36,7 @@ def heavy(modules: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("args", [("--version",), ("--help",), ()])
 def test_version_and_help_load_no_command_module(args: tuple[str, ...]) -> None:
-    loaded = modules_loaded_by(*args)
+    loaded = loaded_by(*args)
     assert not heavy(loaded)
     assert not {
         m
@@ -73,7 +53,7 @@ def test_version_and_help_load_no_command_module(args: tuple[str, ...]) -> None:
 
 
 def test_a_client_command_loads_neither_server_nor_database() -> None:
-    loaded = modules_loaded_by("list-workers", "-o", "json")
+    loaded = loaded_by("list-workers", "-o", "json")
     assert "edgefleet.cli.list_workers" in loaded  # it did run
     assert not {
         m
@@ -89,7 +69,7 @@ def test_an_admin_command_signing_with_the_secret_loads_no_settings_model(
     """Its settings are read without pydantic-settings and the wire models, and httpx's own
     command-line tool (rich, pygments) stays unloaded. PyJWT signs its token; the command
     is plain Click, so Typer stays unloaded too."""
-    loaded = modules_loaded_by(
+    loaded = loaded_by(
         "list-workers", "-o", "json", EDGEFLEET_SECRET="s" * 32, EDGEFLEET_HOME=str(tmp_path)
     )
     assert "edgefleet.auth" in loaded  # it did sign

@@ -5,42 +5,14 @@ and httpx's own command-line tool (Rich, Pygments) are left for the rare path th
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from support import subprocess_env
-
-#: The ``edgefleet`` command in-process, then the modules it loaded (not those it marked
-#: absent), as JSON on stderr.
-PROBE = """
-import json, sys
-from edgefleet.cli.main import run
-sys.argv = ["edgefleet", *json.loads(sys.argv[1])]
-try:
-    run()
-except SystemExit:
-    pass
-print(json.dumps(sorted(n for n, m in sys.modules.items() if m is not None)), file=sys.stderr)
-"""
+from support import modules_loaded_by, subprocess_env
 
 #: Never needed to serve, or to run a worker (httpx._main is the command-line tool).
 NOT_AT_START = ("alembic", "prometheus_client", "rich", "pygments")
-
-
-def modules_loaded_by(args: list[str], env: dict[str, str]) -> tuple[set[str], str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    *said, modules = done.stderr.strip().splitlines()
-    return set(json.loads(modules)), "\n".join(said)
 
 
 def loaded_packages(modules: set[str]) -> set[str]:
