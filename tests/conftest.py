@@ -5,7 +5,7 @@ subprocesses on loopback, real subprocess jobs and a real database (a SQLite fil
 PostgreSQL database per test when ``EDGEFLEET_TEST_PG_URL`` is set). Helpers live in
 ``tests/support``; see its ``__init__`` for the list.
 
-Fixture overview (all function-scoped):
+Fixture overview (function-scoped unless named ``module_*``):
 
 - ``database_url``        URL of a new, empty (unmigrated) database
 - ``schema_template``     SchemaTemplate (session): ``.apply(url)`` migrates a new database
@@ -21,6 +21,9 @@ Fixture overview (all function-scoped):
 - ``cli`` / ``cli_json``  run the ``edgefleet`` console script with ``edgefleet_env``
 - ``job_recorder``        JobRecorder: jobs that record their own start/end times
 - ``tls_files``           TlsFiles: a throwaway CA, server and client certificates (PEM paths)
+- ``module_env``, ``module_processes``, ``module_server``, ``module_start_worker``: the
+                          same, module-scoped, for modules whose tests share one server
+                          and fleet; ``module_logs`` prints their logs when a test fails
 - ``migrated_database_url``, ``app_settings``, ``app``, ``app_client``, ``session_factory``:
                           in-process server pieces for unit tests (no subprocesses; on
                           PostgreSQL one migrated database per test process, emptied per test)
@@ -133,8 +136,12 @@ def edgefleet_env(edgefleet_home: Path, database_url: str) -> dict[str, str]:
     ``EDGEFLEET_WORKER_OFFLINE_TIMEOUT`` (5 s) and ``EDGEFLEET_ACTOR``. Edit it before starting
     processes to change their settings; ``cli`` and the factories read it at call time.
     """
+    return _environment(edgefleet_home, database_url)
+
+
+def _environment(home: Path, database_url: str) -> dict[str, str]:
     return subprocess_env(
-        EDGEFLEET_HOME=str(edgefleet_home),
+        EDGEFLEET_HOME=str(home),
         EDGEFLEET_DB_URL=database_url,
         EDGEFLEET_SECRET=secrets.token_urlsafe(32),
         EDGEFLEET_API_URL=f"http://127.0.0.1:{free_port()}",
@@ -195,33 +202,50 @@ def server_factory(
         mutual: bool = False,
     ) -> ServerProcess:
         env = edgefleet_env if env is None else env
-        if migrate:
-            schema_template.apply(env["EDGEFLEET_DB_URL"])
-        scheme, verify = "http", True
-        if tls is not None:
-            scheme, verify = "https", tls.client_context()
-            extra_args = (*extra_args, "--ssl-certfile", str(tls.server))
-            if mutual:
-                extra_args = (*extra_args, "--ssl-client-ca", str(tls.ca))
-        for _ in range(3):
-            port = int(env["EDGEFLEET_API_URL"].rsplit(":", 1)[1])
-            env["EDGEFLEET_API_URL"] = f"{scheme}://127.0.0.1:{port}"
-            server = processes.start_server(env, port, extra_args, scheme=scheme, verify=verify)
-            if not wait:
-                return server
-            try:
-                server.wait_healthy()
-            except AssertionError:
-                if "address already in use" not in server.log_text().lower():
-                    raise
-            else:
-                if _answers_to(server, env["EDGEFLEET_SECRET"]):
-                    return server
-                server.stop()  # another test's server holds the port and answered for ours
-            env["EDGEFLEET_API_URL"] = f"http://127.0.0.1:{free_port()}"
-        raise AssertionError("could not find a free port for the server")
+        return _start_server(
+            env, processes, schema_template, migrate, wait, extra_args, tls, mutual
+        )
 
     return start
+
+
+def _start_server(
+    env: dict[str, str],
+    processes: ProcessRegistry,
+    schema_template: SchemaTemplate,
+    migrate: bool = True,
+    wait: bool = True,
+    extra_args: tuple[str, ...] = (),
+    tls: TlsFiles | None = None,
+    mutual: bool = False,
+) -> ServerProcess:
+    """What ``server_factory`` does, for any environment and registry (the module-scoped
+    server too)."""
+    if migrate:
+        schema_template.apply(env["EDGEFLEET_DB_URL"])
+    scheme, verify = "http", True
+    if tls is not None:
+        scheme, verify = "https", tls.client_context()
+        extra_args = (*extra_args, "--ssl-certfile", str(tls.server))
+        if mutual:
+            extra_args = (*extra_args, "--ssl-client-ca", str(tls.ca))
+    for _ in range(3):
+        port = int(env["EDGEFLEET_API_URL"].rsplit(":", 1)[1])
+        env["EDGEFLEET_API_URL"] = f"{scheme}://127.0.0.1:{port}"
+        server = processes.start_server(env, port, extra_args, scheme=scheme, verify=verify)
+        if not wait:
+            return server
+        try:
+            server.wait_healthy()
+        except AssertionError:
+            if "address already in use" not in server.log_text().lower():
+                raise
+        else:
+            if _answers_to(server, env["EDGEFLEET_SECRET"]):
+                return server
+            server.stop()  # another test's server holds the port and answered for ours
+        env["EDGEFLEET_API_URL"] = f"http://127.0.0.1:{free_port()}"
+    raise AssertionError("could not find a free port for the server")
 
 
 def _answers_to(server: ServerProcess, secret: str) -> bool:
@@ -256,6 +280,13 @@ def start_worker(
     ``.proc``, ``.pid``, ``.log_text()``, ``.stop()`` (SIGTERM + wait) and ``.kill()``
     (SIGKILL, a crash). Leftovers and their jobs are killed at teardown.
     """
+    return _worker_starter(edgefleet_env, processes)
+
+
+def _worker_starter(
+    edgefleet_env: dict[str, str], processes: ProcessRegistry
+) -> Callable[..., WorkerProcess]:
+    """``start_worker`` for any environment and registry (the module-scoped ones too)."""
 
     def start(
         hostname: str,
@@ -305,6 +336,57 @@ def _wait_registered(worker: WorkerProcess, env: dict[str, str], timeout: float,
             )
 
         wait_until(registered, timeout=timeout, message=lambda: worker.log_tail())
+
+
+# --- one server for a whole module ----------------------------------------------------
+# For modules whose tests can share one server and fleet (starting them is most of such a
+# test's time): each test puts back what it changed, or checks only what it did itself.
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """``edgefleet_env`` for a whole module: its own home, secret, port and database."""
+    directory = tmp_path_factory.mktemp("module")
+    home = directory / "home"
+    home.mkdir()
+    with fresh_database(directory) as url:
+        yield _environment(home, url)
+
+
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRegistry]:
+    """``processes`` for a whole module; ``module_logs`` shows its logs when a test fails."""
+    registry = ProcessRegistry(tmp_path_factory.mktemp("module-logs"))
+    yield registry
+    registry.cleanup()
+
+
+@pytest.fixture
+def module_logs(
+    request: pytest.FixtureRequest, module_processes: ProcessRegistry
+) -> Iterator[ProcessRegistry]:
+    """``module_processes``, with its logs printed after a test that failed."""
+    yield module_processes
+    if _test_failed(request) and module_processes.processes:
+        print(f"\n===== process logs =====\n{module_processes.logs_report()}")
+
+
+@pytest.fixture(scope="module")
+def module_server(
+    module_env: dict[str, str],
+    module_processes: ProcessRegistry,
+    schema_template: SchemaTemplate,
+) -> ServerProcess:
+    """``server`` for a whole module, on ``module_env``."""
+    return _start_server(module_env, module_processes, schema_template)
+
+
+@pytest.fixture(scope="module")
+def module_start_worker(
+    module_env: dict[str, str], module_processes: ProcessRegistry
+) -> Callable[..., WorkerProcess]:
+    """``start_worker`` for a whole module: workers on ``module_env``, living until its end."""
+    return _worker_starter(module_env, module_processes)
 
 
 @pytest.fixture

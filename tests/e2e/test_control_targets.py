@@ -6,52 +6,107 @@ import signal
 
 import pytest
 
-from support import AdminApi, squash, wait_until
+from support import AdminApi, Cli, squash, wait_until
+
+#: The shared fleet: hostname -> site label. Every worker runs with ``-c 2 -q default``.
+SITES = {"site-a-1": "a", "site-a-2": "a", "site-b-1": "b"}
+
+#: What puts the shared fleet back as it started, between tests: (action, body).
+PUT_BACK = [
+    ("set-concurrency", {"all": True, "reset": True}),
+    ("reset-queues", {"all": True}),
+    ("exit-maintenance", {"all": True}),
+]
+
+
+class Fleet:
+    """The module's server and workers, with a CLI and an admin client for them."""
+
+    def __init__(self, env: dict[str, str], api: AdminApi, workers: dict) -> None:
+        self.cli = Cli(env)
+        self.cli_json = self.cli.json
+        self.api = api
+        self.workers = workers
+
+    def put_back(self) -> None:
+        """Undo what a test changed, and wait until every worker (the same process as at
+        the start) has acknowledged it and is idle, as a fresh fleet would be."""
+        for action, body in PUT_BACK:
+            self.api.call("POST", f"/workers/actions/{action}", json=body)
+        for name, worker in self.workers.items():
+            self.api.wait_for_worker(
+                name,
+                lambda view, pid=worker.pid: (
+                    view["pid"] == pid
+                    and view["state"] == "idle"
+                    and view["applied_concurrency"] == 2
+                    and view["queues"] == ["default"]
+                    and view["applied_version"] == view["desired_version"]
+                ),
+                message=f"{name} back to -c 2 -q default, idle, acknowledged",
+            )
+
+    def last_audit_id(self) -> int:
+        """The newest audit entry's id (0 for none): a test's own entries come after it."""
+        newest = self.api.call("GET", "/audit", params={"limit": 1})
+        return newest[0]["id"] if newest else 0
+
+
+@pytest.fixture(scope="module")
+def shared_fleet(module_server, module_env, module_start_worker):
+    """Three live workers shared by the module's tests: two at site a, one at site b, each
+    labelled with its site. Starting a server and a fleet is most of each such test's
+    time, so they are started once, side by side, and each awaited as ``start_worker``
+    would (listed with its own pid, its desired state acknowledged); ``fleet`` puts them
+    back before each test."""
+    workers = {
+        name: module_start_worker(
+            name, concurrency=2, extra_args=("--label", f"site={site}"), wait=False
+        )
+        for name, site in SITES.items()
+    }
+    with AdminApi(module_server.url, module_env["EDGEFLEET_SECRET"]) as api:
+        for name, worker in workers.items():
+            api.wait_for_worker(
+                name,
+                lambda view, pid=worker.pid: (
+                    view["pid"] == pid
+                    and view["applied_concurrency"] is not None
+                    and view["applied_version"] == view["desired_version"]
+                ),
+                message=f"{name} registered and acknowledged",
+            )
+        yield Fleet(module_env, api, workers)
 
 
 @pytest.fixture
-def fleet(server, start_worker, admin_api):
-    """Three live workers: two at site a, one at site b, each labelled with its site. They
-    start side by side (their start-up is most of each test's time), then each is awaited as
-    ``start_worker`` would: listed with its own pid and its desired state acknowledged."""
-    workers = {
-        name: start_worker(name, concurrency=2, extra_args=("--label", f"site={site}"), wait=False)
-        for name, site in (("site-a-1", "a"), ("site-a-2", "a"), ("site-b-1", "b"))
-    }
-    for name, worker in workers.items():
-        admin_api.wait_for_worker(
-            name,
-            lambda view, pid=worker.pid: (
-                view["pid"] == pid
-                and view["applied_concurrency"] is not None
-                and view["applied_version"] == view["desired_version"]
-            ),
-            message=f"{name} registered and acknowledged",
-        )
-    return workers
+def fleet(shared_fleet, module_logs):
+    """The shared fleet as it started: ``-c 2 -q default``, no maintenance, idle."""
+    shared_fleet.put_back()
+    return shared_fleet
 
 
 def versions(admin_api) -> dict[str, int]:
     return {w["hostname"]: w["desired_version"] for w in admin_api.workers()}
 
 
-def test_glob_selector_and_all_touch_exactly_their_workers(fleet, cli, cli_json, admin_api):
-    result = cli("set-worker-concurrency", "-H", "site-a-*", "-c", "4", "--wait", check=True)
+def test_glob_selector_and_all_touch_exactly_their_workers(fleet):
+    result = fleet.cli("set-worker-concurrency", "-H", "site-a-*", "-c", "4", "--wait", check=True)
     assert "site-a-1" in result.stdout and "site-a-2" in result.stdout
     assert "site-b-1" not in result.stdout
-    views = {w["hostname"]: w for w in admin_api.workers()}
+    views = {w["hostname"]: w for w in fleet.api.workers()}
     assert views["site-a-1"]["applied_concurrency"] == 4
     assert views["site-a-2"]["applied_concurrency"] == 4
     assert views["site-b-1"]["concurrency"] == 2
 
-    changed = cli_json("set-worker-concurrency", "--selector", "site=b", "-c", "3", "--wait")
+    changed = fleet.cli_json("set-worker-concurrency", "--selector", "site=b", "-c", "3", "--wait")
     assert changed["workers"] == ["site-b-1"]
     assert changed["not_acknowledged"] == []
-    assert admin_api.worker("site-b-1")["applied_concurrency"] == 3
+    assert fleet.api.worker("site-b-1")["applied_concurrency"] == 3
 
-    everything = cli_json("set-worker-concurrency", "--all", "-c", "5", "--wait")
+    everything = fleet.cli_json("set-worker-concurrency", "--all", "-c", "5", "--wait")
     assert sorted(everything["workers"]) == ["site-a-1", "site-a-2", "site-b-1"]
-    assert {w["applied_concurrency"] for w in admin_api.workers()} == {5}
+    assert {w["applied_concurrency"] for w in fleet.api.workers()} == {5}
 
 
 BAD_TARGETS = [
@@ -68,18 +123,18 @@ BAD_TARGETS = [
 ]
 
 
-def test_bad_targets_are_refused_and_change_nothing(fleet, cli, admin_api):
+def test_bad_targets_are_refused_and_change_nothing(fleet):
     """One fleet for every case: each is refused, so each finds the fleet as it was."""
-    before = versions(admin_api)
+    before = versions(fleet.api)
     for args, message in BAD_TARGETS:
-        result = cli("set-worker-concurrency", *args)
+        result = fleet.cli("set-worker-concurrency", *args)
         assert result.returncode != 0, args
         assert message in squash(result.stderr), (args, result.stderr)
-        assert versions(admin_api) == before, args
+        assert versions(fleet.api) == before, args
 
 
-def test_bad_bodies_over_the_api_are_4xx_json(fleet, admin_api):
-    before = versions(admin_api)
+def test_bad_bodies_over_the_api_are_4xx_json(fleet):
+    before = versions(fleet.api)
     cases = [
         {"edge_hostname": "site-a-*"},  # neither concurrency nor reset
         {"edge_hostname": "site-a-*", "concurrency": 0},
@@ -90,34 +145,34 @@ def test_bad_bodies_over_the_api_are_4xx_json(fleet, admin_api):
         {"concurrency": 4},
     ]
     for body in cases:
-        response = admin_api.request("POST", "/workers/actions/set-concurrency", json=body)
+        response = fleet.api.request("POST", "/workers/actions/set-concurrency", json=body)
         assert 400 <= response.status_code < 500, (body, response.text)
         assert "error" in response.json() and "detail" in response.json()
-    assert versions(admin_api) == before
+    assert versions(fleet.api) == before
 
 
-def test_queues_add_remove_and_reset(fleet, cli, cli_json, admin_api, job_recorder):
-    cli("add-worker-queues", "-H", "site-b-1", "-q", "gpu,io", "--wait", check=True)
-    assert admin_api.worker("site-b-1")["queues"] == ["default", "gpu", "io"]
+def test_queues_add_remove_and_reset(fleet, job_recorder):
+    fleet.cli("add-worker-queues", "-H", "site-b-1", "-q", "gpu,io", "--wait", check=True)
+    assert fleet.api.worker("site-b-1")["queues"] == ["default", "gpu", "io"]
 
-    job = admin_api.submit(job_recorder.command(seconds=0), queue="gpu")
-    assert admin_api.wait_for_jobs([job])[job]["worker"] == "site-b-1"
+    job = fleet.api.submit(job_recorder.command(seconds=0), queue="gpu")
+    assert fleet.api.wait_for_jobs([job])[job]["worker"] == "site-b-1"
 
-    before = versions(admin_api)
-    refused = cli("remove-worker-queues", "-H", "site-b-1", "-q", "default,gpu,io")
+    before = versions(fleet.api)
+    refused = fleet.cli("remove-worker-queues", "-H", "site-b-1", "-q", "default,gpu,io")
     assert refused.returncode == 1
     assert "no queue" in squash(refused.stderr)
-    assert versions(admin_api) == before
-    assert admin_api.worker("site-b-1")["queues"] == ["default", "gpu", "io"]
+    assert versions(fleet.api) == before
+    assert fleet.api.worker("site-b-1")["queues"] == ["default", "gpu", "io"]
 
-    cli("remove-worker-queues", "-H", "site-b-1", "-q", "default", "--wait", check=True)
-    assert admin_api.worker("site-b-1")["queues"] == ["gpu", "io"]
-    other = admin_api.submit(job_recorder.command(seconds=0), queue="default")
-    assert admin_api.wait_for_jobs([other])[other]["worker"] in {"site-a-1", "site-a-2"}
+    fleet.cli("remove-worker-queues", "-H", "site-b-1", "-q", "default", "--wait", check=True)
+    assert fleet.api.worker("site-b-1")["queues"] == ["gpu", "io"]
+    other = fleet.api.submit(job_recorder.command(seconds=0), queue="default")
+    assert fleet.api.wait_for_jobs([other])[other]["worker"] in {"site-a-1", "site-a-2"}
 
-    reset = cli_json("reset-worker-queues", "-H", "site-b-1", "--wait")
+    reset = fleet.cli_json("reset-worker-queues", "-H", "site-b-1", "--wait")
     assert reset["changes"][0]["new"] == ["default"]
-    assert admin_api.worker("site-b-1")["queues"] == ["default"]
+    assert fleet.api.worker("site-b-1")["queues"] == ["default"]
 
 
 @pytest.mark.same_on_every_backend  # the CLI's --wait
@@ -145,26 +200,30 @@ def test_wait_names_a_worker_that_cannot_acknowledge(
     admin_api.wait_applied("site-a-2", 6)
 
 
-def test_list_workers_filters(fleet, cli, cli_json):
+def test_list_workers_filters(fleet):
     names = lambda rows: sorted(r["hostname"] for r in rows)  # noqa: E731
-    assert names(cli_json("list-workers", "-H", "site-a-*")) == ["site-a-1", "site-a-2"]
-    assert names(cli_json("list-workers", "--selector", "site=b")) == ["site-b-1"]
-    assert names(cli_json("list-workers", "--state", "idle")) == [
+    assert names(fleet.cli_json("list-workers", "-H", "site-a-*")) == ["site-a-1", "site-a-2"]
+    assert names(fleet.cli_json("list-workers", "--selector", "site=b")) == ["site-b-1"]
+    assert names(fleet.cli_json("list-workers", "--state", "idle")) == [
         "site-a-1",
         "site-a-2",
         "site-b-1",
     ]
-    assert names(cli_json("list-workers", "--state", "maintenance")) == []
-    cli("add-worker-queues", "-H", "site-a-2", "-q", "gpu", "--wait", check=True)
-    assert names(cli_json("list-workers", "--queues", "gpu,io")) == ["site-a-2"]
-    bad = cli("list-workers", "-H", "site-[")
+    assert names(fleet.cli_json("list-workers", "--state", "maintenance")) == []
+    fleet.cli("add-worker-queues", "-H", "site-a-2", "-q", "gpu", "--wait", check=True)
+    assert names(fleet.cli_json("list-workers", "--queues", "gpu,io")) == ["site-a-2"]
+    bad = fleet.cli("list-workers", "-H", "site-[")
     assert bad.returncode == 1 and "never closed" in squash(bad.stderr)
 
 
-def test_audit_records_actor_old_new_and_comment(fleet, cli, cli_json):
-    cli("set-worker-concurrency", "-H", "site-a-1", "-c", "7", check=True)
-    cli("remote-edge-worker-request-maintenance", "-H", "site-b-1", "-c", "swap disk", check=True)
-    entries = cli_json("audit")
+def test_audit_records_actor_old_new_and_comment(fleet):
+    mark = fleet.last_audit_id()  # the log is the module's: this test's entries come after
+    fleet.cli("set-worker-concurrency", "-H", "site-a-1", "-c", "7", check=True)
+    fleet.cli(
+        "remote-edge-worker-request-maintenance", "-H", "site-b-1", "-c", "swap disk", check=True
+    )
+    log = fleet.cli_json("audit")
+    entries = [e for e in log if e["id"] > mark]
     concurrency = next(e for e in entries if e["field"] == "concurrency")
     assert concurrency == {
         **concurrency,
@@ -178,13 +237,13 @@ def test_audit_records_actor_old_new_and_comment(fleet, cli, cli_json):
     assert maintenance["comment"] == "swap disk"
     assert (maintenance["old"], maintenance["new"]) == (False, True)
 
-    only_b = cli_json("audit", "-H", "site-b-1")
+    only_b = fleet.cli_json("audit", "-H", "site-b-1")
     assert only_b and {e["target"] for e in only_b} == {"site-b-1"}
-    assert cli_json("audit", "--since", "2999-01-01T00:00:00") == []
-    assert len(cli_json("audit", "--since", "10m")) == len(entries)
-    table = cli("audit", check=True).stdout
+    assert fleet.cli_json("audit", "--since", "2999-01-01T00:00:00") == []
+    assert len(fleet.cli_json("audit", "--since", "10m")) == len(log)
+    table = fleet.cli("audit", check=True).stdout
     assert "test-operator" in table and "swap disk" in table
-    bad = cli("audit", "--since", "yesterday-ish")
+    bad = fleet.cli("audit", "--since", "yesterday-ish")
     assert bad.returncode == 2 and "--since" in squash(bad.stderr)
 
 

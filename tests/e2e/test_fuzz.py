@@ -14,26 +14,17 @@ chunks) take a fifth of that: generating such bodies is what the time goes on.
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from edgefleet.contract import API_PREFIX
 from support import admin_token, auth_header, worker_token
+
+if TYPE_CHECKING:
+    import schemathesis
 
 EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES") or 25)
 #: Operations whose examples are costly to generate and send.
@@ -43,14 +34,6 @@ HEAVY = {
     "POST /api/v1/edge/jobs/{job_id}/logs",
     "POST /api/v1/edge/workers/{hostname}/results",
 }
-#: The quick profile reports a failing example as found; a thorough one shrinks it first.
-PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if EXAMPLES > 25 else [])
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
 #: The registered worker whose token the worker API is called with.
 WORKER = "fuzz-worker"
 TOKEN_TTL = 3600.0
@@ -112,60 +95,25 @@ def fleet(server_factory, edgefleet_env: dict[str, str]) -> Fleet:
     return fleet
 
 
-def _fuzz(fleet: Fleet, operation: Any, mode: GenerationMode) -> str | None:
-    """Run one operation's examples; the first failure (shrunk), or None."""
-    fixed = {"hostname": WORKER} if operation.path.startswith(f"{API_PREFIX}/edge/") else None
-    strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
-    headers = fleet.headers_for(operation.path)
-    examples = max(2, EXAMPLES // (10 if operation.label in HEAVY else 2))
-
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        suppress_health_check=list(HealthCheck),
-        phases=PHASES,
-        report_multiple_bugs=False,
-    )
-    @given(case=strategy, own_instance=st.booleans())
-    def run(case: schemathesis.Case, own_instance: bool) -> None:
-        fleet.aim(case, own_instance)
-        response = case.call_and_validate(
-            base_url=fleet.url, headers=headers, checks=CHECKS, timeout=30
-        )
-        fleet.follow(case, response)
-
-    try:
-        run()
-    except Unsatisfiable:  # no input of this operation can break its schema: nothing to negate
-        assert mode is GenerationMode.NEGATIVE, operation.label
-    except (AssertionError, BaseExceptionGroup) as exc:  # failed checks: report with the others
-        return f"{operation.label} [{mode.value}]: {exc}"
-    return None
-
-
-def _timed(fuzz, fleet: Fleet, operation: Any, mode: GenerationMode) -> str | None:
-    started = time.monotonic()
-    try:
-        return fuzz(fleet, operation, mode)
-    finally:
-        print(f"{time.monotonic() - started:6.2f} s  {operation.label} [{mode.value}]")
-
-
-def _operations(url: str, headers: dict[str, str]) -> list[Any]:
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", headers=headers)
-    return [result.ok() for result in schema.get_all_operations()]
-
-
 @pytest.mark.timeout(max(180, EXAMPLES * 20))
 def test_no_operation_answers_5xx_or_breaks_its_schema(fleet: Fleet) -> None:
-    operations = _operations(fleet.url, fleet.admin)
+    from support import fuzzing  # schemathesis and hypothesis: only where the fuzzing runs
+
+    operations = fuzzing.operations(fleet.url, fleet.admin)
     assert len(operations) > 20, [op.label for op in operations]
     failures = [
         failure
         for operation in operations
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-        if (failure := _timed(_fuzz, fleet, operation, mode)) is not None
+        for mode in fuzzing.MODES
+        if (failure := fuzzing.timed(_fuzz_one, fleet, operation, mode)) is not None
     ]
     assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
+
+
+def _fuzz_one(fleet: Fleet, operation: Any, mode: Any) -> str | None:
+    """One operation's examples (a fifth for the heavy ones); the first failure, or None."""
+    from support import fuzzing
+
+    fixed = {"hostname": WORKER} if operation.path.startswith(f"{API_PREFIX}/edge/") else None
+    examples = max(2, EXAMPLES // (10 if operation.label in HEAVY else 2))
+    return fuzzing.fuzz(fleet, operation, mode, examples, fixed, shrink=EXAMPLES > 25)
