@@ -20,9 +20,6 @@ import pytest
 from edgefleet.auth import Identity, mint_token
 from support import wait_until
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-
 CHROMIUM = os.environ.get("EDGEFLEET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -43,8 +40,17 @@ pytestmark = [
 ]
 
 
+def expect(actual: object):
+    """Playwright's ``expect``. Playwright is imported by the tests that use it, not at
+    collection, which every test process would pay for (half a second)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(actual)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
