@@ -66,11 +66,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 run_pytest() {
-    # The suite mostly waits on real processes, so it runs in parallel (EDGEFLEET_TEST_JOBS).
+    # The suite mostly waits on real processes, so it runs in parallel (EDGEFLEET_TEST_JOBS);
+    # tests marked xdist_group (sharing one module-scoped fleet) stay in one worker.
     EDGEFLEET_TEST_EVERY_BACKEND=$EVERY_BACKEND EDGEFLEET_FUZZ_EXAMPLES=$FUZZ_EXAMPLES \
         EDGEFLEET_SOAK_SECONDS=$SOAK_SECONDS \
         timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -ra -p no:cacheprovider \
-        -n "$TEST_JOBS" --durations=20 "$@"
+        -n "$TEST_JOBS" --dist loadgroup --durations=20 "$@"
 }
 
 # finish_background PID LOG: wait for a background step, show its output, pass on its code.

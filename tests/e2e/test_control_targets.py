@@ -52,6 +52,11 @@ class Fleet:
         return newest[0]["id"] if newest else 0
 
 
+#: The tests on the shared fleet run in one pytest-xdist worker (``--dist loadgroup``), so
+#: the fleet is started once, not once per worker.
+SHARED = pytest.mark.xdist_group("control_targets_fleet")
+
+
 @pytest.fixture(scope="module")
 def shared_fleet(module_server, module_env, module_start_worker):
     """Three live workers shared by the module's tests: two at site a, one at site b, each
@@ -90,6 +95,7 @@ def versions(admin_api) -> dict[str, int]:
     return {w["hostname"]: w["desired_version"] for w in admin_api.workers()}
 
 
+@SHARED
 def test_glob_selector_and_all_touch_exactly_their_workers(fleet):
     result = fleet.cli("set-worker-concurrency", "-H", "site-a-*", "-c", "4", "--wait", check=True)
     assert "site-a-1" in result.stdout and "site-a-2" in result.stdout
@@ -123,6 +129,7 @@ BAD_TARGETS = [
 ]
 
 
+@SHARED
 def test_bad_targets_are_refused_and_change_nothing(fleet):
     """One fleet for every case: each is refused, so each finds the fleet as it was."""
     before = versions(fleet.api)
@@ -133,6 +140,7 @@ def test_bad_targets_are_refused_and_change_nothing(fleet):
         assert versions(fleet.api) == before, args
 
 
+@SHARED
 def test_bad_bodies_over_the_api_are_4xx_json(fleet):
     before = versions(fleet.api)
     cases = [
@@ -151,6 +159,7 @@ def test_bad_bodies_over_the_api_are_4xx_json(fleet):
     assert versions(fleet.api) == before
 
 
+@SHARED
 def test_queues_add_remove_and_reset(fleet, job_recorder):
     fleet.cli("add-worker-queues", "-H", "site-b-1", "-q", "gpu,io", "--wait", check=True)
     assert fleet.api.worker("site-b-1")["queues"] == ["default", "gpu", "io"]
@@ -200,6 +209,7 @@ def test_wait_names_a_worker_that_cannot_acknowledge(
     admin_api.wait_applied("site-a-2", 6)
 
 
+@SHARED
 def test_list_workers_filters(fleet):
     names = lambda rows: sorted(r["hostname"] for r in rows)  # noqa: E731
     assert names(fleet.cli_json("list-workers", "-H", "site-a-*")) == ["site-a-1", "site-a-2"]
@@ -216,6 +226,7 @@ def test_list_workers_filters(fleet):
     assert bad.returncode == 1 and "never closed" in squash(bad.stderr)
 
 
+@SHARED
 def test_audit_records_actor_old_new_and_comment(fleet):
     mark = fleet.last_audit_id()  # the log is the module's: this test's entries come after
     fleet.cli("set-worker-concurrency", "-H", "site-a-1", "-c", "7", check=True)
