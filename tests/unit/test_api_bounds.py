@@ -206,6 +206,9 @@ def test_a_watch_past_a_column_is_422(app_client, register, as_worker):
     _refused(app_client.get(url, params=params, headers=as_worker("w1")), "query", "version")
     params = {"instance_id": "a\x00", "version": 1, "timeout": 0.1}
     _refused(app_client.get(url, params=params, headers=as_worker("w1")), "query", "instance_id")
+    params = {"instance_id": instance, "version": 1, "timeout": 0.1}
+    pattern = "/api/v1/edge/workers/w*/watch"
+    _refused(app_client.get(pattern, params=params, headers=as_worker("w1")), "path", "hostname")
 
 
 @pytest.mark.same_on_every_backend  # the cursor's parsing

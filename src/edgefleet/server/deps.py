@@ -66,7 +66,9 @@ class BearerRole(HTTPBearer):
 ViewerDep = Annotated[Identity, Depends(BearerRole("viewer"))]
 OperatorDep = Annotated[Identity, Depends(BearerRole("operator"))]
 AdminDep = Annotated[Identity, Depends(BearerRole("admin"))]
-WorkerDep = Annotated[Identity, Depends(BearerRole("worker"))]
+#: A worker's token, checked by a route that reads its request itself (``routes.edge.watch``).
+WORKER = BearerRole("worker")
+WorkerDep = Annotated[Identity, Depends(WORKER)]
 AnyIdentityDep = Annotated[Identity, Depends(BearerRole(None))]
 
 #: A worker's name in a path: what a worker may be called, so a pattern (``*``) or a name no

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
 from edgefleet.contract import DB_INT_MAX, HOST_PATTERN_SYNTAX, INSTANCE_ID_SYNTAX
 
@@ -50,6 +50,7 @@ SinceQuery = Annotated[
 ]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def read_query(model: type[M], request: Request) -> M:
@@ -65,14 +66,30 @@ def read_query(model: type[M], request: Request) -> M:
         raise RequestValidationError(issues) from None
 
 
-def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI ``parameters`` of a query read by ``read_query`` (a route's
-    ``openapi_extra``), so the schema documents what the route really takes."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+def read_path(request: Request, name: str, adapter: TypeAdapter[T]) -> T:
+    """Path parameter ``name`` checked by ``adapter``, refused as ``read_query`` refuses."""
+    try:
+        return adapter.validate_python(request.path_params[name])
+    except ValidationError as exc:
+        issues = [{**issue, "loc": ("path", name, *issue["loc"])} for issue in exc.errors()]
+        raise RequestValidationError(issues) from None
+
+
+def request_parameters(
+    path: dict[str, TypeAdapter[Any]], query: type[BaseModel], security: str = "HTTPBearer"
+) -> dict[str, Any]:
+    """The OpenAPI ``parameters`` and ``security`` of a route that reads its request itself
+    (``read_path``, ``read_query``, a ``BearerRole`` called directly): its ``openapi_extra``,
+    so the schema documents what the route really takes."""
+    ref = "#/components/schemas/{model}"
+    schema = query.model_json_schema(ref_template=ref)
     required = set(schema.get("required", ()))
-    return {
-        "parameters": [
-            {"name": name, "in": "query", "required": name in required, "schema": field}
-            for name, field in schema["properties"].items()
-        ]
-    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": adapter.json_schema()}
+        for name, adapter in path.items()
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": name in required, "schema": field}
+        for name, field in schema["properties"].items()
+    ]
+    return {"parameters": parameters, "security": [{security: []}]}

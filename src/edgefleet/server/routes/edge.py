@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter
 
 from edgefleet.aio import wait_event
 from edgefleet.auth import JOIN_TOKEN_PREFIX
@@ -19,6 +20,7 @@ from edgefleet.contract import (
     FetchRequest,
     FetchResponse,
     Heartbeat,
+    Hostname,
     JobCancel,
     JobRelease,
     JobResult,
@@ -36,9 +38,16 @@ from edgefleet.contract import (
 from edgefleet.db.types import utcnow
 from edgefleet.errors import EdgefleetError, InvalidRequest, Unauthorized
 from edgefleet.server.context import ServerContext
-from edgefleet.server.deps import ContextDep, HostnamePath, WorkerDep, bearer_token, own_hostname
+from edgefleet.server.deps import (
+    WORKER,
+    ContextDep,
+    HostnamePath,
+    WorkerDep,
+    bearer_token,
+    own_hostname,
+)
 from edgefleet.server.events import WorkerChanged
-from edgefleet.server.params import JobIdPath, query_parameters, read_query
+from edgefleet.server.params import JobIdPath, read_path, read_query, request_parameters
 from edgefleet.server.services import control, credentials, dispatch, workers
 from edgefleet.server.services import watch as watch_service
 from edgefleet.server.services.heartbeats import Beat
@@ -46,6 +55,8 @@ from edgefleet.server.services.reports import ResultReport
 from edgefleet.server.services.workers import Ack
 
 router = APIRouter(prefix="/edge", tags=["worker API"])
+#: A worker's name in a path read by the route itself (``HostnamePath`` for the others).
+WORKER_NAME = TypeAdapter(Hostname)
 
 
 def _contact(
@@ -123,9 +134,9 @@ async def heartbeat(
 @router.get(
     "/workers/{hostname}/watch",
     response_model=WorkerContact,
-    openapi_extra=query_parameters(WatchQuery),
+    openapi_extra=request_parameters({"hostname": WORKER_NAME}, WatchQuery),
 )
-async def watch(request: Request, hostname: HostnamePath, identity: WorkerDep) -> Response:
+async def watch(request: Request) -> Response:
     """Long-poll: answers as soon as the desired state moves past ``version``, or a queued job
     on one of the worker's queues fits in ``free_slots``, or one of its jobs is cancelled, or
     after about ``timeout`` seconds; ``reason`` says which.
@@ -134,9 +145,12 @@ async def watch(request: Request, hostname: HostnamePath, identity: WorkerDep) -
     applied, as a heartbeat would: recorded with the long-poll's first look, before it
     waits, so the acknowledgement of a change needs no request of its own.
 
-    A fleet-wide change brings every worker here at once, so this route reads its query
-    itself (``WatchQuery``) and answers with the JSON already made: FastAPI's handling of
-    nine query parameters and of the answer was half its cost."""
+    A fleet-wide change brings every worker here at once, so this route reads its request
+    itself (the token, as ``WorkerDep`` checks it, then ``hostname`` and ``WatchQuery``) and
+    answers with the JSON already made: FastAPI's handling of the parameters, dependencies
+    and answer was most of its cost."""
+    identity = await WORKER(request)
+    hostname = read_path(request, "hostname", WORKER_NAME)
     own_hostname(identity, hostname)
     query = read_query(WatchQuery, request)
     contact = await _watch(request.app.state.context, hostname, query)
