@@ -9,10 +9,10 @@ long-poll wake-ups.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from edgefleet.contract import ChangeSet
+from edgefleet.contract import ChangeSet, DesiredState
 
 T = TypeVar("T")
 
@@ -29,9 +29,12 @@ class JobsQueued:
 
 @dataclass(frozen=True)
 class WorkerChanged:
-    """A worker's desired state or its cancel orders changed: wake its own long-poll."""
+    """A worker's desired state or its cancel orders changed: wake its own long-poll.
+    ``desired``, when the change knows it, is the worker's new desired state: a long-poll
+    held on this server answers with it without looking it up again."""
 
     hostname: str
+    desired: DesiredState | None = field(default=None, compare=False)
 
 
 Wake = JobsQueued | WorkerChanged
@@ -47,7 +50,8 @@ class Outcome(Generic[T]):
 
 def changed_workers(changes: ChangeSet) -> tuple[WorkerChanged, ...]:
     """The workers a control change touched, each once, in name order."""
-    return tuple(WorkerChanged(name) for name in sorted({c.hostname for c in changes.changes}))
+    names = sorted({c.hostname for c in changes.changes})
+    return tuple(WorkerChanged(name, changes._desired.get(name)) for name in names)
 
 
 def requeued(queues: Iterable[str]) -> tuple[JobsQueued, ...]:

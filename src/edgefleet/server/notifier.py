@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from edgefleet.contract import DesiredState
 from edgefleet.server.events import JobsQueued, Wake, WorkerChanged
 
 
@@ -68,6 +69,8 @@ class Waiter:
     keys: list[tuple[WakeKind, str]] = field(default_factory=list)
     #: A newer long-poll of the same worker took over; this one should answer now.
     replaced: bool = False
+    #: The newest desired state a change on this server handed over with its wake-up.
+    news: DesiredState | None = None
 
 
 class Notifier:
@@ -129,17 +132,24 @@ class Notifier:
         """Wake the long-polls that services' events concern, here and (through ``publish``)
         on the other replicas. Call after the change committed; publishing may take a round
         trip, so not on the event loop."""
+        events = list(events)
         wakeups = [wakeup(event) for event in events]
-        self.wake(wakeups)
+        news = {
+            e.hostname: e.desired
+            for e in events
+            if isinstance(e, WorkerChanged) and e.desired is not None
+        }
+        self.wake(wakeups, news)
         if self.publish is not None and wakeups:
             self.publish(wakeups)
 
-    def wake(self, wakeups: list[WakeUp]) -> None:
+    def wake(self, wakeups: list[WakeUp], news: dict[str, DesiredState] | None = None) -> None:
         """Wake the long-polls these wake-ups name; safe to call from any thread. One hand-over
-        to the loop however many there are: a fleet-wide change names every worker."""
+        to the loop however many there are: a fleet-wide change names every worker.
+        ``news``: new desired states by hostname, handed to those workers' long-polls."""
         waiting = [w for w in wakeups if w.key in self._waiters.get(w.kind, {})]
         if self._loop is not None and waiting:
-            self._loop.call_soon_threadsafe(self._set_some, waiting)
+            self._loop.call_soon_threadsafe(self._set_some, waiting, news or {})
 
     def wake_everyone(self) -> None:
         """Make every held long-poll look again: wake-ups may have been missed (a replica's
@@ -158,11 +168,16 @@ class Notifier:
                 for waiter in waiters:
                     waiter.event.set()
 
-    def _set_some(self, wakeups: list[WakeUp]) -> None:
+    def _set_some(self, wakeups: list[WakeUp], news: dict[str, DesiredState]) -> None:
         for kind, key, slots, count in wakeups:
             able = [w for w in self._waiters[kind].get(key, ()) if w.free_slots >= slots]
             if count is not None:
                 idle = [w for w in able if not w.event.is_set()]
                 able = random.sample(idle, min(count, len(idle)))
+            desired = news.get(key) if kind == WakeKind.WORKER else None
             for waiter in able:
+                if desired is not None and (
+                    waiter.news is None or desired.version > waiter.news.version
+                ):
+                    waiter.news = desired
                 waiter.event.set()

@@ -178,6 +178,9 @@ async def _watch(context: ServerContext, hostname: str, query: WatchQuery) -> Wo
             if remaining <= 0:
                 return _contact(seen.desired, reason=WakeReason.TIMEOUT)
             await wait_event(waiter.event, min(remaining, recheck or remaining))
+            news = waiter.news
+            if news is not None and news.version > ask.version:  # handed over: no look
+                return _contact(news, reason=WakeReason.CHANGED)
     return _contact(seen.desired, reason=WakeReason.REPLACED)
 
 

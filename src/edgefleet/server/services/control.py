@@ -22,6 +22,7 @@ from edgefleet.contract import (
     ChangeSet,
     CommentedChange,
     ControlRequest,
+    DesiredState,
     PlainChange,
     RemoveQueuesChange,
     SetConcurrencyChange,
@@ -32,7 +33,7 @@ from edgefleet.db.models import AuditEntry, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest
 from edgefleet.server.services import audit, lifecycle, targets
-from edgefleet.server.services.workers import get_worker, observed_state
+from edgefleet.server.services.workers import desired_state, get_worker, observed_state
 
 #: A mutation applied to one worker's row as read (``Editable``): it sets the override
 #: columns as it would a ``Worker``'s, and returns {field: (old, new)} for what it changed.
@@ -92,6 +93,7 @@ def apply_to_targets(
         audit_rows: list[dict[str, Any]] = []
         updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update] = {}
         versions: dict[str, int] = {}
+        desired: dict[str, DesiredState] = {}
         for row in rows:
             read = row._asdict()
             worker = Editable(**read)
@@ -101,6 +103,7 @@ def apply_to_targets(
                 # The row is locked (on SQLite, the write lock is held): its version + 1 is
                 # the one the UPDATE below writes.
                 worker.desired_version += 1
+                desired[worker.hostname] = desired_state(worker)
             versions[worker.hostname] = worker.desired_version
             if edits or changed:
                 key = (bool(changed), tuple((c, _hashable(v)) for c, v in edits.items()))
@@ -115,7 +118,9 @@ def apply_to_targets(
         for planned in updates.values():
             planned.run(session)
         audit.record(session, audit_rows)
-        return ChangeSet(workers=list(versions), changes=changes, versions=versions)
+        answer = ChangeSet(workers=list(versions), changes=changes, versions=versions)
+        answer._desired = desired
+        return answer
 
 
 class _Update:
