@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
+import multiprocessing
 import os
 import random
 import subprocess
@@ -40,6 +42,7 @@ import sys
 import tarfile
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -236,6 +239,24 @@ class Fleet:
 # --- the operator's side ------------------------------------------------------------------
 
 
+def operator_request(
+    port: int, headers: dict[str, str], method: str, path: str, body: object
+) -> tuple[int, bytes, float, float]:
+    """One operator request sent from a process of its own, as the CLI sends it: status,
+    body, and the wall-clock times it was sent and answered. Sent from the bench's own event
+    loop, a fleet-wide change's time would include that loop's turn at the thousand
+    long-poll answers arriving at the same moment."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        sent = time.time()
+        connection.request(method, path, json.dumps(body).encode(), headers)
+        response = connection.getresponse()
+        answer = response.read()
+        return response.status, answer, sent, time.time()
+    finally:
+        connection.close()
+
+
 @dataclass
 class Change:
     hostname: str
@@ -260,6 +281,8 @@ class Run:
         self.args, self.bench = args, bench
         self.fleet = Fleet(bench, args.heartbeat_interval)
         self.admin = Pools([self.fleet.port])  # calls may overlap: one connection each
+        #: Sends fleet-wide changes (``operator_request``); started with the first one.
+        self.operator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         self.headers = admin_headers(bench.secret)
         self.rng = random.Random(1)
         self.phases: list[Phase] = []
@@ -326,12 +349,20 @@ class Run:
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
         body = {"target": {"all": True}, "change": change}
         cpu = process_cpu(self.bench.servers[0].pid)
-        reply, sent, returned = await self.call("PATCH", "/workers", body)
+        headers = self.headers | {"Content-Type": "application/json"}
+        args = (self.fleet.port, headers, "PATCH", f"{API_PREFIX}/workers", body)
+        loop = asyncio.get_running_loop()
+        status, answer, sent, returned = await loop.run_in_executor(
+            self.operator, operator_request, *args
+        )
         phase.requests.append(returned - sent)
+        reply = json.loads(answer) if status == 200 else None
+        if reply is None:
+            self.fleet.errors[f"PATCH workers: {status}"] += 1
         versions = {
             h: v for h, v in (reply or {}).get("versions", {}).items() if h in self.fleet.sims
         }
-        acked = await self.listed_acks(versions, self.wall + returned, timeout)
+        acked = await self.listed_acks(versions, returned, timeout)
         phase.burst += [acked.get(h) for h in versions]
         phase.cpu.append(process_cpu(self.bench.servers[0].pid) - cpu)
 
@@ -450,6 +481,7 @@ class Run:
             finally:
                 await baseline.fleet.close()
                 baseline.admin.close()
+                baseline.operator.shutdown()
             if errors := server_errors(bench.servers[0]):
                 print(f"baseline server logged {len(errors)} error lines: {errors[0][:200]}")
 
@@ -584,6 +616,7 @@ async def amain(args: argparse.Namespace) -> None:
         finally:
             await run.fleet.close()
             run.admin.close()
+            run.operator.shutdown()
         report(run, args)
 
 

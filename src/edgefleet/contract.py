@@ -659,9 +659,9 @@ class ChangeSet(BaseModel):
     changes: list[WorkerChange]
     #: The desired version each worker must acknowledge for the change to have landed.
     versions: dict[str, int]
-    #: The server's own, never sent: each changed worker's new desired state, handed with
-    #: its wake-up to its held long-poll, which then answers without reading it back.
-    _desired: dict[str, DesiredState] = PrivateAttr(default_factory=dict)
+    #: The server's own, never sent: each changed worker's settings as the change left them,
+    #: from which its new desired state goes with its wake-up once the answer is sent.
+    _changed: dict[str, Any] = PrivateAttr(default_factory=dict)
 
 
 class ConcurrencyRuleSet(Request):

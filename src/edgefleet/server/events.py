@@ -50,8 +50,7 @@ class Outcome(Generic[T]):
 
 def changed_workers(changes: ChangeSet) -> tuple[WorkerChanged, ...]:
     """The workers a control change touched, each once, in name order."""
-    names = sorted({c.hostname for c in changes.changes})
-    return tuple(WorkerChanged(name, changes._desired.get(name)) for name in names)
+    return tuple(WorkerChanged(name) for name in sorted({c.hostname for c in changes.changes}))
 
 
 def requeued(queues: Iterable[str]) -> tuple[JobsQueued, ...]:

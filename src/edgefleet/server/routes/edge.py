@@ -211,8 +211,8 @@ def local_maintenance(
     request = ControlRequest.model_validate(
         {"target": {"edge_hostname": hostname}, "change": change}
     )
-    control.change_workers(context.db, request, actor)
-    context.notifier.announce([WorkerChanged(hostname)])
+    changes = control.change_workers(context.db, request, actor)
+    context.notifier.announce(control.wake_ups(changes) or [WorkerChanged(hostname)])
     return _contact(workers.current_desired(context.db, hostname, body.instance_id))
 
 

@@ -27,7 +27,6 @@ from edgefleet.contract import (
 from edgefleet.errors import InvalidRequest
 from edgefleet.server.context import ServerContext
 from edgefleet.server.deps import AdminDep, ContextDep, HostnamePath, OperatorDep, ViewerDep
-from edgefleet.server.events import changed_workers
 from edgefleet.server.params import HostPatternQuery
 from edgefleet.server.services import control, credentials, explain, workers
 
@@ -45,8 +44,12 @@ def parse_selector(text: str) -> dict[str, str]:
 def _notify(context: ServerContext, changes: ChangeSet, later: BackgroundTasks) -> ChangeSet:
     """Wake the changed workers once the answer is sent: a fleet-wide change wakes a thousand
     long-polls, whose answers would otherwise hold this one up."""
-    later.add_task(context.notifier.announce, changed_workers(changes))
+    later.add_task(_announce, context, changes)
     return changes
+
+
+def _announce(context: ServerContext, changes: ChangeSet) -> None:
+    context.notifier.announce(control.wake_ups(changes))
 
 
 @router.get("", response_model=list[WorkerView])

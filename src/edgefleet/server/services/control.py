@@ -32,6 +32,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import AuditEntry, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest
+from edgefleet.server.events import WorkerChanged, changed_workers
 from edgefleet.server.services import audit, lifecycle, targets
 from edgefleet.server.services.workers import desired_state, get_worker, observed_state
 
@@ -93,7 +94,7 @@ def apply_to_targets(
         audit_rows: list[dict[str, Any]] = []
         updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update] = {}
         versions: dict[str, int] = {}
-        desired: dict[str, DesiredState] = {}
+        edited: dict[str, Editable] = {}
         for row in rows:
             read = row._asdict()
             worker = Editable(**read)
@@ -103,7 +104,7 @@ def apply_to_targets(
                 # The row is locked (on SQLite, the write lock is held): its version + 1 is
                 # the one the UPDATE below writes.
                 worker.desired_version += 1
-                desired[worker.hostname] = desired_state(worker)
+                edited[worker.hostname] = worker
             versions[worker.hostname] = worker.desired_version
             if edits or changed:
                 key = (bool(changed), tuple((c, _hashable(v)) for c, v in edits.items()))
@@ -119,8 +120,21 @@ def apply_to_targets(
             planned.run(session)
         audit.record(session, audit_rows)
         answer = ChangeSet(workers=list(versions), changes=changes, versions=versions)
-        answer._desired = desired
+        answer._changed = edited
         return answer
+
+
+def wake_ups(changes: ChangeSet) -> tuple[WorkerChanged, ...]:
+    """The wake-ups of the workers a change touched, each with its new desired state when
+    this server made the change: built after the answer is sent, off the request's time."""
+    return tuple(
+        WorkerChanged(event.hostname, _desired_of(changes._changed.get(event.hostname)))
+        for event in changed_workers(changes)
+    )
+
+
+def _desired_of(worker: Editable | None) -> DesiredState | None:
+    return None if worker is None else desired_state(worker)
 
 
 class _Update:

@@ -39,8 +39,9 @@ LIVE_STATES = frozenset(
 
 
 def desired_state(worker: Worker | Row) -> DesiredState:
-    """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``."""
-    return DesiredState(
+    """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``. Built from the server's own
+    values without validating them again: a fleet-wide change builds a thousand."""
+    return DesiredState.model_construct(
         version=worker.desired_version,
         concurrency=fleet_rules.concurrency(worker),
         concurrency_source=fleet_rules.concurrency_source(worker),
