@@ -33,6 +33,7 @@ from support.database import (
     SchemaTemplate,
     backend_name,
     fresh_database,
+    statements_run,
     upgrade_database,
 )
 from support.edge_server import ScriptedEdgeServer
@@ -81,6 +82,7 @@ __all__ = [
     "running_at",
     "squash",
     "subprocess_env",
+    "statements_run",
     "modules_loaded_by",
     "upgrade_database",
     "wait_until",

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 PG_URL_ENV = "EDGEFLEET_TEST_PG_URL"
@@ -62,6 +62,22 @@ def fresh_database(
             _drop_database(admin, db_name)
     finally:
         admin.dispose()
+
+
+@contextmanager
+def statements_run(engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs while the block runs, in order (an executemany
+    counts once): what a cost test counts."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
 
 
 def _create_database(admin, db_name: str) -> None:

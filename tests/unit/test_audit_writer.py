@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from edgefleet.contract import Registration, Target
 from edgefleet.db.models import AuditEntry
 from edgefleet.server.services import audit, credentials, workers
+from support import statements_run
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -40,18 +41,9 @@ def test_revoking_many_workers_writes_their_audit_rows_in_one_insert(session_fac
             instance_id=uuid.uuid4().hex, concurrency=1, queues=["default"], heartbeat_interval=1
         )
         workers.register(session_factory, hostname, reg, 5.0)
-    engine = session_factory.writer
-    inserts: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO EDGE_AUDIT"):
-            inserts.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(session_factory.writer) as run:
         credentials.revoke_workers(session_factory, Target(all=True), "ops")
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    inserts = [s for s in run if s.lstrip().upper().startswith("INSERT INTO EDGE_AUDIT")]
     assert len(inserts) == 1
     with session_factory() as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.field == "revoked")).all()

@@ -4,20 +4,18 @@ workers, and every change is audited (bad input changes nothing)."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from edgefleet.contract import JobResult, JobSubmit, QueueCapRequest, Registration
 from edgefleet.db.models import AuditEntry, QueueCap
 from edgefleet.server.events import JobsQueued
 from edgefleet.server.services import caps, control, dispatch, jobs, queues, watch, workers
-from support import admin_token, auth_header
+from support import admin_token, auth_header, statements_run
 
 OFFLINE = 5.0
 
@@ -228,21 +226,6 @@ def test_claims_across_capped_queues_go_by_priority(session_factory):
     assert ids(dispatch.claim(db, "w1", instance, 3)[0]) == [*high, low[0]]
 
 
-@contextlib.contextmanager
-def statements(db) -> Iterator[list[str]]:
-    """The SQL statements run while the block runs."""
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args) -> None:
-        seen.append(statement)
-
-    event.listen(db.writer, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(db.writer, "before_cursor_execute", note)
-
-
 def _one_job_run(db, queue: str) -> list[int]:
     """Statements of a look that finds work, the claim that takes it and its result."""
     instance = register(db, f"w-{queue}", queues=(queue,))
@@ -254,7 +237,7 @@ def _one_job_run(db, queue: str) -> list[int]:
         lambda: dispatch.claim(db, f"w-{queue}", instance, 8, seq=1),
         lambda: succeed(db, f"w-{queue}", instance, job),
     ):
-        with statements(db) as seen:
+        with statements_run(db.writer) as seen:
             step()
         counts.append(len(seen))
     return counts
