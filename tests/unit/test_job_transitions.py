@@ -33,7 +33,7 @@ def _start(connection, job: Job, now):
 def _succeed_fast(connection, job: Job, now):
     attempt = max(job.attempt, 1)
     result = JobResult(instance_id="i", attempt=attempt, state="success", exit_code=0)
-    if lifecycle.succeed(connection, [ResultReport(job.id, "w1", result)], now) == [False]:
+    if lifecycle.succeed(connection, [ResultReport(job.id, "w1", result)], now)[0] == [False]:
         raise TransitionRefused("not recorded by the fast path")
 
 

@@ -3,15 +3,12 @@ every command shares)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from edgefleet import MAX_CONCURRENCY
 from edgefleet.cli.output import OutputFormat
-
-if TYPE_CHECKING:
-    pass
 
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="Print a table or JSON.")

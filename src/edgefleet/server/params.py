@@ -62,8 +62,7 @@ def read_query(model: type[M], request: Request) -> M:
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
-        issues = [{**issue, "loc": ("query", *issue["loc"])} for issue in exc.errors()]
-        raise RequestValidationError(issues) from None
+        raise _refused(exc, "query") from None
 
 
 def read_path(request: Request, name: str, adapter: TypeAdapter[T]) -> T:
@@ -71,8 +70,12 @@ def read_path(request: Request, name: str, adapter: TypeAdapter[T]) -> T:
     try:
         return adapter.validate_python(request.path_params[name])
     except ValidationError as exc:
-        issues = [{**issue, "loc": ("path", name, *issue["loc"])} for issue in exc.errors()]
-        raise RequestValidationError(issues) from None
+        raise _refused(exc, "path", name) from None
+
+
+def _refused(exc: ValidationError, *where: str) -> RequestValidationError:
+    """pydantic's issues as FastAPI's refusal, each ``loc`` starting with ``where``."""
+    return RequestValidationError([{**e, "loc": (*where, *e["loc"])} for e in exc.errors()])
 
 
 def request_parameters(

@@ -22,7 +22,6 @@ from edgefleet.contract import (
     ChangeSet,
     CommentedChange,
     ControlRequest,
-    DesiredState,
     PlainChange,
     RemoveQueuesChange,
     SetConcurrencyChange,
@@ -32,7 +31,7 @@ from edgefleet.contract import (
 from edgefleet.db.models import AuditEntry, Worker
 from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest
-from edgefleet.server.events import WorkerChanged, changed_workers
+from edgefleet.server.events import WorkerChanged
 from edgefleet.server.services import audit, lifecycle, targets
 from edgefleet.server.services.workers import desired_state, get_worker, observed_state
 
@@ -125,16 +124,12 @@ def apply_to_targets(
 
 
 def wake_ups(changes: ChangeSet) -> tuple[WorkerChanged, ...]:
-    """The wake-ups of the workers a change touched, each with its new desired state when
-    this server made the change: built after the answer is sent, off the request's time."""
+    """The wake-ups of the workers a change touched (those it gave a new version), each with
+    its new desired state: built after the answer is sent, off the request's time."""
     return tuple(
-        WorkerChanged(event.hostname, _desired_of(changes._changed.get(event.hostname)))
-        for event in changed_workers(changes)
+        WorkerChanged(hostname, desired_state(worker))
+        for hostname, worker in sorted(changes._changed.items())
     )
-
-
-def _desired_of(worker: Editable | None) -> DesiredState | None:
-    return None if worker is None else desired_state(worker)
 
 
 class _Update:

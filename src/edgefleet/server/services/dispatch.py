@@ -340,9 +340,7 @@ def report_results(db: Sessions, reports: list[ResultReport]) -> list[Answer]:
     done: set[int] = set()
     if successes:
         with db.writer.begin() as connection:
-            recorded, freed = lifecycle.succeed_freeing(
-                connection, [reports[i] for i in successes], now
-            )
+            recorded, freed = lifecycle.succeed(connection, [reports[i] for i in successes], now)
             done = {i for i, ok in zip(successes, recorded, strict=True) if ok}
         if freed:  # the same wake-ups on each answer: the caller announces them once
             for i in done:
@@ -532,11 +530,8 @@ def with_new_cancels(connection: Connection, hostnames: list[str]) -> set[str]:
     if not hostnames:
         return set()
     query = (
-        select(Job.worker_hostname)
-        .where(_requested_on(Job.worker_hostname.in_(hostnames)))
-        .where(Job.cancel_notified.is_(False))
-        .distinct()
-    )
+        select(Job.worker_hostname).where(_fresh_cancel(Job.worker_hostname.in_(hostnames)))
+    ).distinct()
     return {name for name in connection.scalars(query) if name is not None}
 
 
@@ -549,14 +544,16 @@ def take_new_cancels(db: sessionmaker[Session], hostname: str) -> list[JobCancel
         if not has_new_cancels(session, hostname):
             return []
     with db.begin() as session:
-        query = select(Job).where(_fresh_cancel(hostname)).with_for_update(skip_locked=True)
+        fresh = _fresh_cancel(Job.worker_hostname == hostname)
+        query = select(Job).where(fresh).with_for_update(skip_locked=True)
         jobs = session.scalars(query).all()
         lifecycle.mark_cancels_sent(jobs)
         return [JobCancel(id=job.id, attempt=job.attempt, reason=OPERATOR_CANCEL) for job in jobs]
 
 
-def _fresh_cancel(hostname):
-    return and_(_requested_on(Job.worker_hostname == hostname), Job.cancel_notified.is_(False))
+def _fresh_cancel(worker_clause):
+    """Operator cancels of the workers ``worker_clause`` names, not told to them yet."""
+    return and_(_requested_on(worker_clause), Job.cancel_notified.is_(False))
 
 
-_NEW_CANCEL = select(exists().where(_fresh_cancel(bindparam("hostname"))))
+_NEW_CANCEL = select(exists().where(_fresh_cancel(Job.worker_hostname == bindparam("hostname"))))

@@ -263,18 +263,14 @@ _RUNS = (
 )
 
 
-def succeed(connection: Connection, reports: Sequence[ResultReport], now: datetime) -> list[bool]:
-    """The common end of a run, for a group of successes: three statements however many.
-    False for a report this path does not record (the run is not the reporter's current one,
-    or the job was named twice), for ``finish`` and the caller's checks to judge alone."""
-    return succeed_freeing(connection, reports, now)[0]
-
-
-def succeed_freeing(
+def succeed(
     connection: Connection, reports: Sequence[ResultReport], now: datetime
 ) -> tuple[list[bool], tuple[JobsQueued, ...]]:
-    """``succeed``, and the wake-ups for the places the recorded runs freed under bound caps
-    (read with the runs: no statement of their own)."""
+    """The common end of a run, for a group of successes: three statements however many.
+    For each report whether it was recorded (False for one this path does not record: the
+    run is not the reporter's current one, or the job was named twice, for ``finish`` and
+    the caller's checks to judge alone), and the wake-ups for the places the recorded runs
+    freed under bound caps (read with the runs: no statement of their own)."""
     params = [
         {
             "job": report.job_id,
