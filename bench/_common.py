@@ -40,10 +40,9 @@ from support import (  # noqa: E402
 class Bench:
     """One run's home, secret and processes; ``with Bench() as bench: ...``."""
 
-    def __init__(self, keep: bool = False) -> None:
+    def __init__(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
         self.secret = secrets.token_urlsafe(32)
-        self.keep = keep
         self.registry = ProcessRegistry(self.home / "logs")
         self.servers: list[ServerProcess] = []
         self.db_url = ""  # the servers' database, once the first one started
@@ -57,14 +56,15 @@ class Bench:
 
     def __exit__(self, *exc: object) -> None:
         self.registry.cleanup()
-        if self.keep:
-            print(f"kept {self.home}", file=sys.stderr)
-        else:
-            shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     @property
     def api_url(self) -> str:
         return self.servers[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(server.url.rsplit(":", 1)[1]) for server in self.servers]
 
     def env(self, api_url: str | None = None, **settings: str) -> dict[str, str]:
         """The environment of an edgefleet process of this run."""
@@ -88,8 +88,7 @@ class Bench:
 
     def restart_server(self, index: int) -> ServerProcess:
         """Server ``index`` again, on its port and the run's database (after a kill)."""
-        port = int(self.servers[index].url.rsplit(":", 1)[1])
-        self.servers[index] = self._serve(port, EDGEFLEET_DB_URL=self.db_url)
+        self.servers[index] = self._serve(self.ports[index], EDGEFLEET_DB_URL=self.db_url)
         return self.servers[index]
 
     def _serve(self, port: int, **settings: str) -> ServerProcess:
@@ -113,12 +112,17 @@ class Bench:
     def admin(self) -> AdminApi:
         return AdminApi(self.api_url, self.secret, subject="bench")
 
+    def errors(self) -> list[str]:
+        """Tracebacks and errors the servers logged."""
+        lines = [ln for s in self.servers for ln in s.log_text().splitlines()]
+        return [ln for ln in lines if "Traceback" in ln or " ERROR" in ln or ln.startswith("ERROR")]
+
 
 @contextlib.contextmanager
-def postgres_server(url: str | None = None) -> Iterator[str]:
-    """A PostgreSQL server's URL: ``url``, else ``EDGEFLEET_TEST_PG_URL``, else a throwaway
-    cluster's, stopped afterwards."""
-    url = url or os.environ.get(PG_URL_ENV)
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server's URL: ``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster's,
+    stopped afterwards."""
+    url = os.environ.get(PG_URL_ENV)
     if url:
         yield url
         return
@@ -126,22 +130,17 @@ def postgres_server(url: str | None = None) -> Iterator[str]:
         yield cluster.url
 
 
-def session_cpu(leader: int) -> float:
-    """CPU seconds (user + system) of every live process in ``leader``'s session: a server
-    and any process it forked (the harness starts each in a session of its own)."""
+def session_cpu(*leaders: int) -> float:
+    """CPU seconds (user + system) of every live process in the sessions ``leaders`` lead:
+    servers and any process they forked (the harness starts each in a session of its own).
+    CPU time is the figure a busy shared host disturbs least."""
     total = 0
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == leader:  # field 6 of stat, the session id
+            if int(fields[3]) in leaders:  # field 6 of stat, the session id
                 total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def server_errors(server: ServerProcess) -> list[str]:
-    """Tracebacks and errors the server logged."""
-    lines = server.log_text().splitlines()
-    return [ln for ln in lines if "Traceback" in ln or " ERROR" in ln or ln.startswith("ERROR")]
 
 
 def install_signal_exit() -> None:
@@ -151,32 +150,6 @@ def install_signal_exit() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def busy_cores(seconds: float = 2.0) -> float:
-    """Cores the whole host kept busy over ``seconds`` (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields[:8]) - fields[3] - fields[4], sum(fields[:8])
-
-    busy0, total0 = sample()
-    time.sleep(seconds)
-    busy1, total1 = sample()
-    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
-
-
-def wait_for_quiet_host(max_cores: float | None, timeout: float = 600.0) -> None:
-    """Wait (bounded) until the host uses fewer than ``max_cores`` cores; a benchmark started
-    while something else saturates the CPU measures the scheduler."""
-    deadline = time.monotonic() + timeout
-    while max_cores is not None:
-        busy = busy_cores()
-        if busy <= max_cores or time.monotonic() > deadline:
-            print(f"host busy {busy:.2f} cores: starting", file=sys.stderr, flush=True)
-            return
-        print(f"host busy {busy:.2f} cores > {max_cores:g}: waiting", file=sys.stderr, flush=True)
-        time.sleep(8.0)
 
 
 # --- statistics and tables ----------------------------------------------------------------
@@ -214,7 +187,8 @@ def summarize(values: Iterable[float | None]) -> Summary:
 SUMMARY_HEADERS = ["case", "n", "missed", "p50", "p95", "p99", "max"]
 
 
-def summary_row(label: str, s: Summary) -> list[object]:
+def summary_row(label: str, values: Iterable[float | None]) -> list[object]:
+    s = summarize(values)
     return [label, s.n, s.missed, *map(fmt_ms, (s.p50, s.p95, s.p99, s.max))]
 
 
@@ -228,10 +202,6 @@ def fmt_ms(seconds: float | None) -> str:
 
 def fmt_rate(value: float | None) -> str:
     return f"{value:.0f}/s" if value is not None and math.isfinite(value) else "-"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -251,7 +221,8 @@ def progress(message: str) -> None:
 
 
 def git_state() -> str:
-    """The commit (and whether src/ differs from it) the measurement ran against."""
+    """The commit (and whether src/ differs from it) the measurement ran against, and the
+    host's load when it ended."""
     root = str(Path(__file__).resolve().parent.parent)
 
     def git(*args: str) -> str:
@@ -262,5 +233,6 @@ def git_state() -> str:
     try:
         head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "src")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}{' + uncommitted changes in src/' if dirty else ''}"
+        head, dirty = "unknown", ""
+    load = os.getloadavg()[0]
+    return f"{head}{' + uncommitted changes in src/' if dirty else ''}, load {load:.1f}"

@@ -1,14 +1,18 @@
 """Simulated workers: a light HTTP/1.1 client (httpx's CPU per request would make a thousand
-simulated workers on two cores the bottleneck), the worker API's requests, two load shapes."""
+simulated workers on two cores the bottleneck), the worker API's requests, two load shapes,
+and ``Agent``, the worker's own loops for fleets that heartbeat, long-poll and take jobs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import math
+import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -18,7 +22,7 @@ from _common import Summary, summarize
 from edgefleet.auth import Identity
 from edgefleet.client_auth import TokenAuth
 from edgefleet.contract import API_PREFIX
-from support import admin_token
+from support import WaitTimeout, admin_token, async_wait_until
 
 T = TypeVar("T")
 EDGE = f"{API_PREFIX}/edge"
@@ -37,6 +41,13 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(main)
+
+
+async def within(predicate: Callable[[], T], timeout: float) -> T | None:
+    """``predicate``'s value once truthy, ``None`` when it was not within ``timeout``."""
+    with contextlib.suppress(WaitTimeout):
+        return await async_wait_until(predicate, timeout=timeout)
+    return None
 
 
 class HttpError(Exception):
@@ -87,6 +98,9 @@ class Conn:
             except TimeoutError as exc:
                 self.close()
                 raise HttpError("timeout") from exc
+            except asyncio.CancelledError:  # an answer left unread would be the next one's
+                self.close()
+                raise
             if keep:
                 self._idle_since = time.monotonic()
             else:
@@ -95,6 +109,7 @@ class Conn:
         raise HttpError("unreachable")
 
     async def _read(self) -> tuple[int, bool, bytes]:
+        """An answer with a Content-Length (every JSON answer these servers give)."""
         assert self._reader is not None
         lines = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         fields = {}
@@ -102,14 +117,7 @@ class Conn:
             name, sep, value = line.partition(":")
             if sep:
                 fields[name.strip().lower()] = value.strip()
-        if fields.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                chunks.append((await self._reader.readexactly(size + 2))[:-2])
-            await self._reader.readexactly(2)
-            answer = b"".join(chunks)
-        else:
-            answer = await self._reader.readexactly(int(fields.get("content-length", "0")))
+        answer = await self._reader.readexactly(int(fields.get("content-length", "0")))
         keep = fields.get("connection", "").lower() != "close"
         return int(lines[0].split(" ", 2)[1]), keep, answer
 
@@ -231,6 +239,9 @@ async def register_all(
         worker.apply(answer)
 
 
+# --- two load shapes: back to back, and at a rate -------------------------------------------
+
+
 @dataclass
 class Outcome:
     """Answered requests of one measurement: rate, latency and failures."""
@@ -311,3 +322,172 @@ async def open_loop(
         failed += len(late)
     elapsed = time.monotonic() - t0
     return Outcome(rate, len(latencies), failed, elapsed, summarize(latencies))
+
+
+# --- the agent's loops ----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What a fleet of agents saw; times are ``time.monotonic()``."""
+
+    errors: Counter = field(default_factory=Counter)
+    scheduled: int = 0  # heartbeats due
+    beats: list[float] = field(default_factory=list)  # answered heartbeats: due -> answer
+    arrivals: dict[int, float] = field(default_factory=dict)  # job id -> fetched
+    done: set[int] = field(default_factory=set)  # jobs whose success the server took
+    last_done: float = math.nan
+    waiting: int = 0  # long-polls held now
+
+
+class Agent:
+    """One simulated worker running ``edgefleet.worker.agent``'s two loops, each on a
+    connection of its own: heartbeats, and fetch / long-poll. It is always idle: a claimed
+    job is reported done at once. ``ack_on_watch``: a new desired version is acknowledged on
+    the next long-poll (today's agent), else by a heartbeat sent at once."""
+
+    def __init__(self, fleet: Fleet, worker: SimWorker, port: int) -> None:
+        self.fleet, self.worker = fleet, worker
+        self.beat_conn = Conn(port, fleet.keepalive)
+        self.loop_conn = Conn(port)
+        self.ack = asyncio.Event()
+        self.acks: list[tuple[int, float]] = []  # (applied_version sent, answered at)
+        self.sent = 0  # the newest applied_version it sent
+        self.again = False  # the last fetch's answer was lost: the same seq again
+
+    @property
+    def tally(self) -> Tally:
+        return self.fleet.tally
+
+    async def call(self, kind: str, conn: Conn, request: Request, timeout=60.0) -> dict | None:
+        try:
+            status, answer = await conn.request(request, timeout)
+        except HttpError as exc:
+            self.tally.errors[f"{kind}: {str(exc).split(':')[0]}"] += 1
+            return None
+        if status >= 400:
+            self.tally.errors[f"{kind}: HTTP {status}"] += 1
+            return None
+        before = self.worker.version
+        reply = self.worker.apply(answer)
+        if self.worker.version > before and not self.fleet.ack_on_watch:
+            self.ack.set()
+        return reply
+
+    async def register(self, queue: str) -> None:
+        fleet = self.fleet
+        request = self.worker.register(queue, fleet.slots, fleet.interval)
+        if await self.call("register", self.beat_conn, request) is None:
+            raise RuntimeError(f"{self.worker.name}: cannot register")
+        self.ack.clear()  # the version it registered with needs no early heartbeat
+
+    async def heartbeats(self, until: float = math.inf) -> None:
+        """Every interval +-10 % from a random phase, at once after a new desired version or
+        a late answer; latency counted from the due time."""
+        interval = self.fleet.interval
+        due = time.monotonic() + random.uniform(0, interval)
+        while due < until:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ack.wait(), max(0.0, due - time.monotonic()))
+            if self.ack.is_set():
+                self.ack.clear()
+                due = time.monotonic()
+            self.tally.scheduled += 1
+            applied = self.sent = self.worker.version
+            if await self.call("heartbeat", self.beat_conn, self.worker.heartbeat(), 30):
+                self.acks.append((applied, time.monotonic()))
+                self.tally.beats.append(time.monotonic() - due)
+            due = max(due + interval * random.uniform(0.9, 1.1), time.monotonic())
+
+    async def dispatch(self, watch: float = 30.0, first: float = 0.0, poll: float = 0.0) -> None:
+        """Fetch while the server says work may wait, else hold a long-poll of ``watch`` s
+        (the first one ``first`` s); with ``poll``, sleep that long instead (no long-poll)."""
+        timeout, work = first or watch, True
+        while not self.fleet.stopping:
+            if work and await self.fetch():
+                continue
+            if poll:
+                await asyncio.sleep(poll)
+                continue
+            on_watch = self.fleet.ack_on_watch
+            self.tally.waiting += 1
+            try:
+                request = self.worker.watch(self.fleet.slots, timeout, applied=on_watch)
+                if on_watch:
+                    self.sent = self.worker.version
+                reply = await self.call("watch", self.loop_conn, request, timeout + 30)
+            finally:
+                self.tally.waiting -= 1
+            timeout = watch
+            if reply is None:
+                await asyncio.sleep(random.uniform(0, 2))
+            work = reply is None or reply.get("reason") == "work"
+
+    async def fetch(self) -> bool:
+        request = self.worker.fetch(self.fleet.slots, self.again)
+        reply = await self.call("fetch", self.loop_conn, request)
+        self.again = reply is None
+        jobs = reply["jobs"] if reply else []
+        for job in jobs:
+            self.tally.arrivals[job["id"]] = time.monotonic()
+        if jobs and (
+            answer := await self.call("results", self.loop_conn, self.worker.results(jobs))
+        ):
+            for job, outcome in zip(jobs, answer["outcomes"], strict=True):
+                if outcome["status_code"] < 300:
+                    self.tally.done.add(job["id"])  # a repeated report (answer lost) counts once
+            self.tally.last_done = time.monotonic()
+        return bool(jobs)
+
+
+class Fleet:
+    """Agents on a server's replicas (agent ``i`` on replica ``i % replicas``), their tasks,
+    and one ``Tally``."""
+
+    def __init__(
+        self, secret: str, ports: list[int], interval: float, slots: int = 2, keepalive=KEEPALIVE
+    ) -> None:
+        self.secret, self.ports, self.interval = secret, ports, interval
+        self.slots, self.keepalive = slots, keepalive
+        self.agents: dict[str, Agent] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.tally = Tally()
+        self.ack_on_watch = False
+        self.stopping = False  # the dispatch loops end after the request they are on
+
+    async def add(self, names: Iterable[str], queue: str) -> list[Agent]:
+        """Registered agents, their heartbeats not started."""
+        agents = []
+        for name in names:
+            port = self.ports[len(self.agents) % len(self.ports)]
+            agents.append(Agent(self, SimWorker.signing(self.secret, name), port))
+            self.agents[name] = agents[-1]
+        for start in range(0, len(agents), 20):
+            await asyncio.gather(*(agent.register(queue) for agent in agents[start : start + 20]))
+        return agents
+
+    def start(self, coros: Iterable[Coroutine]) -> list[asyncio.Task]:
+        tasks = [asyncio.create_task(coro) for coro in coros]
+        self.tasks += tasks
+        return tasks
+
+    async def stop(self, tasks: list[asyncio.Task]) -> None:
+        """Dispatch loops end after the request they are on (jobs a fetch claimed are not
+        lost); what is still running after 10 s is cancelled."""
+        self.stopping = True
+        late = (await asyncio.wait(tasks, timeout=10))[1] if tasks else set()
+        await cancel(late)
+        self.stopping = False
+
+    async def close(self) -> None:
+        await cancel(self.tasks)
+        for agent in self.agents.values():
+            agent.beat_conn.close()
+            agent.loop_conn.close()
+
+
+async def cancel(tasks: Iterable[asyncio.Task]) -> None:
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

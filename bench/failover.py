@@ -6,7 +6,7 @@ Each round kills the replica the workers use and measures, per worker, the time 
 to its first successful call on the other (``last_contact`` in its state file), then restarts
 the killed replica; the next round kills the other one.
 
-    .venv/bin/python bench/failover.py --rounds 5
+    .venv/bin/python bench/failover.py [--rounds 5] [--workers 4] [--quick]
 """
 
 from __future__ import annotations
@@ -23,21 +23,6 @@ from _common import Bench, fmt_ms, install_signal_exit, postgres_server, print_t
 from support import fresh_database, wait_until
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--heartbeat-interval", type=float, default=30.0)
-    parser.add_argument("--pg-url", help="PostgreSQL server (default: $EDGEFLEET_TEST_PG_URL)")
-    parser.add_argument("--quick", action="store_true", help="2 rounds, 2 workers")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.workers = 2, 2
-    if not 1 <= args.rounds <= 50 or not 1 <= args.workers <= 50:
-        parser.error("--rounds and --workers must be within 1..50")
-    return args
-
-
 def contact(home: Path, hostname: str) -> tuple[str | None, float | None]:
     """The worker's current server and its last successful call (POSIX seconds)."""
     try:
@@ -51,7 +36,10 @@ def contact(home: Path, hostname: str) -> tuple[str | None, float | None]:
 def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
     """Kill replica ``victim``; the seconds each worker took to reach the other one."""
     urls = [s.url for s in bench.servers]
-    where = lambda: {h: contact(bench.home, h) for h in hostnames}  # noqa: E731
+
+    def where() -> dict[str, tuple[str | None, float | None]]:
+        return {h: contact(bench.home, h) for h in hostnames}
+
     wait_until(
         lambda: all(url == urls[victim] for url, _ in where().values()),
         timeout=60,
@@ -73,10 +61,17 @@ def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--heartbeat-interval", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 2 workers")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.workers = 2, 2
     install_signal_exit()
-    args = parse_args()
     with contextlib.ExitStack() as stack:
-        pg_url = stack.enter_context(postgres_server(args.pg_url))
+        pg_url = stack.enter_context(postgres_server())
         db_url = stack.enter_context(fresh_database(Path("."), server_url=pg_url))
         bench = stack.enter_context(Bench())
         for _ in range(2):

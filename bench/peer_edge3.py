@@ -2,16 +2,21 @@
 
 Installs Airflow 3 with the edge3 provider into a cached throwaway venv (the first run's pip
 install takes minutes), starts a real ``edgefleet server`` + ``edgefleet worker`` and a real
-``airflow api-server`` + ``airflow edge worker`` (SQLite each), and measures:
+``airflow api-server`` + ``airflow edge worker`` (SQLite each, each with its defaults), and
+measures:
 
-1. a concurrency change from each system's CLI to its real worker adopting it, each with its
-   defaults (edgefleet: pushed to the worker's held long-poll; edge3: delivered in the answer
-   to the worker's next heartbeat, ``[edge] heartbeat_interval`` = 30 s, checked between
-   ``job_poll_interval`` = 5 s sleeps): CLI exec -> CLI exit, -> the worker logs the new
-   value, -> the server shows the worker's applied value (``list-workers``);
+1. a concurrency change from each system's CLI to its real worker adopting it (edgefleet:
+   pushed to the worker's held long-poll; edge3: delivered in the answer to the worker's next
+   heartbeat, ``[edge] heartbeat_interval`` = 30 s, checked between ``job_poll_interval`` =
+   5 s sleeps): CLI exec -> CLI exit, -> the worker logs the new value, -> the server shows
+   the worker's applied value (``list-workers``);
 2. heartbeats/s, latency and the server's CPU per heartbeat with 32 and 128 simulated
    workers heartbeating back to back, one load client for both (``_sim``'s closed loop: only
    URL, body and credentials differ).
+
+Only the provider's documented interfaces are used: its configuration, its CLI, its worker
+API (a JWT signed with ``[api_auth] jwt_secret`` whose ``method`` claim names the called path)
+and its ``edge_worker`` table, which ``airflow edge list-workers`` reads.
 
     .venv/bin/python bench/peer_edge3.py                 # ~8 min once the venv is cached
     .venv/bin/python bench/peer_edge3.py --quick         # 1 trial, 5 s rounds
@@ -21,108 +26,172 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
-import platform
 import re
+import secrets
+import sqlite3
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from _common import (
-    Bench,
-    fmt_ms,
-    fmt_rate,
-    git_state,
-    install_signal_exit,
-    print_table,
-    progress,
-    session_cpu,
-    wait_for_quiet_host,
-)
-from _edge3 import (
-    AIRFLOW_VERSION,
-    EDGE3_VERSION,
-    HEARTBEAT_INTERVAL,
-    JOB_POLL_INTERVAL,
-    Edge3Deployment,
-    Edge3Sim,
-    default_venv,
-    ensure_venv,
-)
-from _sim import (
-    Outcome,
-    Pools,
-    SimWorker,
-    closed_loop,
-    for_all,
-    register_all,
-    run_async,
-    sim_workers,
-)
+import httpx
+import jwt
+from _common import Bench, fmt_ms, fmt_rate, git_state, install_signal_exit, print_table, progress
+from _common import session_cpu as server_cpu
+from _sim import Outcome, Pools, Request, closed_loop, for_all, register_all, run_async, sim_workers
 
-from support import EDGEFLEET, ManagedProcess, free_port
+from support import EDGEFLEET, ManagedProcess, free_port, wait_until
+from support.airflow_stack import AirflowProcess
+from support.processes import spawn
 
-Sim = SimWorker | Edge3Sim
-WORKER = "peer-w1"
-START_CONCURRENCY = 8
+AIRFLOW, EDGE3 = "3.3.2", "5.1.0"
+#: The provider's documented defaults (``[edge] job_poll_interval``, ``heartbeat_interval``).
+JOB_POLL_INTERVAL, HEARTBEAT_INTERVAL = 5, 30
+EDGE3_API = "/edge_worker/v1/"
+WORKER, START_CONCURRENCY = "peer-w1", 8
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add = parser.add_argument
-    add("--trials", type=int, default=3, help="concurrency changes per system")
-    add("--sizes", default="32,128", help="simulated workers per load round, comma-separated")
-    add("--duration", type=float, default=20.0, help="seconds measured per load round")
-    add("--warmup", type=float, default=3.0, help="seconds of load before measuring")
-    add("--quick", action="store_true", help="1 trial, 5 s rounds: a smoke run")
-    add("--skip", default="", help="comma-separated: concurrency,load")
-    add("--airflow-version", default=AIRFLOW_VERSION)
-    add("--edge3-version", default=EDGE3_VERSION)
-    add("--venv", type=Path, help="the Airflow venv (default: a cache dir under the tmp dir)")
-    add("--quiet-host", type=float, metavar="CORES", help="wait until others use fewer cores")
-    add("--keep", action="store_true", help="keep the temporary homes (databases, logs)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.trials, args.duration, args.warmup = 1, 5.0, 1.0
-    args.sizes = [int(n) for n in args.sizes.split(",") if n]
-    args.skip = set(filter(None, args.skip.split(",")))
-    args.venv = args.venv or default_venv(args.airflow_version, args.edge3_version)
-    return args
+def ensure_venv() -> Path:
+    """Airflow's venv in the temporary directory, installed once (pip takes minutes); a
+    stamp marks it complete, so an interrupted install is redone rather than trusted."""
+    venv = (
+        Path(tempfile.gettempdir()) / "edgefleet-bench-cache" / f"airflow-{AIRFLOW}-edge3-{EDGE3}"
+    )
+    if not (venv / ".edgefleet-bench-installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        packages = [f"apache-airflow=={AIRFLOW}", f"apache-airflow-providers-edge3=={EDGE3}"]
+        pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *packages], check=True)
+        (venv / ".edgefleet-bench-installed").write_text(f"{' '.join(packages)}\n")
+    return venv
+
+
+class Edge3:
+    """One Airflow home: a migrated SQLite database, an api-server with the edge worker API
+    enabled, edge workers, and the ``airflow`` CLI, all with the provider's defaults."""
+
+    def __init__(self, venv: Path, bench: Bench) -> None:
+        self.venv, self.home, self.registry = venv, bench.home / "airflow", bench.registry
+        self.port, self.secret = free_port(), secrets.token_hex(40)  # HS512: >= 64 bytes
+        # Not the default file name: the provider's CLI refuses to run on the default URL.
+        self.db_path = self.home / "edge3.db"
+        (self.home / "dags").mkdir(parents=True, exist_ok=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        url = f"http://127.0.0.1:{self.port}"
+        return (
+            {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+            | {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__EXECUTOR": "airflow.providers.edge3.executors.EdgeExecutor",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__API_AUTH__JWT_SECRET": self.secret,
+                "AIRFLOW__EDGE__API_ENABLED": "True",
+                "AIRFLOW__EDGE__API_URL": f"{url}{EDGE3_API}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+                "NO_PROXY": "*",
+                "PYTHONUNBUFFERED": "1",
+            }
+            | extra
+        )
+
+    def airflow(self, *args: str) -> list[str]:
+        return [str(self.venv / "bin" / "airflow"), *args]
+
+    def start(self, name: str, *args: str, **env: str) -> AirflowProcess:
+        argv, log = self.airflow(*args), self.registry.log_path(f"airflow-{name}")
+        process = AirflowProcess(name, argv, spawn(argv, self.env(**env), log), log)
+        self.registry.add(process)
+        return process
+
+    def start_api_server(self) -> AirflowProcess:
+        """``airflow db migrate``, then the api-server with its default worker count (one);
+        logging at WARNING like the edgefleet server (no per-request access log line)."""
+        subprocess.run(
+            self.airflow("db", "migrate"), env=self.env(), check=True, capture_output=True
+        )
+        args = ("api-server", "--host", "127.0.0.1", "--port", str(self.port))
+        return self.start("api-server", *args, AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING")
+
+    def wait_healthy(self, server: AirflowProcess) -> None:
+        def up() -> bool:
+            if not server.alive():
+                raise RuntimeError(f"api-server exited:\n{server.log_tail()}")
+            url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
+            return httpx.get(url, timeout=2).is_success
+
+        wait_until(up, timeout=300, interval=0.5, ignore=(httpx.HTTPError,), message="api-server")
+
+    def start_worker(self, concurrency: int) -> AirflowProcess:
+        args = ("--edge-hostname", WORKER, "--concurrency", str(concurrency))
+        worker = self.start(f"worker-{WORKER}", "edge", "worker", *args)
+        wait_until(
+            lambda: self.reported_concurrency() == concurrency,
+            timeout=300,
+            interval=0.5,
+            message=lambda: f"edge worker {WORKER} registered; log:\n{worker.log_tail()}",
+        )
+        return worker
+
+    def reported_concurrency(self) -> int | None:
+        """The concurrency the worker last reported (what ``airflow edge list-workers``
+        shows), read from the provider's ``edge_worker`` table."""
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
+            query = "SELECT sysinfo FROM edge_worker WHERE worker_name = ?"
+            row = db.execute(query, (WORKER,)).fetchone()
+        return json.loads(row[0]).get("concurrency") if row and row[0] else None
+
+    def token(self, path: str) -> str:
+        """A worker API token as the provider's workers send it: HS512 over the shared
+        secret, audience ``api``, valid 30 s, bound to the called path."""
+        now = int(time.time())
+        claims = {"jti": uuid.uuid4().hex, "aud": "api", "nbf": now, "iat": now}
+        return jwt.encode(claims | {"exp": now + 30, "method": path}, self.secret, "HS512")
+
+
+class Edge3Sim:
+    """A worker of the edge3 provider's protocol: register by POST, heartbeat by PATCH on
+    ``worker/{name}``, a fresh path-bound token per request as its workers sign them."""
+
+    def __init__(self, edge3: Edge3, name: str, concurrency: int = 2) -> None:
+        self.edge3, self.path = edge3, f"worker/{name}"
+        self.sysinfo = {"status": 20, "airflow_version": AIRFLOW, "edge_provider_version": EDGE3}
+        self.sysinfo |= {"concurrency": concurrency, "free_concurrency": concurrency}
+
+    def _call(self, method: str, state: str) -> Request:
+        headers = {"Authorization": self.edge3.token(self.path)}
+        body = {"state": state, "jobs_active": 0, "queues": None, "sysinfo": self.sysinfo}
+        return method, f"{EDGE3_API}{self.path}", headers, body
+
+    def register(self) -> Request:
+        return self._call("POST", "starting")
+
+    def heartbeat(self) -> Request:
+        return self._call("PATCH", "idle")
 
 
 # --- 1. concurrency change ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Change:
-    """Seconds from the CLI's exec to each observation (NaN: not seen before the timeout)."""
-
-    cli_exit: float
-    worker_adopted: float
-    server_shows: float
-
-
-def adoption_line(value: int) -> re.Pattern[str]:
-    """Both workers log the same sentence when they take a new value from the centre."""
-    return re.compile(rf"concurrency updated from \d+ to {value} by remote request", re.I)
-
-
 def timed_change(
-    argv: list[str],
-    env: dict[str, str],
-    worker: ManagedProcess,
-    value: int,
-    server_shows: Callable[[], bool],
-    timeout: float,
-) -> Change:
-    """Run the CLI and watch, every 20 ms, its exit, the worker's log and the server's view."""
-    line, offset = adoption_line(value), worker.log_path.stat().st_size
-    seen: dict[str, float] = {}
-    t0 = time.monotonic()
+    argv: list[str], env: dict, worker: ManagedProcess, value: int, shows: Callable[[], bool]
+) -> tuple[float, float, float]:
+    """Seconds from the CLI's exec to its exit, to the worker logging the new value, and to
+    the server showing it applied; watched every 20 ms (NaN: not seen in time)."""
+    # Both workers log the same sentence when they take a new value from the centre.
+    line = re.compile(rf"concurrency updated from \d+ to {value} by remote request", re.I)
+    offset, seen = worker.log_path.stat().st_size, {}
+    t0, timeout = time.monotonic(), 3 * (HEARTBEAT_INTERVAL + JOB_POLL_INTERVAL) + 60
     cli = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     while len(seen) < 3 and (now := time.monotonic()) < t0 + timeout:
         if "cli" not in seen and cli.poll() is not None:
@@ -135,85 +204,88 @@ def timed_change(
                 log.seek(offset)
                 if line.search(log.read().decode(errors="replace")):
                     seen["worker"] = now - t0
-        if "server" not in seen and server_shows():
+        if "server" not in seen and shows():
             seen["server"] = now - t0
         time.sleep(0.02)
     with contextlib.suppress(subprocess.TimeoutExpired):
         cli.wait(timeout=30)
-    return Change(*(seen.get(k, math.nan) for k in ("cli", "worker", "server")))
+    return seen.get("cli", math.nan), seen.get("worker", math.nan), seen.get("server", math.nan)
 
 
-def edgefleet_change(bench: Bench, worker: ManagedProcess, value: int, timeout: float) -> Change:
-    argv = [str(EDGEFLEET), "set-worker-concurrency", "-H", WORKER, "-c", str(value)]
-
+def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, theirs) -> list:
+    """Alternate the two systems, each trial to a value its worker does not have; a row
+    per observation: both medians (min-max) and edgefleet's advantage."""
+    results: dict[str, list] = {"edgefleet": [], "edge3": []}
     with bench.admin() as api:
+        for trial in range(trials):
+            value = 5 + trial % 2
 
-        def shows() -> bool:
-            view = api.find_worker(WORKER) or {}
-            applied = view.get("applied_version") == view.get("desired_version")
-            return applied and view.get("applied_concurrency") == value
+            def applied(value: int = value) -> bool:
+                view = api.find_worker(WORKER) or {}
+                done = view.get("applied_version") == view.get("desired_version")
+                return done and view.get("applied_concurrency") == value
 
-        return timed_change(argv, bench.env(), worker, value, shows, timeout)
-
-
-def edge3_change(edge3: Edge3Deployment, worker: ManagedProcess, value: int, timeout: float):
-    argv = edge3.airflow("edge", "set-worker-concurrency", "--edge-hostname", WORKER)
-    argv += ["--concurrency", str(value)]
-
-    def shows() -> bool:
-        return edge3.reported_concurrency(WORKER) == value
-
-    return timed_change(argv, edge3.env(), worker, value, shows, timeout)
-
-
-def run_changes(trials: int, change_a, change_b, timeout: float) -> tuple[list, list]:
-    """Alternate the two systems, each trial to a value its worker does not have."""
-    results_a, results_b = [], []
-    for trial in range(trials):
-        value = 5 + trial % 2
-        results_a.append(change_a(value, timeout))
-        progress(f"edgefleet change {trial + 1}/{trials}: {results_a[-1]}")
-        results_b.append(change_b(value, timeout))
-        progress(f"edge3 change {trial + 1}/{trials}: {results_b[-1]}")
-    return results_a, results_b
+            argv = [str(EDGEFLEET), "set-worker-concurrency", "-H", WORKER, "-c", str(value)]
+            results["edgefleet"].append(timed_change(argv, bench.env(), ours, value, applied))
+            argv = edge3.airflow("edge", "set-worker-concurrency", "--edge-hostname", WORKER)
+            argv += ["--concurrency", str(value)]
+            shows = partial(lambda v: edge3.reported_concurrency() == v, value)
+            results["edge3"].append(timed_change(argv, edge3.env(), theirs, value, shows))
+            progress(f"change {trial + 1}/{trials}: {[r[-1] for r in results.values()]}")
+    rows = []
+    names = ("CLI exec -> CLI exit", "CLI exec -> worker adopted (its log)")
+    for n, name in enumerate((*names, "CLI exec -> applied value shown by the server")):
+        a, b = ([r[n] for r in results[k]] for k in ("edgefleet", "edge3"))
+        rows.append([name, span(a), span(b), ratio(median(a), median(b))])
+    a, b = ([r[1] - r[0] for r in results[k]] for k in ("edgefleet", "edge3"))
+    rows.append(["CLI exit -> worker adopted", span(a), span(b), ratio(median(a), median(b))])
+    return rows
 
 
 # --- 2. heartbeat load --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Load:
-    """The measured window, and CPU seconds the server and this client used per answered
-    heartbeat (the figure that holds on a busy host)."""
-
-    out: Outcome
-    server_cpu: float
-    client_cpu: float
-
-
 async def heartbeat_load(
-    port: int,
-    server_pid: int,
-    register: Callable[[Pools], Awaitable[object]],
-    sims: list[Sim],
-    args: argparse.Namespace,
-) -> Load:
+    port: int, pid: int, register, sims: list, args
+) -> tuple[Outcome, float, float]:
     """Register, then one loop per simulated worker heartbeats back to back: ``--warmup``
-    seconds uncounted, then ``--duration`` measured."""
+    seconds uncounted, then ``--duration`` measured; the window, and CPU seconds the server
+    and this client used per answered heartbeat (the figure that holds on a busy host)."""
     pools, beat = Pools([port]), lambda i: sims[i].heartbeat()
     try:
         await register(pools)
         await closed_loop(pools, beat, len(sims), args.warmup, by_caller=True)
-        server0, client0 = session_cpu(server_pid), time.process_time()
+        server0, client0 = server_cpu(pid), time.process_time()
         out = await closed_loop(pools, beat, len(sims), args.duration, by_caller=True)
         n = out.answered or math.nan
-        server, client = session_cpu(server_pid) - server0, time.process_time() - client0
-        return Load(out, server / n, client / n)
+        return out, (server_cpu(pid) - server0) / n, (time.process_time() - client0) / n
     finally:
         pools.close()
 
 
-# --- table ---------------------------------------------------------------------------------
+def load_rows(size: int, bench: Bench, edge3: Edge3, edge3_pid: int, args) -> list:
+    """``size`` simulated workers against each server in turn, edgefleet first."""
+    ours = sim_workers(bench.secret, f"sim{size}-", size)
+    theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
+    progress(f"load: {size} simulated workers, edgefleet")
+    register = partial(register_all, workers=ours, queue="default")
+    a = run_async(heartbeat_load(bench.ports[0], bench.servers[0].pid, register, ours, args))
+    progress(f"load: {size} simulated workers, edge3")
+    register = partial(for_all, requests=[sim.register() for sim in theirs], parallel=16)
+    b = run_async(heartbeat_load(edge3.port, edge3_pid, register, theirs, args))
+
+    def rate(out: Outcome) -> str:
+        return fmt_rate(out.rate) + (f" ({out.failed} failed)" if out.failed else "")
+
+    rows = [[f"heartbeats/s, {size} workers", rate(a[0]), rate(b[0]), ratio(b[0].rate, a[0].rate)]]
+    for name, x, y in (
+        ("heartbeat p99", a[0].lat.p99, b[0].lat.p99),
+        ("server CPU per heartbeat", a[1], b[1]),
+    ):
+        rows.append([f"{name}, {size} workers", fmt_ms(x), fmt_ms(y), ratio(x, y)])
+    # One load client for both: its CPU is context, not a comparison.
+    rows.append([f"load client CPU per heartbeat, {size} workers", fmt_ms(a[2]), fmt_ms(b[2]), ""])
+    return rows
 
 
 def median(values: list[float]) -> float:
@@ -223,105 +295,45 @@ def median(values: list[float]) -> float:
 
 def span(values: list[float]) -> str:
     done = sorted(v for v in values if math.isfinite(v))
-    missed = len(values) - len(done)
     text = fmt_ms(statistics.median(done)) if done else "-"
-    if len(done) > 1:
-        text += f" ({fmt_ms(done[0])}–{fmt_ms(done[-1])})"
-    return text + (f", {missed} not seen" if missed else "")
+    text += f" ({fmt_ms(done[0])}–{fmt_ms(done[-1])})" if len(done) > 1 else ""
+    return text + (f", {len(values) - len(done)} not seen" if len(done) < len(values) else "")
 
 
-def ratio(ours: float, theirs: float, higher_is_better: bool = False) -> str:
+def ratio(ours: float, theirs: float) -> str:
+    """edgefleet's advantage: a time of edge3's over edgefleet's (a rate: passed swapped)."""
     if not (math.isfinite(ours) and math.isfinite(theirs)) or min(ours, theirs) <= 0:
         return "-"
-    factor = ours / theirs if higher_is_better else theirs / ours
-    return f"{factor:.1f}×" if factor < 100 else f"{factor:.0f}×"
+    return f"{theirs / ours:.1f}×" if theirs / ours < 100 else f"{theirs / ours:.0f}×"
 
 
-def change_rows(ours: list[Change], theirs: list[Change]) -> list[list[str]]:
-    measures: dict[str, Callable[[Change], float]] = {
-        "CLI exec -> CLI exit": lambda c: c.cli_exit,
-        "CLI exec -> worker adopted (its log)": lambda c: c.worker_adopted,
-        "CLI exec -> applied value shown by the server": lambda c: c.server_shows,
-        "CLI exit -> worker adopted": lambda c: c.worker_adopted - c.cli_exit,
-    }
-    rows = []
-    for label, measure in measures.items():
-        a, b = [measure(c) for c in ours], [measure(c) for c in theirs]
-        rows.append([label, span(a), span(b), ratio(median(a), median(b))])
-    return rows
-
-
-def load_rows(size: int, ours: Load, theirs: Load) -> list[list[str]]:
-    def rate(load: Load) -> str:
-        return fmt_rate(load.out.rate) + (f" ({load.out.failed} failed)" if load.out.failed else "")
-
-    rate_ratio = ratio(ours.out.rate, theirs.out.rate, higher_is_better=True)
-    rows = [[f"heartbeats/s, {size} workers", rate(ours), rate(theirs), rate_ratio]]
-    for label, a, b in (
-        ("heartbeat p50", ours.out.lat.p50, theirs.out.lat.p50),
-        ("heartbeat p99", ours.out.lat.p99, theirs.out.lat.p99),
-        ("server CPU per heartbeat", ours.server_cpu, theirs.server_cpu),
-        ("load client CPU per heartbeat", ours.client_cpu, theirs.client_cpu),
-    ):
-        compare = ratio(a, b) if "client" not in label else ""  # one client: context only
-        rows.append([f"{label}, {size} workers", fmt_ms(a), fmt_ms(b), compare])
-    return rows
-
-
-# --- run -----------------------------------------------------------------------------------
-
-
-def load_round(size: int, bench: Bench, edge3: Edge3Deployment, edge3_pid: int, args) -> list:
-    """``size`` simulated workers against each server in turn, edgefleet first."""
-    ours = sim_workers(bench.secret, f"sim{size}-", size)
-    theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
-    loads = []
-    for name, port, pid, register, sims in (
-        ("edgefleet", int(bench.api_url.rsplit(':', 1)[1]), bench.servers[0].pid,
-         lambda pools: register_all(pools, ours, "default"), ours),
-        ("edge3", edge3.port, edge3_pid,
-         lambda pools: for_all(pools, [sim.register() for sim in theirs], 16), theirs),
-    ):  # fmt: skip
-        progress(f"load: {size} simulated workers, {name}")
-        loads.append(run_async(heartbeat_load(port, pid, register, sims, args)))
-    return load_rows(size, *loads)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--trials", type=int, default=3, help="concurrency changes per system")
+    add("--sizes", default="32,128", help="simulated workers per load round, comma-separated")
+    add("--duration", type=float, default=20.0, help="seconds measured per load round")
+    add("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    add("--quick", action="store_true", help="1 trial, 5 s rounds: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.trials, args.duration, args.warmup = 1, 5.0, 1.0
     install_signal_exit()
-    progress(f"Airflow venv {args.venv} (pip install on the first run: minutes)")
-    venv = ensure_venv(args.venv, args.airflow_version, args.edge3_version)
-    wait_for_quiet_host(args.quiet_host)
-    rows: list[list[str]] = []
-    with Bench(keep=args.keep) as bench:
-        versions = (args.airflow_version, args.edge3_version)
-        edge3 = Edge3Deployment(venv, bench.home / "airflow", bench.registry, free_port(), versions)
-        progress("airflow db migrate")
-        edge3.run("db", "migrate")
+    progress("Airflow venv (pip install on the first run: minutes)")
+    venv = ensure_venv()
+    with Bench() as bench:
+        edge3 = Edge3(venv, bench)
         api_server = edge3.start_api_server()  # its start takes a while: edgefleet's meanwhile
-        progress("edgefleet server and worker")
         bench.start_server()
-        ours_worker = bench.start_worker(WORKER, "-c", str(START_CONCURRENCY))
-        progress("airflow api-server and edge worker")
+        ours = bench.start_worker(WORKER, "-c", str(START_CONCURRENCY))
         edge3.wait_healthy(api_server)
-        their_worker = edge3.start_worker(WORKER, START_CONCURRENCY)
-        timeout = 3 * (HEARTBEAT_INTERVAL + JOB_POLL_INTERVAL) + 60
-        if "concurrency" not in args.skip:
-            ours, theirs = run_changes(
-                args.trials,
-                lambda v, t: edgefleet_change(bench, ours_worker, v, t),
-                lambda v, t: edge3_change(edge3, their_worker, v, t),
-                timeout,
-            )
-            rows += change_rows(ours, theirs)
-        if "load" not in args.skip:
-            for size in args.sizes:
-                rows += load_round(size, bench, edge3, api_server.pid, args)
+        theirs = edge3.start_worker(START_CONCURRENCY)
+        rows = changes(args.trials, bench, ours, edge3, theirs)
+        for size in (int(n) for n in args.sizes.split(",") if n):
+            rows += load_rows(size, bench, edge3, api_server.pid, args)
     print_table(
-        f"edgefleet ({git_state()}) against Airflow {args.airflow_version} + edge3 "
-        f"{args.edge3_version}; {os.cpu_count()} cores, {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}",
+        f"edgefleet ({git_state()}) against Airflow {AIRFLOW} + edge3 {EDGE3}; "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}",
         ["metric", "edgefleet", "edge3", "ratio"],
         rows,
     )

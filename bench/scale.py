@@ -1,7 +1,8 @@
 """Measured scale: heartbeats/s, fleet size and no-op job throughput per backend and replica count.
 
 For each configuration (SQLite or PostgreSQL; one or two replicas on one database, two only on
-PostgreSQL) real servers on a fresh database are driven by simulated workers (``_sim``):
+PostgreSQL) real servers on a fresh database are driven by simulated workers (``_sim``).
+Phases (``--phases``):
 
 1. ``heartbeat``: a closed-loop probe finds the saturation rate X, then open-loop steps offer
    fractions of X; the figure is the highest step answered in full with p99 < 100 ms.
@@ -10,17 +11,19 @@ PostgreSQL) real servers on a fresh database are driven by simulated workers (``
    failed and no ``last_heartbeat`` is older than 1.5 intervals; the figure is the largest N.
 3. ``jobs``: no-op jobs taken by 50 simulated workers that report each one done at once:
    (a) submitted while the workers run, (b) a backlog submitted first, then drained.
-   ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the
-   cost of enforcing a cap) and capped at 50 (it binds), interleaved round by round; each
-   round's ratios to its own uncapped figures (jobs/s and the servers' CPU time per job),
-   summed up as their median and range.
-4. ``ceiling``: a bare FastAPI endpoint measured right before each phase; each figure is also
+4. ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the cost
+   of enforcing a cap) and capped at 50 (it binds), interleaved over ``--rounds`` rounds;
+   each round's ratios to its own uncapped figures (jobs/s and the servers' CPU per job).
+5. ``credentials`` (not run by default): the heartbeat phase for workers that each enrolled
+   and send their own credential against workers signing with the shared secret,
+   alternating over ``--rounds`` rounds (ABBA) so drift hits both alike; medians.
+6. ``ceiling``: a bare FastAPI endpoint measured right before each phase; each figure is also
    printed as a fraction of it, so results survive a noisy machine.
 
     .venv/bin/python bench/scale.py                     # sqlite and postgres, 1 and 2
     .venv/bin/python bench/scale.py --quick             # a smoke run
-    .venv/bin/python bench/scale.py --backends postgres --replicas 2 --skip fleet
-    .venv/bin/python bench/scale.py --skip heartbeat,fleet,jobs   # queue caps' cost only
+    .venv/bin/python bench/scale.py --backends sqlite --replicas 1 --phases caps
+    .venv/bin/python bench/scale.py --backends sqlite --replicas 1 --phases credentials
 """
 
 from __future__ import annotations
@@ -28,14 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
-import os
 import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,18 +46,19 @@ from _common import (
     fmt_rate,
     git_state,
     install_signal_exit,
+    postgres_server,
     print_table,
     progress,
-    server_errors,
+    session_cpu,
     summarize,
 )
 from _sim import (
-    Conn,
-    HttpError,
+    Fleet,
     Outcome,
     Pools,
     Request,
     SimWorker,
+    Tally,
     admin_headers,
     closed_loop,
     for_all,
@@ -64,14 +66,17 @@ from _sim import (
     register_all,
     run_async,
     sim_workers,
+    within,
 )
+from sqlalchemy import create_engine, select
 
 from edgefleet.contract import API_PREFIX
+from edgefleet.db.models import Worker
 from edgefleet.worker.client import KEEPALIVE_SECONDS
-from support import ManagedProcess, PgCluster, free_port, fresh_database
+from support import ManagedProcess, free_port, fresh_database
 from support.processes import spawn
 
-PHASES = ("ceiling", "heartbeat", "fleet", "jobs", "caps")
+PHASES = ("ceiling", "heartbeat", "fleet", "jobs", "caps", "credentials")
 HB_P99 = 0.100  # the heartbeat phase's p99 bound (s)
 FLEET_INTERVAL, FLEET_P99 = 10.0, 1.0
 JOB_WORKERS, JOB_SLOTS, SUBMITTERS, BATCH = 50, 8, 32, 50
@@ -82,20 +87,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
     add("--replicas", default="1,2", help="replica counts (2 only on postgres)")
+    add("--phases", default=",".join(PHASES[:-1]), help=f"comma-separated: {','.join(PHASES)}")
+    add("--rounds", type=int, default=3, help="caps and credentials: rounds")
     add("--quick", action="store_true", help="short steps and small fleets: a smoke run")
-    add("--skip", default="", help=f"comma-separated phases to skip: {','.join(PHASES)}")
-    add("--fleet-sizes", help="comma-separated fleet sizes to step through")
-    add("--keep", action="store_true", help="keep temporary homes")
-    add("--cap-rounds", type=int, default=3, help="caps phase: rounds of the three modes")
     args = parser.parse_args(argv)
-    args.backend_list = _csv(args.backends)
-    args.replica_list = [int(r) for r in _csv(args.replicas)]
-    args.skip = set(_csv(args.skip))
-    if bad := (set(args.backend_list) - {"sqlite", "postgres"}) | (args.skip - set(PHASES)):
+    args.backends, args.phases = _csv(args.backends), set(_csv(args.phases))
+    args.replicas = [int(r) for r in _csv(args.replicas)]
+    if bad := (set(args.backends) - {"sqlite", "postgres"}) | (args.phases - set(PHASES)):
         parser.error(f"unknown backends or phases {sorted(bad)}")
-    if any(r not in (1, 2) for r in args.replica_list):
+    if any(r not in (1, 2) for r in args.replicas):
         parser.error("--replicas: 1 and/or 2")
-    defaults(args)
+    quick = args.quick
+    args.hb_workers, args.hb_seconds = (200, 2.0) if quick else (1000, 5.0)
+    args.fleet_sizes = [300, 1000] if quick else [1000, 2500, 5000, 10000]
+    args.fleet_window = 13.0 if quick else 30.0
+    args.jobs = 500 if quick else 3000
+    args.ceiling_seconds = 2.0 if quick else 5.0
     return args
 
 
@@ -103,45 +110,8 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def defaults(args: argparse.Namespace) -> None:
-    """The sizes of a run: short for --quick, the full run otherwise."""
-    quick = args.quick
-    args.hb_workers, args.hb_seconds = (200, 2.0) if quick else (1000, 5.0)
-    sizes = getattr(args, "fleet_sizes", None) or ("300,1000" if quick else "1000,2500,5000,10000")
-    args.fleet_size_list = [int(n) for n in _csv(sizes)]
-    args.fleet_window = 13.0 if quick else 30.0
-    args.jobs = 500 if quick else 3000
-    args.ceiling_seconds = 2.0 if quick else 5.0
-
-
-@dataclass
-class Deployment:
-    """One configuration: a fresh database and 1..2 server replicas on it."""
-
-    backend: str
-    bench: Bench
-    db_url: str
-
-    @property
-    def ports(self) -> list[int]:
-        return [int(s.url.rsplit(":", 1)[1]) for s in self.bench.servers]
-
-    @property
-    def label(self) -> str:
-        return f"{self.backend} x{len(self.bench.servers)}"
-
-
-@contextlib.contextmanager
-def deployment(backend: str, replicas: int, pg_url: str, keep: bool):
-    with contextlib.ExitStack() as stack:  # servers stop before their database is dropped
-        db_url = ""
-        if backend == "postgres":
-            db_url = stack.enter_context(fresh_database(Path("."), server_url=pg_url))
-        bench = stack.enter_context(Bench(keep))
-        db_url = db_url or f"sqlite:///{bench.home}/edgefleet.db"
-        for _ in range(replicas):
-            bench.start_server(db_url)
-        yield Deployment(backend, bench, db_url)
+def label(bench: Bench) -> str:
+    return f"{bench.db_url.split(':', 1)[0].split('+')[0]} x{len(bench.servers)}"
 
 
 # --- ceiling: a bare FastAPI endpoint -------------------------------------------------------
@@ -162,25 +132,23 @@ class Ceiling:
     """This host's HTTP ceiling, measured right before each phase (the host's load drifts)."""
 
     def __init__(self, bench: Bench, seconds: float) -> None:
-        self.seconds = seconds
-        port = free_port()
-        log = bench.home / "ceiling.log"
-        argv = [sys.executable, "-c", BARE_APP, str(port)]
+        self.seconds, port = seconds, free_port()
+        log, argv = bench.home / "ceiling.log", [sys.executable, "-c", BARE_APP, str(port)]
         self.proc = bench.registry.add(ManagedProcess("ceiling", argv, spawn(argv, {}, log), log))
         self.pools = Pools([port])
 
-    async def measure(self, label: str) -> float:
-        deadline = time.monotonic() + 30
-        while (await self.pools.send(0, PING))[0] != 200:
-            if time.monotonic() > deadline or not self.proc.alive():
-                raise RuntimeError(f"the bare FastAPI app does not answer:\n{self.proc.log_tail()}")
-            await asyncio.sleep(0.1)
+    async def measure(self, name: str) -> float:
+        async def up() -> bool:
+            return (await self.pools.send(0, PING))[0] == 200
+
+        if not await within(up, 30):
+            raise RuntimeError(f"the bare FastAPI app does not answer:\n{self.proc.log_tail()}")
         out = await closed_loop(self.pools, lambda i: PING, 32, self.seconds)
-        progress(f"ceiling ({label}): {out.rate:.0f} req/s")
+        progress(f"ceiling ({name}): {out.rate:.0f} req/s")
         return out.rate
 
 
-# --- phase: heartbeats per second -----------------------------------------------------------
+# --- heartbeats per second ------------------------------------------------------------------
 
 STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
@@ -191,27 +159,22 @@ def hb_passes(step: Outcome) -> bool:
 
 
 async def measure_heartbeats(
-    dep: Deployment, args: argparse.Namespace, workers: list[SimWorker] | None = None
+    bench: Bench, args: argparse.Namespace, workers: list[SimWorker]
 ) -> Outcome | None:
-    """The best passing open-loop step below and around the closed-loop saturation rate.
-    ``workers``: registered simulated workers (default: new ones signing with the secret)."""
-    pools = Pools(dep.ports)
+    """The best passing open-loop step below and around the closed-loop saturation rate of
+    ``workers`` (registered) heartbeating."""
+    pools = Pools(bench.ports)
     try:
-        if workers is None:
-            workers = sim_workers(dep.bench.secret, "hb", args.hb_workers)
-            await register_all(pools, workers, "hb", 2, 10.0)
 
         def make(i: int) -> Request:
             return workers[i % len(workers)].heartbeat()
 
         probe = await closed_loop(pools, make, 32, args.hb_seconds)
-        progress(f"{dep.label} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}")
-        best, missed_once = None, False
-        fractions = list(STEP_FRACTIONS)
+        progress(f"{label(bench)} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}")
+        best, missed_once, fractions = None, False, list(STEP_FRACTIONS)
         while fractions:
             await asyncio.sleep(0.5)
-            rate = probe.rate * fractions[0]
-            step = await open_loop(pools, make, rate, args.hb_seconds)
+            step = await open_loop(pools, make, probe.rate * fractions[0], args.hb_seconds)
             passed = hb_passes(step)
             progress(
                 f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s p99 {fmt_ms(step.lat.p99)} "
@@ -228,17 +191,74 @@ async def measure_heartbeats(
         pools.close()
 
 
-# --- phase: fleet at a 10 s heartbeat -------------------------------------------------------
+async def heartbeat_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
+    workers = sim_workers(bench.secret, "hb", args.hb_workers)
+    pools = Pools(bench.ports)
+    await register_all(pools, workers, "hb", 2, 10.0)
+    pools.close()
+    best = await measure_heartbeats(bench, args, workers)
+    rate = best.rate if best else None
+    return f"{fmt_rate(rate)} p99 {fmt_ms(best and best.lat.p99)} ({frac(rate, top)})"
+
+
+class Credential:
+    """A signer that sends the worker's own credential, as the real worker does."""
+
+    def __init__(self, credential: str) -> None:
+        self.credential = credential
+
+    def token(self) -> str:
+        return self.credential
+
+
+async def enroll_all(pools: Pools, secret: str, count: int) -> list[SimWorker]:
+    """``count`` workers enrolled with one join token, each with its own credential."""
+    body = {"uses": count, "ttl_seconds": 3600}
+    request = ("POST", f"{API_PREFIX}/tokens/join", admin_headers(secret), body)
+    (answer,) = await for_all(pools, [request], 1)
+    headers = {"Authorization": f"Bearer {SimWorker('', None).apply(answer)['token']}"}
+    names = [f"cred{i:05d}" for i in range(count)]
+    path = f"{API_PREFIX}/edge/enroll"
+    answers = await for_all(pools, [("POST", path, headers, {"hostname": n}) for n in names])
+    credentials = [SimWorker("", None).apply(a)["credential"] for a in answers]
+    return [SimWorker(n, Credential(c)) for n, c in zip(names, credentials, strict=True)]
+
+
+async def credentials_cell(bench: Bench, args: argparse.Namespace) -> str:
+    """Per-worker credentials against shared-secret tokens: medians of the ABBA rounds."""
+    pools = Pools(bench.ports)
+    fleets = {
+        "secret": sim_workers(bench.secret, "hb", args.hb_workers),
+        "credential": await enroll_all(pools, bench.secret, args.hb_workers),
+    }
+    for workers in fleets.values():
+        await register_all(pools, workers, "hb", 2, 10.0)
+    pools.close()
+    rates: dict[str, list[float]] = {"secret": [], "credential": []}
+    for round_ in range(args.rounds):
+        for kind, workers in list(fleets.items())[:: -1 if round_ % 2 else 1]:
+            best = await measure_heartbeats(bench, args, workers)
+            rates[kind].append(best.rate if best else 0.0)
+            progress(
+                f"{label(bench)} credentials round {round_ + 1} {kind}: {rates[kind][-1]:.0f}/s"
+            )
+    secret, own = (statistics.median(rates[k]) for k in ("secret", "credential"))
+    spans = {k: f"{min(v):.0f}-{max(v):.0f}" for k, v in rates.items()}
+    return (
+        f"own credentials {own:.0f}/s [{spans['credential']}], shared secret {secret:.0f}/s "
+        f"[{spans['secret']}] ({own / secret if secret else math.nan:.2f}x)"
+    )
+
+
+# --- fleet at a 10 s heartbeat --------------------------------------------------------------
 
 
 @dataclass
 class FleetStep:
     size: int
-    scheduled: int
-    failed: int
-    latencies: list[float]
+    tally: Tally
     stale: int
-    rate: float  # beats answered per second of the window
+    window: float
 
     @property
     def expected(self) -> float:
@@ -246,44 +266,20 @@ class FleetStep:
 
     def keeps_up(self) -> bool:
         return (
-            self.rate >= 0.95 * self.expected
-            and summarize(self.latencies).p99 <= FLEET_P99
-            and self.failed <= 0.001 * max(1, self.scheduled)
+            len(self.tally.beats) / self.window >= 0.95 * self.expected
+            and summarize(self.tally.beats).p99 <= FLEET_P99
+            and sum(self.tally.errors.values()) <= 0.001 * max(1, self.tally.scheduled)
             and self.stale == 0
         )
 
     def text(self) -> str:
-        p99 = fmt_ms(summarize(self.latencies).p99)
+        rate, p99 = len(self.tally.beats) / self.window, fmt_ms(summarize(self.tally.beats).p99)
         verdict = "ok" if self.keeps_up() else "BEHIND"
-        return f"{self.size} {verdict} ({self.rate:.0f}/{self.expected:.0f} beats/s, p99 {p99})"
-
-
-async def beat_forever(worker: SimWorker, port: int, t0: float, until: float, tally: dict):
-    """Heartbeat every interval +-10 % from a random phase over one kept connection; a late
-    answer makes the next beat due at once."""
-    due = t0 + random.uniform(0, FLEET_INTERVAL)
-    conn = Conn(port, keepalive=KEEPALIVE_SECONDS)
-    while due < until:
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        tally["scheduled"] += 1
-        try:
-            ok = (await conn.request(worker.heartbeat(), timeout=30))[0] < 300
-        except HttpError:
-            ok = False
-        if ok:
-            tally["latencies"].append(time.monotonic() - due)
-        else:
-            tally["failed"] += 1
-        due = max(due + FLEET_INTERVAL * random.uniform(0.9, 1.1), time.monotonic())
-    conn.close()
+        return f"{self.size} {verdict} ({rate:.0f}/{self.expected:.0f} beats/s, p99 {p99})"
 
 
 def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
     """Workers whose last heartbeat is older than ``older_than`` s."""
-    from sqlalchemy import create_engine, select
-
-    from edgefleet.db.models import Worker
-
     engine = create_engine(db_url)
     try:
         with engine.connect() as connection:
@@ -295,240 +291,121 @@ def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
     return sum(1 for b in beats if not b or (now - b).total_seconds() > older_than)
 
 
-async def measure_fleet(dep: Deployment, args: argparse.Namespace) -> list[FleetStep]:
-    """Step the fleet size up until a step falls behind (or all sizes pass)."""
-    workers: list[SimWorker] = []
+async def fleet_cell(bench: Bench, args: argparse.Namespace) -> str:
+    """Step the fleet size up until a step falls behind (or all sizes pass): the largest
+    that kept up, then any behind."""
+    fleet = Fleet(bench.secret, bench.ports, FLEET_INTERVAL, keepalive=KEEPALIVE_SECONDS)
     steps: list[FleetStep] = []
-    for size in args.fleet_size_list:
-        pools = Pools(dep.ports)
-        new = sim_workers(dep.bench.secret, "fl", size, start=len(workers))
-        await register_all(pools, new, "fleet", 2, FLEET_INTERVAL)
-        pools.close()
-        workers += new
-        tally: dict = {"scheduled": 0, "failed": 0, "latencies": []}
-        ports, t0 = dep.ports, time.monotonic()
-        until = t0 + args.fleet_window
-        await asyncio.gather(
-            *(
-                beat_forever(w, ports[i % len(ports)], t0, until, tally)
-                for i, w in enumerate(workers)
-            )
-        )
-        stale = await asyncio.to_thread(stale_workers, dep.db_url, "fl", 1.5 * FLEET_INTERVAL)
-        rate = len(tally["latencies"]) / args.fleet_window
-        step = FleetStep(
-            len(workers), tally["scheduled"], tally["failed"], tally["latencies"], stale, rate
-        )
-        steps.append(step)
-        progress(f"{dep.label} fleet {step.text()}, stale {stale}")
-        if not step.keeps_up():
-            break
-    return steps
-
-
-# --- phase: no-op job throughput ------------------------------------------------------------
-
-
-@dataclass
-class JobRun:
-    """One job measurement; times are ``time.monotonic()``."""
-
-    jobs: int
-    first_submit: float = math.nan
-    workers_start: float = math.nan
-    last_done: float = math.nan
-    failed: int = 0
-    done_ids: set[int] = field(default_factory=set)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def per_second(self, start: float) -> float:
-        return self.jobs / (self.last_done - start) if self.last_done > start else math.nan
-
-
-async def job_worker(worker: SimWorker, conn: Conn, run: JobRun) -> None:
-    """Fetch with every slot free, report each claimed job a success at once, long-poll when
-    nothing came (as the agent does). A lost fetch answer is asked again with the same seq."""
-    again = False
-    while not run.done.is_set():
-        try:
-            status, answer = await conn.request(worker.fetch(JOB_SLOTS, again), timeout=60)
-        except HttpError:
-            status, answer = 0, b""
-        again = status == 0 or status >= 500
-        if status != 200:
-            run.failed += 1
-            await asyncio.sleep(0.05)
-            continue
-        jobs = worker.apply(answer)["jobs"]
-        if jobs:
-            await report_success(worker, conn, jobs, run)
-            continue
-        while not run.done.is_set():  # long-poll until the server answers "work"
-            try:
-                status, answer = await conn.request(worker.watch(JOB_SLOTS, 2.0), timeout=30)
-            except HttpError:
-                break
-            if status != 200 or worker.apply(answer).get("reason") in (None, "work"):
-                break
-
-
-async def report_success(worker: SimWorker, conn: Conn, jobs: list[dict], run: JobRun) -> None:
     try:
-        status, answer = await conn.request(worker.results(jobs), timeout=30)
-    except HttpError:
-        status = 0
-    if status >= 300 or status == 0:
-        run.failed += len(jobs)
-        return
-    for job, outcome in zip(jobs, json.loads(answer)["outcomes"], strict=True):
-        if outcome["status_code"] >= 300:
-            run.failed += 1
-        else:
-            run.done_ids.add(job["id"])  # a repeated report (answer lost) counts once
-    run.last_done = time.monotonic()
-    if len(run.done_ids) >= run.jobs:
-        run.done.set()
-
-
-async def submit_jobs(pools: Pools, secret: str, run: JobRun) -> None:
-    job = {"command": ["true"], "queue": "noop"}
-    sizes = [min(BATCH, run.jobs - start) for start in range(0, run.jobs, BATCH)]
-    path, headers = f"{API_PREFIX}/jobs/batch", admin_headers(secret)
-    run.first_submit = time.monotonic()
-    await for_all(pools, [("POST", path, headers, {"jobs": [job] * n}) for n in sizes], SUBMITTERS)
-
-
-async def work_off(dep: Deployment, workers: list[SimWorker], run: JobRun) -> None:
-    """Run the job workers until ``run`` is complete (or its time is up), then stop them."""
-    ports = dep.ports
-    conns = [Conn(ports[i % len(ports)]) for i in range(len(workers))]
-    run.workers_start = time.monotonic()
-    tasks = [
-        asyncio.create_task(job_worker(w, c, run)) for w, c in zip(workers, conns, strict=True)
-    ]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(run.done.wait(), max(60.0, run.jobs / 20))
-    if not run.done.is_set():
-        progress(f"  jobs: only {len(run.done_ids)}/{run.jobs} completed in time")
-    run.done.set()
-    _, late = await asyncio.wait(tasks, timeout=10.0)
-    for task in late:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for conn in conns:
-        conn.close()
-
-
-async def job_rates(
-    dep: Deployment, pools: Pools, workers: list[SimWorker], jobs: int, label: str = ""
-) -> tuple[float, float]:
-    """(end to end jobs/s: submitted while the workers run, drain jobs/s of a backlog)."""
-    e2e, backlog = JobRun(jobs), JobRun(jobs)
-    await asyncio.gather(work_off(dep, workers, e2e), submit_jobs(pools, dep.bench.secret, e2e))
-    await submit_jobs(pools, dep.bench.secret, backlog)
-    await work_off(dep, workers, backlog)
-    rates = e2e.per_second(e2e.first_submit), backlog.per_second(backlog.workers_start)
-    failed = e2e.failed + backlog.failed
-    progress(
-        f"{dep.label} jobs{label} end to end {rates[0]:.0f}/s, drain {rates[1]:.0f}/s, "
-        f"failed {failed}"
-    )
-    return rates
-
-
-async def measure_jobs(dep: Deployment, args: argparse.Namespace) -> tuple[float, float]:
-    workers = sim_workers(dep.bench.secret, "jw", JOB_WORKERS)
-    pools = Pools(dep.ports)
-    try:
-        await register_all(pools, workers, "noop", JOB_SLOTS)
-        return await job_rates(dep, pools, workers, args.jobs)
+        for size in args.fleet_sizes:
+            await fleet.add([f"fl{i:05d}" for i in range(len(fleet.agents), size)], "fleet")
+            fleet.tally = Tally()
+            until = time.monotonic() + args.fleet_window
+            await asyncio.gather(*(agent.heartbeats(until) for agent in fleet.agents.values()))
+            stale = await asyncio.to_thread(stale_workers, bench.db_url, "fl", 1.5 * FLEET_INTERVAL)
+            steps.append(FleetStep(size, fleet.tally, stale, args.fleet_window))
+            progress(f"{label(bench)} fleet {steps[-1].text()}, stale {stale}")
+            if not steps[-1].keeps_up():
+                break
     finally:
-        pools.close()
+        await fleet.close()
+    kept = [s for s in steps if s.keeps_up()][-1:]
+    return "; ".join(s.text() for s in kept + [s for s in steps if not s.keeps_up()])
 
 
-# --- phase: the same no-op jobs under a queue cap --------------------------------------------
+# --- no-op job throughput, and under a queue cap --------------------------------------------
 
 #: The caps compared: none; one far above the fleet's slots (never binds, so any difference
 #: is what enforcing it costs); one at a worker's share (binds now and then).
 CAP_MODES = (("none", None), ("loose", JOB_WORKERS * JOB_SLOTS * 10), ("tight", JOB_WORKERS))
 
 
-async def set_cap(pools: Pools, secret: str, cap: int | None) -> None:
-    body = {"reset": True} if cap is None else {"concurrency": cap}
-    request = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(secret), body)
-    status, answer = await pools.send(0, request)
-    if status != 200:
-        raise RuntimeError(f"setting the cap failed: {status} {answer[:200]!r}")
+async def submit_jobs(pools: Pools, secret: str, jobs: int) -> None:
+    job = {"command": ["true"], "queue": "noop"}
+    sizes = [min(BATCH, jobs - start) for start in range(0, jobs, BATCH)]
+    path, headers = f"{API_PREFIX}/jobs/batch", admin_headers(secret)
+    await for_all(pools, [("POST", path, headers, {"jobs": [job] * n}) for n in sizes], SUBMITTERS)
 
 
-@dataclass
-class CapRound:
-    """One mode's figures in one round: jobs/s end to end and drained, and the servers' CPU
-    time per job (user+sys, ms): the figure a busy shared host disturbs least."""
-
-    e2e: float
-    drain: float
-    cpu_ms: float
-
-
-def server_cpu_seconds(dep: Deployment) -> float:
-    """User+sys CPU seconds the deployment's servers used so far (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for server in dep.bench.servers:
-        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+async def work_off(fleet: Fleet, jobs: int, submit: bool, pools: Pools) -> float:
+    """Jobs/s of the agents taking ``jobs`` no-op jobs: submitted while they run (``submit``),
+    counted from the first submission, or a backlog, counted from the agents' start."""
+    fleet.tally = Tally()
+    tasks = fleet.start(agent.dispatch(2.0) for agent in fleet.agents.values())
+    start = time.monotonic()
+    if submit:
+        await submit_jobs(pools, fleet.secret, jobs)
+    if not await within(lambda: len(fleet.tally.done) >= jobs, max(60.0, jobs / 20)):
+        progress(f"  jobs: only {len(fleet.tally.done)}/{jobs} completed in time")
+    await fleet.stop(tasks)
+    return jobs / (fleet.tally.last_done - start)
 
 
-async def measure_caps(dep: Deployment, args: argparse.Namespace) -> list[dict[str, CapRound]]:
-    """Each round's figures per cap mode, the modes interleaved round by round so the host's
-    drift weighs on each alike; a round's ratios to its own uncapped figures are what count."""
-    workers = sim_workers(dep.bench.secret, "cw", JOB_WORKERS)
-    pools = Pools(dep.ports)
-    rounds: list[dict[str, CapRound]] = []
+async def job_rates(bench: Bench, fleet: Fleet, jobs: int, name: str = "") -> tuple[float, float]:
+    """(end to end jobs/s: submitted while the workers run, drain jobs/s of a backlog)."""
+    pools = Pools(bench.ports)
     try:
-        await register_all(pools, workers, "noop", JOB_SLOTS)
-        for n in range(args.cap_rounds):
-            one: dict[str, CapRound] = {}
-            for mode, cap in CAP_MODES:
-                await set_cap(pools, dep.bench.secret, cap)
-                cpu = server_cpu_seconds(dep)
-                e2e, drain = await job_rates(dep, pools, workers, args.jobs, f" (cap {mode})")
-                cpu_ms = (server_cpu_seconds(dep) - cpu) * 1000 / (2 * args.jobs)
-                one[mode] = CapRound(e2e, drain, cpu_ms)
-            rounds.append(one)
-            progress(f"{dep.label} caps round {n + 1}: {round_ratios(one)}")
-        return rounds
+        e2e = await work_off(fleet, jobs, True, pools)
+        errors = sum(fleet.tally.errors.values())
+        await submit_jobs(pools, bench.secret, jobs)
+        drain = await work_off(fleet, jobs, False, pools)
     finally:
         pools.close()
+    errors += sum(fleet.tally.errors.values())
+    progress(
+        f"{label(bench)} jobs{name} end to end {e2e:.0f}/s, drain {drain:.0f}/s, errors {errors}"
+    )
+    return e2e, drain
 
 
-def _ratios(one: dict[str, CapRound], mode: str) -> tuple[float, float, float]:
-    """A mode's (e2e, drain, CPU per job) over the same round's uncapped figures."""
-    base, capped = one["none"], one[mode]
-    return capped.e2e / base.e2e, capped.drain / base.drain, capped.cpu_ms / base.cpu_ms
+async def job_fleet(bench: Bench, prefix: str) -> Fleet:
+    """Simulated workers with ``JOB_SLOTS`` free slots each (names of their own per phase:
+    the last phase's are still registered)."""
+    fleet = Fleet(bench.secret, bench.ports, FLEET_INTERVAL, slots=JOB_SLOTS)
+    await fleet.add([f"{prefix}{i:05d}" for i in range(JOB_WORKERS)], "noop")
+    return fleet
 
 
-def round_ratios(one: dict[str, CapRound]) -> str:
-    base = one["none"]
-    parts = [f"none e2e {base.e2e:.0f}/s drain {base.drain:.0f}/s cpu {base.cpu_ms:.2f} ms/job"]
-    for mode, _ in CAP_MODES[1:]:
-        e2e, drain, cpu = _ratios(one, mode)
-        parts.append(f"{mode} e2e {e2e:.2f}x drain {drain:.2f}x cpu {cpu:.2f}x")
-    return "; ".join(parts)
+async def jobs_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
+    fleet = await job_fleet(bench, "jw")
+    try:
+        e2e, drain = await job_rates(bench, fleet, args.jobs)
+    finally:
+        await fleet.close()
+    return f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)} ({frac(e2e, top)})"
 
 
-def caps_cell(rounds: list[dict[str, CapRound]]) -> str:
-    """Per capped mode: the median of the rounds' ratios to their uncapped figures, with
-    their range."""
+async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
+    """Each round's figures per cap mode, interleaved round by round so the host's drift
+    weighs on each alike; per capped mode the median of the rounds' ratios to their own
+    uncapped figures (jobs/s end to end and drained, servers' CPU per job), with the range."""
+    fleet, pools = await job_fleet(bench, "cw"), Pools(bench.ports)
+    pids = [server.pid for server in bench.servers]
+    ratios: dict[str, list[tuple[float, float, float]]] = {m: [] for m, _ in CAP_MODES[1:]}
+    try:
+        for n in range(args.rounds):
+            one: dict[str, tuple[float, float, float]] = {}
+            for mode, cap in CAP_MODES:
+                body = {"reset": True} if cap is None else {"concurrency": cap}
+                request = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(bench.secret), body)
+                await for_all(pools, [request], 1)
+                cpu = session_cpu(*pids)
+                e2e, drain = await job_rates(bench, fleet, args.jobs, f" (cap {mode})")
+                one[mode] = (e2e, drain, (session_cpu(*pids) - cpu) / (2 * args.jobs))
+            for mode, rounds in ratios.items():
+                base = one["none"]
+                rounds.append(tuple(c / b for c, b in zip(one[mode], base, strict=True)))
+            text = ", ".join(
+                f"{m} {r[-1][0]:.2f}x {r[-1][1]:.2f}x {r[-1][2]:.2f}x" for m, r in ratios.items()
+            )
+            progress(f"{label(bench)} caps round {n + 1}, e2e drain cpu/job against none: {text}")
+    finally:
+        pools.close()
+        await fleet.close()
     parts = []
-    for mode, _ in CAP_MODES[1:]:
-        columns = zip(*(_ratios(one, mode) for one in rounds), strict=True)
-        cells = [
-            f"{name} {statistics.median(vals):.2f}x [{min(vals):.2f}-{max(vals):.2f}]"
-            for name, vals in zip(("e2e", "drain", "cpu/job"), columns, strict=True)
-        ]
+    for mode, rounds in ratios.items():
+        columns = zip(("e2e", "drain", "cpu/job"), zip(*rounds, strict=True), strict=True)
+        cells = [f"{n} {statistics.median(v):.2f}x [{min(v):.2f}-{max(v):.2f}]" for n, v in columns]
         parts.append(f"{mode} {' '.join(cells)}")
     return "; ".join(parts)
 
@@ -538,65 +415,60 @@ def caps_cell(rounds: list[dict[str, CapRound]]) -> str:
 
 def frac(value: float | None, ceiling: float | None) -> str:
     ok = value is not None and ceiling and math.isfinite(value) and math.isfinite(ceiling)
-    return f"{value / ceiling:.3f}" if ok else "-"
+    return f"{value / ceiling:.3f} of {ceiling:.0f}" if ok else "-"
 
 
-async def run_config(dep: Deployment, args: argparse.Namespace, ceiling: Ceiling | None) -> list:
+async def run_config(bench: Bench, args: argparse.Namespace, ceiling: Ceiling | None) -> list:
     """The configuration's summary row; each figure with its fraction of the ceiling."""
-    progress(f"== {dep.label}: servers on ports {dep.ports}")
+    progress(f"== {label(bench)}: servers on ports {bench.ports}")
     cells: dict[str, str] = {}
     for phase in PHASES[1:]:
-        if phase in args.skip:
+        if phase not in args.phases:
             cells[phase] = "-"
             continue
-        top = await ceiling.measure(f"{dep.label} {phase}") if ceiling else None
-        cap = f" / {top:.0f}" if top else ""
+        top = await ceiling.measure(f"{label(bench)} {phase}") if ceiling else None
         if phase == "heartbeat":
-            best = await measure_heartbeats(dep, args)
-            rate = best.rate if best else None
-            cells[phase] = (
-                f"{fmt_rate(rate)} p99 {fmt_ms(best and best.lat.p99)} ({frac(rate, top)}{cap})"
-            )
+            cells[phase] = await heartbeat_cell(bench, args, top)
         elif phase == "fleet":
-            steps = await measure_fleet(dep, args)
-            kept = [s for s in steps if s.keeps_up()]
-            cells[phase] = "; ".join(s.text() for s in ([kept[-1]] if kept else []) + [
-                s for s in steps if not s.keeps_up()])  # fmt: skip
+            cells[phase] = await fleet_cell(bench, args)
         elif phase == "jobs":
-            e2e, drain = await measure_jobs(dep, args)
-            cells[phase] = f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)} ({frac(e2e, top)}{cap})"
+            cells[phase] = await jobs_cell(bench, args, top)
+        elif phase == "caps":
+            cells[phase] = await caps_cell(bench, args)
         else:
-            cells[phase] = caps_cell(await measure_caps(dep, args))
-    errors = [line for server in dep.bench.servers for line in server_errors(server)]
-    for line in errors[:5]:
+            cells[phase] = await credentials_cell(bench, args)
+    for line in bench.errors()[:5]:
         progress(f"  server error: {line}")
-    return [dep.label, *cells.values(), len(errors)]
+    return [label(bench), *cells.values(), len(bench.errors())]
 
 
 async def amain(args: argparse.Namespace) -> None:
     random.seed(1)
-    configs = [
-        (b, r) for b in args.backend_list for r in args.replica_list if r == 1 or b == "postgres"
-    ]
+    configs = [(b, r) for b in args.backends for r in args.replicas if r == 1 or b == "postgres"]
     rows = []
     with contextlib.ExitStack() as stack:
-        pg_url = ""
         if any(b == "postgres" for b, _ in configs):
-            cluster = stack.enter_context(PgCluster(keep=args.keep))
-            pg_url = cluster.url
+            pg_url = stack.enter_context(postgres_server())
         ceiling = None
-        if "ceiling" not in args.skip:
-            ceiling = Ceiling(stack.enter_context(Bench(args.keep)), args.ceiling_seconds)
+        if "ceiling" in args.phases:
+            ceiling = Ceiling(stack.enter_context(Bench()), args.ceiling_seconds)
         for backend, replicas in configs:
-            with deployment(backend, replicas, pg_url, args.keep) as dep:
-                rows.append(await run_config(dep, args, ceiling))
+            with contextlib.ExitStack() as config:  # servers stop before their database goes
+                db_url = None
+                if backend == "postgres":
+                    db_url = config.enter_context(fresh_database(Path("."), server_url=pg_url))
+                bench = config.enter_context(Bench())
+                for _ in range(replicas):
+                    bench.start_server(db_url)
+                rows.append(await run_config(bench, args, ceiling))
         if ceiling is not None:
             ceiling.pools.close()
     print(f"\nmeasured scale; code: {git_state()}; quick={args.quick}")
     print_table(
-        f"SUMMARY ((fraction of / the bare endpoint's req/s) measured right before the phase; "
+        f"SUMMARY ((fraction of the bare endpoint's req/s) measured right before the phase; "
         f"fleet at a {FLEET_INTERVAL:g} s heartbeat: the largest N that kept up, then any behind)",
-        ["config", f"hb/s p99<{fmt_ms(HB_P99)}", "fleet", "no-op jobs/s", "capped", "srv errors"],
+        ["config", f"hb/s p99<{fmt_ms(HB_P99)}", "fleet", "no-op jobs/s", "capped", "credentials"]
+        + ["srv errors"],
         rows,
     )
 

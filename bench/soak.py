@@ -29,8 +29,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=field.default)
     parser.add_argument("--quick", action="store_true", help="the test's profile: a smoke run")
-    parser.add_argument("--pg-url", help="PostgreSQL server (default: $EDGEFLEET_TEST_PG_URL)")
-    parser.add_argument("--keep", action="store_true", help="keep the logs and marks")
     args = parser.parse_args(argv)
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
     settings = QUICK if args.quick else Settings(**settings)
@@ -47,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="edgefleet-soak-"))
     try:
-        with postgres_server(args.pg_url) as pg_url:
+        with postgres_server() as pg_url:
             outcome = run_soak(settings, base, pg_url)
     finally:
-        print(f"logs and marks kept in {base}") if args.keep else shutil.rmtree(base, True)
+        shutil.rmtree(base, True)
     print(f"\nsoak on {git_state()}")
     outcome.print()
     print(f"wall time {time.monotonic() - started:.0f} s in all ({settings.duration:g} s of chaos)")
