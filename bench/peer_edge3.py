@@ -231,7 +231,8 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
             argv += ["--concurrency", str(value)]
             shows = partial(lambda v: edge3.reported_concurrency() == v, value)
             results["edge3"].append(timed_change(argv, edge3.env(), theirs, value, shows))
-            progress(f"change {trial + 1}/{trials}: {[r[-1] for r in results.values()]}")
+            seen = {k: ", ".join(map(fmt_ms, r[-1])) for k, r in results.items()}
+            progress(f"change {trial + 1}/{trials}, exit, adopted, shown: {seen}")
     rows = []
     names = ("CLI exec -> CLI exit", "CLI exec -> worker adopted (its log)")
     for n, name in enumerate((*names, "CLI exec -> applied value shown by the server")):
