@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class LazyCommands(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """The table's names and help, so that completing a command's name imports none."""
+        from click.shell_completion import CompletionItem
+
+        names = [
+            CompletionItem(name, help=entry.help)
+            for name, entry in self.table.items()
+            if name.startswith(incomplete)
+        ]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
+
 
 class TyperCommand(click.Command):
     """A command built by Typer, run under the plain-Click root.
@@ -94,6 +108,17 @@ class TyperCommand(click.Command):
         """Every argument, ``--`` included, is the Typer command's to parse."""
         ctx.args = list(args)
         return []
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """What the command's own Click (Typer's copy) completes after the words typed since
+        its name: its options and their choices, and the subcommands of a group.
+
+        The root walks to this command with its Click, which knows nothing of Typer's; here
+        the walk goes on with ``ctx.args``, all of them, since ``parse_args`` keeps them."""
+        from typer._completion_classes import BashComplete  # every shell's walks alike
+
+        walk = BashComplete(self.command, {}, ctx.command_path, "")
+        return walk.get_completions(list(ctx.args), incomplete)
 
     def invoke(self, ctx: click.Context) -> Any:
         from typer import Abort

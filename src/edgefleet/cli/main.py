@@ -230,11 +230,10 @@ def app(ctx: click.Context, log_level: str, api_url: tuple[str, ...], **paths: A
 
 
 def _complete() -> None:
-    """Answer a shell's completion request (the root's commands and options)."""
-    from typer.completion import completion_init, shell_complete
+    """Answer a shell's completion request, inside commands too (``edgefleet.cli.completion``)."""
+    from edgefleet.cli.completion import answer
 
-    completion_init()
-    sys.exit(shell_complete(app, {}, "edgefleet", _COMPLETE_VAR, os.environ[_COMPLETE_VAR]))
+    sys.exit(answer(app, "edgefleet", _COMPLETE_VAR, os.environ[_COMPLETE_VAR]))
 
 
 def run() -> None:
