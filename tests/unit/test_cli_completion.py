@@ -61,6 +61,16 @@ def test_the_subcommands_and_options_of_a_typer_group(instruction: str) -> None:
     assert offered("edgefleet jobs list --output ", instruction) == ["table", "json"]
 
 
+def test_zsh_an_option_typed_with_its_value() -> None:
+    """zsh sends the line as typed (Typer's order, ``--show-completion`` in zsh)."""
+    env = BASE_ENV | {
+        "_TYPER_COMPLETE_ARGS": "edgefleet jobs list --output=j",
+        "_EDGEFLEET_COMPLETE": "complete_zsh",
+    }
+    result = Cli(env)()
+    assert result.stdout.strip() == """_arguments '*: :(("json"))'""", describe(result)
+
+
 def test_the_options_and_choices_of_a_click_command() -> None:
     assert {"--edge-hostname", "--output"} <= set(offered("edgefleet list-workers --"))
     assert offered("edgefleet list-workers -o ") == ["table", "json"]

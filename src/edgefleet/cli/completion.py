@@ -35,24 +35,31 @@ def answer(cli: click.Command, prog_name: str, complete_var: str, instruction: s
             err=True,
         )
         return 1
-    request = worded_by(cli, {}, prog_name, complete_var)
+    request = _walked_by_click(worded_by)(cli, {}, prog_name, complete_var)
     click.echo(request.source() if action == "source" else request.complete())
     return 0
 
 
 def _typer_class(shell: str) -> type[Any] | None:
-    """Typer's class for ``shell``, which reads the request and words the answer, with the
-    completions found by Click's walk: Typer's copy of Click cannot walk the root."""
+    """Typer's class for ``shell``: it reads the request and words the answer as the
+    scripts of ``--show-completion`` expect."""
     from typer._click.shell_completion import get_completion_class as typer_class
     from typer.completion import completion_init
 
     completion_init()  # registers Typer's class for each shell
-    worded_by = typer_class(shell)
-    if worded_by is None:
-        return None
+    return typer_class(shell)
+
+
+def _walked_by_click(worded_by: type[Any]) -> type[Any]:
+    """``worded_by`` with its completions found by Click's walk from the root (Typer's copy
+    of Click cannot walk it). An option typed with its value (``--output=j``, as zsh and
+    fish pass it) is split here, so a Typer command too sees the option before the value."""
 
     class WalkedByClick(worded_by):  # type: ignore[misc, valid-type]
         def get_completions(self, args: list[str], incomplete: str) -> list[Any]:
+            if incomplete.startswith("-") and "=" in incomplete:
+                option, _, incomplete = incomplete.partition("=")
+                args = [*args, option]
             walk = ShellComplete(self.cli, self.ctx_args, self.prog_name, self.complete_var)
             return walk.get_completions(args, incomplete)
 
