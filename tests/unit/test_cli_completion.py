@@ -85,10 +85,16 @@ def test_an_unknown_instruction_is_refused_in_one_line() -> None:
     )
 
 
-def test_the_installed_bash_script_completes_inside_a_command() -> None:
-    """The script ``--show-completion`` prints, sourced in bash, as a user's shell does."""
+@pytest.mark.parametrize(
+    "printed_by",
+    [f"{EDGEFLEET} --show-completion", f"_EDGEFLEET_COMPLETE=bash_source {EDGEFLEET}"],
+    ids=["typer", "click"],
+)
+def test_a_bash_script_completes_inside_a_command(printed_by: str) -> None:
+    """The script ``--show-completion`` prints, or Click's, sourced in bash as a user's
+    shell does, then asked what a TAB after ``concurrency-rule set --`` offers."""
     script = f"""
-        eval "$({EDGEFLEET} --show-completion)"
+        eval "$({printed_by})"
         COMP_WORDS=(edgefleet concurrency-rule set --)
         COMP_CWORD=3
         _edgefleet_completion {EDGEFLEET}
