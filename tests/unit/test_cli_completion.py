@@ -71,6 +71,20 @@ def test_zsh_an_option_typed_with_its_value() -> None:
     assert result.stdout.strip() == """_arguments '*: :(("json"))'""", describe(result)
 
 
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_completes_its_own_options(name: str) -> None:
+    """The walk a completion request takes, in this process, for each command of the table;
+    the options of the root, completion's included, are the root's alone."""
+    from click.shell_completion import ShellComplete
+
+    from edgefleet.cli.main import app
+
+    walk = ShellComplete(app, {}, "edgefleet", "_EDGEFLEET_COMPLETE")
+    options = {item.value for item in walk.get_completions([name], "--")}
+    assert "--help" in options, options
+    assert not {"--token-file", "--install-completion", "--show-completion"} & options, options
+
+
 def test_the_options_and_choices_of_a_click_command() -> None:
     assert {"--edge-hostname", "--output"} <= set(offered("edgefleet list-workers --"))
     assert offered("edgefleet list-workers -o ") == ["table", "json"]

@@ -156,6 +156,6 @@ def _typer_command(name: str, found: Any) -> Any:
 
     if isinstance(found, typer.Typer):
         return typer.main.get_group(found)
-    single = typer.Typer()
+    single = typer.Typer(add_completion=False)  # the root's completion serves it
     single.command(name)(found)
     return typer.main.get_command(single)
