@@ -12,8 +12,9 @@ Phases (``--phases``):
 3. ``jobs``: no-op jobs taken by 50 simulated workers that report each one done at once:
    (a) submitted while the workers run, (b) a backlog submitted first, then drained.
 4. ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the cost
-   of enforcing a cap) and capped at 50 (it binds), interleaved over ``--rounds`` rounds;
-   each round's ratios to its own uncapped figures (jobs/s and the servers' CPU per job).
+   of enforcing a cap) and capped at 50 (it binds), interleaved over ``--rounds`` rounds
+   (each starting one mode later: use 3, 6, ...); each round's ratios to its own uncapped
+   figures (jobs/s and the servers' CPU per job).
 5. ``credentials`` (not run by default): the heartbeat phase for workers that each enrolled
    and send their own credential against workers signing with the shared secret,
    alternating over ``--rounds`` rounds (ABBA) so drift hits both alike; medians.
@@ -378,14 +379,18 @@ async def jobs_cell(bench: Bench, args: argparse.Namespace, top: float | None) -
 async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
     """Each round's figures per cap mode, interleaved round by round so the host's drift
     weighs on each alike; per capped mode the median of the rounds' ratios to their own
-    uncapped figures (jobs/s end to end and drained, servers' CPU per job), with the range."""
+    uncapped figures (jobs/s end to end and drained, servers' CPU per job), with the range.
+    Each round starts one mode later (none-loose-tight, loose-tight-none, ...): in any three
+    rounds every mode runs once in each place, on a database as large (each run leaves its
+    jobs behind) and a server as warm as the others."""
     fleet, pools = await job_fleet(bench, "cw"), Pools(bench.ports)
     pids = [server.pid for server in bench.servers]
     ratios: dict[str, list[tuple[float, float, float]]] = {m: [] for m, _ in CAP_MODES[1:]}
     try:
         for n in range(args.rounds):
             one: dict[str, tuple[float, float, float]] = {}
-            for mode, cap in CAP_MODES:
+            first = n % len(CAP_MODES)
+            for mode, cap in CAP_MODES[first:] + CAP_MODES[:first]:
                 body = {"reset": True} if cap is None else {"concurrency": cap}
                 request = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(bench.secret), body)
                 await for_all(pools, [request], 1)

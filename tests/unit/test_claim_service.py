@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import event
 
-from edgefleet.contract import JobResult, JobSubmit, Registration
+from edgefleet.contract import JobResult, JobSubmit, QueueCapRequest, Registration
 from edgefleet.db.models import Worker
 from edgefleet.errors import Conflict, NotFound
-from edgefleet.server.services import dispatch, jobs, workers
+from edgefleet.server.services import caps, dispatch, jobs, workers
 
 OFFLINE_TIMEOUT = 5.0
 
@@ -99,6 +100,56 @@ def test_claim_takes_only_the_workers_queues(session_factory):
     (gpu_job,) = _submit(db, 1, queue="gpu")
     claimed, _ = dispatch.claim(db, "w1", instance_id, free_slots=4)
     assert [a.id for a in claimed] == [gpu_job]
+
+
+def _candidate_reads(engine, claim) -> list[tuple[str, object]]:
+    """The reads of queued jobs (statement, parameters) that ``claim()`` runs on ``engine``."""
+    seen: list[tuple[str, object]] = []
+
+    def note(_conn, _cursor, statement, parameters, *_args) -> None:
+        if "ORDER BY edge_job.priority DESC" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        claim()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return seen
+
+
+def _plan(engine, statement: str, parameters) -> str:
+    """The database's plan for one statement, as text; on PostgreSQL with its index scans
+    preferred (a table this small is otherwise read whole, which says nothing)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return "\n".join(str(row[-1]) for row in cursor.fetchall())
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {statement}", parameters)
+        return "\n".join(str(row[0]) for row in cursor.fetchall())
+    finally:
+        raw.rollback()
+        raw.close()
+
+
+def test_a_claim_reads_its_queues_in_claim_order_without_sorting_them(session_factory):
+    """The claim order index keeps ``priority DESC``: a claim reads the jobs it hands out and
+    stops, however deep the queue (capped or not), instead of sorting all of them."""
+    db = session_factory
+    instance_id = _register(db, "w1", concurrency=4, queues=("default", "gpu"))
+    _submit(db, 3)
+    _submit(db, 3, queue="gpu")
+    caps.set_cap(db, "gpu", QueueCapRequest(concurrency=100), "alice")
+
+    reads = _candidate_reads(db.writer, lambda: dispatch.claim(db, "w1", instance_id, 4))
+    assert len(reads) == 2  # the uncapped queue's read, and the capped one's
+    for statement, parameters in reads:
+        plan = _plan(db.writer, statement, parameters)
+        assert "ix_edge_job_claim_order" in plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
 
 
 def test_claim_refuses_a_replaced_instance_and_an_unknown_worker(session_factory):

@@ -115,7 +115,7 @@ class Job(Base):
 # The claim query: queued jobs of a queue in claim order (highest priority first, then oldest).
 # ``priority DESC`` matches that order, so a claim reads its first rows off the index and
 # stops instead of sorting every queued job of the queue.
-Index("ix_edge_job_queue_order", Job.state, Job.queue, Job.priority.desc(), Job.id)
+Index("ix_edge_job_claim_order", Job.state, Job.queue, Job.priority.desc(), Job.id)
 # The throughput report: jobs finished in a window of minutes, per queue and state, read off
 # the index alone.
 Index("ix_edge_job_finished", Job.finished_at, Job.queue, Job.state)
