@@ -1,9 +1,4 @@
-"""The benchmarks' harness: real processes from ``tests/support``, statistics and tables.
-
-A ``Bench`` is one run's temporary EDGEFLEET_HOME, random secret and process registry
-(``support.ProcessRegistry``: servers and workers, each logging to its own file, stopped
-workers first at the end, also on Ctrl-C or SIGTERM). Everything talks to 127.0.0.1 only.
-"""
+"""The benchmarks' harness: real processes from ``tests/support``, statistics and tables."""
 
 from __future__ import annotations
 
@@ -38,7 +33,7 @@ from support import (  # noqa: E402
 
 
 class Bench:
-    """One run's home, secret and processes; ``with Bench() as bench: ...``."""
+    """One run's EDGEFLEET_HOME, secret and processes (stopped on exit, workers first)."""
 
     def __init__(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
@@ -61,6 +56,10 @@ class Bench:
     @property
     def api_url(self) -> str:
         return self.servers[0].url
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
 
     @property
     def ports(self) -> list[int]:
@@ -98,8 +97,7 @@ class Bench:
         return server
 
     def start_worker(self, hostname: str, *args: str) -> WorkerProcess:
-        """``edgefleet worker -H HOSTNAME ARGS``, back once the server lists this process
-        with its desired state acknowledged."""
+        """``edgefleet worker -H HOSTNAME ARGS``, once the server lists it acknowledged."""
         worker = self.registry.start_worker(self.env(), hostname, args)
         with self.admin() as api:
             api.wait_for_worker(
@@ -117,11 +115,14 @@ class Bench:
         lines = [ln for s in self.servers for ln in s.log_text().splitlines()]
         return [ln for ln in lines if "Traceback" in ln or " ERROR" in ln or ln.startswith("ERROR")]
 
+    def print_errors(self, name: str) -> None:
+        if errors := self.errors():
+            print(f"{name} logged {len(errors)} error lines, first: {errors[0][:200]}")
+
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server's URL: ``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster's,
-    stopped afterwards."""
+    """``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster's URL."""
     url = os.environ.get(PG_URL_ENV)
     if url:
         yield url
@@ -131,9 +132,8 @@ def postgres_server() -> Iterator[str]:
 
 
 def session_cpu(*leaders: int) -> float:
-    """CPU seconds (user + system) of every live process in the sessions ``leaders`` lead:
-    servers and any process they forked (the harness starts each in a session of its own).
-    CPU time is the figure a busy shared host disturbs least."""
+    """CPU seconds of the sessions ``leaders`` lead (forks included): the figure a busy host
+    disturbs least."""
     total = 0
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -221,8 +221,7 @@ def progress(message: str) -> None:
 
 
 def git_state() -> str:
-    """The commit (and whether src/ differs from it) the measurement ran against, and the
-    host's load when it ended."""
+    """The commit measured (and whether src/ differs from it), and the host's load."""
     root = str(Path(__file__).resolve().parent.parent)
 
     def git(*args: str) -> str:

@@ -1,23 +1,24 @@
 """Simulated workers: a light HTTP/1.1 client (httpx's CPU per request would make a thousand
 simulated workers on two cores the bottleneck), the worker API's requests, two load shapes,
-and ``Agent``, the worker's own loops for fleets that heartbeat, long-poll and take jobs."""
+and ``Fleet``, agents running the worker's own loops."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from _common import Summary, summarize
+from _common import Summary, session_cpu, summarize
 
 from edgefleet.auth import Identity
 from edgefleet.client_auth import TokenAuth
@@ -25,7 +26,6 @@ from edgefleet.contract import API_PREFIX
 from support import WaitTimeout, admin_token, async_wait_until
 
 T = TypeVar("T")
-EDGE = f"{API_PREFIX}/edge"
 #: (method, path, headers, JSON body)
 Request = tuple[str, str, dict[str, str], object]
 #: Drop idle connections before uvicorn does (its keep-alive timeout is 5 s by default).
@@ -55,8 +55,8 @@ class HttpError(Exception):
 
 
 class Conn:
-    """One keep-alive HTTP/1.1 connection, one request at a time. A request on a reused
-    connection that fails before any answer is retried once on a new one."""
+    """One keep-alive HTTP/1.1 connection, one request at a time (retried once on a new
+    connection when a reused one fails before any answer)."""
 
     def __init__(self, port: int, keepalive: float = KEEPALIVE) -> None:
         self.port, self.keepalive = port, keepalive
@@ -123,8 +123,7 @@ class Conn:
 
 
 class Pools:
-    """Keep-alive connections per replica port, taken and given back by concurrent calls;
-    request ``index`` goes to replica ``index % replicas``."""
+    """Keep-alive connections per replica; request ``index`` goes to replica ``index % n``."""
 
     def __init__(self, ports: list[int]) -> None:
         self.ports = ports
@@ -148,72 +147,9 @@ class Pools:
         self.free[port].append(conn)
         return status, answer
 
-
-def admin_headers(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {admin_token(secret, subject='bench', ttl=4 * 3600)}"}
-
-
-@dataclass
-class SimWorker:
-    """A simulated worker's identity and protocol state. ``signer`` signs like a real worker
-    (one token per ``TOKEN_REUSE_SECONDS``), or sends an enrolled credential."""
-
-    name: str
-    signer: Any
-    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
-    seq: int = 0
-    version: int = 0
-    concurrency: int = 2
-
-    @classmethod
-    def signing(cls, secret: str, name: str) -> SimWorker:
-        return cls(name, TokenAuth(secret, Identity(subject=name, role="worker")))
-
-    def _call(self, method: str, action: str, body: object = None, **query: object) -> Request:
-        path = f"{EDGE}/workers/{self.name}/{action}" + (f"?{urlencode(query)}" if query else "")
-        return method, path, {"Authorization": f"Bearer {self.signer.token()}"}, body
-
-    def register(self, queue: str, concurrency: int = 2, interval: float = 30.0) -> Request:
-        body = {"instance_id": self.instance, "concurrency": concurrency, "queues": [queue]}
-        return self._call("POST", "register", body | {"heartbeat_interval": interval})
-
-    def heartbeat(self) -> Request:
-        body = {"instance_id": self.instance, "state": "idle", "applied_version": self.version}
-        return self._call("POST", "heartbeat", body | {"applied_concurrency": self.concurrency})
-
-    def fetch(self, free_slots: int, again: bool = False) -> Request:
-        """The next fetch; ``again`` repeats the last ``seq`` (its answer was lost)."""
-        self.seq += not again
-        body = {"instance_id": self.instance, "free_slots": free_slots, "seq": self.seq}
-        return self._call("POST", "fetch", body)
-
-    def watch(self, free_slots: int, timeout: float, applied: bool = False) -> Request:
-        """``applied``: carry the acknowledgement of the version it holds, as the agent does."""
-        query = {"instance_id": self.instance, "version": self.version, "free_slots": free_slots}
-        if applied:
-            ack = {"applied_version": self.version, "applied_concurrency": self.concurrency}
-            query |= ack | {"state": "idle"}
-        return self._call("GET", "watch", timeout=timeout, **query)
-
-    def results(self, jobs: list[dict]) -> Request:
-        """Every job reported ``success`` in one request, as a worker's outbox sends results
-        that are ready together."""
-        done = {"instance_id": self.instance, "state": "success", "exit_code": 0}
-        results = [{"job_id": j["id"], "attempt": j["attempt"], **done} for j in jobs]
-        return self._call("POST", "results", {"results": results})
-
-    def apply(self, answer: bytes) -> dict:
-        """Take the desired state from an answer that carries one; returns the parsed answer.
-        A new version is adopted at once (``applied`` on the next heartbeat or long-poll)."""
-        reply = json.loads(answer) if answer else {}
-        desired = reply.get("desired", {"version": 0})
-        if desired["version"] > self.version:
-            self.version, self.concurrency = desired["version"], desired["concurrency"]
-        return reply
-
-
-def sim_workers(secret: str, prefix: str, count: int, start: int = 0) -> list[SimWorker]:
-    return [SimWorker.signing(secret, f"{prefix}{i:05d}") for i in range(start, count)]
+    async def call(self, request: Request) -> dict:
+        """One request's parsed answer; anything but a 2xx raises."""
+        return json.loads((await for_all(self, [request], 1))[0] or b"{}")
 
 
 async def for_all(pools: Pools, requests: list[Request], parallel: int = 32) -> list[bytes]:
@@ -231,12 +167,65 @@ async def for_all(pools: Pools, requests: list[Request], parallel: int = 32) -> 
     return answers
 
 
-async def register_all(
-    pools: Pools, workers: list[SimWorker], queue: str, slots: int = 2, interval: float = 30.0
-) -> None:
-    answers = await for_all(pools, [w.register(queue, slots, interval) for w in workers])
-    for worker, answer in zip(workers, answers, strict=True):
-        worker.apply(answer)
+def admin_headers(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token(secret, subject='bench', ttl=4 * 3600)}"}
+
+
+@dataclass
+class SimWorker:
+    """A simulated worker's requests and protocol state; ``token`` gives its bearer token."""
+
+    name: str
+    token: Callable[[], str]
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    seq: int = 0
+    version: int = 0
+    concurrency: int = 2
+
+    def _call(self, method: str, action: str, body: object = None, **query: object) -> Request:
+        path = f"{API_PREFIX}/edge/workers/{self.name}/{action}"
+        path += f"?{urlencode(query)}" if query else ""
+        return method, path, {"Authorization": f"Bearer {self.token()}"}, body
+
+    def register(self, queue: str, concurrency: int, interval: float) -> Request:
+        body = {"instance_id": self.instance, "concurrency": concurrency, "queues": [queue]}
+        return self._call("POST", "register", body | {"heartbeat_interval": interval})
+
+    def heartbeat(self) -> Request:
+        body = {"instance_id": self.instance, "state": "idle", "applied_version": self.version}
+        return self._call("POST", "heartbeat", body | {"applied_concurrency": self.concurrency})
+
+    def fetch(self, free_slots: int, again: bool = False) -> Request:
+        """The next fetch; ``again`` repeats the last ``seq`` (its answer was lost)."""
+        self.seq += not again
+        body = {"instance_id": self.instance, "free_slots": free_slots, "seq": self.seq}
+        return self._call("POST", "fetch", body)
+
+    def watch(self, free_slots: int, timeout: float) -> Request:
+        """A long-poll acknowledging the version it holds, as the agent sends it."""
+        query = {"instance_id": self.instance, "version": self.version, "free_slots": free_slots}
+        ack = {"applied_version": self.version, "applied_concurrency": self.concurrency}
+        return self._call("GET", "watch", timeout=timeout, **query, **ack, state="idle")
+
+    def results(self, jobs: list[dict]) -> Request:
+        """Every job a ``success``, in one request as the worker's outbox sends them."""
+        done = {"instance_id": self.instance, "state": "success", "exit_code": 0}
+        results = [{"job_id": j["id"], "attempt": j["attempt"], **done} for j in jobs]
+        return self._call("POST", "results", {"results": results})
+
+    def apply(self, answer: bytes) -> dict:
+        """The parsed answer; a desired state it carries is adopted at once."""
+        reply = json.loads(answer) if answer else {}
+        desired = reply.get("desired", {"version": 0})
+        if desired["version"] > self.version:
+            self.version, self.concurrency = desired["version"], desired["concurrency"]
+        return reply
+
+
+def sim_workers(secret: str, prefix: str, count: int, start: int = 0) -> list[SimWorker]:
+    """Workers signing their tokens with the shared secret, as a real worker does."""
+    names = [f"{prefix}{i:05d}" for i in range(start, count)]
+    return [SimWorker(n, TokenAuth(secret, Identity(n, "worker")).token) for n in names]
 
 
 # --- two load shapes: back to back, and at a rate -------------------------------------------
@@ -244,17 +233,35 @@ async def register_all(
 
 @dataclass
 class Outcome:
-    """Answered requests of one measurement: rate, latency and failures."""
+    """One load window: rate, latency, failures, and CPU s (servers', this process's) per answer."""
 
     offered: float
     answered: int
     failed: int
     seconds: float
     lat: Summary
+    server_cpu: float = math.nan
+    client_cpu: float = math.nan
 
     @property
     def rate(self) -> float:
-        return self.answered / self.seconds if self.seconds > 0 else float("nan")
+        return self.answered / self.seconds if self.seconds > 0 else math.nan
+
+
+class Window:
+    """The time, latencies and CPU of one load window."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids, self.latencies, self.failed = pids, [], 0
+        self.t0, self.cpu0 = time.monotonic(), (session_cpu(*pids), time.process_time())
+
+    def outcome(self, offered: float = math.nan) -> Outcome:
+        n, elapsed = len(self.latencies) or math.nan, time.monotonic() - self.t0
+        server, client = session_cpu(*self.pids) - self.cpu0[0], time.process_time() - self.cpu0[1]
+        lat = summarize(self.latencies)
+        return Outcome(
+            offered, len(self.latencies), self.failed, elapsed, lat, server / n, client / n
+        )
 
 
 async def closed_loop(
@@ -263,65 +270,52 @@ async def closed_loop(
     callers: int,
     seconds: float,
     by_caller: bool = False,
+    pids: Sequence[int] = (),
 ) -> Outcome:
-    """``callers`` loops, each sending the next request as soon as the last is answered;
-    ``make`` is given a running count, or with ``by_caller`` the loop's own index (one
-    simulated worker per loop)."""
-    latencies: list[float] = []
-    failed = counter = 0
-    stop = time.monotonic() + seconds
+    """``callers`` loops sending back to back; ``make`` is given a running count, or with
+    ``by_caller`` the loop's index (one simulated worker per loop); ``pids``: servers."""
+    window, stop, count = Window(pids), time.monotonic() + seconds, itertools.count()
 
     async def loop(caller: int) -> None:
-        nonlocal failed, counter
         while time.monotonic() < stop:
-            counter += 1
-            t0 = time.monotonic()
-            status, _ = await pools.send(caller, make(caller if by_caller else counter))
+            t0, index = time.monotonic(), caller if by_caller else next(count)
+            status, _ = await pools.send(caller, make(index))
             if 200 <= status < 300:
-                latencies.append(time.monotonic() - t0)
+                window.latencies.append(time.monotonic() - t0)
             else:
-                failed += 1
+                window.failed += 1
 
-    t0 = time.monotonic()
     await asyncio.gather(*(loop(i) for i in range(callers)))
-    elapsed = time.monotonic() - t0
-    return Outcome(float("nan"), len(latencies), failed, elapsed, summarize(latencies))
+    return window.outcome()
 
 
 async def open_loop(
     pools: Pools, make: Callable[[int], Request], rate: float, seconds: float
 ) -> Outcome:
-    """Requests scheduled at ``rate``/s whatever the answers do, latency counted from the
-    schedule (a stalled server cannot hide its queue); unanswered 2 s after the window:
-    failed."""
-    latencies: list[float] = []
-    failed = 0
-    tasks: set[asyncio.Task] = set()
+    """Requests at ``rate``/s, latency from the schedule (a stalled server cannot hide its
+    queue); unanswered 2 s after the window: failed."""
+    window, tasks = Window(()), set()
 
     async def one(index: int, due: float) -> None:
-        nonlocal failed
         status, _ = await pools.send(index, make(index))
         if 200 <= status < 300:
-            latencies.append(time.monotonic() - due)
+            window.latencies.append(time.monotonic() - due)
         else:
-            failed += 1
+            window.failed += 1
 
-    t0 = time.monotonic()
     sent = 0
-    while (now := time.monotonic()) < t0 + seconds:
-        while sent < int((now - t0) * rate):
-            task = asyncio.create_task(one(sent, t0 + sent / rate))
+    while (now := time.monotonic()) < window.t0 + seconds:
+        while sent < int((now - window.t0) * rate):
+            task = asyncio.create_task(one(sent, window.t0 + sent / rate))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             sent += 1
         await asyncio.sleep(0.002)
     if tasks:
         _, late = await asyncio.wait(set(tasks), timeout=2.0)
-        for task in late:
-            task.cancel()
-        failed += len(late)
-    elapsed = time.monotonic() - t0
-    return Outcome(rate, len(latencies), failed, elapsed, summarize(latencies))
+        await cancel(late)
+        window.failed += len(late)
+    return window.outcome(rate)
 
 
 # --- the agent's loops ----------------------------------------------------------------------
@@ -329,7 +323,7 @@ async def open_loop(
 
 @dataclass
 class Tally:
-    """What a fleet of agents saw; times are ``time.monotonic()``."""
+    """What a fleet of agents saw; ``arrivals`` and ``last_done`` are wall clock."""
 
     errors: Counter = field(default_factory=Counter)
     scheduled: int = 0  # heartbeats due
@@ -341,18 +335,16 @@ class Tally:
 
 
 class Agent:
-    """One simulated worker running ``edgefleet.worker.agent``'s two loops, each on a
-    connection of its own: heartbeats, and fetch / long-poll. It is always idle: a claimed
-    job is reported done at once. ``ack_on_watch``: a new desired version is acknowledged on
-    the next long-poll (today's agent), else by a heartbeat sent at once."""
+    """``edgefleet.worker.agent``'s two loops (heartbeats; fetch / long-poll), each on a
+    connection of its own; a claimed job is reported done at once. A new desired version is
+    acknowledged on the next long-poll, or without long-polls by a heartbeat at once."""
 
     def __init__(self, fleet: Fleet, worker: SimWorker, port: int) -> None:
         self.fleet, self.worker = fleet, worker
-        self.beat_conn = Conn(port, fleet.keepalive)
-        self.loop_conn = Conn(port)
+        self.beat_conn, self.loop_conn = Conn(port, fleet.keepalive), Conn(port)
         self.ack = asyncio.Event()
-        self.acks: list[tuple[int, float]] = []  # (applied_version sent, answered at)
         self.sent = 0  # the newest applied_version it sent
+        self.long_polling = False
         self.again = False  # the last fetch's answer was lost: the same seq again
 
     @property
@@ -370,20 +362,12 @@ class Agent:
             return None
         before = self.worker.version
         reply = self.worker.apply(answer)
-        if self.worker.version > before and not self.fleet.ack_on_watch:
+        if self.worker.version > before and not self.long_polling:
             self.ack.set()
         return reply
 
-    async def register(self, queue: str) -> None:
-        fleet = self.fleet
-        request = self.worker.register(queue, fleet.slots, fleet.interval)
-        if await self.call("register", self.beat_conn, request) is None:
-            raise RuntimeError(f"{self.worker.name}: cannot register")
-        self.ack.clear()  # the version it registered with needs no early heartbeat
-
     async def heartbeats(self, until: float = math.inf) -> None:
-        """Every interval +-10 % from a random phase, at once after a new desired version or
-        a late answer; latency counted from the due time."""
+        """Every interval +-10 % from a random phase; latency counted from the due time."""
         interval = self.fleet.interval
         due = time.monotonic() + random.uniform(0, interval)
         while due < until:
@@ -393,28 +377,27 @@ class Agent:
                 self.ack.clear()
                 due = time.monotonic()
             self.tally.scheduled += 1
-            applied = self.sent = self.worker.version
+            self.sent = self.worker.version
             if await self.call("heartbeat", self.beat_conn, self.worker.heartbeat(), 30):
-                self.acks.append((applied, time.monotonic()))
                 self.tally.beats.append(time.monotonic() - due)
             due = max(due + interval * random.uniform(0.9, 1.1), time.monotonic())
 
     async def dispatch(self, watch: float = 30.0, first: float = 0.0, poll: float = 0.0) -> None:
-        """Fetch while the server says work may wait, else hold a long-poll of ``watch`` s
-        (the first one ``first`` s); with ``poll``, sleep that long instead (no long-poll)."""
-        timeout, work = first or watch, True
+        """Fetch while work may wait, else a long-poll of ``watch`` s (the first ``first`` s),
+        or with ``poll`` a sleep that long."""
+        timeout, work, self.long_polling = first or watch, True, not poll
         while not self.fleet.stopping:
             if work and await self.fetch():
                 continue
             if poll:
                 await asyncio.sleep(poll)
                 continue
-            on_watch = self.fleet.ack_on_watch
             self.tally.waiting += 1
             try:
-                request = self.worker.watch(self.fleet.slots, timeout, applied=on_watch)
-                if on_watch:
-                    self.sent = self.worker.version
+                self.sent, request = (
+                    self.worker.version,
+                    self.worker.watch(self.fleet.slots, timeout),
+                )
                 reply = await self.call("watch", self.loop_conn, request, timeout + 30)
             finally:
                 self.tally.waiting -= 1
@@ -422,6 +405,7 @@ class Agent:
             if reply is None:
                 await asyncio.sleep(random.uniform(0, 2))
             work = reply is None or reply.get("reason") == "work"
+        self.long_polling = False
 
     async def fetch(self) -> bool:
         request = self.worker.fetch(self.fleet.slots, self.again)
@@ -429,41 +413,41 @@ class Agent:
         self.again = reply is None
         jobs = reply["jobs"] if reply else []
         for job in jobs:
-            self.tally.arrivals[job["id"]] = time.monotonic()
+            self.tally.arrivals[job["id"]] = time.time()
         if jobs and (
             answer := await self.call("results", self.loop_conn, self.worker.results(jobs))
         ):
             for job, outcome in zip(jobs, answer["outcomes"], strict=True):
                 if outcome["status_code"] < 300:
                     self.tally.done.add(job["id"])  # a repeated report (answer lost) counts once
-            self.tally.last_done = time.monotonic()
+            self.tally.last_done = time.time()
         return bool(jobs)
 
 
 class Fleet:
-    """Agents on a server's replicas (agent ``i`` on replica ``i % replicas``), their tasks,
-    and one ``Tally``."""
+    """Agents spread over a server's replicas, their tasks, one ``Tally``, and ``pools`` for
+    load and operator calls."""
 
     def __init__(
-        self, secret: str, ports: list[int], interval: float, slots: int = 2, keepalive=KEEPALIVE
+        self, ports: list[int], interval: float, slots: int = 2, keepalive: float = KEEPALIVE
     ) -> None:
-        self.secret, self.ports, self.interval = secret, ports, interval
-        self.slots, self.keepalive = slots, keepalive
+        self.ports, self.interval, self.slots, self.keepalive = ports, interval, slots, keepalive
+        self.pools = Pools(ports)
         self.agents: dict[str, Agent] = {}
         self.tasks: list[asyncio.Task] = []
         self.tally = Tally()
-        self.ack_on_watch = False
         self.stopping = False  # the dispatch loops end after the request they are on
 
-    async def add(self, names: Iterable[str], queue: str) -> list[Agent]:
-        """Registered agents, their heartbeats not started."""
+    async def add(self, workers: Iterable[SimWorker], queue: str) -> list[Agent]:
+        """Registered agents, their loops not started."""
         agents = []
-        for name in names:
+        for worker in workers:
             port = self.ports[len(self.agents) % len(self.ports)]
-            agents.append(Agent(self, SimWorker.signing(self.secret, name), port))
-            self.agents[name] = agents[-1]
-        for start in range(0, len(agents), 20):
-            await asyncio.gather(*(agent.register(queue) for agent in agents[start : start + 20]))
+            agents.append(Agent(self, worker, port))
+            self.agents[worker.name] = agents[-1]
+        requests = [a.worker.register(queue, self.slots, self.interval) for a in agents]
+        for agent, answer in zip(agents, await for_all(self.pools, requests), strict=True):
+            agent.worker.apply(answer)
         return agents
 
     def start(self, coros: Iterable[Coroutine]) -> list[asyncio.Task]:
@@ -472,8 +456,7 @@ class Fleet:
         return tasks
 
     async def stop(self, tasks: list[asyncio.Task]) -> None:
-        """Dispatch loops end after the request they are on (jobs a fetch claimed are not
-        lost); what is still running after 10 s is cancelled."""
+        """Dispatch loops end after their request (claimed jobs are not lost), else in 10 s."""
         self.stopping = True
         late = (await asyncio.wait(tasks, timeout=10))[1] if tasks else set()
         await cancel(late)
@@ -481,6 +464,7 @@ class Fleet:
 
     async def close(self) -> None:
         await cancel(self.tasks)
+        self.pools.close()
         for agent in self.agents.values():
             agent.beat_conn.close()
             agent.loop_conn.close()

@@ -1,27 +1,25 @@
 """Fleet control plane at scale: change -> acknowledgement, and job submitted -> job started.
 
-One real ``edgefleet server`` (fresh SQLite database) and ``-n`` simulated workers (default
-1000, ``_sim.Agent``): a heartbeat every 30 s that goes out at once when a new desired version
-was learnt (the ack), and from the second phase on a held ``watch`` (30 s; the first one
-1..30 s) with a fetch whenever its answer's reason is ``work``. Phases (``--phases``):
+One ``edgefleet server`` (fresh SQLite) and ``-n`` simulated workers (``_sim.Agent``)
+heartbeating every 30 s. A change's time runs from its request's return to the worker's
+acknowledgement as the database records it (``applied_at``, what ``list-workers`` shows).
+Phases (``--phases``):
 
-1. ``baseline``: PUT concurrency for random workers (2/s for 60 s) and one fleet-wide change,
-   heartbeat only: each is acknowledged by the worker's next heartbeat.
-2. ``longpoll``: the same at 8/s for 30 s, the fleet long-polling.
-3. ``fleetwide``: ``PATCH /workers`` with target ``all`` (``--bursts`` times each way),
-   acknowledged by an immediate heartbeat (the agent before) or by carrying
-   ``applied_version`` on the next long-poll (today's agent), alternating: the request's time,
-   the server's CPU, and each worker's acknowledgement as the database records it
-   (``applied_at``). With ``--baseline REF``, also against a server running REF's code (on a
-   database of its own, with a fleet of its own), in turn with this checkout's.
+1. ``baseline``: PUT concurrency to random workers (2/s for 60 s), the fleet heartbeating
+   only: learnt from the next heartbeat's answer, acknowledged by a heartbeat at once.
+2. ``longpoll``: the same at 8/s for 30 s, the fleet holding long-polls (30 s): acknowledged
+   on the next long-poll.
+3. ``fleetwide``: ``PATCH /workers`` with target ``all``, ``--bursts`` times, sent from a
+   process of its own as the CLI sends it: the request's time, the server's CPU, each
+   worker's acknowledgement. ``--baseline REF``: in turn against a server of REF's code.
 4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker's fetch returned it;
    baseline: as many workers fetching every 5 s.
-5. ``real``: one real ``edgefleet worker`` and one with ``--no-long-poll``; POST /jobs
-   returned -> the job's process stamped its start (``date +%s.%N``).
+5. ``real``: the same for a real ``edgefleet worker`` with long-polls and one with
+   ``--no-long-poll``, up to the start the job's process stamped.
 
     .venv/bin/python bench/control_plane.py            # ~8 min, 1000 workers
     .venv/bin/python bench/control_plane.py --quick    # a smoke run, about a minute
-    .venv/bin/python bench/control_plane.py --phases fleetwide --ack long-poll --baseline REF
+    .venv/bin/python bench/control_plane.py --phases fleetwide --baseline REF
 """
 
 from __future__ import annotations
@@ -37,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,7 +51,7 @@ from _common import (
     session_cpu,
     summary_row,
 )
-from _sim import Fleet, Pools, admin_headers, run_async, within
+from _sim import Fleet, admin_headers, cancel, run_async, sim_workers, within
 from sqlalchemy import create_engine, select
 
 from edgefleet.contract import API_PREFIX
@@ -67,28 +66,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--workers", "-n", type=int, default=1000, help="simulated workers in the fleet")
     add("--phases", default=",".join(PHASES), help=f"comma-separated: {','.join(PHASES)}")
-    add("--bursts", type=int, help="fleet-wide changes per acknowledgement path (default 5)")
-    add("--ack", choices=["both", "heartbeat", "long-poll"], default="both", help="paths to run")
+    add("--bursts", type=int, help="fleet-wide changes (default 5; --quick: 1)")
     add("--baseline", metavar="REF", help="fleet-wide: also against a server of REF's code")
     add("--quick", action="store_true", help="200 workers, short phases: a smoke run")
     args = parser.parse_args(argv)
     args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if bad := args.phases - set(PHASES):
         parser.error(f"unknown phases {sorted(bad)}")
-    args.heartbeat, args.runs = 30.0, (60.0, 2.0, 30.0, 8.0)  # baseline and long-poll changes
-    bursts, args.jobs, args.poll_jobs, args.real_jobs = 5, 60, 20, 20
+    args.heartbeat, args.changes, args.jobs = 30.0, (120, 240), (60, 20, 20)
     if args.quick:
-        args.workers, args.heartbeat, args.runs = 200, 10.0, (5.0, 2.0, 5.0, 8.0)
-        bursts, args.jobs, args.poll_jobs, args.real_jobs = 1, 10, 3, 5
-    args.bursts = args.bursts or bursts
+        args.workers, args.heartbeat, args.changes, args.jobs = 200, 10.0, (10, 40), (10, 3, 5)
+    args.bursts = args.bursts or (1 if args.quick else 5)
     return args
 
 
 def operator_request(port: int, headers: dict, body: object) -> tuple[int, bytes, float, float]:
-    """One fleet-wide PATCH sent from a process of its own, as the CLI sends it: status, body,
-    and the wall-clock times it was sent and answered. Sent from the bench's own event loop,
-    its time would include that loop's turn at the thousand long-poll answers arriving at
-    the same moment."""
+    """One fleet-wide PATCH, as the CLI sends it: status, body, wall-clock sent and answered.
+    It runs in a process of its own: from the bench's event loop its time would include that
+    loop's turn at the thousand long-poll answers arriving at the same moment."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         sent = time.time()
@@ -100,18 +95,9 @@ def operator_request(port: int, headers: dict, body: object) -> tuple[int, bytes
 
 
 @dataclass
-class Change:
-    hostname: str
-    version: int
-    sent: float
-    returned: float
-
-
-@dataclass
 class Phase:
     name: str
     latencies: list[float | None] = field(default_factory=list)
-    burst: list[float | None] = field(default_factory=list)  # fleet-wide: each worker's ack
     requests: list[float] = field(default_factory=list)  # fleet-wide: sent -> returned
     cpu: list[float] = field(default_factory=list)  # fleet-wide: server CPU s per change
 
@@ -121,151 +107,121 @@ class Run:
 
     def __init__(self, args: argparse.Namespace, bench: Bench) -> None:
         self.args, self.bench = args, bench
-        self.fleet = Fleet(bench.secret, bench.ports, args.heartbeat)
-        self.names = [f"sim-{i:05d}" for i in range(args.workers)]
-        self.admin = Pools(bench.ports)
-        #: Sends fleet-wide changes (``operator_request``); started with the first one.
-        self.operator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.fleet = Fleet(bench.ports, args.heartbeat)
         self.headers = admin_headers(bench.secret)
         self.rng = random.Random(1)
         self.phases: list[Phase] = []
         self.engine = create_engine(bench.db_url)  # reads the acknowledgements
+        #: Sends fleet-wide changes (``operator_request``); started with the first one.
+        self.operator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
     async def close(self) -> None:
         await self.fleet.close()
-        self.admin.close()
         self.operator.shutdown()
         self.engine.dispose()
 
-    async def call(self, method: str, path: str, body: object) -> tuple[dict | None, float, float]:
-        sent = time.monotonic()
-        status, answer = await self.admin.send(
-            0, (method, f"{API_PREFIX}{path}", self.headers, body)
-        )
-        returned = time.monotonic()
+    async def call(self, method: str, path: str, body: object) -> tuple[dict | None, float]:
+        """The answer (``None``: refused) and the wall-clock time it returned."""
+        request = (method, f"{API_PREFIX}{path}", self.headers, body)
+        status, answer = await self.fleet.pools.send(0, request)
         if status not in (200, 201):
             self.fleet.tally.errors[f"{method} {path.split('/')[1]}: {status}"] += 1
-            return None, sent, returned
-        return json.loads(answer), sent, returned
+            return None, time.time()
+        return json.loads(answer), time.time()
 
-    def acked(self, change: Change) -> float | None:
-        for applied, at in self.fleet.agents[change.hostname].acks:
-            if applied >= change.version and at >= change.sent:
-                return at - change.returned
-        return None
-
-    async def put(self, hostname: str) -> Change | None:
-        current = self.fleet.agents[hostname].worker.concurrency
-        value = self.rng.choice([c for c in range(1, 17) if c != current])
-        body = {"concurrency": value}
-        reply, sent, returned = await self.call("PUT", f"/workers/{hostname}/concurrency", body)
-        return reply and Change(hostname, reply["versions"][hostname], sent, returned)
-
-    async def changes(self, name: str, duration: float, rate: float, bursts: int) -> None:
-        """Open loop: one PUT every 1/rate s to a random worker without a change pending;
-        each change's time to its ack (bounded), then ``bursts`` fleet-wide changes."""
+    async def changes(self, name: str, count: int, rate: float) -> None:
+        """Open loop: a PUT concurrency every 1/rate s, each to a worker not changed before
+        in the phase; each one's time to its acknowledgement."""
         progress(name)
-        phase, start, tasks, pending = Phase(name), time.monotonic(), [], {}
-        for i in range(max(1, int(duration * rate))):
+        start, tasks, agents = time.monotonic(), [], self.fleet.agents
+        for i, host in enumerate(self.rng.sample(list(agents), min(count, len(agents)))):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            for host, task in list(pending.items()):
-                if task.done() and (task.result() is None or self.acked(task.result())):
-                    del pending[host]
-            name = self.rng.choice(self.names)
-            if name not in pending:
-                tasks.append(pending.setdefault(name, asyncio.create_task(self.put(name))))
-        changes = [c for c in await asyncio.gather(*tasks) if c is not None]
-        drain = 1.1 * self.args.heartbeat + 5
-        await within(lambda: all(self.acked(c) is not None for c in changes), drain)
-        phase.latencies = [self.acked(c) for c in changes]
-        for _ in range(bursts):
-            await self.fleet_wide(phase, drain)
-        self.phases.append(phase)
+            current = agents[host].worker.concurrency
+            body = {"concurrency": self.rng.choice([c for c in range(1, 17) if c != current])}
+            put = self.call("PUT", f"/workers/{host}/concurrency", body)
+            tasks.append(asyncio.create_task(put))
+        changed = {}
+        for reply, returned in await asyncio.gather(*tasks):
+            changed |= {h: (v, returned) for h, v in (reply or {}).get("versions", {}).items()}
+        latencies = await self.acks(changed, 1.1 * self.args.heartbeat + 5)
+        self.phases.append(Phase(name, latencies))
 
-    async def fleet_wide(self, phase: Phase, timeout: float) -> None:
-        """``set-worker-concurrency --all``: the request's time, the server's CPU until every
-        acknowledgement is listed, and each worker's ``applied_at`` after the return."""
-        tally = self.fleet.tally
-        if tally.waiting:  # long-poll: the fleet back to waiting first
-            await within(lambda: tally.waiting >= len(self.names), 30)
+    async def fleet_wide(self, phase: Phase) -> None:
+        """``set-worker-concurrency --all`` with the fleet waiting on its long-polls: the
+        request's time, the server's CPU until every acknowledgement is recorded, and each
+        worker's acknowledgement."""
+        tally, pid = self.fleet.tally, self.bench.servers[0].pid
+        await within(lambda: tally.waiting >= len(self.fleet.agents), 30)
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
         body = {"target": {"all": True}, "change": change}
-        cpu = session_cpu(self.bench.servers[0].pid)
-        headers = self.headers | {"Content-Type": "application/json"}
+        cpu, headers = session_cpu(pid), self.headers | {"Content-Type": "application/json"}
         status, answer, sent, returned = await asyncio.get_running_loop().run_in_executor(
             self.operator, operator_request, self.bench.ports[0], headers, body
         )
-        phase.requests.append(returned - sent)
-        reply = json.loads(answer) if status == 200 else {}
         if status != 200:
             tally.errors[f"PATCH workers: {status}"] += 1
-        versions = {h: v for h, v in reply.get("versions", {}).items() if h in self.fleet.agents}
-        acked = await self.listed_acks(versions, returned, timeout)
-        phase.burst += [acked.get(h) for h in versions]
-        phase.cpu.append(session_cpu(self.bench.servers[0].pid) - cpu)
+        versions = json.loads(answer).get("versions", {}) if status == 200 else {}
+        changed = {h: (v, returned) for h, v in versions.items() if h in self.fleet.agents}
+        phase.latencies += await self.acks(changed, 30)
+        phase.requests.append(returned - sent)
+        phase.cpu.append(session_cpu(pid) - cpu)
 
-    async def listed_acks(self, versions: dict[str, int], returned: float, timeout: float):
-        """Seconds from ``returned`` (wall clock) to each worker's acknowledgement of its
-        version as the database holds it (``applied_at``, what ``list-workers`` shows). Read
-        from the database once every worker has sent its acknowledgement: asking the server
-        meanwhile would load the server that is being measured."""
-        deadline = time.monotonic() + timeout
-        agents = self.fleet.agents
-        await within(lambda: all(agents[h].sent >= v for h, v in versions.items()), timeout)
+    async def acks(self, changes: dict[str, tuple[int, float]], timeout: float) -> list:
+        """Seconds from each change's return (host -> (version, returned)) to its worker's
+        ``applied_at``. The database is read once every worker has sent its acknowledgement:
+        asking the server meanwhile would load the server being measured."""
+        agents, deadline = self.fleet.agents, time.monotonic() + timeout
+        await within(lambda: all(agents[h].sent >= v for h, (v, _) in changes.items()), timeout)
         acked: dict[str, float] = {}
-        while len(acked) < len(versions) and time.monotonic() < deadline:
+        while len(acked) < len(changes) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            for hostname, version, at in await asyncio.to_thread(self.applied):
-                if hostname in versions and version >= versions[hostname] and at is not None:
-                    acked[hostname] = at.timestamp() - returned
-        return acked
+            for host, version, at in await asyncio.to_thread(self.applied):
+                if host in changes and version >= changes[host][0] and at is not None:
+                    acked[host] = at.timestamp() - changes[host][1]
+        return [acked.get(host) for host in changes]
 
     def applied(self) -> list[tuple[str, int, datetime | None]]:
-        """Every worker's acknowledged version and when, read from the database."""
         query = select(Worker.hostname, Worker.applied_version, Worker.applied_at)
         with self.engine.connect() as connection:
             return [tuple(row) for row in connection.execute(query)]
 
-    async def fleet_bursts(self, baseline: Run | None) -> None:
-        """Fleet-wide changes acknowledged by an immediate heartbeat and on the next
-        long-poll, alternating, same server and fleet; and in turn on the ``baseline``
-        server (another code's), acknowledged on the next long-poll."""
-        paths = [(self, Phase("ack by heartbeat (before)"), False)]
-        paths.append((self, Phase("ack on the next long-poll"), True))
-        if self.args.ack != "both":  # one path: against a server without the other, say
-            paths = [paths[self.args.ack == "long-poll"]]
-        if baseline is not None:
-            name = f"ack on the next long-poll, code {self.args.baseline}"
-            paths.insert(0, (baseline, Phase(name), True))
-        progress(" / ".join(phase.name for _, phase, _ in paths) + f": {self.args.bursts} each")
-        for _ in range(self.args.bursts):
-            for run, phase, on_watch in paths:
-                run.fleet.ack_on_watch = on_watch
-                await run.fleet_wide(phase, 30)
-        self.fleet.ack_on_watch = False
-        self.phases += [phase for _, phase, _ in paths]
+    async def start_fleet(self, long_poll: bool = True) -> None:
+        """The fleet registered and heartbeating, and (``long_poll``) holding long-polls."""
+        agents = await self.fleet.add(
+            sim_workers(self.bench.secret, "sim-", self.args.workers), "fleet"
+        )
+        self.fleet.start(agent.heartbeats() for agent in agents)
+        if long_poll:
+            await self.long_poll()
 
-    async def start_fleet(self) -> None:
-        """The fleet registered and heartbeating."""
-        self.fleet.start(agent.heartbeats() for agent in await self.fleet.add(self.names, "fleet"))
-
-    async def watch_all(self) -> None:
-        """The fleet holding long-polls: all a fleet-wide change needs."""
-        agents = [self.fleet.agents[n] for n in self.names]
+    async def long_poll(self) -> None:
+        agents = list(self.fleet.agents.values())
         self.fleet.start(a.dispatch(WATCH, self.rng.uniform(1.0, WATCH)) for a in agents)
         await within(lambda: self.fleet.tally.waiting >= len(agents), 60)
 
-    async def sim_jobs(self, name: str, queue: str, count: int, timeout: float) -> None:
+    async def job_starts(
+        self, name: str, count: int, queue: str, command: list[str], started: Callable
+    ) -> None:
+        """Jobs submitted one at a time: each one's time from its return to ``started(id)``
+        (wall clock)."""
         progress(name)
-        phase, arrivals = Phase(name), self.fleet.tally.arrivals
+        phase = Phase(name)
         for _ in range(count):
-            reply, _, returned = await self.call(
-                "POST", "/jobs", {"command": ["true"], "queue": queue}
-            )
-            got = reply and await within(lambda job=reply["id"]: arrivals.get(job), timeout)
-            phase.latencies.append(got - returned if got else None)
+            reply, returned = await self.call("POST", "/jobs", {"command": command, "queue": queue})
+            at = reply and await within(lambda job=reply["id"]: started(job), 2 * POLL + 10)
+            phase.latencies.append(at - returned if at else None)
             await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.5))
         self.phases.append(phase)
+
+    async def sim_jobs(self, long_poll: bool) -> None:
+        queue = f"jobs-{'lp' if long_poll else 'poll'}"
+        idle = await self.fleet.add(sim_workers(self.bench.secret, f"idle-{queue}-", IDLE), queue)
+        tasks = self.fleet.start(a.dispatch(WATCH, poll=0 if long_poll else POLL) for a in idle)
+        await asyncio.sleep(1.0)
+        name = f"{IDLE} idle workers, " + ("long-poll" if long_poll else f"poll every {POLL:g} s")
+        count = self.args.jobs[0 if long_poll else 1]
+        await self.job_starts(name, count, queue, ["true"], self.fleet.tally.arrivals.get)
+        await cancel(tasks)  # every job it measured has arrived
 
     async def real_jobs(self, long_poll: bool) -> None:
         name = "real-lp" if long_poll else "real-poll"
@@ -274,68 +230,57 @@ class Run:
         flags += [] if long_poll else ["--no-long-poll"]
         await asyncio.to_thread(self.bench.start_worker, name, *flags)
         command = ["sh", "-c", f'echo "$EDGEFLEET_JOB_ID $(date +%s.%N)" >> {stamps}']
-        label = "real worker, " + ("long-poll" if long_poll else "--no-long-poll")
-        progress(label)
-        phase = Phase(f"{label} (poll {POLL:g} s)")
-        for _ in range(self.args.real_jobs):
-            wall = time.time()
-            reply, sent, returned = await self.call(
-                "POST", "/jobs", {"command": command, "queue": name}
-            )
-            start = reply and await within(
-                lambda job=reply["id"]: read_stamps(stamps).get(job), 2 * POLL + 10
-            )
-            phase.latencies.append(start - (wall + returned - sent) if start else None)
-            await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.5))
-        self.phases.append(phase)
+        how = "long-poll" if long_poll else "--no-long-poll"
+        count, started = self.args.jobs[2], lambda job: read_stamps(stamps).get(job)
+        await self.job_starts(f"real worker, {how}", count, name, command, started)
 
     async def main(self) -> None:
-        args, fleet = self.args, self.fleet
-        await self.start_fleet()
-        if "baseline" in args.phases:
-            await self.changes("heartbeat only", *args.runs[:2], bursts=1)
-        await self.watch_all()
-        if "longpoll" in args.phases:
-            await self.changes("long-poll", *args.runs[2:], bursts=0)
-        if "fleetwide" in args.phases:
+        phases = self.args.phases
+        await self.start_fleet(long_poll=False)
+        if "baseline" in phases:
+            await self.changes("change, heartbeat only", self.args.changes[0], 2.0)
+        await self.long_poll()
+        if "longpoll" in phases:
+            await self.changes("change, long-poll", self.args.changes[1], 8.0)
+        if "fleetwide" in phases:
             await self.against_baseline()
-        if "jobs" in args.phases:
-            idle = await fleet.add([f"idle-lp-{i}" for i in range(IDLE)], "jobs-lp")
-            fleet.start(agent.dispatch(WATCH) for agent in idle)
-            await asyncio.sleep(1.0)
-            await self.sim_jobs(f"{IDLE} idle workers, long-poll", "jobs-lp", args.jobs, 10)
-            poll = await fleet.add([f"idle-poll-{i}" for i in range(IDLE)], "jobs-poll")
-            polling = fleet.start(agent.dispatch(poll=POLL) for agent in poll)
-            label = f"{IDLE} idle workers, poll every {POLL:g} s"
-            await self.sim_jobs(label, "jobs-poll", args.poll_jobs, 2 * POLL + 5)
-            await fleet.stop(polling)
-        if "real" in args.phases:
+        if "jobs" in phases:
+            await self.sim_jobs(long_poll=True)
+            await self.sim_jobs(long_poll=False)
+        if "real" in phases:
             await self.real_jobs(long_poll=True)
             await self.real_jobs(long_poll=False)
 
     async def against_baseline(self) -> None:
-        """``fleet_bursts``, with a server of ``--baseline``'s code and its own fleet."""
-        if not self.args.baseline:
-            await self.fleet_bursts(None)
-            return
-        with Bench() as bench:
-            progress(f"baseline: a server of {self.args.baseline} and its fleet")
-            src = await asyncio.to_thread(export_src, self.args.baseline, bench.home)
-            await asyncio.to_thread(bench.start_server, PYTHONPATH=str(src))
-            baseline = Run(self.args, bench)
-            try:
-                await baseline.start_fleet()
-                await baseline.watch_all()
-                await self.fleet_bursts(baseline)
-            finally:
-                await baseline.close()
-            if errors := bench.errors():
-                print(f"baseline server logged {len(errors)} error lines: {errors[0][:200]}")
+        """``--bursts`` fleet-wide changes; with ``--baseline``, in turn with a server of that
+        code and a fleet of its own."""
+        runs = [(self, Phase("fleet-wide"))]
+        async with contextlib.AsyncExitStack() as stack:
+            if ref := self.args.baseline:
+                runs.insert(0, (await baseline_run(self.args, stack), Phase(f"fleet-wide, {ref}")))
+            progress(f"fleet-wide changes: {self.args.bursts} each")
+            for _ in range(self.args.bursts):
+                for run, phase in runs:
+                    await run.fleet_wide(phase)
+        self.phases += [phase for _, phase in runs]
+
+
+async def baseline_run(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> Run:
+    """A server of ``--baseline``'s code on a database of its own, its fleet long-polling."""
+    bench = stack.enter_context(Bench())
+    stack.callback(bench.print_errors, f"baseline server ({args.baseline})")
+    progress(f"baseline: a server of {args.baseline} and its fleet")
+    src = await asyncio.to_thread(export_src, args.baseline, bench.home)
+    await asyncio.to_thread(bench.start_server, PYTHONPATH=str(src))
+    run = Run(args, bench)
+    stack.push_async_callback(run.close)
+    await run.start_fleet()
+    return run
 
 
 def export_src(ref: str, home: Path) -> Path:
-    """``src/`` of commit ``ref``, unpacked under ``home``: put first on a server's
-    PYTHONPATH, it runs that code (this checkout's is installed editable, behind it)."""
+    """``src/`` of commit ``ref`` under ``home``: first on a server's PYTHONPATH, it runs that
+    code (this checkout's is installed editable, behind it)."""
     root, archive = Path(__file__).resolve().parent.parent, home / "baseline.tar"
     git = ["git", "-C", str(root), "archive", "-o", str(archive), ref, "src"]
     subprocess.run(git, check=True, timeout=60)
@@ -354,30 +299,25 @@ def read_stamps(path: Path) -> dict[int, float]:
 def report(run: Run) -> None:
     args = run.args
     print(
-        f"\nfleet control plane: {args.workers} simulated workers, heartbeat "
-        f"{args.heartbeat:g} s; code: {git_state()}"
+        f"\nfleet control plane: {args.workers} simulated workers, heartbeat {args.heartbeat:g} s"
     )
-    changes = [p for p in run.phases if p.name in ("heartbeat only", "long-poll")]
-    rows = [summary_row(f"change, {p.name}", p.latencies) for p in changes]
-    rows += [summary_row(f"fleet-wide, {p.name}", p.burst) for p in run.phases if p.burst]
-    rows += [summary_row(f"job, {p.name}", p.latencies) for p in run.phases if "worker" in p.name]
+    print(f"code: {git_state()}")
+    rows = [summary_row(p.name, p.latencies) for p in run.phases]
     rows += [summary_row(f"request, {p.name}", p.requests) for p in run.phases if p.requests]
     rows += [summary_row(f"server CPU s per change, {p.name}", p.cpu) for p in run.phases if p.cpu]
     print_table(
-        "from the request's return: change -> its ack; fleet-wide -> each worker's ack "
-        "(applied_at in the database); request: sent -> returned;\n"
-        "job -> started (sim: its fetch returned it, real: the job's own stamp)",
+        "from the request's return: change -> each worker's ack (applied_at in the database); "
+        "request: sent -> returned;\njob -> started (sim: its fetch returned it, real: the "
+        "job's own stamp)",
         SUMMARY_HEADERS,
         rows,
     )
     if errors := run.fleet.tally.errors:
         print("client-side errors: " + ", ".join(f"{k} x{v}" for k, v in errors.items()))
-    if errors := run.bench.errors():
-        print(f"server logged {len(errors)} error lines, first: {errors[0][:200]}")
+    run.bench.print_errors("server")
 
 
 async def amain(args: argparse.Namespace) -> None:
-    random.seed(1)
     with Bench() as bench:
         bench.start_server()
         run = Run(args, bench)

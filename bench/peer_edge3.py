@@ -1,22 +1,16 @@
 """edgefleet against Apache Airflow's edge3 provider, side by side in one run.
 
-Installs Airflow 3 with the edge3 provider into a cached throwaway venv (the first run's pip
-install takes minutes), starts a real ``edgefleet server`` + ``edgefleet worker`` and a real
-``airflow api-server`` + ``airflow edge worker`` (SQLite each, each with its defaults), and
-measures:
+A real server and worker of each (SQLite, their defaults; Airflow 3 + edge3 in a cached venv,
+the first run's pip install takes minutes), then:
 
-1. a concurrency change from each system's CLI to its real worker adopting it (edgefleet:
-   pushed to the worker's held long-poll; edge3: delivered in the answer to the worker's next
-   heartbeat, ``[edge] heartbeat_interval`` = 30 s, checked between ``job_poll_interval`` =
-   5 s sleeps): CLI exec -> CLI exit, -> the worker logs the new value, -> the server shows
-   the worker's applied value (``list-workers``);
-2. heartbeats/s, latency and the server's CPU per heartbeat with 32 and 128 simulated
-   workers heartbeating back to back, one load client for both (``_sim``'s closed loop: only
-   URL, body and credentials differ).
+1. a concurrency change from each CLI: exec -> exit, -> the worker logs the new value, -> the
+   server shows it applied (edge3 delivers it with the worker's next 30 s heartbeat);
+2. heartbeats/s, latency and the server's CPU per heartbeat with 32 and 128 simulated workers
+   heartbeating back to back, one load client for both (only URL, body and token differ).
 
-Only the provider's documented interfaces are used: its configuration, its CLI, its worker
-API (a JWT signed with ``[api_auth] jwt_secret`` whose ``method`` claim names the called path)
-and its ``edge_worker`` table, which ``airflow edge list-workers`` reads.
+Only the provider's documented interfaces are used: its configuration, CLI, worker API (a JWT
+signed with ``[api_auth] jwt_secret``, its ``method`` claim the called path) and the
+``edge_worker`` table ``airflow edge list-workers`` reads.
 
     .venv/bin/python bench/peer_edge3.py                 # ~8 min once the venv is cached
     .venv/bin/python bench/peer_edge3.py --quick         # 1 trial, 5 s rounds
@@ -45,8 +39,7 @@ from pathlib import Path
 import httpx
 import jwt
 from _common import Bench, fmt_ms, fmt_rate, git_state, install_signal_exit, print_table, progress
-from _common import session_cpu as server_cpu
-from _sim import Outcome, Pools, Request, closed_loop, for_all, register_all, run_async, sim_workers
+from _sim import Fleet, Outcome, Pools, Request, closed_loop, for_all, run_async, sim_workers
 
 from support import EDGEFLEET, ManagedProcess, free_port, wait_until
 from support.airflow_stack import AirflowProcess
@@ -246,46 +239,49 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
 # --- 2. heartbeat load --------------------------------------------------------------------
 
 
-async def heartbeat_load(
-    port: int, pid: int, register, sims: list, args
-) -> tuple[Outcome, float, float]:
-    """Register, then one loop per simulated worker heartbeats back to back: ``--warmup``
-    seconds uncounted, then ``--duration`` measured; the window, and CPU seconds the server
-    and this client used per answered heartbeat (the figure that holds on a busy host)."""
-    pools, beat = Pools([port]), lambda i: sims[i].heartbeat()
+async def heartbeat_load(pools: Pools, sims: list, pid: int, args) -> Outcome:
+    """One loop per simulated worker heartbeating back to back: ``--warmup`` s uncounted, then
+    ``--duration`` s measured, with the server's and this client's CPU per heartbeat."""
+    await closed_loop(pools, lambda i: sims[i].heartbeat(), len(sims), args.warmup, True)
+    return await closed_loop(
+        pools, lambda i: sims[i].heartbeat(), len(sims), args.duration, True, pids=[pid]
+    )
+
+
+async def loads(bench: Bench, edge3: Edge3, edge3_pid: int, size: int, args) -> list[Outcome]:
+    """``size`` simulated workers against each server in turn, edgefleet first."""
+    fleet, pools = Fleet(bench.ports, 30.0), Pools([edge3.port])
+    theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
     try:
-        await register(pools)
-        await closed_loop(pools, beat, len(sims), args.warmup, by_caller=True)
-        server0, client0 = server_cpu(pid), time.process_time()
-        out = await closed_loop(pools, beat, len(sims), args.duration, by_caller=True)
-        n = out.answered or math.nan
-        return out, (server_cpu(pid) - server0) / n, (time.process_time() - client0) / n
+        ours = [
+            a.worker
+            for a in await fleet.add(sim_workers(bench.secret, f"sim{size}-", size), "default")
+        ]
+        await for_all(pools, [sim.register() for sim in theirs], 16)
+        progress(f"load: {size} simulated workers, edgefleet")
+        a = await heartbeat_load(fleet.pools, ours, bench.servers[0].pid, args)
+        progress(f"load: {size} simulated workers, edge3")
+        return [a, await heartbeat_load(pools, theirs, edge3_pid, args)]
     finally:
+        await fleet.close()
         pools.close()
 
 
-def load_rows(size: int, bench: Bench, edge3: Edge3, edge3_pid: int, args) -> list:
-    """``size`` simulated workers against each server in turn, edgefleet first."""
-    ours = sim_workers(bench.secret, f"sim{size}-", size)
-    theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
-    progress(f"load: {size} simulated workers, edgefleet")
-    register = partial(register_all, workers=ours, queue="default")
-    a = run_async(heartbeat_load(bench.ports[0], bench.servers[0].pid, register, ours, args))
-    progress(f"load: {size} simulated workers, edge3")
-    register = partial(for_all, requests=[sim.register() for sim in theirs], parallel=16)
-    b = run_async(heartbeat_load(edge3.port, edge3_pid, register, theirs, args))
+def load_rows(size: int, outcomes: list[Outcome]) -> list:
+    a, b = outcomes
 
     def rate(out: Outcome) -> str:
         return fmt_rate(out.rate) + (f" ({out.failed} failed)" if out.failed else "")
 
-    rows = [[f"heartbeats/s, {size} workers", rate(a[0]), rate(b[0]), ratio(b[0].rate, a[0].rate)]]
+    rows = [[f"heartbeats/s, {size} workers", rate(a), rate(b), ratio(b.rate, a.rate)]]
     for name, x, y in (
-        ("heartbeat p99", a[0].lat.p99, b[0].lat.p99),
-        ("server CPU per heartbeat", a[1], b[1]),
+        ("heartbeat p99", a.lat.p99, b.lat.p99),
+        ("server CPU per heartbeat", a.server_cpu, b.server_cpu),
     ):
         rows.append([f"{name}, {size} workers", fmt_ms(x), fmt_ms(y), ratio(x, y)])
     # One load client for both: its CPU is context, not a comparison.
-    rows.append([f"load client CPU per heartbeat, {size} workers", fmt_ms(a[2]), fmt_ms(b[2]), ""])
+    cpu = [fmt_ms(a.client_cpu), fmt_ms(b.client_cpu), ""]
+    rows.append([f"load client CPU per heartbeat, {size} workers", *cpu])
     return rows
 
 
@@ -331,7 +327,7 @@ def main() -> int:
         theirs = edge3.start_worker(START_CONCURRENCY)
         rows = changes(args.trials, bench, ours, edge3, theirs)
         for size in (int(n) for n in args.sizes.split(",") if n):
-            rows += load_rows(size, bench, edge3, api_server.pid, args)
+            rows += load_rows(size, run_async(loads(bench, edge3, api_server.pid, size, args)))
     print_table(
         f"edgefleet ({git_state()}) against Airflow {AIRFLOW} + edge3 {EDGE3}; "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}",

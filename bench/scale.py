@@ -1,25 +1,23 @@
 """Measured scale: heartbeats/s, fleet size and no-op job throughput per backend and replica count.
 
-For each configuration (SQLite or PostgreSQL; one or two replicas on one database, two only on
-PostgreSQL) real servers on a fresh database are driven by simulated workers (``_sim``).
-Phases (``--phases``):
+SQLite or PostgreSQL, one or two replicas on one database (two only on PostgreSQL): real
+servers on a fresh database driven by simulated workers (``_sim``). Phases (``--phases``):
 
-1. ``heartbeat``: a closed-loop probe finds the saturation rate X, then open-loop steps offer
-   fractions of X; the figure is the highest step answered in full with p99 < 100 ms.
-2. ``fleet``: N workers each heartbeat every 10 s (+-10 %, random phase, one kept connection).
-   N keeps up if >= 95 % of N/10 beats/s were answered, p99 from the due time <= 1 s, <= 0.1 %
-   failed and no ``last_heartbeat`` is older than 1.5 intervals; the figure is the largest N.
-3. ``jobs``: no-op jobs taken by 50 simulated workers that report each one done at once:
-   (a) submitted while the workers run, (b) a backlog submitted first, then drained.
-4. ``caps``: the same, with the queue uncapped, capped far above the fleet's slots (the cost
-   of enforcing a cap) and capped at 50 (it binds), interleaved over ``--rounds`` rounds
-   (each starting one mode later: use 3, 6, ...); each round's ratios to its own uncapped
-   figures (jobs/s and the servers' CPU per job).
-5. ``credentials`` (not run by default): the heartbeat phase for workers that each enrolled
-   and send their own credential against workers signing with the shared secret,
-   alternating over ``--rounds`` rounds (ABBA) so drift hits both alike; medians.
-6. ``ceiling``: a bare FastAPI endpoint measured right before each phase; each figure is also
-   printed as a fraction of it, so results survive a noisy machine.
+- ``heartbeat``: a closed-loop probe finds the saturation rate X (and the servers' CPU per
+  heartbeat), then open-loop steps offer fractions of X: the best answered in full at p99 <
+  100 ms.
+- ``fleet``: N workers each heartbeat every 10 s; the largest N with >= 95 % of the beats
+  answered, p99 <= 1 s from the due time, <= 0.1 % failed and no ``last_heartbeat`` older
+  than 1.5 intervals.
+- ``jobs``: no-op jobs taken by 50 simulated workers: submitted while they run, and a backlog.
+- ``caps``: the jobs phase under a cap that never binds and one that binds, each round's
+  figures (jobs/s, servers' CPU per job) as ratios to its own uncapped ones (``--rounds``;
+  each round starts one mode later, so use 3, 6, ...).
+- ``credentials`` (not by default): the heartbeat phase for enrolled workers sending their own
+  credentials against workers signing with the shared secret, alternating (ABBA) rounds.
+
+Heartbeat and job rates are also given as a fraction of a bare FastAPI endpoint measured
+right before the phase (the host's load drifts).
 
     .venv/bin/python bench/scale.py                     # sqlite and postgres, 1 and 2
     .venv/bin/python bench/scale.py --quick             # a smoke run
@@ -32,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import random
 import statistics
@@ -64,7 +63,6 @@ from _sim import (
     closed_loop,
     for_all,
     open_loop,
-    register_all,
     run_async,
     sim_workers,
     within,
@@ -77,7 +75,7 @@ from edgefleet.worker.client import KEEPALIVE_SECONDS
 from support import ManagedProcess, free_port, fresh_database
 from support.processes import spawn
 
-PHASES = ("ceiling", "heartbeat", "fleet", "jobs", "caps", "credentials")
+PHASES = ("heartbeat", "fleet", "jobs", "caps", "credentials")
 HB_P99 = 0.100  # the heartbeat phase's p99 bound (s)
 FLEET_INTERVAL, FLEET_P99 = 10.0, 1.0
 JOB_WORKERS, JOB_SLOTS, SUBMITTERS, BATCH = 50, 8, 32, 50
@@ -92,9 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=3, help="caps and credentials: rounds")
     add("--quick", action="store_true", help="short steps and small fleets: a smoke run")
     args = parser.parse_args(argv)
-    args.backends, args.phases = _csv(args.backends), set(_csv(args.phases))
+    args.backends, args.phases = _csv(args.backends), _csv(args.phases)
     args.replicas = [int(r) for r in _csv(args.replicas)]
-    if bad := (set(args.backends) - {"sqlite", "postgres"}) | (args.phases - set(PHASES)):
+    if bad := (set(args.backends) - {"sqlite", "postgres"}) | (set(args.phases) - set(PHASES)):
         parser.error(f"unknown backends or phases {sorted(bad)}")
     if any(r not in (1, 2) for r in args.replicas):
         parser.error("--replicas: 1 and/or 2")
@@ -115,7 +113,12 @@ def label(bench: Bench) -> str:
     return f"{bench.db_url.split(':', 1)[0].split('+')[0]} x{len(bench.servers)}"
 
 
-# --- ceiling: a bare FastAPI endpoint -------------------------------------------------------
+def frac(value: float | None, ceiling: float | None) -> str:
+    ok = value is not None and ceiling and math.isfinite(value) and math.isfinite(ceiling)
+    return f"{value / ceiling:.3f} of {ceiling:.0f}" if ok else "-"
+
+
+# --- the baseline: a bare FastAPI endpoint --------------------------------------------------
 
 BARE_APP = """
 import sys, uvicorn
@@ -154,95 +157,79 @@ class Ceiling:
 STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
 
-def hb_passes(step: Outcome) -> bool:
-    enough = step.answered >= 0.95 * step.offered * step.seconds
-    return enough and step.lat.p99 < HB_P99 and step.failed == 0
+async def best_heartbeats(bench: Bench, args: argparse.Namespace, fleet: Fleet) -> Outcome | None:
+    """The best passing open-loop step of the fleet's agents heartbeating, around the
+    closed-loop probe's saturation rate; a step that misses twice in a row ends it."""
+    workers = [agent.worker for agent in fleet.agents.values()]
 
+    def make(i: int) -> Request:
+        return workers[i % len(workers)].heartbeat()
 
-async def measure_heartbeats(
-    bench: Bench, args: argparse.Namespace, workers: list[SimWorker]
-) -> Outcome | None:
-    """The best passing open-loop step below and around the closed-loop saturation rate of
-    ``workers`` (registered) heartbeating."""
-    pools = Pools(bench.ports)
-    try:
-
-        def make(i: int) -> Request:
-            return workers[i % len(workers)].heartbeat()
-
-        probe = await closed_loop(pools, make, 32, args.hb_seconds)
-        progress(f"{label(bench)} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}")
-        best, missed_once, fractions = None, False, list(STEP_FRACTIONS)
-        while fractions:
-            await asyncio.sleep(0.5)
-            step = await open_loop(pools, make, probe.rate * fractions[0], args.hb_seconds)
-            passed = hb_passes(step)
-            progress(
-                f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s p99 {fmt_ms(step.lat.p99)} "
-                f"failed {step.failed} {'ok' if passed else 'over'}"
-            )
-            if passed:
-                best = step
-                fractions.pop(0)
-            elif missed_once:  # the second miss in a row is the server, not a hiccup
-                break
-            missed_once = not passed
-        return best
-    finally:
-        pools.close()
+    probe = await closed_loop(fleet.pools, make, 32, args.hb_seconds, pids=bench.pids)
+    progress(
+        f"{label(bench)} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}, "
+        f"server CPU {fmt_ms(probe.server_cpu)} per heartbeat"
+    )
+    best, missed, fractions = None, False, list(STEP_FRACTIONS)
+    while fractions:
+        await asyncio.sleep(0.5)
+        step = await open_loop(fleet.pools, make, probe.rate * fractions[0], args.hb_seconds)
+        enough = step.answered >= 0.95 * step.offered * step.seconds
+        passed = enough and step.lat.p99 < HB_P99 and step.failed == 0
+        progress(
+            f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s p99 {fmt_ms(step.lat.p99)} "
+            f"failed {step.failed} {'ok' if passed else 'over'}"
+        )
+        if passed:
+            best = step
+            fractions.pop(0)
+        elif missed:
+            break
+        missed = not passed
+    return best
 
 
 async def heartbeat_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
-    workers = sim_workers(bench.secret, "hb", args.hb_workers)
-    pools = Pools(bench.ports)
-    await register_all(pools, workers, "hb", 2, 10.0)
-    pools.close()
-    best = await measure_heartbeats(bench, args, workers)
+    fleet = Fleet(bench.ports, FLEET_INTERVAL)
+    try:
+        await fleet.add(sim_workers(bench.secret, "hb", args.hb_workers), "hb")
+        best = await best_heartbeats(bench, args, fleet)
+    finally:
+        await fleet.close()
     rate = best.rate if best else None
     return f"{fmt_rate(rate)} p99 {fmt_ms(best and best.lat.p99)} ({frac(rate, top)})"
 
 
-class Credential:
-    """A signer that sends the worker's own credential, as the real worker does."""
-
-    def __init__(self, credential: str) -> None:
-        self.credential = credential
-
-    def token(self) -> str:
-        return self.credential
-
-
-async def enroll_all(pools: Pools, secret: str, count: int) -> list[SimWorker]:
-    """``count`` workers enrolled with one join token, each with its own credential."""
+async def enrolled(pools: Pools, secret: str, count: int) -> list[SimWorker]:
+    """``count`` workers enrolled with one join token, each sending its own credential."""
     body = {"uses": count, "ttl_seconds": 3600}
-    request = ("POST", f"{API_PREFIX}/tokens/join", admin_headers(secret), body)
-    (answer,) = await for_all(pools, [request], 1)
-    headers = {"Authorization": f"Bearer {SimWorker('', None).apply(answer)['token']}"}
+    join = await pools.call(("POST", f"{API_PREFIX}/tokens/join", admin_headers(secret), body))
+    headers = {"Authorization": f"Bearer {join['token']}"}
     names = [f"cred{i:05d}" for i in range(count)]
     path = f"{API_PREFIX}/edge/enroll"
     answers = await for_all(pools, [("POST", path, headers, {"hostname": n}) for n in names])
-    credentials = [SimWorker("", None).apply(a)["credential"] for a in answers]
-    return [SimWorker(n, Credential(c)) for n, c in zip(names, credentials, strict=True)]
+    credentials = [json.loads(answer)["credential"] for answer in answers]
+    return [SimWorker(n, lambda c=c: c) for n, c in zip(names, credentials, strict=True)]
 
 
 async def credentials_cell(bench: Bench, args: argparse.Namespace) -> str:
-    """Per-worker credentials against shared-secret tokens: medians of the ABBA rounds."""
-    pools = Pools(bench.ports)
-    fleets = {
-        "secret": sim_workers(bench.secret, "hb", args.hb_workers),
-        "credential": await enroll_all(pools, bench.secret, args.hb_workers),
-    }
-    for workers in fleets.values():
-        await register_all(pools, workers, "hb", 2, 10.0)
-    pools.close()
-    rates: dict[str, list[float]] = {"secret": [], "credential": []}
-    for round_ in range(args.rounds):
-        for kind, workers in list(fleets.items())[:: -1 if round_ % 2 else 1]:
-            best = await measure_heartbeats(bench, args, workers)
-            rates[kind].append(best.rate if best else 0.0)
-            progress(
-                f"{label(bench)} credentials round {round_ + 1} {kind}: {rates[kind][-1]:.0f}/s"
-            )
+    """Own credentials against shared-secret tokens: medians of the ABBA rounds."""
+    fleets = {kind: Fleet(bench.ports, FLEET_INTERVAL) for kind in ("secret", "credential")}
+    rates: dict[str, list[float]] = {kind: [] for kind in fleets}
+    try:
+        await fleets["secret"].add(sim_workers(bench.secret, "hb", args.hb_workers), "hb")
+        own = await enrolled(fleets["credential"].pools, bench.secret, args.hb_workers)
+        await fleets["credential"].add(own, "hb")
+        for n in range(args.rounds):
+            for kind, fleet in list(fleets.items())[:: -1 if n % 2 else 1]:
+                best = await best_heartbeats(bench, args, fleet)
+                rates[kind].append(best.rate if best else 0.0)
+                progress(
+                    f"{label(bench)} credentials round {n + 1} {kind}: {rates[kind][-1]:.0f}/s"
+                )
+    finally:
+        for fleet in fleets.values():
+            await fleet.close()
     secret, own = (statistics.median(rates[k]) for k in ("secret", "credential"))
     spans = {k: f"{min(v):.0f}-{max(v):.0f}" for k, v in rates.items()}
     return (
@@ -261,13 +248,9 @@ class FleetStep:
     stale: int
     window: float
 
-    @property
-    def expected(self) -> float:
-        return self.size / FLEET_INTERVAL
-
     def keeps_up(self) -> bool:
         return (
-            len(self.tally.beats) / self.window >= 0.95 * self.expected
+            len(self.tally.beats) / self.window >= 0.95 * self.size / FLEET_INTERVAL
             and summarize(self.tally.beats).p99 <= FLEET_P99
             and sum(self.tally.errors.values()) <= 0.001 * max(1, self.tally.scheduled)
             and self.stale == 0
@@ -275,8 +258,8 @@ class FleetStep:
 
     def text(self) -> str:
         rate, p99 = len(self.tally.beats) / self.window, fmt_ms(summarize(self.tally.beats).p99)
-        verdict = "ok" if self.keeps_up() else "BEHIND"
-        return f"{self.size} {verdict} ({rate:.0f}/{self.expected:.0f} beats/s, p99 {p99})"
+        due, verdict = self.size / FLEET_INTERVAL, "ok" if self.keeps_up() else "BEHIND"
+        return f"{self.size} {verdict} ({rate:.0f}/{due:.0f} beats/s, p99 {p99})"
 
 
 def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
@@ -293,13 +276,13 @@ def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
 
 
 async def fleet_cell(bench: Bench, args: argparse.Namespace) -> str:
-    """Step the fleet size up until a step falls behind (or all sizes pass): the largest
-    that kept up, then any behind."""
-    fleet = Fleet(bench.secret, bench.ports, FLEET_INTERVAL, keepalive=KEEPALIVE_SECONDS)
+    """Step the fleet size up until a step falls behind: the largest that kept up, then any
+    behind."""
+    fleet = Fleet(bench.ports, FLEET_INTERVAL, keepalive=KEEPALIVE_SECONDS)
     steps: list[FleetStep] = []
     try:
         for size in args.fleet_sizes:
-            await fleet.add([f"fl{i:05d}" for i in range(len(fleet.agents), size)], "fleet")
+            await fleet.add(sim_workers(bench.secret, "fl", size, len(fleet.agents)), "fleet")
             fleet.tally = Tally()
             until = time.monotonic() + args.fleet_window
             await asyncio.gather(*(agent.heartbeats(until) for agent in fleet.agents.values()))
@@ -321,6 +304,20 @@ async def fleet_cell(bench: Bench, args: argparse.Namespace) -> str:
 CAP_MODES = (("none", None), ("loose", JOB_WORKERS * JOB_SLOTS * 10), ("tight", JOB_WORKERS))
 
 
+async def work_off(fleet: Fleet, jobs: int, submit: str | None) -> float:
+    """Jobs/s of the agents taking ``jobs`` no-op jobs: submitted while they run (with the
+    ``submit`` secret), counted from the first submission, or a backlog, from their start."""
+    fleet.tally = Tally()
+    tasks = fleet.start(agent.dispatch(2.0) for agent in fleet.agents.values())
+    start = time.time()
+    if submit:
+        await submit_jobs(fleet.pools, submit, jobs)
+    if not await within(lambda: len(fleet.tally.done) >= jobs, max(60.0, jobs / 20)):
+        progress(f"  jobs: only {len(fleet.tally.done)}/{jobs} completed in time")
+    await fleet.stop(tasks)
+    return jobs / (fleet.tally.last_done - start)
+
+
 async def submit_jobs(pools: Pools, secret: str, jobs: int) -> None:
     job = {"command": ["true"], "queue": "noop"}
     sizes = [min(BATCH, jobs - start) for start in range(0, jobs, BATCH)]
@@ -328,88 +325,46 @@ async def submit_jobs(pools: Pools, secret: str, jobs: int) -> None:
     await for_all(pools, [("POST", path, headers, {"jobs": [job] * n}) for n in sizes], SUBMITTERS)
 
 
-async def work_off(fleet: Fleet, jobs: int, submit: bool, pools: Pools) -> float:
-    """Jobs/s of the agents taking ``jobs`` no-op jobs: submitted while they run (``submit``),
-    counted from the first submission, or a backlog, counted from the agents' start."""
-    fleet.tally = Tally()
-    tasks = fleet.start(agent.dispatch(2.0) for agent in fleet.agents.values())
-    start = time.monotonic()
-    if submit:
-        await submit_jobs(pools, fleet.secret, jobs)
-    if not await within(lambda: len(fleet.tally.done) >= jobs, max(60.0, jobs / 20)):
-        progress(f"  jobs: only {len(fleet.tally.done)}/{jobs} completed in time")
-    await fleet.stop(tasks)
-    return jobs / (fleet.tally.last_done - start)
-
-
-async def job_rates(bench: Bench, fleet: Fleet, jobs: int, name: str = "") -> tuple[float, float]:
-    """(end to end jobs/s: submitted while the workers run, drain jobs/s of a backlog)."""
-    pools = Pools(bench.ports)
-    try:
-        e2e = await work_off(fleet, jobs, True, pools)
-        errors = sum(fleet.tally.errors.values())
-        await submit_jobs(pools, bench.secret, jobs)
-        drain = await work_off(fleet, jobs, False, pools)
+async def job_rounds(bench: Bench, args, prefix: str, modes: tuple, rounds: int) -> list[dict]:
+    """Per round, per cap mode (interleaved, so the host's drift weighs on each alike): jobs/s
+    submitted while the workers run, jobs/s of a backlog drained, servers' CPU s per job."""
+    fleet = Fleet(bench.ports, FLEET_INTERVAL, slots=JOB_SLOTS)
+    results: list[dict[str, tuple[float, float, float]]] = []
+    try:  # names of their own per phase: the last phase's workers are still registered
+        await fleet.add(sim_workers(bench.secret, prefix, JOB_WORKERS), "noop")
+        for n in range(rounds):
+            results.append({})
+            first = n % len(modes)  # in any len(modes) rounds each mode runs once in each place
+            for mode, cap in modes[first:] + modes[:first]:
+                body = {"reset": True} if cap is None else {"concurrency": cap}
+                put = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(bench.secret), body)
+                await fleet.pools.call(put)
+                cpu = session_cpu(*bench.pids)
+                e2e = await work_off(fleet, args.jobs, bench.secret)
+                await submit_jobs(fleet.pools, bench.secret, args.jobs)
+                drain = await work_off(fleet, args.jobs, None)
+                cpu = (session_cpu(*bench.pids) - cpu) / (2 * args.jobs)
+                results[-1][mode] = (e2e, drain, cpu)
+                text = f"{e2e:.0f}/s, drain {drain:.0f}/s, CPU {fmt_ms(cpu)}/job"
+                progress(f"{label(bench)} jobs, round {n + 1}, cap {mode}: {text}")
     finally:
-        pools.close()
-    errors += sum(fleet.tally.errors.values())
-    progress(
-        f"{label(bench)} jobs{name} end to end {e2e:.0f}/s, drain {drain:.0f}/s, errors {errors}"
-    )
-    return e2e, drain
-
-
-async def job_fleet(bench: Bench, prefix: str) -> Fleet:
-    """Simulated workers with ``JOB_SLOTS`` free slots each (names of their own per phase:
-    the last phase's are still registered)."""
-    fleet = Fleet(bench.secret, bench.ports, FLEET_INTERVAL, slots=JOB_SLOTS)
-    await fleet.add([f"{prefix}{i:05d}" for i in range(JOB_WORKERS)], "noop")
-    return fleet
+        await fleet.close()
+    return results
 
 
 async def jobs_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
-    fleet = await job_fleet(bench, "jw")
-    try:
-        e2e, drain = await job_rates(bench, fleet, args.jobs)
-    finally:
-        await fleet.close()
-    return f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)} ({frac(e2e, top)})"
+    ((e2e, drain, cpu),) = (
+        r["none"] for r in await job_rounds(bench, args, "jw", CAP_MODES[:1], 1)
+    )
+    return f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)}, CPU {fmt_ms(cpu)}/job ({frac(e2e, top)})"
 
 
 async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
-    """Each round's figures per cap mode, interleaved round by round so the host's drift
-    weighs on each alike; per capped mode the median of the rounds' ratios to their own
-    uncapped figures (jobs/s end to end and drained, servers' CPU per job), with the range.
-    Each round starts one mode later (none-loose-tight, loose-tight-none, ...): in any three
-    rounds every mode runs once in each place, on a database as large (each run leaves its
-    jobs behind) and a server as warm as the others."""
-    fleet, pools = await job_fleet(bench, "cw"), Pools(bench.ports)
-    pids = [server.pid for server in bench.servers]
-    ratios: dict[str, list[tuple[float, float, float]]] = {m: [] for m, _ in CAP_MODES[1:]}
-    try:
-        for n in range(args.rounds):
-            one: dict[str, tuple[float, float, float]] = {}
-            first = n % len(CAP_MODES)
-            for mode, cap in CAP_MODES[first:] + CAP_MODES[:first]:
-                body = {"reset": True} if cap is None else {"concurrency": cap}
-                request = ("PUT", f"{API_PREFIX}/queues/noop", admin_headers(bench.secret), body)
-                await for_all(pools, [request], 1)
-                cpu = session_cpu(*pids)
-                e2e, drain = await job_rates(bench, fleet, args.jobs, f" (cap {mode})")
-                one[mode] = (e2e, drain, (session_cpu(*pids) - cpu) / (2 * args.jobs))
-            for mode, rounds in ratios.items():
-                base = one["none"]
-                rounds.append(tuple(c / b for c, b in zip(one[mode], base, strict=True)))
-            text = ", ".join(
-                f"{m} {r[-1][0]:.2f}x {r[-1][1]:.2f}x {r[-1][2]:.2f}x" for m, r in ratios.items()
-            )
-            progress(f"{label(bench)} caps round {n + 1}, e2e drain cpu/job against none: {text}")
-    finally:
-        pools.close()
-        await fleet.close()
-    parts = []
-    for mode, rounds in ratios.items():
-        columns = zip(("e2e", "drain", "cpu/job"), zip(*rounds, strict=True), strict=True)
+    """Per capped mode, the median and range of the rounds' ratios to their uncapped figures."""
+    results, parts = await job_rounds(bench, args, "cw", CAP_MODES, args.rounds), []
+    for mode, _ in CAP_MODES[1:]:
+        ratios = [[c / b for c, b in zip(r[mode], r["none"], strict=True)] for r in results]
+        columns = zip(("e2e", "drain", "cpu/job"), zip(*ratios, strict=True), strict=True)
         cells = [f"{n} {statistics.median(v):.2f}x [{min(v):.2f}-{max(v):.2f}]" for n, v in columns]
         parts.append(f"{mode} {' '.join(cells)}")
     return "; ".join(parts)
@@ -417,34 +372,32 @@ async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
 
 # --- one configuration and the report -------------------------------------------------------
 
+HEADERS = {
+    "heartbeat": f"hb/s p99<{fmt_ms(HB_P99)}",
+    "fleet": "fleet",
+    "jobs": "no-op jobs/s",
+    "caps": "capped",
+    "credentials": "credentials",
+}
 
-def frac(value: float | None, ceiling: float | None) -> str:
-    ok = value is not None and ceiling and math.isfinite(value) and math.isfinite(ceiling)
-    return f"{value / ceiling:.3f} of {ceiling:.0f}" if ok else "-"
 
-
-async def run_config(bench: Bench, args: argparse.Namespace, ceiling: Ceiling | None) -> list:
-    """The configuration's summary row; each figure with its fraction of the ceiling."""
+async def run_config(bench: Bench, args: argparse.Namespace, ceiling: Ceiling) -> list:
+    """The configuration's summary row."""
     progress(f"== {label(bench)}: servers on ports {bench.ports}")
-    cells: dict[str, str] = {}
-    for phase in PHASES[1:]:
-        if phase not in args.phases:
-            cells[phase] = "-"
-            continue
-        top = await ceiling.measure(f"{label(bench)} {phase}") if ceiling else None
+    cells: list[str] = []
+    for phase in args.phases:
         if phase == "heartbeat":
-            cells[phase] = await heartbeat_cell(bench, args, top)
-        elif phase == "fleet":
-            cells[phase] = await fleet_cell(bench, args)
+            top = await ceiling.measure(f"{label(bench)} {phase}")
+            cells.append(await heartbeat_cell(bench, args, top))
         elif phase == "jobs":
-            cells[phase] = await jobs_cell(bench, args, top)
-        elif phase == "caps":
-            cells[phase] = await caps_cell(bench, args)
+            top = await ceiling.measure(f"{label(bench)} {phase}")
+            cells.append(await jobs_cell(bench, args, top))
         else:
-            cells[phase] = await credentials_cell(bench, args)
+            cell = {"fleet": fleet_cell, "caps": caps_cell, "credentials": credentials_cell}[phase]
+            cells.append(await cell(bench, args))
     for line in bench.errors()[:5]:
         progress(f"  server error: {line}")
-    return [label(bench), *cells.values(), len(bench.errors())]
+    return [label(bench), *cells, len(bench.errors())]
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -454,9 +407,7 @@ async def amain(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         if any(b == "postgres" for b, _ in configs):
             pg_url = stack.enter_context(postgres_server())
-        ceiling = None
-        if "ceiling" in args.phases:
-            ceiling = Ceiling(stack.enter_context(Bench()), args.ceiling_seconds)
+        ceiling = Ceiling(stack.enter_context(Bench()), args.ceiling_seconds)
         for backend, replicas in configs:
             with contextlib.ExitStack() as config:  # servers stop before their database goes
                 db_url = None
@@ -466,14 +417,12 @@ async def amain(args: argparse.Namespace) -> None:
                 for _ in range(replicas):
                     bench.start_server(db_url)
                 rows.append(await run_config(bench, args, ceiling))
-        if ceiling is not None:
-            ceiling.pools.close()
+        ceiling.pools.close()
     print(f"\nmeasured scale; code: {git_state()}; quick={args.quick}")
     print_table(
-        f"SUMMARY ((fraction of the bare endpoint's req/s) measured right before the phase; "
+        f"SUMMARY ((fraction of the bare endpoint's req/s measured right before the phase); "
         f"fleet at a {FLEET_INTERVAL:g} s heartbeat: the largest N that kept up, then any behind)",
-        ["config", f"hb/s p99<{fmt_ms(HB_P99)}", "fleet", "no-op jobs/s", "capped", "credentials"]
-        + ["srv errors"],
+        ["config", *(HEADERS[phase] for phase in args.phases), "srv errors"],
         rows,
     )
 
