@@ -130,8 +130,7 @@ class Run:
         return json.loads(answer), time.time()
 
     async def changes(self, name: str, count: int, rate: float) -> None:
-        """Open loop: a PUT concurrency every 1/rate s, each to a worker not changed before
-        in the phase; each one's time to its acknowledgement."""
+        """Open loop: a PUT concurrency every 1/rate s, each to a worker of its own."""
         progress(name)
         start, tasks, agents = time.monotonic(), [], self.fleet.agents
         for i, host in enumerate(self.rng.sample(list(agents), min(count, len(agents)))):
@@ -147,9 +146,7 @@ class Run:
         self.phases.append(Phase(name, latencies))
 
     async def fleet_wide(self, phase: Phase) -> None:
-        """``set-worker-concurrency --all`` with the fleet waiting on its long-polls: the
-        request's time, the server's CPU until every acknowledgement is recorded, and each
-        worker's acknowledgement."""
+        """``set-worker-concurrency --all`` to the fleet waiting on its long-polls."""
         tally, pid = self.fleet.tally, self.bench.servers[0].pid
         await within(lambda: tally.waiting >= len(self.fleet.agents), 30)
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
@@ -202,8 +199,7 @@ class Run:
     async def job_starts(
         self, name: str, count: int, queue: str, command: list[str], started: Callable
     ) -> None:
-        """Jobs submitted one at a time: each one's time from its return to ``started(id)``
-        (wall clock)."""
+        """Jobs submitted one at a time: each from its return to ``started(id)`` (wall clock)."""
         progress(name)
         phase = Phase(name)
         for _ in range(count):
@@ -252,8 +248,7 @@ class Run:
             await self.real_jobs(long_poll=False)
 
     async def against_baseline(self) -> None:
-        """``--bursts`` fleet-wide changes; with ``--baseline``, in turn with a server of that
-        code and a fleet of its own."""
+        """``--bursts`` fleet-wide changes, in turn with ``--baseline``'s server if given."""
         runs = [(self, Phase("fleet-wide"))]
         async with contextlib.AsyncExitStack() as stack:
             if ref := self.args.baseline:
@@ -279,8 +274,7 @@ async def baseline_run(args: argparse.Namespace, stack: contextlib.AsyncExitStac
 
 
 def export_src(ref: str, home: Path) -> Path:
-    """``src/`` of commit ``ref`` under ``home``: first on a server's PYTHONPATH, it runs that
-    code (this checkout's is installed editable, behind it)."""
+    """``src/`` of ``ref``: first on a server's PYTHONPATH, before this editable install."""
     root, archive = Path(__file__).resolve().parent.parent, home / "baseline.tar"
     git = ["git", "-C", str(root), "archive", "-o", str(archive), ref, "src"]
     subprocess.run(git, check=True, timeout=60)

@@ -240,8 +240,7 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
 
 
 async def heartbeat_load(pools: Pools, sims: list, pid: int, args) -> Outcome:
-    """One loop per simulated worker heartbeating back to back: ``--warmup`` s uncounted, then
-    ``--duration`` s measured, with the server's and this client's CPU per heartbeat."""
+    """One loop per simulated worker: ``--warmup`` s uncounted, then ``--duration`` s."""
     await closed_loop(pools, lambda i: sims[i].heartbeat(), len(sims), args.warmup, True)
     return await closed_loop(
         pools, lambda i: sims[i].heartbeat(), len(sims), args.duration, True, pids=[pid]

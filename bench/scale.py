@@ -158,8 +158,7 @@ STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
 
 async def best_heartbeats(bench: Bench, args: argparse.Namespace, fleet: Fleet) -> Outcome | None:
-    """The best passing open-loop step of the fleet's agents heartbeating, around the
-    closed-loop probe's saturation rate; a step that misses twice in a row ends it."""
+    """The best open-loop step around the probe's saturation rate (two misses in a row end it)."""
     workers = [agent.worker for agent in fleet.agents.values()]
 
     def make(i: int) -> Request:
@@ -276,8 +275,7 @@ def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
 
 
 async def fleet_cell(bench: Bench, args: argparse.Namespace) -> str:
-    """Step the fleet size up until a step falls behind: the largest that kept up, then any
-    behind."""
+    """Step the fleet size up until one falls behind: the largest that kept up, and that."""
     fleet = Fleet(bench.ports, FLEET_INTERVAL, keepalive=KEEPALIVE_SECONDS)
     steps: list[FleetStep] = []
     try:
@@ -305,8 +303,8 @@ CAP_MODES = (("none", None), ("loose", JOB_WORKERS * JOB_SLOTS * 10), ("tight", 
 
 
 async def work_off(fleet: Fleet, jobs: int, submit: str | None) -> float:
-    """Jobs/s of the agents taking ``jobs`` no-op jobs: submitted while they run (with the
-    ``submit`` secret), counted from the first submission, or a backlog, from their start."""
+    """Jobs/s of ``jobs`` no-op jobs submitted while the agents run (``submit``: the secret), or
+    of a backlog."""
     fleet.tally = Tally()
     tasks = fleet.start(agent.dispatch(2.0) for agent in fleet.agents.values())
     start = time.time()
