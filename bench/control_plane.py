@@ -1,21 +1,17 @@
 """Fleet control plane at scale: change -> acknowledgement, and job submitted -> job started.
 
-One ``edgefleet server`` (fresh SQLite) and ``-n`` simulated workers (``_sim.Agent``)
-heartbeating every 30 s. A change's time runs from its request's return to the worker's
-acknowledgement as the database records it (``applied_at``, what ``list-workers`` shows).
-Phases (``--phases``):
+One server (fresh SQLite) and ``-n`` simulated workers heartbeating every 30 s; a change
+counts from its request's return to the worker's ``applied_at`` (what ``list-workers`` shows).
 
-1. ``baseline``: PUT concurrency to random workers (2/s for 60 s), the fleet heartbeating
-   only: learnt from the next heartbeat's answer, acknowledged by a heartbeat at once.
-2. ``longpoll``: the same at 8/s for 30 s, the fleet holding long-polls (30 s): acknowledged
-   on the next long-poll.
-3. ``fleetwide``: ``PATCH /workers`` with target ``all``, ``--bursts`` times, sent from a
-   process of its own as the CLI sends it: the request's time, the server's CPU, each
-   worker's acknowledgement. ``--baseline REF``: in turn against a server of REF's code.
-4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker's fetch returned it;
-   baseline: as many workers fetching every 5 s.
-5. ``real``: the same for a real ``edgefleet worker`` with long-polls and one with
-   ``--no-long-poll``, up to the start the job's process stamped.
+1. ``baseline``: PUT concurrency to random workers (2/s for 60 s), the fleet only heartbeating.
+2. ``longpoll``: the same at 8/s for 30 s, acknowledged on the fleet's next long-poll.
+3. ``fleetwide``: ``PATCH /workers`` target ``all`` from a process of its own, as the CLI:
+   the request's time, the server's CPU, each worker's ack. ``--baseline REF``: in turn
+   against a server of REF's code.
+4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker fetched it, against
+   as many fetching every 5 s.
+5. ``real``: POST /jobs returned -> the job's own start stamp, on a real worker with
+   long-polls and one with ``--no-long-poll``.
 
     .venv/bin/python bench/control_plane.py            # ~8 min, 1000 workers
     .venv/bin/python bench/control_plane.py --quick    # a smoke run, about a minute

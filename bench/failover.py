@@ -1,10 +1,8 @@
 """How long after a replica is killed (SIGKILL) its workers first talk to the other one.
 
-Two servers on one PostgreSQL database and ``--workers`` idle real workers given both
-(``--api-url A,B``), heartbeating every 30 s (the failover must not wait for a heartbeat).
-Each round kills the replica the workers use and measures, per worker, the time from the kill
-to its first successful call on the other (``last_contact`` in its state file), then restarts
-the killed replica; the next round kills the other one.
+Two servers on one PostgreSQL database, ``--workers`` idle real workers given both; each round
+kills the replica they use: per worker, the kill -> its first successful call on the other
+(``last_contact`` in its state file). The replica is restarted; the next round kills the other.
 
     .venv/bin/python bench/failover.py [--rounds 5] [--workers 4] [--quick]
 """

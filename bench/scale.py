@@ -1,23 +1,16 @@
 """Measured scale: heartbeats/s, fleet size and no-op job throughput per backend and replica count.
 
-SQLite or PostgreSQL, one or two replicas on one database (two only on PostgreSQL): real
-servers on a fresh database driven by simulated workers (``_sim``). Phases (``--phases``):
+SQLite or PostgreSQL, one or two replicas (two only on PostgreSQL), simulated workers
+(``_sim``); rates also as a fraction of a bare FastAPI endpoint measured right before.
 
-- ``heartbeat``: a closed-loop probe finds the saturation rate X (and the servers' CPU per
-  heartbeat), then open-loop steps offer fractions of X: the best answered in full at p99 <
-  100 ms.
-- ``fleet``: N workers each heartbeat every 10 s; the largest N with >= 95 % of the beats
-  answered, p99 <= 1 s from the due time, <= 0.1 % failed and no ``last_heartbeat`` older
-  than 1.5 intervals.
+- ``heartbeat``: open-loop steps around a closed-loop probe's rate: the best at p99 < 100 ms.
+- ``fleet``: the largest N workers heartbeating every 10 s with >= 95 % answered, p99 <= 1 s,
+  <= 0.1 % failed and no ``last_heartbeat`` older than 1.5 intervals.
 - ``jobs``: no-op jobs taken by 50 simulated workers: submitted while they run, and a backlog.
-- ``caps``: the jobs phase under a cap that never binds and one that binds, each round's
-  figures (jobs/s, servers' CPU per job) as ratios to its own uncapped ones (``--rounds``;
-  each round starts one mode later, so use 3, 6, ...).
-- ``credentials`` (not by default): the heartbeat phase for enrolled workers sending their own
-  credentials against workers signing with the shared secret, alternating (ABBA) rounds.
-
-Heartbeat and job rates are also given as a fraction of a bare FastAPI endpoint measured
-right before the phase (the host's load drifts).
+- ``caps``: the jobs phase under a cap that never binds and one that binds, as ratios to the
+  same round's uncapped figures (``--rounds``; each round starts one mode later: use 3, 6, ...).
+- ``credentials`` (not by default): the heartbeat phase for workers with their own credentials
+  against workers signing with the shared secret, alternating (ABBA) rounds.
 
     .venv/bin/python bench/scale.py                     # sqlite and postgres, 1 and 2
     .venv/bin/python bench/scale.py --quick             # a smoke run
