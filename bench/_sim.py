@@ -255,6 +255,12 @@ class Window:
         self.pids, self.latencies, self.failed = pids, [], 0
         self.t0, self.cpu0 = time.monotonic(), (session_cpu(*pids), time.process_time())
 
+    def add(self, status: int, since: float) -> None:
+        if 200 <= status < 300:
+            self.latencies.append(time.monotonic() - since)
+        else:
+            self.failed += 1
+
     def outcome(self, offered: float = math.nan) -> Outcome:
         n, elapsed = len(self.latencies) or math.nan, time.monotonic() - self.t0
         server, client = session_cpu(*self.pids) - self.cpu0[0], time.process_time() - self.cpu0[1]
@@ -279,11 +285,7 @@ async def closed_loop(
     async def loop(caller: int) -> None:
         while time.monotonic() < stop:
             t0, index = time.monotonic(), caller if by_caller else next(count)
-            status, _ = await pools.send(caller, make(index))
-            if 200 <= status < 300:
-                window.latencies.append(time.monotonic() - t0)
-            else:
-                window.failed += 1
+            window.add((await pools.send(caller, make(index)))[0], t0)
 
     await asyncio.gather(*(loop(i) for i in range(callers)))
     return window.outcome()
@@ -297,11 +299,7 @@ async def open_loop(
     window, tasks = Window(()), set()
 
     async def one(index: int, due: float) -> None:
-        status, _ = await pools.send(index, make(index))
-        if 200 <= status < 300:
-            window.latencies.append(time.monotonic() - due)
-        else:
-            window.failed += 1
+        window.add((await pools.send(index, make(index)))[0], due)
 
     sent = 0
     while (now := time.monotonic()) < window.t0 + seconds:
@@ -394,10 +392,8 @@ class Agent:
                 continue
             self.tally.waiting += 1
             try:
-                self.sent, request = (
-                    self.worker.version,
-                    self.worker.watch(self.fleet.slots, timeout),
-                )
+                self.sent = self.worker.version
+                request = self.worker.watch(self.fleet.slots, timeout)
                 reply = await self.call("watch", self.loop_conn, request, timeout + 30)
             finally:
                 self.tally.waiting -= 1

@@ -241,10 +241,12 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
 
 async def heartbeat_load(pools: Pools, sims: list, pid: int, args) -> Outcome:
     """One loop per simulated worker: ``--warmup`` s uncounted, then ``--duration`` s."""
-    await closed_loop(pools, lambda i: sims[i].heartbeat(), len(sims), args.warmup, True)
-    return await closed_loop(
-        pools, lambda i: sims[i].heartbeat(), len(sims), args.duration, True, pids=[pid]
-    )
+
+    def beat(i: int) -> Request:
+        return sims[i].heartbeat()
+
+    await closed_loop(pools, beat, len(sims), args.warmup, by_caller=True)
+    return await closed_loop(pools, beat, len(sims), args.duration, by_caller=True, pids=[pid])
 
 
 async def loads(bench: Bench, edge3: Edge3, edge3_pid: int, size: int, args) -> list[Outcome]:
