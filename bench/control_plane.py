@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if bad := args.phases - set(PHASES):
         parser.error(f"unknown phases {sorted(bad)}")
+    # changes: baseline, long-poll phase; jobs: idle long-polling, idle polling, each real worker
     args.heartbeat, args.changes, args.jobs = 30.0, (120, 240), (60, 20, 20)
     if args.quick:
         args.workers, args.heartbeat, args.changes, args.jobs = 200, 10.0, (10, 40), (10, 3, 5)

@@ -226,13 +226,11 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
             results["edge3"].append(timed_change(argv, edge3.env(), theirs, value, shows))
             seen = {k: ", ".join(map(fmt_ms, r[-1])) for k, r in results.items()}
             progress(f"change {trial + 1}/{trials}, exit, adopted, shown: {seen}")
-    rows = []
-    names = ("CLI exec -> CLI exit", "CLI exec -> worker adopted (its log)")
-    for n, name in enumerate((*names, "CLI exec -> applied value shown by the server")):
-        a, b = ([r[n] for r in results[k]] for k in ("edgefleet", "edge3"))
+    rows, names = [], ("CLI exec -> CLI exit", "CLI exec -> worker adopted (its log)")
+    names += ("CLI exec -> applied value shown by the server", "CLI exit -> worker adopted")
+    for n, name in enumerate(names):
+        a, b = ([(*r, r[1] - r[0])[n] for r in results[k]] for k in ("edgefleet", "edge3"))
         rows.append([name, span(a), span(b), ratio(median(a), median(b))])
-    a, b = ([r[1] - r[0] for r in results[k]] for k in ("edgefleet", "edge3"))
-    rows.append(["CLI exit -> worker adopted", span(a), span(b), ratio(median(a), median(b))])
     return rows
 
 
