@@ -2,7 +2,8 @@
 #   start_airflow_venv  builds $AIRFLOW_VENV in the background (reused while pyproject.toml
 #                       is unchanged): Airflow and edgefleet, `uv pip install -e '.[airflow]'`
 #                       (pip where uv could not be installed); needs ensure_venv first
-#   run_airflow_tests   waits for it, then runs tests/e2e/test_airflow.py against it
+#   start_airflow_tests LOG  waits for it, then runs tests/e2e/test_airflow.py against it in
+#                       the background
 # Airflow's install takes minutes, so it overlaps the steps before the one that needs it.
 # Expects ROOT, VENV and run_pytest (scripts/test.sh).
 
@@ -35,18 +36,26 @@ start_airflow_venv() {
     AIRFLOW_VENV_PID=$!
 }
 
-run_airflow_tests() {
+# start_airflow_tests LOG: once the virtualenv is ready, runs the Airflow tests in the
+# background (their output to LOG); AIRFLOW_TESTS_PID is what to wait for.
+start_airflow_tests() {
     local began=$SECONDS
-    if ! wait "$AIRFLOW_VENV_PID"; then
-        tail -n 30 "$AIRFLOW_VENV_LOG" >&2
-        if [[ ${CI:-} == true ]]; then
-            printf 'error: installing Airflow into %s failed (above); CI runs the Airflow tests\n' \
-                "$AIRFLOW_VENV" >&2
-            return 1
-        fi
-        printf 'warning: installing Airflow failed (above): the Airflow tests did not run\n' >&2
-        return 0
+    if wait "$AIRFLOW_VENV_PID"; then
+        log "Airflow's virtualenv ready (waited $((SECONDS - began))s)"
+        EDGEFLEET_TEST_AIRFLOW_PYTHON=$AIRFLOW_VENV/bin/python \
+            run_pytest -n 2 tests/e2e/test_airflow.py >"$1" 2>&1 &
+    else
+        airflow_venv_failed >"$1" 2>&1 &
     fi
-    log "Airflow's virtualenv ready (waited $((SECONDS - began))s)"
-    EDGEFLEET_TEST_AIRFLOW_PYTHON=$AIRFLOW_VENV/bin/python run_pytest -n 2 tests/e2e/test_airflow.py
+    AIRFLOW_TESTS_PID=$!
+}
+
+airflow_venv_failed() {
+    tail -n 30 "$AIRFLOW_VENV_LOG"
+    if [[ ${CI:-} == true ]]; then
+        printf 'error: installing Airflow into %s failed (above); CI runs the Airflow tests\n' \
+            "$AIRFLOW_VENV"
+        return 1
+    fi
+    printf 'warning: installing Airflow failed (above): the Airflow tests did not run\n'
 }
