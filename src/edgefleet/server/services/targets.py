@@ -39,8 +39,13 @@ def resolve_rows(
     session: Session, target: Target, columns: Sequence[ColumnElement[Any]], *, lock: bool = True
 ) -> list[Row[Any]]:
     """As ``resolve``, the same rows locked the same way, as plain rows of ``columns`` (which
-    include ``hostname`` and ``labels``): a fleet-wide change reads a thousand of them."""
-    return _resolve(session, target, lock, select(*columns), lambda q: list(session.execute(q)))
+    include ``hostname``, and ``labels`` for a selector): a fleet-wide change reads a
+    thousand of them, through the session's connection (no ORM loading)."""
+
+    def fetch(query: Select[Any]) -> list[Any]:
+        return session.connection().execute(query).all()
+
+    return _resolve(session, target, lock, select(*columns), fetch)
 
 
 Fetch = Callable[[Select[Any]], list[Any]]
@@ -94,6 +99,8 @@ def _matched(session: Session, target: Target, lock: bool, base: Select[Any], fe
             .execution_options(populate_existing=True)  # the values as locked
         )
         workers += fetch(query.with_for_update() if lock else query)
+    if selector is None:  # the rows may have no labels: a glob's match needs none
+        return [w for w in workers if matches(w.hostname, None, pattern)]
     return [w for w in workers if matches(w.hostname, w.labels, pattern, selector)]
 
 

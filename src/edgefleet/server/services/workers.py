@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, Row, Update, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,18 +40,27 @@ LIVE_STATES = frozenset(
 
 
 def desired_state(worker: Worker | Row) -> DesiredState:
-    """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``. Built from the server's own
-    values without validating them again: a fleet-wide change builds a thousand."""
-    return DesiredState.model_construct(
-        version=worker.desired_version,
-        concurrency=fleet_rules.concurrency(worker),
-        concurrency_source=fleet_rules.concurrency_source(worker),
-        concurrency_until=fleet_rules.concurrency_until(worker),
-        queues=fleet_rules.queues(worker),
-        maintenance=worker.maintenance_requested,
-        maintenance_comment=worker.maintenance_comment,
-        shutdown=worker.shutdown_requested,
-    )
+    """From a ``Worker``, or a row of its ``DESIRED_COLUMNS``."""
+    return DesiredState.model_validate(desired_fields(worker))
+
+
+#: Many desired states validated as one list (a fleet-wide change wakes a thousand workers):
+#: cheaper than building each, even with ``model_construct``.
+DESIRED_STATES = TypeAdapter(list[DesiredState])
+
+
+def desired_fields(worker: Any) -> dict[str, Any]:
+    """A worker's desired state as the fields of a ``DesiredState``."""
+    return {
+        "version": worker.desired_version,
+        "concurrency": fleet_rules.concurrency(worker),
+        "concurrency_source": fleet_rules.concurrency_source(worker),
+        "concurrency_until": fleet_rules.concurrency_until(worker),
+        "queues": fleet_rules.queues(worker),
+        "maintenance": worker.maintenance_requested,
+        "maintenance_comment": worker.maintenance_comment,
+        "shutdown": worker.shutdown_requested,
+    }
 
 
 _worker = Worker.__table__
