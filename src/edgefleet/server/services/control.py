@@ -8,12 +8,12 @@ and each changed worker's desired version goes up once so it can acknowledge the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, ColumnElement, Text, cast, select, update
+from sqlalchemy import JSON, Text, cast, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -62,11 +62,11 @@ _SETTINGS = [
     _worker.c.hostname,
     *(cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in DESIRED_COLUMNS),
 ]
-_AS_TEXT = frozenset(c.name for c in DESIRED_COLUMNS if isinstance(c.type, JSON))
 #: Read only for the rules that need them: labels to match a selector again as locked, and
-#: the CPUs a worker reports (not the rest of its ``sysinfo``) for ``_within_cpus``.
+#: ``sysinfo`` (as text) for the CPUs a worker reports (``_within_cpus``).
 _LABELS = _worker.c.labels
-_CPUS = _worker.c.sysinfo["cpus"].label("cpus")
+_SYSINFO = cast(_worker.c.sysinfo, Text).label("sysinfo")
+_AS_TEXT = frozenset(c.name for c in DESIRED_COLUMNS if isinstance(c.type, JSON))
 
 
 class Editable(SimpleNamespace):
@@ -83,21 +83,22 @@ def apply_to_targets(
     mutate: Mutation,
     actor: str,
     comment: str | None = None,
-    reads: Sequence[ColumnElement[Any]] = (),
+    *,
+    cpus: bool = False,
 ) -> ChangeSet:
-    """Read the targeted rows (locked as ``targets.resolve`` locks them; ``reads``: columns
-    the mutation needs besides the worker's settings), work out every change in Python, and
-    only then write: one UPDATE per set of new values (a fleet-wide change gives every
-    worker the same) and one multi-row audit insert, however many workers a change names.
+    """Read the targeted rows (locked as ``targets.resolve`` locks them; with ``cpus``, also
+    the CPUs each reports, as ``cpus``), work out every change in Python, and only then
+    write: one UPDATE per set of new values (a fleet-wide change gives every worker the
+    same) and one multi-row audit insert, however many workers a change names.
 
     Workers whose settings read the same get the same change (``_Outcome``), worked out
     once: a fleet of a thousand has a few distinct settings. The answer's changes are
     validated once, as a whole (cheaper than building each)."""
-    columns = [*_SETTINGS, *reads, *([_LABELS] if target.selector is not None else [])]
-    settings = slice(2, len(_SETTINGS) + len(reads))  # past the name and version
+    extra = [*([_SYSINFO] if cpus else []), *([_LABELS] if target.selector is not None else [])]
+    width = len(_SETTINGS)
     with db.begin() as session:
-        rows = targets.resolve_rows(session, target, columns)
-        names = rows[0]._fields if rows else ()
+        rows = targets.resolve_rows(session, target, [*_SETTINGS, *extra])
+        names = [column.name for column in _SETTINGS]
         outcomes: dict[tuple[Any, ...], _Outcome] = {}
         updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update] = {}
         log = _Log(utcnow(), actor, comment)
@@ -108,10 +109,14 @@ def apply_to_targets(
         for row in rows:
             values = tuple(row)
             hostname, version = values[0], values[1]
-            outcome = outcomes.get(values[settings])
+            # The worker's settings, past its name and version.
+            key = values[2:width] + ((_cpus(row.sysinfo),) if cpus else ())
+            outcome = outcomes.get(key)
             if outcome is None:
-                read = dict(zip(names, values, strict=True))
-                outcome = outcomes[values[settings]] = _Outcome(read, mutate, log, updates)
+                read = dict(zip(names, values[:width], strict=True))
+                if cpus:
+                    read["cpus"] = key[-1]
+                outcome = outcomes[key] = _Outcome(read, mutate, log, updates)
             if outcome.changed:
                 # The row is locked (on SQLite, the write lock is held): its version + 1 is
                 # the one the UPDATE below writes.
@@ -130,6 +135,11 @@ def apply_to_targets(
         )
         answer._changed = edited
         return answer
+
+
+def _cpus(sysinfo: str | None) -> Any:
+    """The CPU count in a worker's ``sysinfo`` (JSON text), as it reported it."""
+    return (_load(sysinfo) or {}).get("cpus")
 
 
 class _Log(NamedTuple):
@@ -153,7 +163,7 @@ class _Outcome:
         log: _Log,
         updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update],
     ) -> None:
-        read.update({name: _load(read[name]) for name in _AS_TEXT})
+        read.update({name: _load(read[name]) for name in _AS_TEXT if name in read})
         worker = Editable(**read)
         self.changed = mutate(worker)
         edits = {c: getattr(worker, c) for c in EDITABLE if getattr(worker, c) != read[c]}
@@ -225,11 +235,15 @@ def change_workers(
     """
     change = request.change
     mutate, comment = _MUTATIONS[change.action](change)
-    reads: list[ColumnElement[Any]] = []
-    if isinstance(change, SetConcurrencyChange) and change.concurrency and not change.force:
+    cpus = (
+        isinstance(change, SetConcurrencyChange)
+        and bool(change.concurrency)
+        and not change.force
+        and _beyond_one_cpu(change.concurrency, per_cpu)
+    )
+    if cpus:
         mutate = _within_cpus(mutate, change.concurrency, per_cpu)
-        reads.append(_CPUS)
-    changes = apply_to_targets(db, request.target, mutate, actor, comment, reads)
+    changes = apply_to_targets(db, request.target, mutate, actor, comment, cpus=cpus)
     if change.action == "remove-queues" and not changes.changes:
         raise InvalidRequest(
             f"none of the targeted workers serves {','.join(change.queues)}; nothing changed"
@@ -258,9 +272,15 @@ def _set_concurrency(change: SetConcurrencyChange) -> Plan:
     return mutate, None
 
 
+def _beyond_one_cpu(value: int, per_cpu: float) -> bool:
+    """Whether ``value`` is refused to a worker with one CPU: a value that is not is
+    refused to none (a worker that reports fewer is not checked), and no CPUs are read."""
+    return fleet_rules.cpu_refusal("", {"cpus": 1}, value, per_cpu) is not None
+
+
 def _within_cpus(mutate: Mutation, value: int, per_cpu: float) -> Mutation:
-    """``mutate``, refusing first (the whole request) a worker whose CPUs (read as ``cpus``)
-    are too few."""
+    """``mutate``, refusing first (the whole request) a worker whose CPUs (``cpus``) are too
+    few."""
 
     def checked(worker: Editable) -> dict[str, tuple[Any, Any]]:
         cpus = {"cpus": worker.cpus}
