@@ -1,27 +1,37 @@
 """A change to the whole fleet costs what one change costs, not one per worker: the change
-reads plain rows and writes them in a few statements, and the long-polls it wakes are looked
-at, told of their cancels and acknowledged in a few statements per group (counted)."""
+reads plain rows (only the columns it needs) and writes them in a few statements, works out
+once what workers of the same settings get, and the long-polls it wakes are looked at, told of
+their cancels and acknowledged in a few statements per group (counted)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import event
 
 from edgefleet.contract import ControlRequest, JobSubmit, Registration, WakeReason, WorkerState
 from edgefleet.db.models import Worker
+from edgefleet.db.types import utcnow
+from edgefleet.errors import Conflict
 from edgefleet.server.services import control, dispatch, jobs, watch, workers
 from edgefleet.server.services.workers import Ack
+from support import statements_run
 
 OFFLINE = 5.0
 
 
-def register(db, hostname: str) -> str:
+def register(db, hostname: str, concurrency: int = 2, **more) -> str:
     instance = uuid.uuid4().hex
     reg = Registration(
-        instance_id=instance, concurrency=2, queues=["default"], heartbeat_interval=1
+        instance_id=instance,
+        concurrency=concurrency,
+        queues=more.pop("queues", ["default"]),
+        heartbeat_interval=1,
+        **more,
     )
     workers.register(db, hostname, reg, OFFLINE)
     return instance
@@ -53,10 +63,10 @@ def counted(db) -> Iterator[list[str]]:
         event.remove(Worker, "load", on_load)
 
 
-def set_all(db, concurrency: int):
-    request = {"target": {"all": True}, "change": {"action": "set-concurrency"}}
+def set_all(db, concurrency: int, per_cpu: float = 0.0, **change):
+    request = {"target": {"all": True}, "change": {"action": "set-concurrency", **change}}
     request["change"]["concurrency"] = concurrency
-    return control.change_workers(db, ControlRequest.model_validate(request), "op")
+    return control.change_workers(db, ControlRequest.model_validate(request), "op", per_cpu)
 
 
 def test_a_fleet_wide_change_costs_the_same_statements_for_3_workers_as_for_40(
@@ -73,6 +83,83 @@ def test_a_fleet_wide_change_costs_the_same_statements_for_3_workers_as_for_40(
         request = {"target": {"edge_hostname": "w00[012]"}, "change": {"action": "shutdown"}}
         control.change_workers(db, ControlRequest.model_validate(request), "op")
     assert len(forty) <= len(three) <= 5, (forty, three)  # a glob reads its candidates first
+
+
+def test_a_fleet_wide_change_reads_the_cpus_only_when_a_value_may_be_refused(session_factory):
+    db = session_factory
+    fleet(db, 3)
+
+    def reads(concurrency: int) -> str:
+        with statements_run(db.writer) as run:
+            set_all(db, concurrency, per_cpu=2.0)
+        return next(s for s in run if s.lstrip().upper().startswith("SELECT"))
+
+    within = reads(2)  # no worker reporting a CPU or more is refused 2 at 2 per CPU
+    assert "sysinfo" not in within and "labels" not in within
+    assert "sysinfo" in reads(3)
+
+
+def test_workers_get_their_own_change_whatever_others_of_the_same_settings_got(
+    session_factory,
+):
+    """The change is worked out once per distinct settings: each worker still gets its own
+    old values, version, audit rows and wake-up, and its own CPU check."""
+    db = session_factory
+    for name in ("a1", "a2"):
+        register(db, name, sysinfo={"cpus": 8})
+    register(db, "b", concurrency=4, queues=["gpu"], sysinfo={"cpus": 8})
+    register(db, "c", sysinfo={"cpus": 8})
+    register(db, "d", sysinfo={"cpus": True})  # not a count: not checked
+    set_all(db, 1)
+    until = utcnow() + timedelta(hours=1)
+    change_one(db, "c", {"action": "set-concurrency", "concurrency": 5, "until": until})
+    change_one(db, "d", {"action": "set-concurrency", "concurrency": 3})
+    before = {w.hostname: w.desired_version for w in listed(db)}
+
+    answer = set_all(db, 3, per_cpu=1.0)
+
+    changed = {(c.hostname, c.field): (c.old, c.new, c.desired_version) for c in answer.changes}
+    assert changed == {
+        ("a1", "concurrency"): (1, 3, before["a1"] + 1),
+        ("a2", "concurrency"): (1, 3, before["a2"] + 1),
+        ("b", "concurrency"): (1, 3, before["b"] + 1),
+        ("c", "concurrency"): (5, 3, before["c"] + 1),
+        ("c", "concurrency_until"): (until.isoformat(), None, before["c"] + 1),
+    }
+    assert answer.versions == {**before, **{h: before[h] + 1 for h in ("a1", "a2", "b", "c")}}
+    logged = control.list_audit(db, None, None, 100)[: len(changed)]
+    assert {(e.target, e.field): (e.old, e.new) for e in logged} == {
+        key: (old, new) for key, (old, new, _) in changed.items()
+    }
+    woken = {e.hostname: e.desired for e in control.wake_ups(answer)}
+    assert {h: (d.version, d.concurrency, d.queues) for h, d in woken.items()} == {
+        "a1": (before["a1"] + 1, 3, ["default"]),
+        "a2": (before["a2"] + 1, 3, ["default"]),
+        "b": (before["b"] + 1, 3, ["gpu"]),
+        "c": (before["c"] + 1, 3, ["default"]),
+    }
+
+
+def test_the_cpu_check_is_each_workers_own_and_refuses_the_whole_change(session_factory):
+    db = session_factory
+    register(db, "a", sysinfo={"cpus": 8})
+    register(db, "b", sysinfo={"cpus": 1})  # the same settings as a, but one CPU
+    register(db, "c", sysinfo={"cpus": True})
+    before = {w.hostname: w.desired_version for w in listed(db)}
+    with pytest.raises(Conflict, match="'b'"):
+        set_all(db, 3, per_cpu=2.0)
+    assert {w.hostname: w.desired_version for w in listed(db)} == before
+    assert control.list_audit(db, None, None, 10) == []
+    assert set(set_all(db, 3, per_cpu=2.0, force=True).versions) == {"a", "b", "c"}
+
+
+def change_one(db, hostname: str, change: dict) -> None:
+    request = {"target": {"edge_hostname": hostname}, "change": change}
+    control.change_workers(db, ControlRequest.model_validate(request), "op")
+
+
+def listed(db) -> list:
+    return workers.list_workers(db, OFFLINE, workers.WorkerFilter())
 
 
 def woken_asks(db, hosts: dict[str, str], versions: dict[str, int]) -> list[watch.Ask]:
