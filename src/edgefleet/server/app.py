@@ -68,6 +68,11 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         sweeper = Sweeper(context)
         sweeper.start()
         checkpointer = sqlite.background_checkpoints(context.engine)
+        # FastAPI builds an included router's routes on its first request (tens of ms for
+        # the workers' routes): build the edge and workers routes now, not on the first
+        # worker's registration or the first fleet-wide change. Looking a route up builds
+        # the routers included before it too.
+        app.url_path_for("change_workers")
         yield
         await sweeper.stop()
         if checkpointer is not None:

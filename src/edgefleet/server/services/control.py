@@ -163,7 +163,7 @@ class _Outcome:
         log: _Log,
         updates: dict[tuple[bool, tuple[tuple[str, Any], ...]], _Update],
     ) -> None:
-        read.update({name: _load(read[name]) for name in _AS_TEXT if name in read})
+        read.update({name: _load(read[name]) for name in _AS_TEXT})
         worker = Editable(**read)
         self.changed = mutate(worker)
         edits = {c: getattr(worker, c) for c in EDITABLE if getattr(worker, c) != read[c]}
