@@ -102,8 +102,10 @@ _RUNNING_HERE = and_(
     _job.c.worker_hostname == bindparam("hostname"), _job.c.state == JobState.RUNNING.value
 )
 _SLOTS_IN_USE = select(func.coalesce(func.sum(_job.c.slots), 0)).where(_RUNNING_HERE)
-#: The worker's slots in use and the caps of its queues, locked (``caps``).
+#: The worker's slots in use and the caps of its queues, locked (``caps``)...
 _IN_USE_AND_CAPS = caps.with_locked_caps(_SLOTS_IN_USE.scalar_subquery())
+#: ...or not, for a claim that locks them late (``caps.lock_late``).
+_IN_USE_AND_CAPS_UNLOCKED = caps.with_locked_caps(_SLOTS_IN_USE.scalar_subquery(), lock=False)
 _CLAIMED_BY = (
     select(*_ASSIGNED, _job.c.attempt)
     .where(_RUNNING_HERE, _job.c.claim_seq == bindparam("seq"))
@@ -152,6 +154,23 @@ def claim(
     A repeated ``seq`` answers with the jobs that fetch claimed; an older one claims nothing.
     ``sealer`` opens secret env values; a job whose values it cannot open fails instead.
     """
+    try:
+        return _claim(db, hostname, instance_id, free_slots, seq, sealer, late=True)
+    except caps.Overrun:  # a cap filled up under a claim that locked it late: lock it first
+        return _claim(db, hostname, instance_id, free_slots, seq, sealer, late=False)
+
+
+def _claim(
+    db: Sessions,
+    hostname: str,
+    instance_id: str,
+    free_slots: int,
+    seq: int | None,
+    sealer: EnvSealer | None,
+    late: bool,
+) -> tuple[list[JobAssignment], DesiredState]:
+    """One claim in one transaction; ``late``: lock unbound caps after starting the jobs, if
+    this database lets claims run side by side (``caps``)."""
     with db.writer.begin() as connection:
         worker = connection.execute(_LOCK_WORKER, {"hostname": hostname}).one_or_none()
         refused = refusal(worker, hostname, instance_id)
@@ -170,17 +189,27 @@ def claim(
             maintenance=desired.maintenance, shutting_down=desired.shutdown, free_slots=free_slots
         ):
             return [], desired
+        late = late and caps.lock_late(connection)
         head = connection.execute(
-            _IN_USE_AND_CAPS, {"hostname": hostname, "queues": desired.queues}
+            _IN_USE_AND_CAPS_UNLOCKED if late else _IN_USE_AND_CAPS,
+            {"hostname": hostname, "queues": desired.queues},
         ).all()
         budget = fleet_rules.slot_budget(free_slots, desired.concurrency, head[0].in_use)
         if budget <= 0:
             return [], desired
+        capped = caps.locked(head)
+        if late and any(cap.bound for cap in capped.values()):  # likely full: lock them now
+            capped = caps.locked(connection.execute(caps.LOCK, {"queues": list(capped)}).all())
+            late = False
         now = utcnow()
-        rows, room = _candidates(connection, desired.queues, caps.locked(head), budget, now)
+        rows, room = _candidates(connection, desired.queues, capped, budget, now)
         claimed, left = _take(connection, rows, budget, sealer, room)
         lifecycle.start(connection, claimed, hostname, seq, now)
-        caps.note_bound(connection, room, [job.queue for job in claimed], worker_full=left <= 0)
+        taken = [job.queue for job in claimed]
+        if late:
+            caps.check_late(connection, capped, taken)
+        else:
+            caps.note_bound(connection, room, taken, worker_full=left <= 0)
         return claimed, desired
 
 
