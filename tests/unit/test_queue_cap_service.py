@@ -351,3 +351,15 @@ def test_a_claim_that_passed_a_cap_it_locked_late_is_made_again(session_factory)
         running = session.scalars(select(Job.id).where(Job.state == "running")).all()
         assert sorted(running) == gpu[2:]
         assert session.get(QueueCap, "gpu").bound  # the cap is full: waiting workers know
+
+
+def test_a_claim_that_fills_a_cap_it_locked_late_marks_it_bound(session_factory):
+    db = session_factory
+    one, two = register(db, "w1"), register(db, "w2")
+    submit(db, 3)
+    cap(db, "gpu", 2)
+    assert len(dispatch.claim(db, "w1", one, 2)[0]) == 2  # its slots ended the claim...
+    with db() as session:
+        assert session.get(QueueCap, "gpu").bound  # ...but the cap is full all the same
+    version = workers.current_desired(db, "w2", two).version
+    assert watch.look(db, "w2", two, version, 8).reason is None  # so w2 waits for a place

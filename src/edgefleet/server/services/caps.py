@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from psycopg.errors import DivisionByZero
 from sqlalchemy import (
     Connection,
     Row,
@@ -126,26 +127,41 @@ LOCK = (
     .order_by(_cap.c.queue)
     .with_for_update()
 )
-#: A claim's late lock and the count after it, sent together (psycopg's pipeline): one round
-#: trip, so the lock is held for no wait on the server's own threads between the two. Each
-#: statement takes its own snapshot: the count sees what the lock's previous holder committed.
+#: A claim's late lock, then its check: a statement of its own, whose snapshot sees what the
+#: lock's previous holder committed. The check marks the caps the claim left full bound, and
+#: divides by zero (aborting the transaction) if one was passed.
 _LATE_LOCK = (
-    "SELECT queue, concurrency, bound FROM edge_queue_cap"
+    "SELECT 1 FROM edge_queue_cap"
     " WHERE queue = ANY(%(queues)s) AND concurrency IS NOT NULL ORDER BY queue FOR UPDATE"
 )
-_LATE_COUNT = (
-    "SELECT queue, count(*) FROM edge_job"
-    " WHERE state = %(running)s AND queue = ANY(%(queues)s) GROUP BY queue"
+_LATE_CHECK = """
+WITH counted AS (
+    SELECT cap.queue, cap.concurrency, cap.bound, (
+        SELECT count(*) FROM edge_job AS job WHERE job.state = %(running)s AND job.queue = cap.queue
+    ) AS running
+    FROM edge_queue_cap AS cap WHERE cap.queue = ANY(%(queues)s) AND cap.concurrency IS NOT NULL
+), filled AS (
+    UPDATE edge_queue_cap AS cap SET bound = true FROM counted
+    WHERE cap.queue = counted.queue AND NOT counted.bound
+        AND counted.running >= counted.concurrency
 )
+SELECT sum(1 / (running <= concurrency)::integer) FROM counted
+"""
 
 
-def _lock_and_count(connection: Connection, queues: list[str]) -> tuple[list, dict[str, int]]:
+def _commit_checked(connection: Connection, queues: list[str]) -> None:
+    """Lock, check and commit in one round trip (psycopg's pipeline): the lock is held for
+    no wait on this server's threads. A passed cap aborts the transaction, so the COMMIT
+    behind it commits nothing."""
     driver = connection.connection.driver_connection
     params = {"queues": queues, "running": JobState.RUNNING.value}
-    with driver.pipeline():
-        locked = driver.execute(_LATE_LOCK, params)
-        counted = driver.execute(_LATE_COUNT, params)
-    return locked.fetchall(), dict(counted.fetchall())
+    try:
+        with driver.pipeline():
+            driver.execute(_LATE_LOCK, params)
+            driver.execute(_LATE_CHECK, params)
+            driver.execute("COMMIT")
+    except DivisionByZero as passed:
+        raise Overrun(", ".join(queues)) from passed
 
 
 def lock_late(connection: Connection) -> bool:
@@ -159,21 +175,16 @@ class Overrun(Exception):
     back, it is made again with its caps locked first."""
 
 
-def check_late(connection: Connection, capped: dict[str, Cap], taken: Iterable[str]) -> None:
-    """For a claim that has started its jobs without its caps locked: lock the caps of the
-    capped queues it took jobs of, count their running jobs (its own starts included) and
-    raise ``Overrun`` if any passed its cap. A cap it left full is marked bound, so the
-    long-poll's look and the next claims see it is (as ``note_bound`` would), while still
-    locked. Caps of queues it took no job of it leaves alone: it cannot have filled them."""
+def commit_late(connection: Connection, capped: dict[str, Cap], taken: Iterable[str]) -> None:
+    """For a claim that has started its jobs without its caps locked, as its last act: lock
+    the caps of the capped queues it took jobs of, count their running jobs (its own starts
+    included) and commit, or raise ``Overrun`` (nothing committed) if any passed its cap. A
+    cap it left full is marked bound, so the long-poll's look and the next claims see it is
+    (as ``note_bound`` would). Caps of queues it took no job of it leaves alone: it cannot
+    have filled them."""
     queues = sorted({queue for queue in taken if queue in capped})
-    if not queues:
-        return
-    locked, running = _lock_and_count(connection, queues)
-    for queue, concurrency, bound in locked:
-        if running.get(queue, 0) > concurrency:
-            raise Overrun(queue)
-        if running.get(queue, 0) >= concurrency and not bound:
-            connection.execute(_SET_BOUND, {"capped": queue, "is_bound": True})
+    if queues:
+        _commit_checked(connection, queues)
 
 
 @dataclass(frozen=True)

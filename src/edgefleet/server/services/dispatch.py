@@ -207,7 +207,7 @@ def _claim(
         lifecycle.start(connection, claimed, hostname, seq, now)
         taken = [job.queue for job in claimed]
         if late:
-            caps.check_late(connection, capped, taken)
+            caps.commit_late(connection, capped, taken)
         else:
             caps.note_bound(connection, room, taken, worker_full=left <= 0)
         return claimed, desired
