@@ -1,25 +1,27 @@
 """Queue caps: at most N jobs of a queue run at once, across the whole fleet.
 
 A cap is one row of ``edge_queue_cap``; a queue without a row (or with ``None``) is uncapped.
-Caps cost no statement of their own where claims queue up behind one writer anyway (SQLite):
-they are read inside the statements the hot paths make anyway. There a claim reads the caps
-of its worker's queues with its slots in use, locking their rows (``FOR UPDATE``, in name
-order), and counts a capped queue's running jobs in its read of that queue's candidates, a
-statement after the lock (under a bound cap, likely full, in a count of its own first, so a
-full one costs no read of candidates); so claims for one capped queue are serialised across
-workers and replicas alike, and claims that touch no capped queue take no such lock.
+On SQLite, whose writers take turns anyway, caps cost no statement of their own: they are
+read inside the statements the hot paths make anyway. A claim reads the caps of its worker's
+queues with its slots in use, locking their rows (``FOR UPDATE``, in name order), and counts
+a capped queue's running jobs in its read of that queue's candidates, a statement after the
+lock (under a bound cap, likely full, in a count of its own first, so a full one costs no
+read of candidates); so claims for one capped queue are serialised across workers and
+replicas alike, and claims that touch no capped queue take no such lock.
 
-Where claims run side by side (PostgreSQL), holding that lock from the claim's first read to
-its commit queued every worker's claims of the queue behind one another's whole claims, each
-several round trips to a busy server: a cap that never bound cost a third of the throughput.
-So a claim whose caps are not bound locks them late (``lock_late``): it reads them unlocked,
-takes and starts its jobs as it would without caps (each capped queue's room estimated from
-an unlocked count), and only then locks the caps of the queues it started jobs of and counts
-their running jobs in a statement of its own (which sees whatever the lock's previous holder
-committed, its own starts included), the two sent in one round trip. Over a cap, the claim is
-rolled back (``Overrun``) and made again the early way. The lock is held for those two
-statements and the commit, and no claim commits a start under a cap without holding it: the
-count each claim checks is exact.
+Where claims run side by side (PostgreSQL), a lock held from the claim's first read to its
+commit queued every worker's claims of the queue behind one another's whole claims, each
+several round trips to a busy server: most of the server's database threads waited on it,
+and a cap that never bound cost up to a third of the throughput. So there a claim whose caps
+are not bound locks them late (``lock_late``): it reads them unlocked, takes and starts its
+jobs as it would without caps (each capped queue's room estimated from an unlocked count),
+and as its last act sends, in one round trip, the lock of the caps of the queues it started
+jobs of, a statement of its own that counts their running jobs (its snapshot sees whatever
+the lock's previous holder committed, and its own starts) and the commit. A count over a cap
+aborts the transaction (``Overrun``), and the claim is made again the first way; a bound
+cap (likely full) is locked first at once. The lock is held only while the database runs
+those two statements and the commit, and no claim commits a start under a cap without
+holding it, so the count each claim checks is exact.
 
 A place freed under a cap (a run ended, a cap was raised or lifted) wakes the long-polls of
 the workers waiting on that queue (``JobsQueued``), so the next job starts at once. A run
