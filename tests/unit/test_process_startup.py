@@ -32,6 +32,8 @@ def test_a_server_on_a_current_database_starts_without_alembic_or_httpx(
     assert "Application startup complete" in said, said
     assert "address already in use" in said, said
     assert not loaded_packages(loaded) & {*NOT_AT_START, "httpx"}
+    if edgefleet_env["EDGEFLEET_DB_URL"].startswith("sqlite"):
+        assert "psycopg" not in loaded_packages(loaded)  # PostgreSQL's driver
 
 
 @pytest.mark.same_on_every_backend

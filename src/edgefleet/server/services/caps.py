@@ -37,7 +37,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from psycopg.errors import DivisionByZero
 from sqlalchemy import (
     Connection,
     Row,
@@ -155,6 +154,8 @@ def _commit_checked(connection: Connection, queues: list[str]) -> None:
     """Lock, check and commit in one round trip (psycopg's pipeline): the lock is held for
     no wait on this server's threads. A passed cap aborts the transaction, so the COMMIT
     behind it commits nothing."""
+    from psycopg.errors import DivisionByZero  # PostgreSQL only: SQLite servers never load it
+
     driver = connection.connection.driver_connection
     params = {"queues": queues, "running": JobState.RUNNING.value}
     try:
