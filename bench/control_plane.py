@@ -77,18 +77,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def operator_request(port: int, headers: dict, body: object) -> tuple[int, bytes, float, float]:
-    """One fleet-wide PATCH, as the CLI sends it: status, body, wall-clock sent and answered.
-    It runs in a process of its own: from the bench's event loop its time would include that
-    loop's turn at the thousand long-poll answers arriving at the same moment."""
+def operator_request(
+    port: int, pid: int, headers: dict, body: object
+) -> tuple[int, bytes, float, float, float]:
+    """One fleet-wide PATCH, as the CLI sends it: status, body, wall-clock sent and answered,
+    and the server's CPU seconds in between. It runs in a process of its own: from the bench's
+    event loop its time would include that loop's turn at the thousand long-poll answers
+    arriving at the same moment."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        sent = time.time()
+        cpu, sent = thread_cpu(pid), time.time()
         connection.request("PATCH", f"{API_PREFIX}/workers", json.dumps(body).encode(), headers)
         response = connection.getresponse()
-        return response.status, response.read(), sent, time.time()
+        answer, returned = response.read(), time.time()
+        return response.status, answer, sent, returned, thread_cpu(pid) - cpu
     finally:
         connection.close()
+
+
+def thread_cpu(pid: int) -> float:
+    """CPU seconds of all of a process's threads, to the nanosecond (``schedstat``), where
+    the clock ticks of ``stat`` would round a request's few tens of milliseconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 @dataclass
@@ -96,6 +110,7 @@ class Phase:
     name: str
     latencies: list[float | None] = field(default_factory=list)
     requests: list[float] = field(default_factory=list)  # fleet-wide: sent -> returned
+    request_cpu: list[float] = field(default_factory=list)  # server CPU s, sent -> returned
     cpu: list[float] = field(default_factory=list)  # fleet-wide: server CPU s per change
 
 
@@ -149,8 +164,14 @@ class Run:
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
         body = {"target": {"all": True}, "change": change}
         cpu, headers = session_cpu(pid), self.headers | {"Content-Type": "application/json"}
-        status, answer, sent, returned = await asyncio.get_running_loop().run_in_executor(
-            self.operator, operator_request, self.bench.ports[0], headers, body
+        (
+            status,
+            answer,
+            sent,
+            returned,
+            request_cpu,
+        ) = await asyncio.get_running_loop().run_in_executor(
+            self.operator, operator_request, self.bench.ports[0], pid, headers, body
         )
         if status != 200:
             tally.errors[f"PATCH workers: {status}"] += 1
@@ -158,6 +179,7 @@ class Run:
         changed = {h: (v, returned) for h, v in versions.items() if h in self.fleet.agents}
         phase.latencies += await self.acks(changed, 30)
         phase.requests.append(returned - sent)
+        phase.request_cpu.append(request_cpu)
         phase.cpu.append(session_cpu(pid) - cpu)
 
     async def acks(self, changes: dict[str, tuple[int, float]], timeout: float) -> list:
@@ -295,7 +317,12 @@ def report(run: Run) -> None:
     print(f"code: {git_state()}")
     rows = [summary_row(p.name, p.latencies) for p in run.phases]
     rows += [summary_row(f"request, {p.name}", p.requests) for p in run.phases if p.requests]
-    rows += [summary_row(f"server CPU s per change, {p.name}", p.cpu) for p in run.phases if p.cpu]
+    rows += [
+        summary_row(f"server CPU s, {what}, {p.name}", values)
+        for p in run.phases
+        for what, values in (("request", p.request_cpu), ("per change", p.cpu))
+        if values
+    ]
     print_table(
         "from the request's return: change -> each worker's ack (applied_at in the database); "
         "request: sent -> returned;\njob -> started (sim: its fetch returned it, real: the "
