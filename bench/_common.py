@@ -77,10 +77,16 @@ class Bench:
         )
 
     def start_server(self, db_url: str | None = None, **settings: str) -> ServerProcess:
-        """``edgefleet server`` on a migrated ``db_url`` (default: SQLite in the home)."""
+        """``edgefleet server`` on a migrated ``db_url`` (default: SQLite in the home),
+        migrated by the code the server runs (``PYTHONPATH`` in ``settings``: another's)."""
         db_url = db_url or f"sqlite:///{self.home}/edgefleet.db"
         if not self.servers:
-            upgrade_database(db_url)
+            if "PYTHONPATH" in settings:
+                migrate = [sys.executable, "-c", "from edgefleet.cli.main import run; run()"]
+                env = self.env(EDGEFLEET_DB_URL=db_url, **settings)
+                subprocess.run([*migrate, "db", "migrate"], env=env, check=True)
+            else:
+                upgrade_database(db_url)
             self.db_url = db_url
         self.servers.append(self._serve(free_port(), EDGEFLEET_DB_URL=db_url, **settings))
         return self.servers[-1]

@@ -272,7 +272,9 @@ class Run:
         async with contextlib.AsyncExitStack() as stack:
             if ref := self.args.baseline:
                 runs.insert(0, (await baseline_run(self.args, stack), Phase(f"fleet-wide, {ref}")))
-            progress(f"fleet-wide changes: {self.args.bursts} each")
+            progress(f"fleet-wide changes: {self.args.bursts} each, after one not counted")
+            for run, _ in runs:  # the first after 1,000 registrations: their writes settle
+                await run.fleet_wide(Phase("warm-up"))
             for _ in range(self.args.bursts):
                 for run, phase in runs:
                     await run.fleet_wide(phase)
