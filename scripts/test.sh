@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command, for developers and CI alike:
 #   bash scripts/test.sh [PYTEST ARGS...]
-#   EDGEFLEET_TEST_JOBS=N (parallel pytest workers, default 4),
+#   EDGEFLEET_TEST_JOBS=N (parallel pytest workers, default 3),
 #   EDGEFLEET_TEST_RUN_TIMEOUT=S (limit per pytest run, default 1800)
 #   EDGEFLEET_TEST_EVERY_BACKEND=1, EDGEFLEET_FUZZ_EXAMPLES=500 and EDGEFLEET_SOAK_SECONDS=60:
 #   the full profile (the README's Tests section says what the quick one leaves out)
@@ -21,7 +21,7 @@ source scripts/lib/postgres.sh
 source scripts/lib/airflow.sh
 
 # Knobs of this script (read before the clean-up below):
-TEST_JOBS=${EDGEFLEET_TEST_JOBS:-4}                # pytest-xdist workers per run
+TEST_JOBS=${EDGEFLEET_TEST_JOBS:-3}                # pytest-xdist workers per run
 RUN_TIMEOUT=${EDGEFLEET_TEST_RUN_TIMEOUT:-1800}    # seconds, per pytest run
 # The full profile, on demand: tests that do not depend on the database on PostgreSQL too,
 # more fuzzing examples per operation and a longer soak (the quick profile runs in CI).
