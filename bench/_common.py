@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support import (  # noqa: E402
     PG_URL_ENV,
     AdminApi,
+    Cli,
     PgCluster,
     ProcessRegistry,
     ServerProcess,
@@ -82,9 +83,7 @@ class Bench:
         db_url = db_url or f"sqlite:///{self.home}/edgefleet.db"
         if not self.servers:
             if "PYTHONPATH" in settings:
-                migrate = [sys.executable, "-c", "from edgefleet.cli.main import run; run()"]
-                env = self.env(EDGEFLEET_DB_URL=db_url, **settings)
-                subprocess.run([*migrate, "db", "migrate"], env=env, check=True)
+                Cli(self.env(EDGEFLEET_DB_URL=db_url, **settings))("db", "migrate", check=True)
             else:
                 upgrade_database(db_url)
             self.db_url = db_url
