@@ -31,6 +31,8 @@ def test_a_minute_of_chaos_loses_nothing_and_runs_nothing_twice(tmp_path: Path):
     settings = dataclasses.replace(QUICK, duration=SECONDS)
     outcome = run_soak(settings, tmp_path, os.environ[PG_URL_ENV])
     assert outcome.lost == {}
-    assert outcome.twice == {}
+    assert outcome.twice == {}, "\n".join(
+        f"job {job}: {why}\n{outcome.evidence[job]}" for job, why in outcome.twice.items()
+    )
     assert outcome.states["success"] > SECONDS
     assert outcome.chaos["kill"] + outcome.chaos["term"] > 0

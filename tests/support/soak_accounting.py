@@ -120,6 +120,23 @@ def unclaimed_with_free_slot(view: dict, samples: list[tuple[float, set[str]]]) 
     return longest
 
 
+def evidence(view: dict | None, runs: list[Execution], stops: Mapping[str, list[float]]) -> str:
+    """A job's server history, its executions and its workers' stops, on one clock: what a
+    failed soak prints, since a rerun will not repeat it."""
+    lines = [
+        f"  {parse_time(e['at']):.3f} server {e['event']} attempt {e.get('attempt')} "
+        f"{e.get('worker') or ''} {e.get('reason') or ''}".rstrip()
+        for e in (view or {}).get("history", [])
+    ]
+    for run in runs:
+        lines.append(f"  {run.start:.3f} run start attempt {run.attempt} {run.worker}")
+        if run.end is not None:
+            lines.append(f"  {run.end:.3f} run end attempt {run.attempt} {run.worker}")
+    for worker in sorted({run.worker for run in runs}):
+        lines += [f"  {t:.3f} stop {worker}" for t in stops.get(worker, ())]
+    return "\n".join(sorted(lines, key=lambda line: float(line.split()[0])))
+
+
 @dataclass
 class Outcome:
     """Every job's fate, from the server's records and the jobs' own marks."""
@@ -128,6 +145,7 @@ class Outcome:
     failed: Counter[str] = field(default_factory=Counter)  # by reason, numbers and names out
     lost: dict[int, str] = field(default_factory=dict)
     twice: dict[int, list[str]] = field(default_factory=dict)
+    evidence: dict[int, str] = field(default_factory=dict)  # what each job run twice shows
     window: int = 0  # re-runs after an unrecorded end
     executions: int = 0
     longest_wait: tuple[float, int] = (0.0, 0)  # (seconds, job)
@@ -157,6 +175,7 @@ class Outcome:
         self.window += rerun
         if bad:
             self.twice[job] = bad
+            self.evidence[job] = evidence(view, runs, stops)
         if view is not None:
             self.states[view["state"]] += 1
             self.longest_wait = max(

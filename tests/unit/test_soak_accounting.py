@@ -85,6 +85,31 @@ def test_running_again_after_a_recorded_end_is_running_twice():
     assert run_twice(runs, [succeeded(2)], {"w1": [0.5, 5.5]}) == (bad, 0)
 
 
+def test_a_job_run_twice_comes_with_its_history_on_one_clock():
+    view = {
+        "state": "success",
+        "attempt": 2,
+        "worker": "w1",
+        "queue": "default",
+        "history": [
+            {"at": at(0.5), "event": "started", "state": "running", "attempt": 1, "worker": "w1"},
+            {"at": at(4.0), "event": "lost", "state": "queued", "attempt": 1, "worker": "w1"},
+        ],
+    }
+    outcome = Outcome()
+    outcome.judge(1, view, [run(1, 0.0, 1.0), run(2, 5.0, 6.0)], {"w1": [5.5]}, [])
+    assert outcome.twice == {1: ["ran again after attempt 1 ran to its end"]}
+    assert [line.split()[1:3] for line in outcome.evidence[1].splitlines()] == [
+        ["run", "start"],
+        ["server", "started"],
+        ["run", "end"],
+        ["server", "lost"],
+        ["run", "start"],
+        ["stop", "w1"],
+        ["run", "end"],
+    ]
+
+
 def test_an_end_lost_with_its_worker_is_the_at_least_once_window():
     runs = [run(1, 0.0, 1.0), run(2, 5.0, 6.0)]
     assert run_twice(runs, [succeeded(2)], {"w1": [1.3]}) == ([], 1)
