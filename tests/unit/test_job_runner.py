@@ -111,6 +111,32 @@ def test_kill_reports_the_callers_outcome_and_escalates_to_sigkill(tmp_path: Pat
     assert outcome.exit_code == -signal.SIGKILL
 
 
+def test_a_kill_after_the_main_process_exited_keeps_its_outcome(tmp_path: Path) -> None:
+    # An escaped process holds the output open, so the run is still reading when the kill
+    # (a cancel, a grace period running out) comes: the job had done its work and succeeded.
+    pidfile = tmp_path / "escaped.pid"
+    escape = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 30' &"
+    command = ["sh", "-c", f"{escape} while [ ! -s {pidfile} ]; do sleep 0.01; done; exit 0"]
+
+    async def scenario():
+        process = JobProcess(command, lambda _: None, os.environ)
+        task = asyncio.create_task(process.run())
+        while process.pid is None or alive(process.pid):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the loop has seen the exit; the output is still open
+        assert not task.done()
+        process.kill(JobState.FAILED, "killed: the grace period ran out")
+        return await asyncio.wait_for(task, 10)
+
+    try:
+        outcome = asyncio.run(scenario())
+        assert (outcome.state, outcome.exit_code, outcome.reason) == (JobState.SUCCESS, 0, None)
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def test_a_job_killed_before_it_started_never_starts(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 

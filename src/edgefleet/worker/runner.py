@@ -116,6 +116,7 @@ class JobProcess:
         self._verdict: Outcome | None = None
         self._escalation: asyncio.TimerHandle | None = None
         self._killed = asyncio.Event()
+        self._exited = False
 
     @property
     def stopping(self) -> bool:
@@ -123,7 +124,10 @@ class JobProcess:
 
     def kill(self, state: JobState, reason: str) -> None:
         """Stop the job's process group: SIGTERM now, SIGKILL after the grace. The first
-        reason given is the one reported."""
+        reason given is the one reported. A main process that has already exited keeps its
+        own outcome: a kill that came after the work was done must not make it run again."""
+        if self._exited:
+            return
         if self._verdict is None:
             self._verdict = Outcome(state, None, reason)
         self._killed.set()
@@ -156,6 +160,7 @@ class JobProcess:
             if timed_out:
                 self.kill(JobState.FAILED, f"timed out after {self.timeout:g}s")
                 await protocol.exited
+            self._exited = True
         except asyncio.CancelledError:
             signal_group(process.pid)
             with contextlib.suppress(Exception):
