@@ -22,9 +22,11 @@ the kernel drops the instant that process dies (``SIGKILL`` included).
 - **run twice**: (a) two executions of one job alive at once (the later one found the lock
   held); (b) one attempt number executed twice; (c) an execution that starts after another
   execution of the job ran to its end, unless the server did not record that attempt as
-  succeeded and its worker was killed (or its grace period ran out) between that end and the
-  re-run: the at-least-once window between a process's exit and the worker's fsync of its
-  result, which stretches to seconds on a saturated host. Shown as "re-run after an
+  succeeded and its worker was killed (or its grace period ran out, any time until the
+  harness saw the worker gone) between that end and the re-run: the at-least-once window
+  between a job's last line and the worker's fsync of its result, which stretches to seconds
+  on a saturated host (a job killed while its interpreter shuts down has written its end
+  mark but not exited). Shown as "re-run after an
   unrecorded end", not a failure; the harness cannot tell it from a result lost from the
   spool, which tests/e2e/test_faults_worker_crash.py covers. A job re-queued after its worker was
   killed mid-run is a legitimate new attempt: its first execution held the lock until it died.
@@ -63,7 +65,7 @@ from support.cli import Cli
 from support.database import fresh_database, upgrade_database
 from support.network import FaultProxy
 from support.processes import ProcessRegistry, free_port, subprocess_env
-from support.soak_accounting import FINAL, JOB_SOURCE, Execution, Outcome, read_executions
+from support.soak_accounting import FINAL, JOB_SOURCE, Execution, Outcome, Stop, read_executions
 from support.waiting import wait_until
 
 SITES = 4
@@ -97,7 +99,7 @@ class Fleet:
         self.replica_up = [True, True]
         self.links: list[list[FaultProxy]] = []
         self.cut: set[tuple[int, int]] = set()
-        self.stops: dict[str, list[float]] = defaultdict(list)  # when a worker's jobs could die
+        self.stops: dict[str, list[Stop]] = defaultdict(list)  # when a worker's jobs could die
         self.clients: dict[str, AdminApi] = {}
 
     def start(self, workers: int) -> None:
@@ -145,16 +147,19 @@ class Fleet:
     # --- chaos and its undoing --------------------------------------------------------
 
     def kill_worker(self, host: str) -> None:
-        self.stops[host].append(time.time())
+        now = time.time()
+        self.stops[host].append(Stop(now, now))
         self.workers[host].kill()
 
     def term_worker(self, host: str) -> None:
-        self.stops[host].append(time.time() + GRACE)
+        self.stops[host].append(Stop(time.time() + GRACE))
         self.workers[host].send(signal.SIGTERM)
 
     def restart_worker(self, host: str) -> bool:
         if self.workers[host].alive():
             return False
+        for stop in self.stops[host]:
+            stop.latest = min(stop.latest, time.time())
         self.workers[host] = self._start_worker(host)
         return True
 

@@ -46,6 +46,16 @@ mark("end")
 
 
 @dataclass
+class Stop:
+    """When a worker's jobs could have been killed: at once for SIGKILL; for SIGTERM, from
+    the end of its grace period (on the harness's clock; the worker's own deadline is a
+    little later) until the harness saw the process gone."""
+
+    earliest: float
+    latest: float = float("inf")
+
+
+@dataclass
 class Execution:
     job: int
     attempt: int
@@ -69,7 +79,7 @@ def read_executions(marks: Path) -> list[Execution]:
 
 
 def run_twice(
-    runs: list[Execution], history: list[dict], stops: Mapping[str, list[float]]
+    runs: list[Execution], history: list[dict], stops: Mapping[str, list[Stop]]
 ) -> tuple[list[str], int]:
     """(why it ran twice, re-runs after an unrecorded end) of one job; see the docstring."""
     bad, window = [], 0
@@ -82,7 +92,10 @@ def run_twice(
         if not any(later.start > done.end for later in runs):
             continue
         rerun = min(later.start for later in runs if later.start > done.end)
-        killed = any(done.end <= t <= rerun for t in stops.get(done.worker, ()))
+        killed = any(
+            stop.earliest <= rerun and done.end <= stop.latest
+            for stop in stops.get(done.worker, ())
+        )
         if done.attempt in succeeded or not killed:
             bad.append(f"ran again after attempt {done.attempt} ran to its end")
         else:
@@ -120,7 +133,7 @@ def unclaimed_with_free_slot(view: dict, samples: list[tuple[float, set[str]]]) 
     return longest
 
 
-def evidence(view: dict | None, runs: list[Execution], stops: Mapping[str, list[float]]) -> str:
+def evidence(view: dict | None, runs: list[Execution], stops: Mapping[str, list[Stop]]) -> str:
     """A job's server history, its executions and its workers' stops, on one clock: what a
     failed soak prints, since a rerun will not repeat it."""
     lines = [
@@ -133,7 +146,10 @@ def evidence(view: dict | None, runs: list[Execution], stops: Mapping[str, list[
         if run.end is not None:
             lines.append(f"  {run.end:.3f} run end attempt {run.attempt} {run.worker}")
     for worker in sorted({run.worker for run in runs}):
-        lines += [f"  {t:.3f} stop {worker}" for t in stops.get(worker, ())]
+        lines += [
+            f"  {stop.earliest:.3f} stop {worker} (until {stop.latest:.3f})"
+            for stop in stops.get(worker, ())
+        ]
     return "\n".join(sorted(lines, key=lambda line: float(line.split()[0])))
 
 
@@ -158,7 +174,7 @@ class Outcome:
         job: int,
         view: dict | None,
         runs: list[Execution],
-        stops: Mapping[str, list[float]],
+        stops: Mapping[str, list[Stop]],
         samples: list[tuple[float, set[str]]],
     ) -> None:
         """Count one job: ``view`` is the server's (None: missing), ``runs`` its marks."""
@@ -195,5 +211,7 @@ class Outcome:
         )
         print(f"lost            {len(self.lost)}  {dict(list(self.lost.items())[:10])}")
         print(f"run twice       {len(self.twice)}  {dict(list(self.twice.items())[:10])}")
+        for job in list(self.evidence)[:3]:
+            print(f"job {job}:\n{self.evidence[job]}")
         seconds, job = self.longest_wait
         print(f"longest unclaimed with a free slot: {seconds:.1f} s (job {job})")

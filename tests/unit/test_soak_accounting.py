@@ -16,6 +16,7 @@ from support.soak_accounting import (
     JOB_SOURCE,
     Execution,
     Outcome,
+    Stop,
     read_executions,
     run_twice,
     unclaimed_with_free_slot,
@@ -64,7 +65,7 @@ def succeeded(attempt: int) -> dict:
 
 def test_a_retry_after_a_run_that_died_is_not_running_twice():
     runs = [run(1, 0.0, None), run(2, 5.0, 6.0)]
-    assert run_twice(runs, [succeeded(2)], {"w1": [3.0]}) == ([], 0)
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(3.0, 3.0)]}) == ([], 0)
 
 
 def test_two_executions_alive_at_once_are_running_twice():
@@ -80,9 +81,9 @@ def test_one_attempt_executed_twice_is_running_twice():
 def test_running_again_after_a_recorded_end_is_running_twice():
     runs = [run(1, 0.0, 1.0), run(2, 5.0, 6.0)]
     bad = ["ran again after attempt 1 ran to its end"]
-    assert run_twice(runs, [succeeded(1), succeeded(2)], {"w1": [1.2]}) == (bad, 0)
+    assert run_twice(runs, [succeeded(1), succeeded(2)], {"w1": [Stop(1.2, 1.2)]}) == (bad, 0)
     # not recorded, and its worker lived on until the re-run: it should have reported it
-    assert run_twice(runs, [succeeded(2)], {"w1": [0.5, 5.5]}) == (bad, 0)
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.5, 0.5), Stop(5.5, 5.5)]}) == (bad, 0)
 
 
 def test_a_job_run_twice_comes_with_its_history_on_one_clock():
@@ -97,7 +98,7 @@ def test_a_job_run_twice_comes_with_its_history_on_one_clock():
         ],
     }
     outcome = Outcome()
-    outcome.judge(1, view, [run(1, 0.0, 1.0), run(2, 5.0, 6.0)], {"w1": [5.5]}, [])
+    outcome.judge(1, view, [run(1, 0.0, 1.0), run(2, 5.0, 6.0)], {"w1": [Stop(5.5, 5.5)]}, [])
     assert outcome.twice == {1: ["ran again after attempt 1 ran to its end"]}
     assert [line.split()[1:3] for line in outcome.evidence[1].splitlines()] == [
         ["run", "start"],
@@ -112,8 +113,12 @@ def test_a_job_run_twice_comes_with_its_history_on_one_clock():
 
 def test_an_end_lost_with_its_worker_is_the_at_least_once_window():
     runs = [run(1, 0.0, 1.0), run(2, 5.0, 6.0)]
-    assert run_twice(runs, [succeeded(2)], {"w1": [1.3]}) == ([], 1)
-    assert run_twice(runs, [succeeded(2)], {"w1": [4.5]}) == ([], 1)  # a slow, loaded worker
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(1.3, 1.3)]}) == ([], 1)
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(4.5, 4.5)]}) == ([], 1)  # a slow worker
+    # SIGTERM: the grace ran out (harness clock) just before the end; the worker, a little
+    # later on its own clock, killed the job as its interpreter shut down
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.9, 3.0)]}) == ([], 1)
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.2, 0.8)]})[0]  # gone before the end
 
 
 def at(t: float) -> str:
