@@ -163,6 +163,10 @@ class DesiredState(BaseModel):
     concurrency_source: str
     #: When the operator's concurrency ends by itself (UTC); None: it holds until reset.
     concurrency_until: datetime | None = None
+    #: What takes over when ``concurrency_until`` passes (the layer below the operator's
+    #: value, and its source), so a worker out of touch at that moment hands back on time.
+    concurrency_after: int | None = None
+    concurrency_after_source: str | None = None
     queues: list[str]
     maintenance: bool
     maintenance_comment: str | None

@@ -1,10 +1,10 @@
 """The rules about a worker that the server and the worker both apply, each written once.
 
 - **Effective settings**: an operator's override wins over the worker's own start-up flag
-  until it is reset (or, for concurrency, until its expiry passes); ``source`` says which one
-  is in force (``operator`` or ``flag``). A worker's concurrency has standing layers between
-  the two: worker override -> schedule -> label rule -> fleet default -> flag
-  (``concurrency_source`` names the layer in force).
+  until it is reset (or, for concurrency, until its expiry passes, when the layer below takes
+  over: ``handed_back``). A worker's concurrency has standing layers between the two: worker
+  override -> schedule -> label rule -> fleet default -> flag (``concurrency_source`` names
+  the layer in force).
 - **Standing rules**: which label rule applies to a worker (``matching_rules``), and how
   many per CPU a worker may be given (``cpu_refusal``).
 - **Accepting work**: a worker takes new jobs only while it is neither in maintenance nor
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from edgefleet.contract import WorkerState
+from edgefleet.contract import DesiredState, WorkerState
 from edgefleet.errors import InvalidRequest
 
 T = TypeVar("T")
@@ -45,11 +45,6 @@ SCHEDULE = "schedule"
 def effective(override: T | None, flag: T) -> T:
     """The value in force: the operator's override, else the worker's flag."""
     return flag if override is None else override
-
-
-def source(override: object) -> str:
-    """Who decides the value in force: ``operator`` while an override is set, else ``flag``."""
-    return FLAG if override is None else OPERATOR
 
 
 class WorkerSettings(Protocol):
@@ -83,15 +78,38 @@ def concurrency_until(worker: WorkerSettings, now: datetime | None = None) -> da
 
 def concurrency(worker: WorkerSettings) -> int:
     """Worker override, else the standing layer (label rule, fleet default), else the flag."""
-    below = effective(worker.layer_concurrency, worker.flag_concurrency)
-    return effective(concurrency_override(worker), below)
+    return effective(concurrency_override(worker), concurrency_below(worker))
+
+
+def concurrency_below(worker: WorkerSettings) -> int:
+    """What the worker runs without an operator's value: the standing layer, else its flag."""
+    return effective(worker.layer_concurrency, worker.flag_concurrency)
+
+
+def source_below(worker: WorkerSettings) -> str:
+    if worker.layer_concurrency is not None:
+        return worker.layer_source or LABEL_RULE
+    return FLAG
+
+
+def handed_back(desired: DesiredState) -> DesiredState:
+    """``desired`` once its operator's concurrency has ended: the layer below in force."""
+    if desired.concurrency_after is None:
+        return desired
+    return desired.model_copy(
+        update={
+            "concurrency": desired.concurrency_after,
+            "concurrency_source": desired.concurrency_after_source or FLAG,
+            "concurrency_until": None,
+            "concurrency_after": None,
+            "concurrency_after_source": None,
+        }
+    )
 
 
 def concurrency_source(worker: WorkerSettings) -> str:
     override = concurrency_override(worker)
-    if override is None and worker.layer_concurrency is not None:
-        return worker.layer_source or LABEL_RULE
-    return source(override)
+    return source_below(worker) if override is None else OPERATOR
 
 
 def queues(worker: WorkerSettings) -> list[str]:

@@ -27,19 +27,32 @@ class Settings:
 
 
 @pytest.mark.parametrize(
-    ("override", "flag", "value", "source"),
+    ("override", "flag", "value"),
     [
-        (None, 4, 4, "flag"),
-        (8, 4, 8, "operator"),
-        (1, 4, 1, "operator"),
-        (None, ["default"], ["default"], "flag"),
-        (["gpu"], ["default"], ["gpu"], "operator"),
-        ([], ["default"], [], "operator"),  # an override is in force even when empty
+        (None, 4, 4),
+        (8, 4, 8),
+        (1, 4, 1),
+        (None, ["default"], ["default"]),
+        (["gpu"], ["default"], ["gpu"]),
+        ([], ["default"], []),  # an override is in force even when empty
     ],
 )
-def test_an_override_wins_over_the_flag_until_reset(override, flag, value, source) -> None:
+def test_an_override_wins_over_the_flag_until_reset(override, flag, value) -> None:
     assert fleet_rules.effective(override, flag) == value
-    assert fleet_rules.source(override) == source
+
+
+def test_what_takes_over_when_an_override_ends_is_the_layer_below() -> None:
+    worker = Settings(flag_queues=["default"], concurrency_override=9)
+    assert (fleet_rules.concurrency_below(worker), fleet_rules.source_below(worker)) == (4, "flag")
+    worker.layer_concurrency, worker.layer_source = 6, "fleet-default"
+    assert (fleet_rules.concurrency_below(worker), fleet_rules.source_below(worker)) == (
+        6,
+        "fleet-default",
+    )
+    assert (fleet_rules.concurrency(worker), fleet_rules.concurrency_source(worker)) == (
+        9,
+        "operator",
+    )
 
 
 def test_a_workers_settings_in_force() -> None:

@@ -191,10 +191,12 @@ def test_an_overdue_override_is_gone_for_claims_before_the_sweep(instance, app, 
     set_concurrency(app_client, admin, concurrency=1, until=in_an_hour().isoformat())
     _, desired = dispatch.claim(db, HOST, instance, free_slots=FLAG)
     assert desired.concurrency == 1
+    # the worker is told what takes over at the end, to hand back on time if out of touch
+    assert (desired.concurrency_after, desired.concurrency_after_source) == (FLAG, "flag")
     _overdue(db)
     _, desired = dispatch.claim(db, HOST, instance, free_slots=FLAG)
     assert (desired.concurrency, desired.concurrency_source) == (FLAG, "flag")
-    assert desired.concurrency_until is None
+    assert (desired.concurrency_until, desired.concurrency_after) == (None, None)
     assert view(app_client, admin)["concurrency"] == FLAG
 
 

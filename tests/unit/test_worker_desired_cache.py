@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -143,14 +143,12 @@ class ComingBackServer:
         return httpx.Response(200, json={"desired": desired, "server_time": now})
 
 
-async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
-    DesiredCache(desired_path(tmp_path, HOST)).save(desired(maintenance=False))
-    server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
+def start_worker(home, server: ComingBackServer) -> tuple[EdgeWorker, asyncio.Task, EdgeClient]:
     config = WorkerConfig(
         hostname=HOST,
         concurrency=1,
         queues=["default"],
-        home=tmp_path,
+        home=home,
         api_url="http://edgefleet.test",
         heartbeat_interval=0.2,
         poll_interval=0.05,
@@ -159,7 +157,13 @@ async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
     transport = httpx.MockTransport(server.handler)
     client = EdgeClient(config.api_url, HOST, "s" * 40, transport=transport)
     worker = EdgeWorker(config, client)
-    task = asyncio.create_task(worker.run())
+    return worker, asyncio.create_task(worker.run()), client
+
+
+async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
+    DesiredCache(desired_path(tmp_path, HOST)).save(desired(maintenance=False))
+    server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
+    worker, task, client = start_worker(tmp_path, server)
     try:
         local = await async_wait_until(lambda: read_state(tmp_path, HOST), timeout=10)
         assert (local["concurrency"], local["concurrency_source"], local["cached"]) == (
@@ -183,3 +187,37 @@ async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
             await task
         await client.aclose()
     assert server.registrations == 1
+
+
+async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(tmp_path):
+    """The cached override gives way to the layer below at its end, with no server to say
+    so; a restart after that end starts on the layer below at once."""
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    ending = desired(concurrency_until=until, concurrency_after=5, maintenance=False)
+    DesiredCache(desired_path(tmp_path, HOST)).save(
+        ending.model_copy(update={"concurrency_after_source": "fleet-default"})
+    )
+
+    def in_force(worker: EdgeWorker) -> tuple | None:
+        local = read_state(tmp_path, HOST) or {}
+        if local.get("instance_id") != worker.instance_id:
+            return None  # the previous process's file
+        keys = ("concurrency", "concurrency_source", "concurrency_until", "cached")
+        return (*(local[key] for key in keys), worker.limiter.limit)
+
+    handed_back = (5, "fleet-default", None, True, 5)
+    for _ in range(2):
+        server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
+        worker, task, client = start_worker(tmp_path, server)
+        try:
+            if datetime.now(UTC) < until:
+                first = await async_wait_until(lambda w=worker: in_force(w), timeout=10)
+                if first != handed_back:  # (a slow start may see the end come first)
+                    assert first == (3, "operator", until.isoformat(), True, 3)
+            await async_wait_until(lambda w=worker: in_force(w) == handed_back, timeout=10)
+        finally:
+            worker.request_stop()
+            async with asyncio.timeout(15):
+                await task
+            await client.aclose()
+        assert server.registrations == 0

@@ -37,7 +37,7 @@ from edgefleet.contract import (
     WorkerState,
 )
 from edgefleet.errors import NotRegistered, Refused, TlsFailure, Unauthorized, Unavailable
-from edgefleet.fleet_rules import FLAG, accepts_work
+from edgefleet.fleet_rules import FLAG, accepts_work, handed_back
 from edgefleet.worker.client import EdgeClient, retry_after
 from edgefleet.worker.credential import EnrollmentError
 from edgefleet.worker.desired_cache import DesiredCache, desired_path
@@ -135,6 +135,8 @@ class EdgeWorker:
         #: Maintenance switched at the worker's own machine, in force until the centre agrees.
         self._local_maintenance: bool | None = None
         self._reported_state: WorkerState | None = None
+        #: Hands an operator's concurrency back at its end (``_hand_back_when_over``).
+        self._expiry: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         #: Waits between long-polls that fail; reset by one that is answered.
         self._watch_backoff = Backoff(base=min(0.5, config.poll_interval), cap=config.poll_interval)
@@ -330,6 +332,7 @@ class EdgeWorker:
         current = self.desired
         if current is not None and not force and desired.version <= current.version:
             return
+        desired = self._hand_back_when_over(desired)
         hostname = self.config.hostname
         old_limit = self.limiter.set_limit(desired.concurrency)
         if old_limit != desired.concurrency:
@@ -353,6 +356,35 @@ class EdgeWorker:
             self._ack.set()
         self._wake.set()
         self._write_state()
+
+    def _hand_back_when_over(self, desired: DesiredState) -> DesiredState:
+        """An operator's concurrency with an end gives way to the layer below it at that end
+        on this worker's own clock, heard from the server or not (it may be out of touch,
+        or running on its cache); the server's sweep ends it at the same moment."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        until, after = desired.concurrency_until, desired.concurrency_after
+        if until is None or after is None:
+            return desired
+        left = (until - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            return handed_back(desired)
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(left, self._override_ended, desired)
+        return desired
+
+    def _override_ended(self, desired: DesiredState) -> None:
+        self._expiry = None
+        if self.desired is not desired:
+            return
+        log.info(
+            "worker %s: the operator's concurrency %d ended at %s",
+            self.config.hostname,
+            desired.concurrency,
+            desired.concurrency_until,
+        )
+        self._apply(handed_back(desired), force=True)
 
     def _adopt_cached(self) -> None:
         """Until the server answers, run on the desired state it last gave this worker (not

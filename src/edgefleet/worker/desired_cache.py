@@ -31,6 +31,7 @@ class _Cached(DesiredState):
 
     version: Count
     concurrency: Concurrency
+    concurrency_after: Concurrency | None = None
     queues: Queues
 
 

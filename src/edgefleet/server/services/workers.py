@@ -51,11 +51,14 @@ DESIRED_STATES = TypeAdapter(list[DesiredState])
 
 def desired_fields(worker: Any) -> dict[str, Any]:
     """A worker's desired state as the fields of a ``DesiredState``."""
+    until = fleet_rules.concurrency_until(worker)
     return {
         "version": worker.desired_version,
         "concurrency": fleet_rules.concurrency(worker),
         "concurrency_source": fleet_rules.concurrency_source(worker),
-        "concurrency_until": fleet_rules.concurrency_until(worker),
+        "concurrency_until": until,
+        "concurrency_after": None if until is None else fleet_rules.concurrency_below(worker),
+        "concurrency_after_source": None if until is None else fleet_rules.source_below(worker),
         "queues": fleet_rules.queues(worker),
         "maintenance": worker.maintenance_requested,
         "maintenance_comment": worker.maintenance_comment,
