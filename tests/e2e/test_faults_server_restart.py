@@ -21,6 +21,13 @@ TICKS = "import time\nfor i in range(6):\n    print('tick', i, flush=True)\n    
 TICKS_OUTPUT = "".join(f"tick {i}\n" for i in range(6))
 
 
+def patient(env: dict[str, str]) -> dict[str, str]:
+    """A restarted server that gives a worker process started after it a minute to come
+    back: these tests are about the spool, not about how soon silence counts as offline
+    (a loaded machine may take the 5 s of the suite's timeout to start a worker)."""
+    return {**env, "EDGEFLEET_WORKER_OFFLINE_TIMEOUT": "60"}
+
+
 def test_jobs_finish_through_a_server_outage_longer_than_the_offline_timeout(
     server, server_factory, start_worker, jobs, job_recorder, edgefleet_home
 ):
@@ -58,7 +65,7 @@ def test_jobs_finish_through_a_server_outage_longer_than_the_offline_timeout(
 
 @pytest.mark.same_on_every_backend  # the worker's spool on disk
 def test_a_worker_restarted_while_the_server_is_down_delivers_its_spool(
-    server, server_factory, start_worker, jobs, job_recorder, edgefleet_home
+    server, server_factory, start_worker, jobs, job_recorder, edgefleet_home, edgefleet_env
 ):
     worker = start_worker("patient-edge", concurrency=2)
     ids = [jobs.submit(job_recorder.command(2.0)) for _ in range(1)]
@@ -80,7 +87,7 @@ def test_a_worker_restarted_while_the_server_is_down_delivers_its_spool(
     assert "stay in the spool" in worker.log_text()
     assert spool_files(edgefleet_home, "patient-edge")
 
-    server_factory(migrate=False)
+    server_factory(migrate=False, env=patient(edgefleet_env))
     again = start_worker("patient-edge", concurrency=2)
     views = jobs.wait_finished([*ids, printing], timeout=60)
     exactly_once(job_recorder, {job_id: views[job_id] for job_id in ids})
@@ -94,7 +101,7 @@ def test_a_worker_restarted_while_the_server_is_down_delivers_its_spool(
 
 @pytest.mark.same_on_every_backend  # the worker's spool on disk
 def test_a_worker_crashed_while_the_server_is_down_delivers_its_spool_after_restart(
-    server, server_factory, start_worker, jobs, job_recorder, edgefleet_home
+    server, server_factory, start_worker, jobs, job_recorder, edgefleet_home, edgefleet_env
 ):
     worker = start_worker("fragile-edge", concurrency=2)
     ids = [jobs.submit(job_recorder.command(1.0)) for _ in range(2)]
@@ -109,7 +116,7 @@ def test_a_worker_crashed_while_the_server_is_down_delivers_its_spool_after_rest
     worker.send(signal.SIGKILL)
     worker.wait(10)
 
-    server_factory(migrate=False)
+    server_factory(migrate=False, env=patient(edgefleet_env))
     start_worker("fragile-edge", concurrency=2)
     views = jobs.wait_finished(ids, timeout=60)
     exactly_once(job_recorder, views)
