@@ -59,6 +59,13 @@ def test_the_subcommands_and_options_of_a_typer_group(instruction: str) -> None:
     assert {"list", "show"} <= set(offered("edgefleet jobs ", instruction))
     assert {"--state", "--queue", "--limit"} <= set(offered("edgefleet jobs list --", instruction))
     assert offered("edgefleet jobs list --output ", instruction) == ["table", "json"]
+    assert offered("edgefleet jobs list --state ", instruction) == [
+        "queued",
+        "running",
+        "success",
+        "failed",
+        "cancelled",
+    ]
 
 
 def test_zsh_an_option_typed_with_its_value() -> None:
@@ -88,6 +95,7 @@ def test_every_command_completes_its_own_options(name: str) -> None:
 def test_the_options_and_choices_of_a_click_command() -> None:
     assert {"--edge-hostname", "--output"} <= set(offered("edgefleet list-workers --"))
     assert offered("edgefleet list-workers -o ") == ["table", "json"]
+    assert offered("edgefleet list-workers --state off") == ["offline"]
 
 
 def test_an_unknown_instruction_is_refused_in_one_line() -> None:

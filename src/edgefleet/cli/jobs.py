@@ -160,10 +160,19 @@ def for_table(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def job_states(incomplete: str) -> list[str]:
+    """The states ``--state`` takes, for shell completion (the contract loads only then)."""
+    from edgefleet.contract import JobState
+
+    return [state.value for state in JobState if state.value.startswith(incomplete)]
+
+
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only jobs in this state.", autocompletion=job_states)
+    ] = None,
     queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 1000,
     before: Annotated[

@@ -53,12 +53,26 @@ def with_expiry(row: dict[str, Any], now: datetime | None = None) -> dict[str, A
     return {**row, "concurrency_source": f"{row['concurrency_source']} until {shown}"}
 
 
+def worker_states(incomplete: str) -> list[str]:
+    """The states ``--state`` takes, for shell completion (the contract loads only then)."""
+    from edgefleet.contract import WorkerState
+
+    return [state.value for state in WorkerState if state.value.startswith(incomplete)]
+
+
 @click.command(
     "list-workers",
     cls=ClickCommand,
     help="One row per worker: desired next to applied values, and when it last checked in.",
 )
-@click.option("--state", "-s", metavar="<str>", multiple=True, help="Only workers in this state.")
+@click.option(
+    "--state",
+    "-s",
+    metavar="<str>",
+    multiple=True,
+    help="Only workers in this state.",
+    shell_complete=lambda ctx, param, incomplete: worker_states(incomplete),
+)
 @click.option("--edge-hostname", "-H", metavar="<str>", help="Name or glob, e.g. 'site-a-*'.")
 @click.option("--queues", "-q", metavar="<str>", help="Only workers serving any of these.")
 @click.option("--selector", "-l", metavar="<str>", help="Labels: KEY=VALUE[,KEY=VALUE].")
