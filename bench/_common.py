@@ -157,9 +157,6 @@ def session_cpu(*leaders: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-# --- statistics and tables ----------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Summary:
     n: int

@@ -181,6 +181,7 @@ class Run:
             await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.5))
 
     async def sim_jobs(self, long_poll: bool) -> None:
+        """Job -> fetched by one of ``IDLE`` idle simulated workers."""
         queue = f"jobs-{'lp' if long_poll else 'poll'}"
         idle = await self.fleet.add(sim_workers(self.bench.secret, f"idle-{queue}-", IDLE), queue)
         tasks = self.fleet.start(a.dispatch(WATCH, poll=0 if long_poll else POLL) for a in idle)
@@ -191,6 +192,7 @@ class Run:
         await cancel(tasks)  # every job it measured has arrived
 
     async def real_jobs(self, long_poll: bool) -> None:
+        """Job -> its own start stamp on a real worker."""
         name = "real-lp" if long_poll else "real-poll"
         stamps = self.bench.home / f"{name}.starts"
         flags = ["-c", "2", "-q", name, "--heartbeat-interval", "30", "--poll-interval", str(POLL)]
@@ -211,12 +213,9 @@ class Run:
             await self.changes("change, long-poll", self.args.changes[1], 8.0)
         if "fleetwide" in phases:
             await self.against_baseline()
-        if "jobs" in phases:
-            await self.sim_jobs(long_poll=True)
-            await self.sim_jobs(long_poll=False)
-        if "real" in phases:
-            await self.real_jobs(long_poll=True)
-            await self.real_jobs(long_poll=False)
+        for phase, jobs in (("jobs", self.sim_jobs), ("real", self.real_jobs)):
+            for long_poll in (True, False) if phase in phases else ():
+                await jobs(long_poll)
 
     async def against_baseline(self) -> None:
         """``--bursts`` fleet-wide changes, in turn with ``--baseline``'s server if given."""

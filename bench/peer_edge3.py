@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import httpx
 import jwt
 import uvloop
-from _common import Bench, fmt_ms, fmt_rate, git_state, print_table, progress
+from _common import Bench, fmt_ms, fmt_rate, git_state, print_table, progress, summarize
 from _sim import Fleet, Outcome, Pools, Request, closed_loop, for_all, sim_workers
 
 from support import EDGEFLEET, ManagedProcess, WaitTimeout, free_port, wait_until
@@ -214,7 +213,7 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
     names += ("CLI exec -> applied value shown by the server", "CLI exit -> worker adopted")
     for n, name in enumerate(names):
         a, b = ([(*r, r[1] - r[0])[n] for r in results[k]] for k in ("edgefleet", "edge3"))
-        rows.append([name, span(a), span(b), ratio(median(a), median(b))])
+        rows.append([name, span(a), span(b), ratio(summarize(a).p50, summarize(b).p50)])
     return rows
 
 
@@ -263,16 +262,11 @@ def load_rows(size: int, outcomes: list[Outcome]) -> list:
     return rows
 
 
-def median(values: list[float]) -> float:
-    done = [v for v in values if math.isfinite(v)]
-    return statistics.median(done) if done else math.nan
-
-
 def span(values: list[float]) -> str:
-    done = sorted(v for v in values if math.isfinite(v))
-    text = fmt_ms(statistics.median(done)) if done else "-"
-    text += f" ({fmt_ms(done[0])}–{fmt_ms(done[-1])})" if len(done) > 1 else ""
-    return text + (f", {len(values) - len(done)} not seen" if len(done) < len(values) else "")
+    """Median (min–max), and how many were not seen."""
+    s, low = summarize(values), min(values, key=lambda v: v if math.isfinite(v) else math.inf)
+    text = fmt_ms(s.p50) + (f" ({fmt_ms(low)}–{fmt_ms(s.max)})" if s.n > 1 else "")
+    return text + (f", {s.missed} not seen" if s.missed else "")
 
 
 def ratio(ours: float, theirs: float) -> str:

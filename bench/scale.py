@@ -100,8 +100,6 @@ def frac(value: float | None, ceiling: float | None) -> str:
     return f"{value / ceiling:.3f} of {ceiling:.0f}" if ok else "-"
 
 
-# --- the baseline: a bare FastAPI endpoint --------------------------------------------------
-
 BARE_APP = """
 import sys, uvicorn
 from fastapi import FastAPI
@@ -133,8 +131,6 @@ class Ceiling:
         progress(f"ceiling ({name}): {out.rate:.0f} req/s")
         return out.rate
 
-
-# --- heartbeats per second ------------------------------------------------------------------
 
 STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
@@ -212,9 +208,6 @@ async def credentials_cell(bench: Bench, args: argparse.Namespace, top: float | 
     )
 
 
-# --- fleet at a 10 s heartbeat --------------------------------------------------------------
-
-
 def fleet_step(size: int, tally: Tally, stale: int, window: float) -> tuple[bool, str]:
     """Whether ``size`` workers kept up (as the module's docstring says), and as text."""
     rate, p99 = len(tally.beats) / window, summarize(tally.beats).p99
@@ -251,8 +244,6 @@ async def fleet_cell(bench: Bench, args: argparse.Namespace, top: float | None) 
     kept = [text for ok, text in steps if ok][-1:]
     return "; ".join(kept + [text for ok, text in steps if not ok])
 
-
-# --- no-op job throughput, and under a queue cap --------------------------------------------
 
 #: The caps compared: none; one far above the fleet's slots (never binds, so any difference
 #: is what enforcing it costs); one at a worker's share (binds now and then).
@@ -308,9 +299,8 @@ async def job_rounds(bench: Bench, args, prefix: str, modes: tuple, rounds: int)
 
 
 async def jobs_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
-    ((e2e, drain, cpu),) = (
-        r["none"] for r in await job_rounds(bench, args, "jw", CAP_MODES[:1], 1)
-    )
+    (only,) = await job_rounds(bench, args, "jw", CAP_MODES[:1], 1)
+    e2e, drain, cpu = only["none"]
     return f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)}, CPU {fmt_ms(cpu)}/job ({frac(e2e, top)})"
 
 
@@ -323,9 +313,6 @@ async def caps_cell(bench: Bench, args: argparse.Namespace, top: float | None) -
         cells = [f"{n} {statistics.median(v):.2f}x [{min(v):.2f}-{max(v):.2f}]" for n, v in columns]
         parts.append(f"{mode} {' '.join(cells)}")
     return "; ".join(parts)
-
-
-# --- one configuration and the report -------------------------------------------------------
 
 
 CELLS = {
