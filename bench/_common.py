@@ -9,6 +9,7 @@ import resource
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sqlalchemy import create_engine, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
 
 from support import (  # noqa: E402
     PG_URL_ENV,
@@ -33,6 +37,11 @@ from support import (  # noqa: E402
 )
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM unwinds like ^C, so every ``finally`` still stops the children."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 class Bench:
     """One run's EDGEFLEET_HOME, secret and processes (stopped on exit, workers first)."""
 
@@ -42,8 +51,10 @@ class Bench:
         self.registry = ProcessRegistry(self.home / "logs")
         self.servers: list[ServerProcess] = []
         self.db_url = ""  # the servers' database, once the first one started
+        self._engine = None
 
     def __enter__(self) -> Bench:
+        exit_on_sigterm()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         wanted = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
         if wanted > soft:  # children inherit it: one socket per long-poll
@@ -51,12 +62,10 @@ class Bench:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
         self.registry.cleanup()
         shutil.rmtree(self.home, ignore_errors=True)
-
-    @property
-    def api_url(self) -> str:
-        return self.servers[0].url
 
     @property
     def pids(self) -> list[int]:
@@ -71,7 +80,7 @@ class Bench:
         return subprocess_env(
             EDGEFLEET_HOME=str(self.home),
             EDGEFLEET_SECRET=self.secret,
-            EDGEFLEET_API_URL=api_url or (self.api_url if self.servers else ""),
+            EDGEFLEET_API_URL=api_url or (self.servers[0].url if self.servers else ""),
             EDGEFLEET_ACTOR="bench",
             NO_PROXY="*",
             **settings,
@@ -113,27 +122,27 @@ class Bench:
         return worker
 
     def admin(self) -> AdminApi:
-        return AdminApi(self.api_url, self.secret, subject="bench")
+        return AdminApi(self.servers[0].url, self.secret, subject="bench")
+
+    def worker_rows(self, *columns) -> list[tuple]:
+        """``columns`` of every worker, read from the database: asking the server would load
+        the server being measured."""
+        self._engine = self._engine or create_engine(self.db_url)
+        with self._engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(select(*columns))]
 
     def errors(self) -> list[str]:
         """Tracebacks and errors the servers logged."""
         lines = [ln for s in self.servers for ln in s.log_text().splitlines()]
         return [ln for ln in lines if "Traceback" in ln or " ERROR" in ln or ln.startswith("ERROR")]
 
-    def print_errors(self, name: str) -> None:
-        if errors := self.errors():
-            print(f"{name} logged {len(errors)} error lines, first: {errors[0][:200]}")
-
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """``EDGEFLEET_TEST_PG_URL``, else a throwaway cluster's URL."""
-    url = os.environ.get(PG_URL_ENV)
-    if url:
-        yield url
-        return
-    with PgCluster() as cluster:
-        yield cluster.url
+    exit_on_sigterm()
+    with contextlib.ExitStack() as stack:
+        yield os.environ.get(PG_URL_ENV) or stack.enter_context(PgCluster()).url
 
 
 def session_cpu(*leaders: int) -> float:
@@ -148,29 +157,6 @@ def session_cpu(*leaders: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def install_signal_exit() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks clean up children."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-# --- statistics and tables ----------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Linear-interpolated percentile (numpy's default); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 @dataclass(frozen=True)
 class Summary:
     n: int
@@ -182,19 +168,15 @@ class Summary:
 
 
 def summarize(values: Iterable[float | None]) -> Summary:
-    """Latencies in seconds; ``None`` marks a sample that never completed."""
+    """Latencies in seconds (``None``: never completed); percentiles interpolated as numpy's."""
     values = list(values)
     done = [v for v in values if v is not None and math.isfinite(v)]
-    pcts = [percentile(done, p) for p in (50, 95, 99)]
+    if len(done) > 1:
+        cuts = statistics.quantiles(done, n=100, method="inclusive")
+        pcts = [cuts[49], cuts[94], cuts[98]]
+    else:
+        pcts = (done or [math.nan]) * 3
     return Summary(len(done), len(values) - len(done), *pcts, max(done, default=math.nan))
-
-
-SUMMARY_HEADERS = ["case", "n", "missed", "p50", "p95", "p99", "max"]
-
-
-def summary_row(label: str, values: Iterable[float | None]) -> list[object]:
-    s = summarize(values)
-    return [label, s.n, s.missed, *map(fmt_ms, (s.p50, s.p95, s.p99, s.max))]
 
 
 def fmt_ms(seconds: float | None) -> str:
@@ -227,16 +209,14 @@ def progress(message: str) -> None:
 
 def git_state() -> str:
     """The commit measured (and whether src/ differs from it), and the host's load."""
-    root = str(Path(__file__).resolve().parent.parent)
 
     def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", root, *args], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            run = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, timeout=10)
+            return run.stdout.decode().strip()
+        return ""
 
-    try:
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "src")
-    except (OSError, subprocess.SubprocessError):
-        head, dirty = "unknown", ""
-    load = os.getloadavg()[0]
-    return f"{head}{' + uncommitted changes in src/' if dirty else ''}, load {load:.1f}"
+    dirty = " + uncommitted changes in src/" if git("status", "--porcelain", "src") else ""
+    return (
+        f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}, load {os.getloadavg()[0]:.1f}"
+    )

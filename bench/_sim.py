@@ -1,6 +1,6 @@
 """Simulated workers: a light HTTP/1.1 client (httpx's CPU per request would make a thousand
-simulated workers on two cores the bottleneck), the worker API's requests, two load shapes,
-and ``Fleet``, agents running the worker's own loops."""
+simulated workers on two cores the bottleneck; the scripts run them on uvloop for the same
+reason), two load shapes, and agents running the worker's own loops."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from _common import Summary, session_cpu, summarize
+from _common import session_cpu, summarize
 
 from edgefleet.auth import Identity
 from edgefleet.client_auth import TokenAuth
@@ -30,17 +30,6 @@ T = TypeVar("T")
 Request = tuple[str, str, dict[str, str], object]
 #: Drop idle connections before uvicorn does (its keep-alive timeout is 5 s by default).
 KEEPALIVE = 2.0
-
-
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when installed: the simulated fleet then takes less of the machine."""
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main)
 
 
 async def within(predicate: Callable[[], T], timeout: float) -> T | None:
@@ -55,14 +44,12 @@ class HttpError(Exception):
 
 
 class Conn:
-    """One keep-alive HTTP/1.1 connection, one request at a time (retried once on a new
-    connection when a reused one fails before any answer)."""
+    """One keep-alive HTTP/1.1 connection (a reused one that fails is retried once anew)."""
 
     def __init__(self, port: int, keepalive: float = KEEPALIVE) -> None:
-        self.port, self.keepalive = port, keepalive
+        self.port, self.keepalive, self._idle_since = port, keepalive, 0.0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._idle_since = 0.0
 
     def close(self) -> None:
         if self._writer is not None:
@@ -77,33 +64,27 @@ class Conn:
         head += [f"{k}: {v}" for k, v in headers.items()]
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-        data = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
-        for attempt in (0, 1):
-            if self._writer is not None and time.monotonic() - self._idle_since > self.keepalive:
-                self.close()
-            reused = self._writer is not None
+        data = "".join(f"{line}\r\n" for line in [*head, ""]).encode() + payload
+        if self._writer is not None and time.monotonic() - self._idle_since > self.keepalive:
+            self.close()
+        for retry in (self._writer is not None, False):
             try:
                 async with asyncio.timeout(timeout):
                     if self._writer is None:
-                        self._reader, self._writer = await asyncio.open_connection(
-                            "127.0.0.1", self.port
-                        )
+                        connect = asyncio.open_connection("127.0.0.1", self.port)
+                        self._reader, self._writer = await connect
                     self._writer.write(data)
                     status, keep, answer = await self._read()
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:  # timeouts too
                 self.close()
-                if reused and attempt == 0:
+                if retry:
                     continue
                 raise HttpError(f"{type(exc).__name__}: {exc}") from exc
-            except TimeoutError as exc:
-                self.close()
-                raise HttpError("timeout") from exc
             except asyncio.CancelledError:  # an answer left unread would be the next one's
                 self.close()
                 raise
-            if keep:
-                self._idle_since = time.monotonic()
-            else:
+            self._idle_since = time.monotonic()
+            if not keep:
                 self.close()
             return status, answer
         raise HttpError("unreachable")
@@ -112,11 +93,8 @@ class Conn:
         """An answer with a Content-Length (every JSON answer these servers give)."""
         assert self._reader is not None
         lines = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        fields = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                fields[name.strip().lower()] = value.strip()
+        pairs = (line.split(":", 1) for line in lines[1:] if ":" in line)
+        fields = {name.strip().lower(): value.strip() for name, value in pairs}
         answer = await self._reader.readexactly(int(fields.get("content-length", "0")))
         keep = fields.get("connection", "").lower() != "close"
         return int(lines[0].split(" ", 2)[1]), keep, answer
@@ -130,10 +108,9 @@ class Pools:
         self.free: dict[int, list[Conn]] = {port: [] for port in ports}
 
     def close(self) -> None:
-        for conns in self.free.values():
-            for conn in conns:
-                conn.close()
-            conns.clear()
+        for conn in itertools.chain(*self.free.values()):
+            conn.close()
+        self.free = {port: [] for port in self.ports}
 
     async def send(self, index: int, request: Request) -> tuple[int, bytes]:
         """(status, body); status 0 when the request failed on the way."""
@@ -228,32 +205,14 @@ def sim_workers(secret: str, prefix: str, count: int, start: int = 0) -> list[Si
     return [SimWorker(n, TokenAuth(secret, Identity(n, "worker")).token) for n in names]
 
 
-# --- two load shapes: back to back, and at a rate -------------------------------------------
-
-
-@dataclass
 class Outcome:
-    """One load window: rate, latency, failures, and CPU s (servers', this process's) per answer."""
+    """One load window: answers, failures, latency, and CPU s per answer (of the servers'
+    sessions ``pids``, and of this process)."""
 
-    offered: float
-    answered: int
-    failed: int
-    seconds: float
-    lat: Summary
-    server_cpu: float = math.nan
-    client_cpu: float = math.nan
-
-    @property
-    def rate(self) -> float:
-        return self.answered / self.seconds if self.seconds > 0 else math.nan
-
-
-class Window:
-    """The time, latencies and CPU of one load window."""
-
-    def __init__(self, pids: Sequence[int]) -> None:
-        self.pids, self.latencies, self.failed = pids, [], 0
+    def __init__(self, pids: Sequence[int] = ()) -> None:
+        self.pids, self.latencies, self.failed, self.lat = pids, [], 0, summarize(())
         self.t0, self.cpu0 = time.monotonic(), (session_cpu(*pids), time.process_time())
+        self.offered = self.seconds = self.server_cpu = self.client_cpu = math.nan
 
     def add(self, status: int, since: float) -> None:
         if 200 <= status < 300:
@@ -261,13 +220,20 @@ class Window:
         else:
             self.failed += 1
 
-    def outcome(self, offered: float = math.nan) -> Outcome:
-        n, elapsed = len(self.latencies) or math.nan, time.monotonic() - self.t0
-        server, client = session_cpu(*self.pids) - self.cpu0[0], time.process_time() - self.cpu0[1]
-        lat = summarize(self.latencies)
-        return Outcome(
-            offered, len(self.latencies), self.failed, elapsed, lat, server / n, client / n
-        )
+    def close(self, offered: float = math.nan) -> Outcome:
+        n, self.seconds = len(self.latencies) or math.nan, time.monotonic() - self.t0
+        self.server_cpu = (session_cpu(*self.pids) - self.cpu0[0]) / n
+        self.client_cpu, self.offered = (time.process_time() - self.cpu0[1]) / n, offered
+        self.lat = summarize(self.latencies)
+        return self
+
+    @property
+    def answered(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.answered / self.seconds if self.seconds > 0 else math.nan
 
 
 async def closed_loop(
@@ -280,7 +246,7 @@ async def closed_loop(
 ) -> Outcome:
     """``callers`` loops sending back to back; ``make`` is given a running count, or with
     ``by_caller`` the loop's index (one simulated worker per loop); ``pids``: servers."""
-    window, stop, count = Window(pids), time.monotonic() + seconds, itertools.count()
+    window, stop, count = Outcome(pids), time.monotonic() + seconds, itertools.count()
 
     async def loop(caller: int) -> None:
         while time.monotonic() < stop:
@@ -288,7 +254,7 @@ async def closed_loop(
             window.add((await pools.send(caller, make(index)))[0], t0)
 
     await asyncio.gather(*(loop(i) for i in range(callers)))
-    return window.outcome()
+    return window.close()
 
 
 async def open_loop(
@@ -296,7 +262,7 @@ async def open_loop(
 ) -> Outcome:
     """Requests at ``rate``/s, latency from the schedule (a stalled server cannot hide its
     queue); unanswered 2 s after the window: failed."""
-    window, tasks = Window(()), set()
+    window, tasks = Outcome(), set()
 
     async def one(index: int, due: float) -> None:
         window.add((await pools.send(index, make(index)))[0], due)
@@ -313,10 +279,7 @@ async def open_loop(
         _, late = await asyncio.wait(set(tasks), timeout=2.0)
         await cancel(late)
         window.failed += len(late)
-    return window.outcome(rate)
-
-
-# --- the agent's loops ----------------------------------------------------------------------
+    return window.close(rate)
 
 
 @dataclass
@@ -334,8 +297,8 @@ class Tally:
 
 class Agent:
     """``edgefleet.worker.agent``'s two loops (heartbeats; fetch / long-poll), each on a
-    connection of its own; a claimed job is reported done at once. A new desired version is
-    acknowledged on the next long-poll, or without long-polls by a heartbeat at once."""
+    connection of its own; a claimed job is done at once, a new desired state acknowledged on
+    the next long-poll (without long-polls: by a heartbeat at once)."""
 
     def __init__(self, fleet: Fleet, worker: SimWorker, port: int) -> None:
         self.fleet, self.worker = fleet, worker
@@ -421,8 +384,7 @@ class Agent:
 
 
 class Fleet:
-    """Agents spread over a server's replicas, their tasks, one ``Tally``, and ``pools`` for
-    load and operator calls."""
+    """Agents spread over the replicas, their tasks and ``Tally``; ``pools`` for other calls."""
 
     def __init__(
         self, ports: list[int], interval: float, slots: int = 2, keepalive: float = KEEPALIVE
@@ -436,17 +398,15 @@ class Fleet:
 
     async def add(self, workers: Iterable[SimWorker], queue: str) -> list[Agent]:
         """Registered agents, their loops not started."""
-        agents = []
-        for worker in workers:
-            port = self.ports[len(self.agents) % len(self.ports)]
-            agents.append(Agent(self, worker, port))
-            self.agents[worker.name] = agents[-1]
+        ports, n = self.ports, len(self.agents)
+        agents = [Agent(self, w, ports[(n + i) % len(ports)]) for i, w in enumerate(workers)]
+        self.agents |= {agent.worker.name: agent for agent in agents}
         requests = [a.worker.register(queue, self.slots, self.interval) for a in agents]
         for agent, answer in zip(agents, await for_all(self.pools, requests), strict=True):
             agent.worker.apply(answer)
         return agents
 
-    def start(self, coros: Iterable[Coroutine]) -> list[asyncio.Task]:
+    def start(self, coros: Iterable[Coroutine[Any, Any, None]]) -> list[asyncio.Task]:
         tasks = [asyncio.create_task(coro) for coro in coros]
         self.tasks += tasks
         return tasks

@@ -1,9 +1,8 @@
 """How long an ``edgefleet`` call takes from exec to exit: wall time, and CPU time.
 
 ``--version``, ``--help``, and ``list-workers -o json`` against a local server with an
-operator token and signing with the shared secret, each ``--runs`` times; baseline: a process
-importing every command module, as every call once did. CPU time holds on a busy host.
-Goals (median wall): ``--help`` and ``--version`` under 150 ms, ``list-workers`` under 300 ms.
+operator token and signing with the shared secret; baseline: a process importing every command
+module, as every call once did. CPU time holds on a busy host.
 
     .venv/bin/python bench/cli_startup.py [--runs 15] [--quick]
 """
@@ -11,16 +10,15 @@ Goals (median wall): ``--help`` and ``--version`` under 150 ms, ``list-workers``
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-from _common import Bench, fmt_ms, git_state, install_signal_exit, print_table
+from _common import Bench, fmt_ms, git_state, print_table
 
-from support import EDGEFLEET
+from support import EDGEFLEET, Cli
 
 EAGER_IMPORTS = "from edgefleet.cli import audit, control, db, jobs, server, token, worker, workers"
 GOALS = {"--version": 0.150, "--help": 0.150, "list-workers -o json": 0.300}
@@ -40,27 +38,20 @@ def time_call(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[flo
     return took, statistics.median(cpu)
 
 
-def operator_token(env: dict[str, str]) -> str:
-    """A viewer token, created as an admin would on the server host."""
-    argv = [str(EDGEFLEET), "token", "create", "--name", "bench", "--role", "viewer", "-o", "json"]
-    created = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
-    return json.loads(created.stdout)["token"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 runs each: a smoke run")
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
-    install_signal_exit()
     rows, ok = [], True
     with Bench() as bench:
         bench.start_server()
         secret_env = bench.env()
         # A remote operator's machine: a token, not the shared secret.
         token_env = {k: v for k, v in secret_env.items() if k != "EDGEFLEET_SECRET"}
-        token_env["EDGEFLEET_TOKEN"] = operator_token(secret_env)
+        viewer = Cli(secret_env).json("token", "create", "--name", "bench", "--role", "viewer")
+        token_env["EDGEFLEET_TOKEN"] = viewer["token"]
         list_workers = [str(EDGEFLEET), "list-workers", "-o", "json"]
         calls = {
             "eager imports (baseline)": ([sys.executable, "-c", EAGER_IMPORTS], secret_env),
@@ -73,9 +64,7 @@ def main() -> int:
             took, cpu = time_call(argv, env, runs)
             median, goal = statistics.median(took), GOALS.get(name.split(" (")[0])
             ok &= goal is None or median < goal
-            target = (
-                "-" if goal is None else f"< {fmt_ms(goal)} {'PASS' if median < goal else 'FAIL'}"
-            )
+            target = f"< {fmt_ms(goal)} {'PASS' if median < goal else 'FAIL'}" if goal else "-"
             rows.append([name, fmt_ms(median), fmt_ms(max(took)), fmt_ms(cpu), target])
     print_table(
         f"edgefleet start-up, {runs} runs each ({git_state()})",

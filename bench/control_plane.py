@@ -1,21 +1,14 @@
 """Fleet control plane at scale: change -> acknowledgement, and job submitted -> job started.
 
-One server (fresh SQLite) and ``-n`` simulated workers heartbeating every 30 s; a change
-counts from its request's return to the worker's ``applied_at`` (what ``list-workers`` shows).
+One server (SQLite) and ``-n`` simulated workers heartbeating every 30 s; a change counts from
+its request's return to the worker's ``applied_at`` (what ``list-workers`` shows). Phases:
+``baseline`` (PUT concurrency, 2/s, the fleet only heartbeating), ``longpoll`` (8/s, acked on
+the next long-poll), ``fleetwide`` (``PATCH /workers`` target ``all``; ``--baseline REF``: in
+turn against a server of REF's code), ``jobs`` (job -> fetched by an idle simulated worker,
+long-polling against polling every 5 s), ``real`` (job -> its own start stamp on a real worker,
+with and without long-polls).
 
-1. ``baseline``: PUT concurrency to random workers (2/s for 60 s), the fleet only heartbeating.
-2. ``longpoll``: the same at 8/s for 30 s, acknowledged on the fleet's next long-poll.
-3. ``fleetwide``: ``PATCH /workers`` target ``all`` from a process of its own, as the CLI:
-   the request's time, the server's CPU, each worker's ack. ``--baseline REF``: in turn
-   against a server of REF's code.
-4. ``jobs``: POST /jobs returned -> an idle long-polling simulated worker fetched it, against
-   as many fetching every 5 s.
-5. ``real``: POST /jobs returned -> the job's own start stamp, on a real worker with
-   long-polls and one with ``--no-long-poll``.
-
-    .venv/bin/python bench/control_plane.py            # ~8 min, 1000 workers
-    .venv/bin/python bench/control_plane.py --quick    # a smoke run, about a minute
-    .venv/bin/python bench/control_plane.py --phases fleetwide --baseline REF
+    .venv/bin/python bench/control_plane.py [--quick] [--phases fleetwide --baseline REF]
 """
 
 from __future__ import annotations
@@ -27,28 +20,17 @@ import http.client
 import json
 import multiprocessing
 import random
+import shutil
 import subprocess
-import sys
-import tarfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from _common import (
-    SUMMARY_HEADERS,
-    Bench,
-    git_state,
-    install_signal_exit,
-    print_table,
-    progress,
-    session_cpu,
-    summary_row,
-)
-from _sim import Fleet, admin_headers, cancel, run_async, sim_workers, within
-from sqlalchemy import create_engine, select
+import uvloop
+from _common import ROOT, Bench, fmt_ms, git_state, print_table, progress, session_cpu, summarize
+from _sim import Fleet, admin_headers, cancel, sim_workers, within
 
 from edgefleet.contract import API_PREFIX
 from edgefleet.db.models import Worker
@@ -77,13 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def operator_request(
-    port: int, pid: int, headers: dict, body: object
-) -> tuple[int, bytes, float, float, float]:
-    """One fleet-wide PATCH, as the CLI sends it: status, body, wall-clock sent and answered,
-    and the server's CPU seconds in between. It runs in a process of its own: from the bench's
-    event loop its time would include that loop's turn at the thousand long-poll answers
-    arriving at the same moment."""
+def operator_request(port: int, pid: int, headers: dict, body: object) -> tuple:
+    """One fleet-wide PATCH: status, body, wall clock sent and answered, the server's CPU s in
+    between. In a process of its own: in the bench's event loop its time would include the
+    loop's turn at the thousand long-poll answers arriving at the same moment."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         cpu, sent = thread_cpu(pid), time.time()
@@ -96,22 +75,12 @@ def operator_request(
 
 
 def thread_cpu(pid: int) -> float:
-    """CPU seconds of all of a process's threads, to the nanosecond (``schedstat``), where
-    the clock ticks of ``stat`` would round a request's few tens of milliseconds."""
+    """CPU s of a process's threads to the ns (``stat``'s ticks would round a request's)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
-
-
-@dataclass
-class Phase:
-    name: str
-    latencies: list[float | None] = field(default_factory=list)
-    requests: list[float] = field(default_factory=list)  # fleet-wide: sent -> returned
-    request_cpu: list[float] = field(default_factory=list)  # server CPU s, sent -> returned
-    cpu: list[float] = field(default_factory=list)  # fleet-wide: server CPU s per change
 
 
 class Run:
@@ -122,15 +91,12 @@ class Run:
         self.fleet = Fleet(bench.ports, args.heartbeat)
         self.headers = admin_headers(bench.secret)
         self.rng = random.Random(1)
-        self.phases: list[Phase] = []
-        self.engine = create_engine(bench.db_url)  # reads the acknowledgements
-        #: Sends fleet-wide changes (``operator_request``); started with the first one.
+        self.samples: dict[str, list] = defaultdict(list)  # a report row each
         self.operator = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
     async def close(self) -> None:
         await self.fleet.close()
         self.operator.shutdown()
-        self.engine.dispose()
 
     async def call(self, method: str, path: str, body: object) -> tuple[dict | None, float]:
         """The answer (``None``: refused) and the wall-clock time it returned."""
@@ -154,59 +120,47 @@ class Run:
         changed = {}
         for reply, returned in await asyncio.gather(*tasks):
             changed |= {h: (v, returned) for h, v in (reply or {}).get("versions", {}).items()}
-        latencies = await self.acks(changed, 1.1 * self.args.heartbeat + 5)
-        self.phases.append(Phase(name, latencies))
+        self.samples[name] = await self.acks(changed, 1.1 * self.args.heartbeat + 5)
 
-    async def fleet_wide(self, phase: Phase) -> None:
+    async def fleet_wide(self, samples: dict[str, list], name: str) -> None:
         """``set-worker-concurrency --all`` to the fleet waiting on its long-polls."""
         tally, pid = self.fleet.tally, self.bench.servers[0].pid
         await within(lambda: tally.waiting >= len(self.fleet.agents), 30)
         change = {"action": "set-concurrency", "concurrency": self.rng.randint(2, 16)}
         body = {"target": {"all": True}, "change": change}
         cpu, headers = session_cpu(pid), self.headers | {"Content-Type": "application/json"}
-        (
-            status,
-            answer,
-            sent,
-            returned,
-            request_cpu,
-        ) = await asyncio.get_running_loop().run_in_executor(
-            self.operator, operator_request, self.bench.ports[0], pid, headers, body
+        request = (operator_request, self.bench.ports[0], pid, headers, body)
+        loop = asyncio.get_running_loop()
+        status, answer, sent, returned, request_cpu = await loop.run_in_executor(
+            self.operator, *request
         )
         if status != 200:
             tally.errors[f"PATCH workers: {status}"] += 1
         versions = json.loads(answer).get("versions", {}) if status == 200 else {}
         changed = {h: (v, returned) for h, v in versions.items() if h in self.fleet.agents}
-        phase.latencies += await self.acks(changed, 30)
-        phase.requests.append(returned - sent)
-        phase.request_cpu.append(request_cpu)
-        phase.cpu.append(session_cpu(pid) - cpu)
+        samples[name] += await self.acks(changed, 30)
+        samples[f"request, {name}"].append(returned - sent)
+        samples[f"server CPU s, request, {name}"].append(request_cpu)
+        samples[f"server CPU s, per change, {name}"].append(session_cpu(pid) - cpu)
 
     async def acks(self, changes: dict[str, tuple[int, float]], timeout: float) -> list:
         """Seconds from each change's return (host -> (version, returned)) to its worker's
-        ``applied_at``. The database is read once every worker has sent its acknowledgement:
-        asking the server meanwhile would load the server being measured."""
+        ``applied_at``, read once every worker has sent its acknowledgement."""
         agents, deadline = self.fleet.agents, time.monotonic() + timeout
         await within(lambda: all(agents[h].sent >= v for h, (v, _) in changes.items()), timeout)
         acked: dict[str, float] = {}
+        columns = (Worker.hostname, Worker.applied_version, Worker.applied_at)
         while len(acked) < len(changes) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            for host, version, at in await asyncio.to_thread(self.applied):
+            for host, version, at in await asyncio.to_thread(self.bench.worker_rows, *columns):
                 if host in changes and version >= changes[host][0] and at is not None:
                     acked[host] = at.timestamp() - changes[host][1]
         return [acked.get(host) for host in changes]
 
-    def applied(self) -> list[tuple[str, int, datetime | None]]:
-        query = select(Worker.hostname, Worker.applied_version, Worker.applied_at)
-        with self.engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(query)]
-
     async def start_fleet(self, long_poll: bool = True) -> None:
         """The fleet registered and heartbeating, and (``long_poll``) holding long-polls."""
-        agents = await self.fleet.add(
-            sim_workers(self.bench.secret, "sim-", self.args.workers), "fleet"
-        )
-        self.fleet.start(agent.heartbeats() for agent in agents)
+        workers = sim_workers(self.bench.secret, "sim-", self.args.workers)
+        self.fleet.start(agent.heartbeats() for agent in await self.fleet.add(workers, "fleet"))
         if long_poll:
             await self.long_poll()
 
@@ -220,15 +174,14 @@ class Run:
     ) -> None:
         """Jobs submitted one at a time: each from its return to ``started(id)`` (wall clock)."""
         progress(name)
-        phase = Phase(name)
         for _ in range(count):
             reply, returned = await self.call("POST", "/jobs", {"command": command, "queue": queue})
             at = reply and await within(lambda job=reply["id"]: started(job), 2 * POLL + 10)
-            phase.latencies.append(at - returned if at else None)
+            self.samples[name].append(at - returned if at else None)
             await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.5))
-        self.phases.append(phase)
 
     async def sim_jobs(self, long_poll: bool) -> None:
+        """Job -> fetched by one of ``IDLE`` idle simulated workers."""
         queue = f"jobs-{'lp' if long_poll else 'poll'}"
         idle = await self.fleet.add(sim_workers(self.bench.secret, f"idle-{queue}-", IDLE), queue)
         tasks = self.fleet.start(a.dispatch(WATCH, poll=0 if long_poll else POLL) for a in idle)
@@ -239,6 +192,7 @@ class Run:
         await cancel(tasks)  # every job it measured has arrived
 
     async def real_jobs(self, long_poll: bool) -> None:
+        """Job -> its own start stamp on a real worker."""
         name = "real-lp" if long_poll else "real-poll"
         stamps = self.bench.home / f"{name}.starts"
         flags = ["-c", "2", "-q", name, "--heartbeat-interval", "30", "--poll-interval", str(POLL)]
@@ -259,32 +213,28 @@ class Run:
             await self.changes("change, long-poll", self.args.changes[1], 8.0)
         if "fleetwide" in phases:
             await self.against_baseline()
-        if "jobs" in phases:
-            await self.sim_jobs(long_poll=True)
-            await self.sim_jobs(long_poll=False)
-        if "real" in phases:
-            await self.real_jobs(long_poll=True)
-            await self.real_jobs(long_poll=False)
+        for phase, jobs in (("jobs", self.sim_jobs), ("real", self.real_jobs)):
+            for long_poll in (True, False) if phase in phases else ():
+                await jobs(long_poll)
 
     async def against_baseline(self) -> None:
         """``--bursts`` fleet-wide changes, in turn with ``--baseline``'s server if given."""
-        runs = [(self, Phase("fleet-wide"))]
+        runs = [(self, "fleet-wide")]
         async with contextlib.AsyncExitStack() as stack:
             if ref := self.args.baseline:
-                runs.insert(0, (await baseline_run(self.args, stack), Phase(f"fleet-wide, {ref}")))
+                runs.insert(0, (await baseline_run(self.args, stack), f"fleet-wide, {ref}"))
             progress(f"fleet-wide changes: {self.args.bursts} each, after one not counted")
             for run, _ in runs:  # the first after 1,000 registrations: their writes settle
-                await run.fleet_wide(Phase("warm-up"))
+                await run.fleet_wide(defaultdict(list), "warm-up")
             for _ in range(self.args.bursts):
-                for run, phase in runs:
-                    await run.fleet_wide(phase)
-        self.phases += [phase for _, phase in runs]
+                for run, name in runs:
+                    await run.fleet_wide(self.samples, name)
 
 
 async def baseline_run(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> Run:
     """A server of ``--baseline``'s code on a database of its own, its fleet long-polling."""
     bench = stack.enter_context(Bench())
-    stack.callback(bench.print_errors, f"baseline server ({args.baseline})")
+    stack.callback(print_errors, bench, f"baseline server ({args.baseline})")
     progress(f"baseline: a server of {args.baseline} and its fleet")
     src = await asyncio.to_thread(export_src, args.baseline, bench.home)
     await asyncio.to_thread(bench.start_server, PYTHONPATH=str(src))
@@ -296,11 +246,9 @@ async def baseline_run(args: argparse.Namespace, stack: contextlib.AsyncExitStac
 
 def export_src(ref: str, home: Path) -> Path:
     """``src/`` of ``ref``: first on a server's PYTHONPATH, before this editable install."""
-    root, archive = Path(__file__).resolve().parent.parent, home / "baseline.tar"
-    git = ["git", "-C", str(root), "archive", "-o", str(archive), ref, "src"]
+    git = ["git", "-C", str(ROOT), "archive", "-o", str(home / "baseline.tar"), ref, "src"]
     subprocess.run(git, check=True, timeout=60)
-    with tarfile.open(archive) as tar:
-        tar.extractall(home / "baseline", filter="data")
+    shutil.unpack_archive(home / "baseline.tar", home / "baseline", filter="data")
     return home / "baseline" / "src"
 
 
@@ -311,30 +259,33 @@ def read_stamps(path: Path) -> dict[int, float]:
     return {}
 
 
+def print_errors(bench: Bench, name: str) -> None:
+    if errors := bench.errors():
+        print(f"{name} logged {len(errors)} error lines, first: {errors[0][:200]}")
+
+
+def summary_row(label: str, values: list) -> list[object]:
+    s = summarize(values)
+    return [label, s.n, s.missed, *map(fmt_ms, (s.p50, s.p95, s.p99, s.max))]
+
+
 def report(run: Run) -> None:
     args = run.args
     print(
         f"\nfleet control plane: {args.workers} simulated workers, heartbeat {args.heartbeat:g} s"
     )
     print(f"code: {git_state()}")
-    rows = [summary_row(p.name, p.latencies) for p in run.phases]
-    rows += [summary_row(f"request, {p.name}", p.requests) for p in run.phases if p.requests]
-    rows += [
-        summary_row(f"server CPU s, {what}, {p.name}", values)
-        for p in run.phases
-        for what, values in (("request", p.request_cpu), ("per change", p.cpu))
-        if values
-    ]
+    rows = [summary_row(name, values) for name, values in run.samples.items()]
     print_table(
         "from the request's return: change -> each worker's ack (applied_at in the database); "
         "request: sent -> returned;\njob -> started (sim: its fetch returned it, real: the "
         "job's own stamp)",
-        SUMMARY_HEADERS,
+        ["case", "n", "missed", "p50", "p95", "p99", "max"],
         rows,
     )
     if errors := run.fleet.tally.errors:
         print("client-side errors: " + ", ".join(f"{k} x{v}" for k, v in errors.items()))
-    run.bench.print_errors("server")
+    print_errors(run.bench, "server")
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -349,5 +300,4 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    install_signal_exit()
-    sys.exit(run_async(amain(parse_args())))
+    uvloop.run(amain(parse_args()))

@@ -1,8 +1,8 @@
 """How long after a replica is killed (SIGKILL) its workers first talk to the other one.
 
-Two servers on one PostgreSQL database, ``--workers`` idle real workers given both; each round
-kills the replica they use: per worker, the kill -> its first successful call on the other
-(``last_contact`` in its state file). The replica is restarted; the next round kills the other.
+Two servers on one PostgreSQL database, idle real workers given both; each round kills the
+replica they use (then restarts it): per worker, the kill -> its first successful call on the
+other (``last_contact`` in its state file).
 
     .venv/bin/python bench/failover.py [--rounds 5] [--workers 4] [--quick]
 """
@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from _common import Bench, fmt_ms, install_signal_exit, postgres_server, print_table, summarize
+from _common import Bench, fmt_ms, postgres_server, print_table, summarize
 
 from support import fresh_database, wait_until
 
@@ -25,12 +25,11 @@ HEARTBEAT = 30.0  # the failover must not wait for a heartbeat
 
 def contact(home: Path, hostname: str) -> tuple[str | None, float | None]:
     """The worker's current server and its last successful call (POSIX seconds)."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         state = json.loads((home / "workers" / f"{hostname}.json").read_text())
-    except (OSError, ValueError):
-        return None, None
-    last = state.get("last_contact")
-    return state.get("api_url"), datetime.fromisoformat(last).timestamp() if last else None
+        last = state.get("last_contact")
+        return state.get("api_url"), datetime.fromisoformat(last).timestamp() if last else None
+    return None, None
 
 
 def one_round(bench: Bench, hostnames: list[str], victim: int) -> list[float]:
@@ -68,7 +67,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.workers = 2, 2
-    install_signal_exit()
     with contextlib.ExitStack() as stack:
         pg_url = stack.enter_context(postgres_server())
         db_url = stack.enter_context(fresh_database(Path("."), server_url=pg_url))

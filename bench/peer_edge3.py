@@ -1,19 +1,14 @@
 """edgefleet against Apache Airflow's edge3 provider, side by side in one run.
 
 A real server and worker of each (SQLite, their defaults; Airflow 3 + edge3 in a cached venv,
-the first run's pip install takes minutes), then:
+the first run's pip install takes minutes), then: a concurrency change from each CLI (exec ->
+exit, -> the worker logs the new value, -> the server shows it applied), and heartbeats/s,
+latency and server CPU per heartbeat with 32 and 128 simulated workers heartbeating back to
+back, one load client for both. Only the provider's documented interfaces are used: its
+configuration, CLI, worker API (a JWT signed with ``[api_auth] jwt_secret``, its ``method``
+claim the called path) and the ``edge_worker`` table ``airflow edge list-workers`` reads.
 
-1. a concurrency change from each CLI: exec -> exit, -> the worker logs the new value, -> the
-   server shows it applied (edge3 delivers it with the worker's next 30 s heartbeat);
-2. heartbeats/s, latency and the server's CPU per heartbeat with 32 and 128 simulated workers
-   heartbeating back to back, one load client for both (only URL, body and token differ).
-
-Only the provider's documented interfaces are used: its configuration, CLI, worker API (a JWT
-signed with ``[api_auth] jwt_secret``, its ``method`` claim the called path) and the
-``edge_worker`` table ``airflow edge list-workers`` reads.
-
-    .venv/bin/python bench/peer_edge3.py                 # ~8 min once the venv is cached
-    .venv/bin/python bench/peer_edge3.py --quick         # 1 trial, 5 s rounds
+    .venv/bin/python bench/peer_edge3.py [--quick]    # ~8 min once the venv is cached
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ import os
 import re
 import secrets
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +32,12 @@ from pathlib import Path
 
 import httpx
 import jwt
-from _common import Bench, fmt_ms, fmt_rate, git_state, install_signal_exit, print_table, progress
-from _sim import Fleet, Outcome, Pools, Request, closed_loop, for_all, run_async, sim_workers
+import uvloop
+from _common import Bench, fmt_ms, fmt_rate, git_state, print_table, progress, summarize
+from _sim import Fleet, Outcome, Pools, Request, closed_loop, for_all, sim_workers
 
-from support import EDGEFLEET, ManagedProcess, free_port, wait_until
-from support.airflow_stack import AirflowProcess
+from support import EDGEFLEET, ManagedProcess, WaitTimeout, free_port, wait_until
+from support.airflow_stack import AirflowProcess, base_env
 from support.processes import spawn
 
 AIRFLOW, EDGE3 = "3.3.2", "5.1.0"
@@ -53,11 +48,9 @@ WORKER, START_CONCURRENCY = "peer-w1", 8
 
 
 def ensure_venv() -> Path:
-    """Airflow's venv in the temporary directory, installed once (pip takes minutes); a
-    stamp marks it complete, so an interrupted install is redone rather than trusted."""
-    venv = (
-        Path(tempfile.gettempdir()) / "edgefleet-bench-cache" / f"airflow-{AIRFLOW}-edge3-{EDGE3}"
-    )
+    """Airflow's venv, installed once; a stamp marks it complete (an interrupted install is
+    redone)."""
+    venv = Path(tempfile.gettempdir(), "edgefleet-bench-cache", f"airflow-{AIRFLOW}-edge3-{EDGE3}")
     if not (venv / ".edgefleet-bench-installed").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         packages = [f"apache-airflow=={AIRFLOW}", f"apache-airflow-providers-edge3=={EDGE3}"]
@@ -80,23 +73,17 @@ class Edge3:
 
     def env(self, **extra: str) -> dict[str, str]:
         url = f"http://127.0.0.1:{self.port}"
-        return (
-            {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-            | {
-                "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__EXECUTOR": "airflow.providers.edge3.executors.EdgeExecutor",
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
-                "AIRFLOW__API_AUTH__JWT_SECRET": self.secret,
-                "AIRFLOW__EDGE__API_ENABLED": "True",
-                "AIRFLOW__EDGE__API_URL": f"{url}{EDGE3_API}",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-                "NO_PROXY": "*",
-                "PYTHONUNBUFFERED": "1",
-            }
-            | extra
-        )
+        return base_env(self.home, self.home / "dags") | {
+            "AIRFLOW__CORE__EXECUTOR": "airflow.providers.edge3.executors.EdgeExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.secret,
+            "AIRFLOW__EDGE__API_ENABLED": "True",
+            "AIRFLOW__EDGE__API_URL": f"{url}{EDGE3_API}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "NO_PROXY": "*",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
 
     def airflow(self, *args: str) -> list[str]:
         return [str(self.venv / "bin" / "airflow"), *args]
@@ -108,11 +95,10 @@ class Edge3:
         return process
 
     def start_api_server(self) -> AirflowProcess:
-        """``airflow db migrate``, then the api-server with its default worker count (one);
-        logging at WARNING like the edgefleet server (no per-request access log line)."""
-        subprocess.run(
-            self.airflow("db", "migrate"), env=self.env(), check=True, capture_output=True
-        )
+        """``airflow db migrate``, then the api-server with its default worker count (one),
+        logging at WARNING like the edgefleet server (no access log line)."""
+        migrate = self.airflow("db", "migrate")
+        subprocess.run(migrate, env=self.env(), check=True, capture_output=True)
         args = ("api-server", "--host", "127.0.0.1", "--port", str(self.port))
         return self.start("api-server", *args, AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING")
 
@@ -137,24 +123,21 @@ class Edge3:
         return worker
 
     def reported_concurrency(self) -> int | None:
-        """The concurrency the worker last reported (what ``airflow edge list-workers``
-        shows), read from the provider's ``edge_worker`` table."""
+        """The worker's last reported concurrency (``airflow edge list-workers``'s)."""
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
             query = "SELECT sysinfo FROM edge_worker WHERE worker_name = ?"
             row = db.execute(query, (WORKER,)).fetchone()
         return json.loads(row[0]).get("concurrency") if row and row[0] else None
 
     def token(self, path: str) -> str:
-        """A worker API token as the provider's workers send it: HS512 over the shared
-        secret, audience ``api``, valid 30 s, bound to the called path."""
+        """A worker API token as the provider's workers sign it (bound to the called path)."""
         now = int(time.time())
         claims = {"jti": uuid.uuid4().hex, "aud": "api", "nbf": now, "iat": now}
         return jwt.encode(claims | {"exp": now + 30, "method": path}, self.secret, "HS512")
 
 
 class Edge3Sim:
-    """A worker of the edge3 provider's protocol: register by POST, heartbeat by PATCH on
-    ``worker/{name}``, a fresh path-bound token per request as its workers sign them."""
+    """A worker of the edge3 provider's protocol: register by POST, heartbeat by PATCH."""
 
     def __init__(self, edge3: Edge3, name: str, concurrency: int = 2) -> None:
         self.edge3, self.path = edge3, f"worker/{name}"
@@ -173,36 +156,36 @@ class Edge3Sim:
         return self._call("PATCH", "idle")
 
 
-# --- 1. concurrency change ----------------------------------------------------------------
-
-
 def timed_change(
     argv: list[str], env: dict, worker: ManagedProcess, value: int, shows: Callable[[], bool]
-) -> tuple[float, float, float]:
+) -> list[float]:
     """Seconds from the CLI's exec to its exit, to the worker logging the new value, and to
-    the server showing it applied; watched every 20 ms (NaN: not seen in time)."""
+    the server showing it applied (NaN: not seen in time)."""
     # Both workers log the same sentence when they take a new value from the centre.
     line = re.compile(rf"concurrency updated from \d+ to {value} by remote request", re.I)
-    offset, seen = worker.log_path.stat().st_size, {}
-    t0, timeout = time.monotonic(), 3 * (HEARTBEAT_INTERVAL + JOB_POLL_INTERVAL) + 60
+    offset, seen, t0 = len(worker.log_text()), {}, time.monotonic()
     cli = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    while len(seen) < 3 and (now := time.monotonic()) < t0 + timeout:
-        if "cli" not in seen and cli.poll() is not None:
-            seen["cli"] = now - t0
-            if cli.returncode != 0:
-                output = cli.stdout.read().decode(errors="replace") if cli.stdout else ""
-                raise RuntimeError(f"{' '.join(argv)}: exit {cli.returncode}\n{output[-2000:]}")
-        if "worker" not in seen:
-            with open(worker.log_path, "rb") as log:
-                log.seek(offset)
-                if line.search(log.read().decode(errors="replace")):
-                    seen["worker"] = now - t0
-        if "server" not in seen and shows():
-            seen["server"] = now - t0
-        time.sleep(0.02)
+
+    def exited() -> bool:
+        if cli.poll():
+            output = cli.stdout.read().decode(errors="replace") if cli.stdout else ""
+            raise RuntimeError(f"{' '.join(argv)}: exit {cli.returncode}\n{output[-2000:]}")
+        return cli.returncode is not None
+
+    checks = {"cli": exited, "worker": lambda: line.search(worker.log_text(), offset), "": shows}
+
+    def all_seen() -> bool:
+        now = time.monotonic() - t0
+        seen.update({k: now for k, check in checks.items() if k not in seen and check()})
+        return len(seen) == len(checks)
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(
+            all_seen, timeout=3 * (HEARTBEAT_INTERVAL + JOB_POLL_INTERVAL) + 60, interval=0.02
+        )
     with contextlib.suppress(subprocess.TimeoutExpired):
         cli.wait(timeout=30)
-    return seen.get("cli", math.nan), seen.get("worker", math.nan), seen.get("server", math.nan)
+    return [seen.get(k, math.nan) for k in checks]
 
 
 def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, theirs) -> list:
@@ -230,11 +213,8 @@ def changes(trials: int, bench: Bench, ours: ManagedProcess, edge3: Edge3, their
     names += ("CLI exec -> applied value shown by the server", "CLI exit -> worker adopted")
     for n, name in enumerate(names):
         a, b = ([(*r, r[1] - r[0])[n] for r in results[k]] for k in ("edgefleet", "edge3"))
-        rows.append([name, span(a), span(b), ratio(median(a), median(b))])
+        rows.append([name, span(a), span(b), ratio(summarize(a).p50, summarize(b).p50)])
     return rows
-
-
-# --- 2. heartbeat load --------------------------------------------------------------------
 
 
 async def heartbeat_load(pools: Pools, sims: list, pid: int, args) -> Outcome:
@@ -252,12 +232,10 @@ async def loads(bench: Bench, edge3: Edge3, edge3_pid: int, size: int, args) -> 
     fleet, pools = Fleet(bench.ports, 30.0), Pools([edge3.port])
     theirs = [Edge3Sim(edge3, f"sim{size}-{i:05d}") for i in range(size)]
     try:
-        ours = [
-            a.worker
-            for a in await fleet.add(sim_workers(bench.secret, f"sim{size}-", size), "default")
-        ]
+        agents = await fleet.add(sim_workers(bench.secret, f"sim{size}-", size), "default")
         await for_all(pools, [sim.register() for sim in theirs], 16)
         progress(f"load: {size} simulated workers, edgefleet")
+        ours = [agent.worker for agent in agents]
         a = await heartbeat_load(fleet.pools, ours, bench.servers[0].pid, args)
         progress(f"load: {size} simulated workers, edge3")
         return [a, await heartbeat_load(pools, theirs, edge3_pid, args)]
@@ -284,16 +262,11 @@ def load_rows(size: int, outcomes: list[Outcome]) -> list:
     return rows
 
 
-def median(values: list[float]) -> float:
-    done = [v for v in values if math.isfinite(v)]
-    return statistics.median(done) if done else math.nan
-
-
 def span(values: list[float]) -> str:
-    done = sorted(v for v in values if math.isfinite(v))
-    text = fmt_ms(statistics.median(done)) if done else "-"
-    text += f" ({fmt_ms(done[0])}–{fmt_ms(done[-1])})" if len(done) > 1 else ""
-    return text + (f", {len(values) - len(done)} not seen" if len(done) < len(values) else "")
+    """Median (min–max), and how many were not seen."""
+    s, low = summarize(values), min(values, key=lambda v: v if math.isfinite(v) else math.inf)
+    text = fmt_ms(s.p50) + (f" ({fmt_ms(low)}–{fmt_ms(s.max)})" if s.n > 1 else "")
+    return text + (f", {s.missed} not seen" if s.missed else "")
 
 
 def ratio(ours: float, theirs: float) -> str:
@@ -314,7 +287,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.trials, args.duration, args.warmup = 1, 5.0, 1.0
-    install_signal_exit()
     progress("Airflow venv (pip install on the first run: minutes)")
     venv = ensure_venv()
     with Bench() as bench:
@@ -326,7 +298,7 @@ def main() -> int:
         theirs = edge3.start_worker(START_CONCURRENCY)
         rows = changes(args.trials, bench, ours, edge3, theirs)
         for size in (int(n) for n in args.sizes.split(",") if n):
-            rows += load_rows(size, run_async(loads(bench, edge3, api_server.pid, size, args)))
+            rows += load_rows(size, uvloop.run(loads(bench, edge3, api_server.pid, size, args)))
     print_table(
         f"edgefleet ({git_state()}) against Airflow {AIRFLOW} + edge3 {EDGE3}; "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}",

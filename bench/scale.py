@@ -1,7 +1,7 @@
 """Measured scale: heartbeats/s, fleet size and no-op job throughput per backend and replica count.
 
-SQLite or PostgreSQL, one or two replicas (two only on PostgreSQL), simulated workers
-(``_sim``); rates also as a fraction of a bare FastAPI endpoint measured right before.
+SQLite or PostgreSQL, one or two replicas (two only on PostgreSQL), simulated workers; rates
+also as a fraction of a bare FastAPI endpoint measured right before. Phases:
 
 - ``heartbeat``: open-loop steps around a closed-loop probe's rate: the best at p99 < 100 ms.
 - ``fleet``: the largest N workers heartbeating every 10 s with >= 95 % answered, p99 <= 1 s,
@@ -9,13 +9,10 @@ SQLite or PostgreSQL, one or two replicas (two only on PostgreSQL), simulated wo
 - ``jobs``: no-op jobs taken by 50 simulated workers: submitted while they run, and a backlog.
 - ``caps``: the jobs phase under a cap that never binds and one that binds, as ratios to the
   same round's uncapped figures (``--rounds``; each round starts one mode later: use 3, 6, ...).
-- ``credentials`` (not by default): the heartbeat phase for workers with their own credentials
-  against workers signing with the shared secret, alternating (ABBA) rounds.
+- ``credentials`` (not by default): heartbeats of workers with their own credentials against
+  workers signing with the shared secret, alternating (ABBA) rounds.
 
-    .venv/bin/python bench/scale.py                     # sqlite and postgres, 1 and 2
-    .venv/bin/python bench/scale.py --quick             # a smoke run
-    .venv/bin/python bench/scale.py --backends sqlite --replicas 1 --phases caps
-    .venv/bin/python bench/scale.py --backends sqlite --replicas 1 --phases credentials
+    .venv/bin/python bench/scale.py [--quick] [--backends sqlite --replicas 1 --phases caps]
 """
 
 from __future__ import annotations
@@ -29,16 +26,15 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import uvloop
 from _common import (
     Bench,
     fmt_ms,
     fmt_rate,
     git_state,
-    install_signal_exit,
     postgres_server,
     print_table,
     progress,
@@ -56,11 +52,9 @@ from _sim import (
     closed_loop,
     for_all,
     open_loop,
-    run_async,
     sim_workers,
     within,
 )
-from sqlalchemy import create_engine, select
 
 from edgefleet.contract import API_PREFIX
 from edgefleet.db.models import Worker
@@ -83,23 +77,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=3, help="caps and credentials: rounds")
     add("--quick", action="store_true", help="short steps and small fleets: a smoke run")
     args = parser.parse_args(argv)
-    args.backends, args.phases = _csv(args.backends), _csv(args.phases)
-    args.replicas = [int(r) for r in _csv(args.replicas)]
-    if bad := (set(args.backends) - {"sqlite", "postgres"}) | (set(args.phases) - set(PHASES)):
-        parser.error(f"unknown backends or phases {sorted(bad)}")
-    if any(r not in (1, 2) for r in args.replicas):
-        parser.error("--replicas: 1 and/or 2")
-    quick = args.quick
+    choices = {"backends": ("sqlite", "postgres"), "replicas": ("1", "2"), "phases": PHASES}
+    for name, allowed in choices.items():
+        items = [p.strip() for p in getattr(args, name).split(",") if p.strip()]
+        if bad := set(items) - set(allowed):
+            parser.error(f"--{name}: unknown {sorted(bad)}")
+        setattr(args, name, items)
+    quick, args.replicas = args.quick, [int(r) for r in args.replicas]
     args.hb_workers, args.hb_seconds = (200, 2.0) if quick else (1000, 5.0)
     args.fleet_sizes = [300, 1000] if quick else [1000, 2500, 5000, 10000]
-    args.fleet_window = 13.0 if quick else 30.0
-    args.jobs = 500 if quick else 3000
+    args.fleet_window, args.jobs = (13.0, 500) if quick else (30.0, 3000)
     args.ceiling_seconds = 2.0 if quick else 5.0
     return args
-
-
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def label(bench: Bench) -> str:
@@ -110,8 +99,6 @@ def frac(value: float | None, ceiling: float | None) -> str:
     ok = value is not None and ceiling and math.isfinite(value) and math.isfinite(ceiling)
     return f"{value / ceiling:.3f} of {ceiling:.0f}" if ok else "-"
 
-
-# --- the baseline: a bare FastAPI endpoint --------------------------------------------------
 
 BARE_APP = """
 import sys, uvicorn
@@ -145,8 +132,6 @@ class Ceiling:
         return out.rate
 
 
-# --- heartbeats per second ------------------------------------------------------------------
-
 STEP_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15)
 
 
@@ -157,21 +142,16 @@ async def best_heartbeats(bench: Bench, args: argparse.Namespace, fleet: Fleet) 
     def make(i: int) -> Request:
         return workers[i % len(workers)].heartbeat()
 
-    probe = await closed_loop(fleet.pools, make, 32, args.hb_seconds, pids=bench.pids)
-    progress(
-        f"{label(bench)} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}, "
-        f"server CPU {fmt_ms(probe.server_cpu)} per heartbeat"
-    )
+    probe = await closed_loop(fleet.pools, make, 32, args.hb_seconds)
+    progress(f"{label(bench)} heartbeat probe: {probe.rate:.0f}/s p99 {fmt_ms(probe.lat.p99)}")
     best, missed, fractions = None, False, list(STEP_FRACTIONS)
     while fractions:
         await asyncio.sleep(0.5)
         step = await open_loop(fleet.pools, make, probe.rate * fractions[0], args.hb_seconds)
         enough = step.answered >= 0.95 * step.offered * step.seconds
         passed = enough and step.lat.p99 < HB_P99 and step.failed == 0
-        progress(
-            f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s p99 {fmt_ms(step.lat.p99)} "
-            f"failed {step.failed} {'ok' if passed else 'over'}"
-        )
+        verdict = f"p99 {fmt_ms(step.lat.p99)} failed {step.failed} {'ok' if passed else 'over'}"
+        progress(f"  offered {step.offered:.0f}/s: {step.rate:.0f}/s {verdict}")
         if passed:
             best = step
             fractions.pop(0)
@@ -204,7 +184,7 @@ async def enrolled(pools: Pools, secret: str, count: int) -> list[SimWorker]:
     return [SimWorker(n, lambda c=c: c) for n, c in zip(names, credentials, strict=True)]
 
 
-async def credentials_cell(bench: Bench, args: argparse.Namespace) -> str:
+async def credentials_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
     """Own credentials against shared-secret tokens: medians of the ABBA rounds."""
     fleets = {kind: Fleet(bench.ports, FLEET_INTERVAL) for kind in ("secret", "credential")}
     rates: dict[str, list[float]] = {kind: [] for kind in fleets}
@@ -216,9 +196,7 @@ async def credentials_cell(bench: Bench, args: argparse.Namespace) -> str:
             for kind, fleet in list(fleets.items())[:: -1 if n % 2 else 1]:
                 best = await best_heartbeats(bench, args, fleet)
                 rates[kind].append(best.rate if best else 0.0)
-                progress(
-                    f"{label(bench)} credentials round {n + 1} {kind}: {rates[kind][-1]:.0f}/s"
-                )
+                progress(f"{label(bench)} credentials {n + 1} {kind}: {rates[kind][-1]:.0f}/s")
     finally:
         for fleet in fleets.values():
             await fleet.close()
@@ -230,65 +208,42 @@ async def credentials_cell(bench: Bench, args: argparse.Namespace) -> str:
     )
 
 
-# --- fleet at a 10 s heartbeat --------------------------------------------------------------
+def fleet_step(size: int, tally: Tally, stale: int, window: float) -> tuple[bool, str]:
+    """Whether ``size`` workers kept up (as the module's docstring says), and as text."""
+    rate, p99 = len(tally.beats) / window, summarize(tally.beats).p99
+    ok = rate >= 0.95 * size / FLEET_INTERVAL and p99 <= FLEET_P99 and stale == 0
+    ok = ok and sum(tally.errors.values()) <= 0.001 * max(1, tally.scheduled)
+    beats = f"{rate:.0f}/{size / FLEET_INTERVAL:.0f} beats/s, p99 {fmt_ms(p99)}"
+    return ok, f"{size} {'ok' if ok else 'BEHIND'} ({beats})"
 
 
-@dataclass
-class FleetStep:
-    size: int
-    tally: Tally
-    stale: int
-    window: float
-
-    def keeps_up(self) -> bool:
-        return (
-            len(self.tally.beats) / self.window >= 0.95 * self.size / FLEET_INTERVAL
-            and summarize(self.tally.beats).p99 <= FLEET_P99
-            and sum(self.tally.errors.values()) <= 0.001 * max(1, self.tally.scheduled)
-            and self.stale == 0
-        )
-
-    def text(self) -> str:
-        rate, p99 = len(self.tally.beats) / self.window, fmt_ms(summarize(self.tally.beats).p99)
-        due, verdict = self.size / FLEET_INTERVAL, "ok" if self.keeps_up() else "BEHIND"
-        return f"{self.size} {verdict} ({rate:.0f}/{due:.0f} beats/s, p99 {p99})"
-
-
-def stale_workers(db_url: str, prefix: str, older_than: float) -> int:
+def stale_workers(bench: Bench, prefix: str, older_than: float) -> int:
     """Workers whose last heartbeat is older than ``older_than`` s."""
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            query = select(Worker.last_heartbeat).where(Worker.hostname.like(f"{prefix}%"))
-            beats = connection.scalars(query).all()
-    finally:
-        engine.dispose()
-    now = datetime.now(UTC)
-    return sum(1 for b in beats if not b or (now - b).total_seconds() > older_than)
+    now, rows = datetime.now(UTC), bench.worker_rows(Worker.hostname, Worker.last_heartbeat)
+    old = [not b or (now - b).total_seconds() > older_than for h, b in rows if h.startswith(prefix)]
+    return sum(old)
 
 
-async def fleet_cell(bench: Bench, args: argparse.Namespace) -> str:
+async def fleet_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
     """Step the fleet size up until one falls behind: the largest that kept up, and that."""
     fleet = Fleet(bench.ports, FLEET_INTERVAL, keepalive=KEEPALIVE_SECONDS)
-    steps: list[FleetStep] = []
+    steps: list[tuple[bool, str]] = []
     try:
         for size in args.fleet_sizes:
             await fleet.add(sim_workers(bench.secret, "fl", size, len(fleet.agents)), "fleet")
             fleet.tally = Tally()
             until = time.monotonic() + args.fleet_window
             await asyncio.gather(*(agent.heartbeats(until) for agent in fleet.agents.values()))
-            stale = await asyncio.to_thread(stale_workers, bench.db_url, "fl", 1.5 * FLEET_INTERVAL)
-            steps.append(FleetStep(size, fleet.tally, stale, args.fleet_window))
-            progress(f"{label(bench)} fleet {steps[-1].text()}, stale {stale}")
-            if not steps[-1].keeps_up():
+            stale = await asyncio.to_thread(stale_workers, bench, "fl", 1.5 * FLEET_INTERVAL)
+            steps.append(fleet_step(size, fleet.tally, stale, args.fleet_window))
+            progress(f"{label(bench)} fleet {steps[-1][1]}, stale {stale}")
+            if not steps[-1][0]:
                 break
     finally:
         await fleet.close()
-    kept = [s for s in steps if s.keeps_up()][-1:]
-    return "; ".join(s.text() for s in kept + [s for s in steps if not s.keeps_up()])
+    kept = [text for ok, text in steps if ok][-1:]
+    return "; ".join(kept + [text for ok, text in steps if not ok])
 
-
-# --- no-op job throughput, and under a queue cap --------------------------------------------
 
 #: The caps compared: none; one far above the fleet's slots (never binds, so any difference
 #: is what enforcing it costs); one at a worker's share (binds now and then).
@@ -344,13 +299,12 @@ async def job_rounds(bench: Bench, args, prefix: str, modes: tuple, rounds: int)
 
 
 async def jobs_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
-    ((e2e, drain, cpu),) = (
-        r["none"] for r in await job_rounds(bench, args, "jw", CAP_MODES[:1], 1)
-    )
+    (only,) = await job_rounds(bench, args, "jw", CAP_MODES[:1], 1)
+    e2e, drain, cpu = only["none"]
     return f"e2e {fmt_rate(e2e)}, drain {fmt_rate(drain)}, CPU {fmt_ms(cpu)}/job ({frac(e2e, top)})"
 
 
-async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
+async def caps_cell(bench: Bench, args: argparse.Namespace, top: float | None) -> str:
     """Per capped mode, the median and range of the rounds' ratios to their uncapped figures."""
     results, parts = await job_rounds(bench, args, "cw", CAP_MODES, args.rounds), []
     for mode, _ in CAP_MODES[1:]:
@@ -361,31 +315,20 @@ async def caps_cell(bench: Bench, args: argparse.Namespace) -> str:
     return "; ".join(parts)
 
 
-# --- one configuration and the report -------------------------------------------------------
-
-HEADERS = {
-    "heartbeat": f"hb/s p99<{fmt_ms(HB_P99)}",
-    "fleet": "fleet",
-    "jobs": "no-op jobs/s",
-    "caps": "capped",
-    "credentials": "credentials",
+CELLS = {
+    f.__name__.removesuffix("_cell"): f
+    for f in (heartbeat_cell, fleet_cell, jobs_cell, caps_cell, credentials_cell)
 }
 
 
 async def run_config(bench: Bench, args: argparse.Namespace, ceiling: Ceiling) -> list:
-    """The configuration's summary row."""
+    """The configuration's summary row; a rate's cell also as a fraction of the ceiling."""
     progress(f"== {label(bench)}: servers on ports {bench.ports}")
     cells: list[str] = []
     for phase in args.phases:
-        if phase == "heartbeat":
-            top = await ceiling.measure(f"{label(bench)} {phase}")
-            cells.append(await heartbeat_cell(bench, args, top))
-        elif phase == "jobs":
-            top = await ceiling.measure(f"{label(bench)} {phase}")
-            cells.append(await jobs_cell(bench, args, top))
-        else:
-            cell = {"fleet": fleet_cell, "caps": caps_cell, "credentials": credentials_cell}[phase]
-            cells.append(await cell(bench, args))
+        rate = phase in ("heartbeat", "jobs")
+        top = await ceiling.measure(f"{label(bench)} {phase}") if rate else None
+        cells.append(await CELLS[phase](bench, args, top))
     for line in bench.errors()[:5]:
         progress(f"  server error: {line}")
     return [label(bench), *cells, len(bench.errors())]
@@ -413,11 +356,10 @@ async def amain(args: argparse.Namespace) -> None:
     print_table(
         f"SUMMARY ((fraction of the bare endpoint's req/s measured right before the phase); "
         f"fleet at a {FLEET_INTERVAL:g} s heartbeat: the largest N that kept up, then any behind)",
-        ["config", *(HEADERS[phase] for phase in args.phases), "srv errors"],
+        ["config", *args.phases, "srv errors"],
         rows,
     )
 
 
 if __name__ == "__main__":
-    install_signal_exit()
-    run_async(amain(parse_args()))
+    uvloop.run(amain(parse_args()))

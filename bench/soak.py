@@ -1,29 +1,25 @@
-"""Soak: ten minutes of jobs on two PostgreSQL replicas and 20 real workers while workers,
-replicas and links are killed, cut and slowed and the fleet is reconfigured; then every job is
-counted from its own marks (lost, run twice, failures by reason, longest wait with a free
-slot). The fleet, the chaos and the accounting are tests/support/soak.py, which
-tests/e2e/test_soak.py runs for a minute. Exits 1 if anything was lost or run twice.
+"""Soak: ten minutes of jobs on two PostgreSQL replicas and 20 real workers under chaos, then
+every job counted from its own marks (tests/support/soak.py, which tests/e2e/test_soak.py runs
+for a minute). Exits 1 if anything was lost or run twice.
 
-    .venv/bin/python bench/soak.py                     # 10 minutes, 20 workers
-    .venv/bin/python bench/soak.py --quick             # the test's profile: 40 s, 8 workers
+    .venv/bin/python bench/soak.py [--quick]    # --quick: the test's profile, 40 s, 8 workers
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import git_state, install_signal_exit, postgres_server
+from _common import git_state, postgres_server
 
 from support.soak import QUICK, Settings, run_soak
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for field in dataclasses.fields(Settings):
         flag = "--" + field.name.replace("_", "-")
@@ -36,19 +32,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         parser.error("--duration, --rate, --chaos-interval and --long-max must be > 0")
     if settings.max_cut <= 1 or settings.workers < 2:
         parser.error("--max-cut must be > 1 and --workers at least 2")
-    return settings, args
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, args = parse_args(argv)
-    install_signal_exit()
-    started = time.monotonic()
-    base = Path(tempfile.mkdtemp(prefix="edgefleet-soak-"))
-    try:
-        with postgres_server() as pg_url:
-            outcome = run_soak(settings, base, pg_url)
-    finally:
-        shutil.rmtree(base, True)
+    settings, started = parse_args(argv), time.monotonic()
+    home = tempfile.TemporaryDirectory(prefix="edgefleet-soak-", ignore_cleanup_errors=True)
+    with home as base, postgres_server() as pg_url:
+        outcome = run_soak(settings, Path(base), pg_url)
     print(f"\nsoak on {git_state()}")
     outcome.print()
     print(f"wall time {time.monotonic() - started:.0f} s in all ({settings.duration:g} s of chaos)")
