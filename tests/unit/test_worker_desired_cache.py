@@ -4,9 +4,11 @@ failed write leaves the previous cache whole."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -143,7 +145,9 @@ class ComingBackServer:
         return httpx.Response(200, json={"desired": desired, "server_time": now})
 
 
-def start_worker(home, server: ComingBackServer) -> tuple[EdgeWorker, asyncio.Task, EdgeClient]:
+@contextlib.asynccontextmanager
+async def running_worker(home, server: ComingBackServer) -> AsyncIterator[EdgeWorker]:
+    """A worker of ``HOST`` reaching ``server``; stopped (and awaited) on the way out."""
     config = WorkerConfig(
         hostname=HOST,
         concurrency=1,
@@ -157,14 +161,20 @@ def start_worker(home, server: ComingBackServer) -> tuple[EdgeWorker, asyncio.Ta
     transport = httpx.MockTransport(server.handler)
     client = EdgeClient(config.api_url, HOST, "s" * 40, transport=transport)
     worker = EdgeWorker(config, client)
-    return worker, asyncio.create_task(worker.run()), client
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        async with asyncio.timeout(15):
+            await task
+        await client.aclose()
 
 
 async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
     DesiredCache(desired_path(tmp_path, HOST)).save(desired(maintenance=False))
     server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
-    worker, task, client = start_worker(tmp_path, server)
-    try:
+    async with running_worker(tmp_path, server) as worker:
         local = await async_wait_until(lambda: read_state(tmp_path, HOST), timeout=10)
         assert (local["concurrency"], local["concurrency_source"], local["cached"]) == (
             3,
@@ -181,11 +191,6 @@ async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
         assert worker.limiter.limit == 1
         # The server's word replaced the cache, though its version is older.
         assert DesiredCache(desired_path(tmp_path, HOST)).load() == server.desired
-    finally:
-        worker.request_stop()
-        async with asyncio.timeout(15):
-            await task
-        await client.aclose()
     assert server.registrations == 1
 
 
@@ -208,16 +213,10 @@ async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(
     handed_back = (5, "fleet-default", None, True, 5)
     for _ in range(2):
         server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
-        worker, task, client = start_worker(tmp_path, server)
-        try:
+        async with running_worker(tmp_path, server) as worker:
             if datetime.now(UTC) < until:
                 first = await async_wait_until(lambda w=worker: in_force(w), timeout=10)
                 if first != handed_back:  # (a slow start may see the end come first)
                     assert first == (3, "operator", until.isoformat(), True, 3)
             await async_wait_until(lambda w=worker: in_force(w) == handed_back, timeout=10)
-        finally:
-            worker.request_stop()
-            async with asyncio.timeout(15):
-                await task
-            await client.aclose()
         assert server.registrations == 0
