@@ -485,8 +485,6 @@ def test_ui_queues_caps_throughput_and_concurrency_sources(
         admin_api.submit(["true"], queue="gpu"),
     ]
     admin_api.wait_for_jobs(finished)
-    rule = {"selector": {"site": "lab"}, "concurrency": 3}
-    admin_api.call("PUT", "/concurrency-rules", json=rule)
     operator = operator_token(admin_api, "operator", "queue-operator")
     viewer = operator_token(admin_api, "viewer", "queue-viewer")
 
@@ -531,24 +529,79 @@ def test_ui_queues_caps_throughput_and_concurrency_sources(
     assert listed_cap(admin_api, "gpu") is None
     assert len(admin_api.call("GET", "/audit", params={"edge_hostname": "queue:gpu"})) == 2
 
-    # Workers: the label rule is the source, then a schedule; an override for an hour (set
-    # from the page) is above both and shows when it ends.
+    # Workers: an operator sets a label rule and the fleet default from the page, each listed
+    # with its source; a refused value shows the server's error and changes nothing.
     page.click('.tabs a[data-view="fleet"]')
     edge = row(page, "layers-edge")
+    expect(edge.locator('[data-field="source"]')).to_have_text("flag", timeout=UI_TIMEOUT_MS)
+    page.fill("#rule-selector", "site=lab")
+    page.fill("#rule-value", "0")
+    page.click("#rule-set")
+    expect(page.locator("#rule-error")).to_contain_text("greater than or equal to 1")
+    expect(page.locator("#rule-error")).to_contain_text("422")
+    assert admin_api.call("GET", "/concurrency-rules") == []
+    page.fill("#rule-value", "3")
+    page.click("#rule-set")
+    lab_rule = page.locator('#rules-rows tr[data-rule="site=lab"]')
+    expect(lab_rule).to_contain_text("label rule", timeout=UI_TIMEOUT_MS)
+    expect(lab_rule.locator('[data-field="concurrency"]')).to_have_text("3")
     expect(edge.locator('[data-field="source"]')).to_have_text(
         "rule site=lab", timeout=UI_TIMEOUT_MS
     )
-    expect(page.locator('#rules-rows tr[data-rule="site=lab"]')).to_contain_text("3")
-    # A schedule's open window is the layer above the rule; the page lists the schedule.
-    shift = {"name": "shift", "selector": {"site": "lab"}, "cron": "* * * * *"}
-    shift |= {"duration_seconds": 3600, "concurrency": 2}
-    admin_api.call("POST", "/schedules", expect=201, json=shift)
+    page.select_option("#rule-kind", "default")
+    page.fill("#rule-value", "4")
+    page.click("#rule-set")
+    fleet_default = page.locator('#rules-rows tr[data-rule="default"]')
+    expect(fleet_default).to_contain_text("fleet default", timeout=UI_TIMEOUT_MS)
+    rules = {r["rule"]: r for r in admin_api.call("GET", "/concurrency-rules")}
+    assert {name: (r["concurrency"], r["set_by"]) for name, r in rules.items()} == {
+        "site=lab": (3, "queue-operator"),
+        "default": (4, "queue-operator"),
+    }
+
+    # A schedule added from the page: its open window is the layer above the rule.
+    page.fill("#schedule-name", "shift")
+    page.fill("#schedule-selector", "site=lab")
+    page.fill("#schedule-cron", "every night")
+    page.fill("#schedule-for", "1h")
+    page.fill("#schedule-value", "2")
+    page.click("#schedule-add")
+    expect(page.locator("#schedule-error")).to_contain_text("bad cron expression")
+    assert admin_api.call("GET", "/schedules") == []
+    page.fill("#schedule-cron", "* * * * *")
+    page.click("#schedule-add")
     expect(edge.locator('[data-field="source"]')).to_have_text(
         "schedule shift", timeout=UI_TIMEOUT_MS
     )
-    expect(page.locator('#schedules-rows tr[data-schedule="shift"]')).to_contain_text(
-        "open until", timeout=UI_TIMEOUT_MS
+    shift = page.locator('#schedules-rows tr[data-schedule="shift"]')
+    expect(shift).to_contain_text("open until", timeout=UI_TIMEOUT_MS)
+    expect(shift).to_contain_text("site=lab")
+    screenshot(page, tmp_path, "ui-fleet-layers")
+
+    # Removed from the page: the worker falls to the rule, then to the fleet default; the
+    # audit log has each change, by the operator.
+    shift.locator(".schedule-remove").click()
+    expect(shift).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    assert admin_api.call("GET", "/schedules") == []
+    expect(edge.locator('[data-field="source"]')).to_have_text(
+        "rule site=lab", timeout=UI_TIMEOUT_MS
     )
+    lab_rule.locator(".rule-remove").click()
+    expect(lab_rule).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    expect(edge.locator('[data-field="source"]')).to_have_text(
+        "fleet default", timeout=UI_TIMEOUT_MS
+    )
+    assert [r["rule"] for r in admin_api.call("GET", "/concurrency-rules")] == ["default"]
+    scheduled = admin_api.call("GET", "/audit", params={"edge_hostname": "schedule:shift"})
+    assert [e["actor"] for e in scheduled] == ["queue-operator"] * 2
+    comments = [
+        e["comment"]
+        for e in admin_api.call("GET", "/audit", params={"edge_hostname": "layers-edge"})
+    ]
+    assert any("label rule site=lab set to 3" in c for c in comments), comments
+    assert any("label rule site=lab (3) removed" in c for c in comments), comments
+
+    # An override for an hour (set from the page) is above every layer and shows when it ends.
     open_worker(page, "layers-edge")
     page.fill("#w-concurrency", "1")
     page.fill("#w-concurrency-for", "soon")
@@ -568,7 +621,10 @@ def test_ui_queues_caps_throughput_and_concurrency_sources(
     # A viewer sees all of it and can change none of it.
     sign_in_as(page, server, viewer, "queue-viewer", "viewer")
     expect(until).to_be_visible(timeout=UI_TIMEOUT_MS)
-    expect(page.locator('#rules-rows tr[data-rule="site=lab"]')).to_be_visible()
+    expect(fleet_default).to_contain_text("fleet default")
+    expect(fleet_default.locator(".rule-remove")).to_be_hidden()
+    expect(page.locator("#rule-form")).to_be_hidden()
+    expect(page.locator("#schedule-form")).to_be_hidden()
     page.click('.tabs a[data-view="queues"]')
     expect(queue_row(page, "night").locator('[data-field="cap"]')).to_have_text(
         "5", timeout=UI_TIMEOUT_MS

@@ -574,7 +574,9 @@
     }
   }
 
-  // --- standing concurrency layers (read-only): label rules, the fleet default, schedules ---
+  // --- standing concurrency layers: label rules, the fleet default, schedules -------------
+  // Anyone reads them; an operator sets and removes them (the forms and the Remove buttons
+  // carry data-needs="operator"). Each change is the API's, audited as the CLI's is.
 
   const LAYERS_EVERY_MS = 5000;
   const layers = { at: 0, schedules: true };
@@ -603,7 +605,8 @@
       h("td", { class: "mono", text: r.source === "fleet-default" ? "every worker" : r.rule }),
       h("td", { class: "num", dataset: { field: "concurrency" }, text: r.concurrency }),
       h("td", { class: "ellipsis", title: r.set_by, text: r.set_by }),
-      h("td", { class: "rel", title: stamp(r.set_at), text: ago(r.set_at) }))));
+      h("td", { class: "rel", title: stamp(r.set_at), text: ago(r.set_at) }),
+      h("td", { dataset: { needs: "operator" } }, removeRuleButton(r)))));
     $("#rules-empty").hidden = rules.length > 0;
     $("#rules-table").hidden = rules.length === 0;
   }
@@ -618,9 +621,115 @@
       h("td", { class: "mono", text: s.all ? "every worker" : Object.entries(s.selector || {}).map(([k, v]) => `${k}=${v}`).join(",") }),
       h("td", { class: "mono", text: `${s.cron} (${s.timezone}) for ${duration(s.duration_seconds)}` }),
       h("td", { class: "num", text: s.concurrency }),
-      h("td", { class: s.active ? "info-text" : "", text: windowText(s) }))));
+      h("td", { class: s.active ? "info-text" : "", text: windowText(s) }),
+      h("td", { dataset: { needs: "operator" } }, removeScheduleButton(s)))));
     $("#schedules-empty").hidden = schedules.length > 0;
     $("#schedules-table").hidden = schedules.length === 0;
+  }
+
+  /** Run a change to a layer as ``act`` does; the tables below the fleet reload at once. */
+  function changeLayer(button, errorEl, label, request) {
+    return act(button, errorEl, label, async () => {
+      const result = await request();
+      layers.at = 0;
+      return result.changes.changes.length ? result.changes : null;
+    });
+  }
+
+  /** ``site=a,env=prod`` -> labels; an empty box sends none, and the server says so. */
+  function selectorLabels(text) {
+    const labels = {};
+    for (const item of text.split(",").map((part) => part.trim()).filter(Boolean)) {
+      const at = item.indexOf("=");
+      if (at < 1) throw new Error(`bad selector: '${item}' is not KEY=VALUE`);
+      labels[item.slice(0, at).trim()] = item.slice(at + 1).trim();
+    }
+    return labels;
+  }
+
+  const selectorText = (selector) => Object.entries(selector || {}).map(([k, v]) => `${k}=${v}`).join(",");
+
+  function removeRuleButton(r) {
+    const isDefault = r.source === "fleet-default";
+    const name = isDefault ? "the fleet default" : `rule ${r.rule}`;
+    const button = h("button", {
+      type: "button", class: "btn small ghost rule-remove", text: "Remove", "aria-label": `Remove ${name}`,
+      title: "The workers it decides for fall to the next layer down",
+    });
+    const query = isDefault ? "default=true" : `selector=${enc(selectorText(r.selector))}`;
+    button.addEventListener("click", () => changeLayer(button, $("#rule-error"), `Removed ${name}`,
+      () => api("DELETE", `/concurrency-rules?${query}`)));
+    return button;
+  }
+
+  function removeScheduleButton(s) {
+    const button = h("button", {
+      type: "button", class: "btn small ghost schedule-remove", text: "Remove", "aria-label": `Remove schedule ${s.name}`,
+      title: "The workers its open window decides for fall to the next layer down",
+    });
+    button.addEventListener("click", () => changeLayer(button, $("#schedule-error"), `Removed schedule ${s.name}`,
+      () => api("DELETE", `/schedules/${enc(s.name)}`)));
+    return button;
+  }
+
+  function submitRule() {
+    const errorEl = $("#rule-error");
+    const isDefault = $("#rule-kind").value === "default";
+    const parsed = concurrencyValue($("#rule-value"));
+    if (parsed.error) return showError(errorEl, { message: parsed.error });
+    let body;
+    try {
+      const which = isDefault ? { default: true } : { selector: selectorLabels($("#rule-selector").value) };
+      body = { ...which, concurrency: parsed.value };
+    } catch (error) {
+      return showError(errorEl, error);
+    }
+    const name = isDefault ? "Fleet default" : `Rule ${selectorText(body.selector)}`;
+    changeLayer($("#rule-set"), errorEl, `${name}: set to ${parsed.value}`, () => api("PUT", "/concurrency-rules", body))
+      .then((ok) => { if (ok) $("#rule-selector").value = $("#rule-value").value = ""; });
+  }
+
+  /** The body of POST /schedules from the form; throws on what only the page reads (--for). */
+  function scheduleBody() {
+    const parsed = concurrencyValue($("#schedule-value"));
+    if (parsed.error) throw new Error(parsed.error);
+    const text = $("#schedule-for").value.trim();
+    if (!text) throw new Error("Enter how long each window stays open, e.g. 8h.");
+    const seconds = parseDuration(text);
+    if (!Number.isInteger(seconds)) throw new Error(`bad duration "${text}": give whole seconds`);
+    const workers = $("#schedule-kind").value === "all"
+      ? { all: true } : { selector: selectorLabels($("#schedule-selector").value) };
+    const name = $("#schedule-name").value.trim();
+    return {
+      ...(name ? { name } : {}), ...workers, cron: $("#schedule-cron").value.trim(),
+      timezone: $("#schedule-timezone").value.trim() || "UTC", duration_seconds: seconds, concurrency: parsed.value,
+    };
+  }
+
+  function submitSchedule() {
+    const errorEl = $("#schedule-error");
+    let body;
+    try {
+      body = scheduleBody();
+    } catch (error) {
+      return showError(errorEl, error);
+    }
+    changeLayer($("#schedule-add"), errorEl, body.name ? `Schedule ${body.name} added` : "Schedule added", () => api("POST", "/schedules", body))
+      .then((ok) => {
+        if (ok) for (const id of ["name", "selector", "cron", "for", "value"]) $(`#schedule-${id}`).value = "";
+      });
+  }
+
+  function wireLayers() {
+    const onSubmit = (id, submit) => $(id).addEventListener("submit", (event) => {
+      event.preventDefault();
+      submit();
+    });
+    onSubmit("#rule-form", submitRule);
+    onSubmit("#schedule-form", submitSchedule);
+    const toggle = (kind, box) => { $(box).disabled = $(box).hidden = $(kind).value !== "selector"; };
+    $("#rule-kind").addEventListener("change", () => toggle("#rule-kind", "#rule-selector"));
+    $("#schedule-kind").addEventListener("change", () => toggle("#schedule-kind", "#schedule-selector"));
   }
 
   function renderStats() {
@@ -1891,6 +2000,7 @@
     wireBulk();
     wireSubmit();
     wireQueues();
+    wireLayers();
 
     window.addEventListener("hashchange", route);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshNow(); });
