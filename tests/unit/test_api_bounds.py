@@ -282,3 +282,21 @@ def test_the_document_declares_the_error_bodies(app_client, admin):
     assert beat["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ValidationErrorBody"
     )
+    schemas = spec["components"]["schemas"]
+    assert schemas["ErrorBody"]["required"] == ["error", "detail"]
+    assert schemas["ValidationErrorBody"]["properties"]["detail"]["items"] == {
+        "$ref": "#/components/schemas/ValidationIssue"
+    }
+    assert list(schemas) == sorted(schemas)
+    dangling = {ref for ref in _refs(spec) if ref.rsplit("/", 1)[-1] not in schemas}
+    assert not dangling
+
+
+def _refs(node: object) -> list[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

@@ -6,6 +6,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         **({} if settings.public_docs else docs.CLOSED),
     )
     app.state.context = context
+    app.openapi = partial(docs.document, app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(EdgefleetError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import Schema
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema
 
 from edgefleet.contract import ErrorBody
 
@@ -38,14 +41,47 @@ _ERRORS = {
     429: "Too many requests: retry after the time in Retry-After",
 }
 
-#: For ``include_router(..., responses=ERROR_RESPONSES)``.
+#: The bodies the error answers refer to, as the document names them.
+ERROR_MODELS = (ErrorBody, ValidationErrorBody)
+SCHEMAS = "#/components/schemas/"
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"{SCHEMAS}{model.__name__}"}}}
+
+
+#: For ``include_router(..., responses=ERROR_RESPONSES)``. The bodies are references, not
+#: ``"model"`` entries: FastAPI would build a validator of each model for every route and
+#: status (over 400 of them: tens of ms of CPU at each server start, as many again on the
+#: other routes' first requests) only to write the document; :func:`add_error_schemas` puts
+#: the referred schemas into it.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **{code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()},
+    **{code: {"description": text, "content": _body(ErrorBody)} for code, text in _ERRORS.items()},
     422: {
-        "model": ValidationErrorBody,
         "description": "A value is missing, malformed or out of bounds",
+        "content": _body(ValidationErrorBody),
     },
 }
+
+
+def add_error_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (an OpenAPI document, changed in place) with the schemas of the error
+    bodies among its components, in the components' sorted order."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    if all(model.__name__ in schemas for model in ERROR_MODELS):
+        return document
+    generator = GenerateJsonSchema(ref_template=SCHEMAS + "{model}")
+    _, found = generator.generate_definitions(
+        [(model, "serialization", model.__pydantic_core_schema__) for model in ERROR_MODELS]
+    )
+    # Through FastAPI's own model of a schema, as the rest of the document went.
+    found = {
+        name: jsonable_encoder(Schema(**schema), by_alias=True, exclude_none=True)
+        for name, schema in found.items()
+    }
+    merged = {**found, **schemas}
+    document["components"]["schemas"] = {name: merged[name] for name in sorted(merged)}
+    return document
 
 
 def validation_issues(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,11 +8,14 @@ document lists every route an attacker could try. A browser cannot send a bearer
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from edgefleet.server.deps import ViewerDep
+from edgefleet.server.responses import add_error_schemas
 
 #: FastAPI arguments that switch off its own, open, documentation routes.
 CLOSED = {"openapi_url": None, "docs_url": None, "redoc_url": None}
@@ -36,15 +39,11 @@ async def redoc(identity: ViewerDep) -> HTMLResponse:
 
 
 def _document(request: Request) -> dict:
-    app = request.app
-    if app.openapi_schema is None:
-        # FastAPI builds the document only when openapi_url is set; build it the same way.
-        from fastapi.openapi.utils import get_openapi
+    return request.app.openapi()
 
-        app.openapi_schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-    return app.openapi_schema
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document of ``app`` (built once), with the schemas of the error
+    bodies that every API route refers to: ``app.openapi``, whether or not FastAPI serves
+    it itself."""
+    return add_error_schemas(FastAPI.openapi(app))
