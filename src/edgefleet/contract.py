@@ -2,9 +2,11 @@
 
 Every request body forbids unknown fields and uses strict integers, so a malformed or
 mistyped request is refused with a 4xx instead of being half-understood.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated as the classes are defined (no ``from __future__ import
+annotations``): pydantic would otherwise parse every field's annotation from its string,
+a quarter of the CPU these models cost each server and worker at start.
+"""
 
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -374,7 +376,7 @@ class JobSubmit(Request):
     key: JobKey | None = None
 
     @model_validator(mode="after")
-    def _names_once(self) -> JobSubmit:
+    def _names_once(self) -> "JobSubmit":
         both = sorted(self.env.keys() & self.secret_env.keys())
         if both:
             raise ValueError(f"env and secret_env both name {', '.join(both)}; keep one")
@@ -396,7 +398,7 @@ class JobStatusQuery(Request):
     keys: Annotated[list[JobKey], Field(max_length=MAX_STATUS_LOOKUP)] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _bounded(self) -> JobStatusQuery:
+    def _bounded(self) -> "JobStatusQuery":
         if len(self.ids) + len(self.keys) > MAX_STATUS_LOOKUP:
             raise ValueError(f"at most {MAX_STATUS_LOOKUP} ids and keys in all")
         return self
@@ -633,7 +635,7 @@ class ControlRequest(Request):
     change: Change
 
     @classmethod
-    def from_action(cls, action: str, body: Target) -> ControlRequest:
+    def from_action(cls, action: str, body: Target) -> "ControlRequest":
         """The request a one-action route's body stands for: its target fields, and the rest
         as the change named ``action``."""
         target_fields = set(Target.model_fields)
@@ -823,7 +825,7 @@ class QueueCapRequest(Request):
     reset: bool = False
 
     @model_validator(mode="after")
-    def _one_of(self) -> QueueCapRequest:
+    def _one_of(self) -> "QueueCapRequest":
         if self.reset == (self.concurrency is not None):
             raise ValueError("give exactly one of 'concurrency' (1 or more) or 'reset': true")
         return self
