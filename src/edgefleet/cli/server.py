@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gc
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgefleet.cli.context import fail, settings_of
+from edgefleet.cli.startup import collector_paused
 
 #: Allocations between collections of the youngest generation (CPython's default: 700).
 GC_THRESHOLD = 50_000
@@ -118,24 +117,6 @@ def ssl_reason(exc: BaseException) -> str:
     from edgefleet.tls import ssl_reason
 
     return ssl_reason(exc)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the server loads and builds its app.
-
-    Start-up creates hundreds of thousands of objects that live as long as the process and
-    almost no garbage; at CPython's default thresholds the collector rescanned them again
-    and again, a sixth of the start-up's CPU. :func:`tune_garbage_collector` collects once
-    before serving.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def tune_garbage_collector() -> None:

@@ -116,14 +116,17 @@ def worker(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from edgefleet.api_urls import parse_api_urls
-    from edgefleet.errors import TlsFailure
-    from edgefleet.tls import ClientConfigError, ClientTls
-    from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
-    from edgefleet.worker.credential import EnrollmentError
-    from edgefleet.worker.spool import SpoolError
+    from edgefleet.cli.startup import collector_paused
 
-    settings = settings_of(ctx)
+    with collector_paused():
+        from edgefleet.api_urls import parse_api_urls
+        from edgefleet.errors import TlsFailure
+        from edgefleet.tls import ClientConfigError, ClientTls
+        from edgefleet.worker.agent import RegistrationRefused, WorkerAlreadyRunning, WorkerConfig
+        from edgefleet.worker.credential import EnrollmentError
+        from edgefleet.worker.spool import SpoolError
+
+        settings = settings_of(ctx)
     try:
         servers = parse_api_urls(api_url or settings.api_url)
     except ClientConfigError as exc:
