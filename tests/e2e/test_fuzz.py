@@ -6,12 +6,11 @@ declared, its body has the declared shape). Runs on whatever database the suite 
 (SQLite, or PostgreSQL with ``EDGEFLEET_TEST_PG_URL``).
 
 ``EDGEFLEET_FUZZ_EXAMPLES`` sets the examples per operation, half of them valid and half
-out of schema (default 12: CI's quick profile, where each run draws new ones;
+out of schema (default 25: CI's quick profile, where each run draws new ones;
 ``EDGEFLEET_FUZZ_EXAMPLES=500`` for a thorough run, which also shrinks what fails).
 Operations whose bodies may be megabytes (job submits, result batches, log chunks) take a
 fifth of that, two at least: generating such bodies is what the time goes on. Most of a
-quick run's CPU is fixed (each operation's schemas turned into strategies): 12 examples
-cost about three quarters of what 25 did.
+quick run's CPU is fixed (each operation's schemas turned into strategies).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from support import admin_token, auth_header, worker_token
 if TYPE_CHECKING:
     import schemathesis
 
-EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES") or 12)
+EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES") or 25)
 #: Operations whose examples are costly to generate and send.
 HEAVY = {
     "POST /api/v1/jobs",
