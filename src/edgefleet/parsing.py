@@ -59,14 +59,21 @@ def split_list(text: str) -> list[str]:
 
 
 def parse_selector(text: str) -> dict[str, str]:
-    """``site=plant1,env=prod`` -> a dict of labels a worker must all have."""
+    """``site=plant1,env=prod`` -> a dict of labels a worker must all have: each a valid
+    label, each key once (two values for one key would quietly become the last one)."""
     items = split_list(text)
     if not items:
         raise ValueError("empty selector: give at least one KEY=VALUE label")
+    selector: dict[str, str] = {}
     try:
-        return parse_pairs(items)
+        for item in items:
+            ((key, value),) = parse_labels([item]).items()
+            if key in selector:
+                raise ValueError(f"{key!r} is given twice; a worker has one value per label")
+            selector[key] = value
     except ValueError as exc:
         raise ValueError(f"bad selector: {exc}") from None
+    return selector
 
 
 def format_selector(selector: Mapping[str, str]) -> str:

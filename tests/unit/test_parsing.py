@@ -64,6 +64,9 @@ def test_parse_selector(text: str, expected: dict[str, str]) -> None:
         (" , ,", "empty selector"),
         ("site", "bad selector: 'site' is not KEY=VALUE"),
         ("site=a,env", "bad selector: 'env' is not KEY=VALUE"),
+        # two values for one key matched the last one only: a change reached other workers
+        ("site=plant2,site=plant1", "bad selector: 'site' is given twice"),
+        ("si te=x", "bad selector: bad label 'si te=x': use KEY=VALUE with a key of letters"),
         ("=a", "is not KEY=VALUE"),
     ],
 )
