@@ -771,6 +771,8 @@ class ConcurrencyExplained(BaseModel):
     concurrency_source: str
     concurrency_rule: str | None
     concurrency_schedule: str | None = None
+    #: When the operator's value in force ends by itself (None: it holds until reset).
+    concurrency_until: datetime | None = None
     why: str
     layers: list[LayerView]
     applied_concurrency: int | None

@@ -210,3 +210,22 @@ def test_the_sweeper_wakes_for_the_next_expiry(instance, app, app_client, admin)
     )
     assert sweeper.pause(now) == pytest.approx(60.0)
     assert sweeper.pause(now + timedelta(hours=1)) == MIN_PAUSE  # overdue: at once
+
+
+def test_explain_names_the_end_of_an_operators_value(instance, app, app_client, admin):
+    until = in_an_hour().replace(microsecond=0)
+    set_concurrency(app_client, admin, concurrency=1, until=until.isoformat())
+    shown = app_client.get(f"/api/v1/workers/{HOST}/explain", headers=admin).json()
+    assert datetime.fromisoformat(shown["concurrency_until"]) == until
+    assert "ends by itself at" in shown["why"]
+    operator = shown["layers"][0]
+    assert (operator["layer"], operator["concurrency"], operator["in_force"]) == (
+        "operator",
+        1,
+        True,
+    )
+    assert f"until {until:%Y-%m-%d %H:%M:%S} UTC" in operator["note"]
+    _overdue(app.state.context.db)  # past its end, before the sweep: gone here too
+    shown = app_client.get(f"/api/v1/workers/{HOST}/explain", headers=admin).json()
+    assert (shown["concurrency"], shown["concurrency_source"]) == (FLAG, "flag")
+    assert (shown["concurrency_until"], shown["layers"][0]["concurrency"]) == (None, None)

@@ -3,6 +3,8 @@ is in force (``edgefleet workers explain``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet import fleet_rules
@@ -34,7 +36,8 @@ def _label_note(worker: Worker, snapshot: layers.Snapshot) -> str:
         labels = format_selector(worker.labels or {}) or "none"
         return f"no label rule matches the worker's labels ({labels})"
     shown = ", ".join(f"{rule.text} ({rule.concurrency})" for rule in found[1:])
-    note = f"most specific matching rule ({len(found[0].selector)} keys)"
+    keys = len(found[0].selector)
+    note = f"most specific matching rule ({keys} {'key' if keys == 1 else 'keys'})"
     return note + (f"; also matching: {shown}" if shown else "")
 
 
@@ -46,6 +49,23 @@ def _schedule_note(worker: Worker, snapshot: layers.Snapshot) -> str:
     note = f"window of schedule {first.name} open until {first.end:%Y-%m-%d %H:%M:%S} UTC"
     shown = ", ".join(f"{w.name} ({w.concurrency})" for w in found[1:])
     return note + (f"; also open: {shown}" if shown else "")
+
+
+def _operator_note(override: int | None, until: datetime | None) -> str:
+    if override is None:
+        return "no operator override"
+    ends = f", until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ", until reset"
+    return f"set by an operator (set-worker-concurrency){ends}"
+
+
+def _why(source: str, until: datetime | None) -> str:
+    if source == fleet_rules.OPERATOR and until is not None:
+        return (
+            "an operator override wins over every standing rule until it ends by itself at "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC (or is reset with set-worker-concurrency --reset); "
+            "the layer below then takes over"
+        )
+    return WHY.get(source, f"the {source} layer is the highest with a value")
 
 
 def _note(name: str, layer: layers.Layer | None, worker: Worker, snap: layers.Snapshot) -> str:
@@ -63,15 +83,14 @@ def explain(db: sessionmaker[Session], hostname: str) -> ConcurrencyExplained:
         worker = get_worker(session, hostname)
         snapshot = layers.load(session)
         source = fleet_rules.concurrency_source(worker)
-        override = worker.concurrency_override
+        override = fleet_rules.concurrency_override(worker)  # one past its end is gone
+        until = fleet_rules.concurrency_until(worker)
         rows = [
             LayerView(
                 layer=fleet_rules.OPERATOR,
                 concurrency=override,
                 in_force=source == fleet_rules.OPERATOR,
-                note="set by an operator (set-worker-concurrency)"
-                if override is not None
-                else "no operator override",
+                note=_operator_note(override, until),
             )
         ]
         for name, candidate in layers.CANDIDATES:
@@ -99,7 +118,8 @@ def explain(db: sessionmaker[Session], hostname: str) -> ConcurrencyExplained:
             concurrency_source=source,
             concurrency_rule=rule_in_force(worker),
             concurrency_schedule=schedule_in_force(worker),
-            why=WHY.get(source, f"the {source} layer is the highest with a value"),
+            concurrency_until=until,
+            why=_why(source, until),
             layers=rows,
             applied_concurrency=worker.applied_concurrency,
             desired_version=worker.desired_version,
