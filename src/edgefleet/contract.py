@@ -702,6 +702,18 @@ class ConcurrencyRuleChange(BaseModel):
 
 #: A schedule's name: letters, digits, ``_ . -``, starting with a letter or digit.
 SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+#: What each name syntax above allows, in words: a refusal names this, not the expression.
+PATTERN_WORDS = {
+    HOSTNAME_PATTERN: "use letters, digits, '_', '.' or '-', starting with a letter or digit",
+    LABEL_KEY_PATTERN: "use letters, digits, '_', '.', '-' or '/'",
+    QUEUE_NAME_PATTERN: "use letters, digits, '_', '.', ':' or '-'",
+    INSTANCE_ID_SYNTAX: "use letters, digits, '_', '.', ':' or '-'",
+    _PRINTABLE: "control characters are not allowed",
+    _NO_NUL: "NUL characters are not allowed",
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "use letters, digits and '_', not starting with a digit",
+    r"^/[^\x00]*$": "use an absolute path (starting with '/')",
+}
 ScheduleName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=SCHEDULE_NAME_PATTERN)
 ]

@@ -211,7 +211,8 @@ def test_the_api_adds_lists_and_removes_with_audit(fleet, client, admin):
         ({"selector": {}}, 400, "empty selector"),
         ({"selector": None}, 400, "exactly one"),
         ({"all": True}, 400, "exactly one"),
-        ({"name": "bad name"}, 422, "name"),
+        # the syntax in words, not the regular expression
+        ({"name": "bad name"}, 422, "not allowed here: use letters, digits, '_', '.' or '-'"),
         ({"name": "taken"}, 409, "already"),
     ],
 )

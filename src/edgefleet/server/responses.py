@@ -15,7 +15,7 @@ from fastapi.openapi.models import Schema
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from edgefleet.contract import ErrorBody
+from edgefleet.contract import PATTERN_WORDS, ErrorBody
 
 
 class ValidationIssue(BaseModel):
@@ -91,11 +91,21 @@ def validation_issues(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "loc": [part if isinstance(part, int) else _text(part) for part in e.get("loc", ())],
-            "msg": _text(e.get("msg", "")),
+            "msg": _text(_message(e)),
             "type": _text(e.get("type", "")),
         }
         for e in errors
     ]
+
+
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message, but a name that breaks its syntax is told what the syntax allows
+    in words rather than shown the regular expression."""
+    if error.get("type") == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get((error.get("ctx") or {}).get("pattern"))
+        if words:
+            return f"not allowed here: {words}"
+    return error.get("msg", "")
 
 
 def _text(value: object) -> str:
