@@ -167,3 +167,19 @@ def test_an_expiry_does_not_go_with_reset(sent):
     )
     assert result.exit_code == 2 and "--reset ends it now" in result.stderr
     assert sent == []
+
+
+def test_a_refused_expiring_change_says_only_why(tmp_path, monkeypatch):
+    """No "until ..." line ahead of the refusal: it would read as if something was set."""
+    clean_cli_env(
+        monkeypatch, tmp_path / "home", API_URL="http://edgefleet.test", TOKEN="efo_operator"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "no worker named 'nosuch'", "code": "not_found"})
+
+    capture_admin_requests(monkeypatch, answer)
+    args = ["set-worker-concurrency", "-H", "nosuch", "-c", "2", "--for", "1h"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == ["error: no worker named 'nosuch'"]

@@ -246,13 +246,15 @@ def set_worker_concurrency(
     value: dict[str, Any] = {"reset": True} if reset else {"concurrency": concurrency}
     if force:
         value["force"] = True
+    ends = None
     if for_ is not None or until is not None:
         if reset:
             fail("--for and --until set when a concurrency ends; --reset ends it now", code=2)
         ends = expiry(for_, until)
-        print(f"until {ends:%Y-%m-%d %H:%M:%S %Z} ({ends.isoformat()})", file=sys.stderr)
         value["until"] = ends.isoformat()
     run_change(ctx, targeting, {"action": "set-concurrency", **value})
+    if ends is not None:  # only once the change is made: a refusal has said why already
+        print(f"until {ends:%Y-%m-%d %H:%M:%S %Z} ({ends.isoformat()})", file=sys.stderr)
 
 
 def expiry(for_: str | None, until: str | None, now: datetime | None = None) -> datetime:
