@@ -183,3 +183,12 @@ def test_a_refused_expiring_change_says_only_why(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == ["error: no worker named 'nosuch'"]
+
+
+@pytest.mark.parametrize("duration", ["400d", "0s"])
+def test_a_schedule_window_out_of_range_is_refused_as_typed(sent, duration):
+    args = ["schedule", "add", "--all", "--cron", "0 22 * * *", "-c", "2", "--for", duration]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"bad duration {duration!r}: a window lasts from 1s to 366d" in result.stderr
+    assert sent == []
