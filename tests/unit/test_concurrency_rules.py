@@ -145,6 +145,12 @@ def test_a_rule_applies_to_workers_that_join_later_and_to_changed_labels(
     desired = register(app, "w4", {"site": "c"})
     assert (desired.concurrency, desired.concurrency_source) == (5, "label-rule")
     assert in_force(app_client, admin)["w4"] == (5, "label-rule", "site=c")
+    joined = [row for row in audit(app_client, admin) if row["target"] == "w4"]
+    assert [(r["actor"], r["field"], r["new"]) for r in joined] == [
+        ("server", "concurrency_source", "label-rule"),
+        ("server", "concurrency", 5),
+    ]
+    assert "label rule site=c" in joined[-1]["comment"]
 
     row = app_client.get("/api/v1/workers/w3", headers=admin).json()
     version, instance = row["desired_version"], row["instance_id"]

@@ -161,8 +161,10 @@ def register(
                 first_online=now,
                 labels=labels,
             )
-            layers.place(worker, layers.resolve(worker, rules))
             session.add(worker)
+            session.flush()
+            # A standing rule it joins under is audited, as a change of labels is later on.
+            layers.refresh(session, [worker], rules, "server", bump=False)
         else:
             if worker.revoked_at is not None:
                 raise revoked(hostname)
