@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from edgefleet.cli.fit import fit_widths
 from edgefleet.cli.jobs import JOB_COLUMNS, for_table
-from edgefleet.cli.output import age, duration, print_table, shell_words, with_ages
+from edgefleet.cli.output import (
+    OutputFormat,
+    age,
+    duration,
+    local_time,
+    print_listing,
+    print_table,
+    readable_value,
+    shell_words,
+    with_ages,
+)
 
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
@@ -84,7 +96,8 @@ def test_the_jobs_table_shows_quoted_commands_and_ages_and_leaves_the_rows_alone
     assert with_ages([job], ["queued_at"])[0]["started_at"] == job["started_at"]
 
 
-def test_tables_fit_a_120_column_terminal_when_not_a_tty(capsys) -> None:
+def test_tables_fit_a_120_column_terminal_when_not_a_tty(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
     long_command = ["python3", "-c", "x" * 300, "an argument with spaces"]
     print_table(for_table([_job(command=long_command, reason="r" * 200)]), JOB_COLUMNS)
     lines = capsys.readouterr().out.splitlines()
@@ -106,7 +119,10 @@ def test_the_workers_table_says_when_an_override_ends_in_local_time() -> None:
     assert shown["concurrency_source"] == f"operator until {now + timedelta(days=1):%Y-%m-%d} 12:00"
 
 
-def test_a_workers_row_with_an_expiring_override_fits_120_columns_unfolded(capsys) -> None:
+def test_a_workers_row_with_an_expiring_override_fits_120_columns_unfolded(
+    capsys, monkeypatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
     from edgefleet.cli.list_workers import WORKER_COLUMNS, _readable
 
     ago = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
@@ -131,3 +147,98 @@ def test_a_workers_row_with_an_expiring_override_fits_120_columns_unfolded(capsy
     assert len(lines) == 2, lines  # a heading and one row: nothing folded
     assert max(len(line) for line in lines) <= 120
     assert "12/11" in lines[1] and "default,gpu" in lines[1] and "operator until" in lines[1]
+
+
+def test_a_wider_terminal_named_by_columns_gets_wider_tables(capsys, monkeypatch) -> None:
+    """Output to no terminal is 120 wide unless ``COLUMNS`` names a width: then a long
+    command that would wrap at 120 stays on one line."""
+    command = ["python3", "-c", "print('a rather long line of python, for a table to show')"]
+    rows = for_table([_job(command=command)])
+    monkeypatch.setenv("COLUMNS", "200")
+    print_table(rows, JOB_COLUMNS)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines  # heading and one row: the command did not wrap
+    assert 120 < max(len(line) for line in lines) <= 200
+    assert shell_words(command) in lines[1]
+
+    monkeypatch.delenv("COLUMNS")
+    print_table(rows, JOB_COLUMNS)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 2 and max(len(line) for line in lines) <= 120
+
+
+def test_timestamps_read_in_local_time_with_the_date_only_when_not_today() -> None:
+    now = datetime.now().astimezone().replace(hour=12, minute=0, second=0, microsecond=0)
+    soon = (now + timedelta(minutes=5, seconds=7)).astimezone(UTC)
+    assert local_time(soon.isoformat(), now) == "12:05"
+    assert local_time(soon.isoformat(), now, seconds=True) == "12:05:07"
+    later = (now + timedelta(days=2)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert local_time(later, now) == f"{now + timedelta(days=2):%Y-%m-%d} 12:00"
+    assert readable_value(soon.isoformat(), now) == "12:05:07"
+    # Only whole timestamps: other strings and values are left as they are.
+    for value in (4, None, ["default"], "default", "2024-05-01", "at 2024-05-01T12:00:00Z"):
+        assert readable_value(value, now) == value
+
+
+def test_free_text_gives_way_first_and_names_keep_their_width() -> None:
+    headings = ["WORKER", "FIELD", "COMMENT"]
+    rows = [["plant1-gpu-worker-0003", "concurrency_until", "link is bad " * 8]]
+    assert fit_widths(headings, rows, 200) == [22, 17, 96]  # fits: natural widths
+    assert fit_widths(headings, rows, 60) == [22, 17, 21]  # the comment wraps at words
+    # Too narrow to keep the names whole: the widest column narrows first.
+    assert fit_widths(headings, rows, 30) == [10, 10, 10]
+    assert fit_widths(headings, [["a", "b", "a " * 20]], 14)[:2] == [6, 5]
+
+
+def _audit_entries() -> list[dict]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "id": 3,
+            "at": (now - timedelta(minutes=3)).isoformat(),
+            "actor": "root@ops-laptop",
+            "target": "plant1-gpu-worker-0003",
+            "field": "concurrency_until",
+            "old": (now + timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
+            "new": (now + timedelta(days=2, hours=1)).isoformat().replace("+00:00", "Z"),
+            "comment": "link is bad, cutting it for the next hour while the provider looks",
+        },
+        {
+            "id": 2,
+            "at": (now - timedelta(hours=3)).isoformat(),
+            "actor": "edgefleet-server",
+            "target": "site-a-edge-17",
+            "field": "queues",
+            "old": ["default"],
+            "new": ["default", "gpu", "night-batch"],
+            "comment": None,
+        },
+    ]
+
+
+def test_the_audit_table_shows_times_readably_and_keeps_words_whole(capsys, monkeypatch):
+    from edgefleet.cli.audit import AUDIT_COLUMNS, for_table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    entries = _audit_entries()
+    print_listing(entries, OutputFormat.TABLE, AUDIT_COLUMNS, for_table)
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert "T" not in "".join(line.split("COMMENT")[0] for line in lines[1:])  # no ISO
+    first = lines[1].split()
+    assert first[:5] == [
+        "3m",
+        "ago",
+        "root@ops-laptop",
+        "plant1-gpu-worker-0003",
+        "concurrency_until",
+    ]
+    assert first[5] == local_time(entries[0]["old"], seconds=True)
+    assert " ".join(first[6:8]) == local_time(entries[0]["new"], seconds=True)
+    assert "default,gpu,night-batch" in text  # a value without spaces is not cut
+    assert "3h ago" in text
+    assert " ".join(text.split()).count("link is bad, cutting it for the next hour") == 1
+
+    print_listing(entries, OutputFormat.JSON, AUDIT_COLUMNS, for_table)
+    assert json.loads(capsys.readouterr().out) == entries  # JSON keeps ISO timestamps

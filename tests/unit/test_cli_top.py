@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from edgefleet.cli.api import AdminClient
+from edgefleet.cli.output import local_time
 from edgefleet.cli.top import Frame, refresh, render
 from edgefleet.settings import Settings
 
@@ -130,3 +131,26 @@ def test_an_unreachable_server_gives_a_one_line_status_and_keeps_the_last_data()
     nothing_yet = refresh(_client(refuse), Frame("http://srv:1"))
     assert text_of(nothing_yet).strip().splitlines()[0].startswith("server unavailable: ")
     assert len(text_of(nothing_yet).strip().splitlines()) == 1
+
+
+def test_the_latest_changes_keep_short_columns_whole_and_cut_only_the_comment() -> None:
+    until = (NOW + timedelta(minutes=20)).isoformat()
+    entry = {
+        **AUDIT[0],
+        "at": (NOW - timedelta(seconds=30)).isoformat(),
+        "actor": "root@ops-laptop",
+        "target": "WORKER-plant1-0001",
+        "field": "concurrency_until",
+        "old": None,
+        "new": until,
+        "comment": "link is bad, cutting it for the next hour while the provider looks " * 2,
+    }
+    frame = Frame("http://srv", WORKERS, QUEUES, [entry, *AUDIT], read_at=NOW)
+    lines = text_of(frame).splitlines()
+    assert max(len(line) for line in lines) <= 120
+    row = next(line for line in lines if line.startswith("30s"))
+    words = row.split()
+    assert words[:5] == ["30s", "ago", "root@ops-laptop", "WORKER-plant1-0001", "concurrency_until"]
+    assert words[5:8] == ["-", "->", local_time(until, NOW, seconds=True)]  # not ISO
+    assert words[8:11] == ["link", "is", "bad,"] and row.rstrip().endswith("…")
+    assert len(row.rstrip()) == 120  # the comment takes the rest of the line

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,7 +91,10 @@ async def test_jobs_beyond_the_free_slots_are_handed_back(tmp_path, recorder):
     assert max_overlap(runs) == 2
 
 
-async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(tmp_path, recorder):
+async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(
+    tmp_path, recorder, caplog
+):
+    caplog.set_level(logging.INFO, logger="edgefleet.worker.agent")
     fake = ScriptedEdgeServer(HOST, concurrency=3)
     jobs = [_assignment(i, recorder.command(0.3)) for i in (10, 11)]
     fake.fetch_answers = [(jobs, {"concurrency": 1, "concurrency_source": "operator"})]
@@ -105,6 +109,7 @@ async def test_a_limit_lowered_in_the_fetch_answer_applies_to_that_answer(tmp_pa
     assert [job_id for job_id, _ in fake.releases] == [11]
     assert [r.job for r in recorder.runs()] == [10]
     assert acked[0].applied_concurrency == 1
+    assert "concurrency updated from 3 to 1 by remote request (operator)" in caplog.text
 
 
 async def test_a_change_arriving_by_long_poll_is_applied_and_acknowledged_without_restart(

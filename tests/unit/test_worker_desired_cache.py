@@ -25,6 +25,7 @@ from support import async_wait_until
 pytestmark = pytest.mark.same_on_every_backend  # no database: the SQLite pass runs it
 
 HOST = "cache-edge"
+AGENT_LOG = "edgefleet.worker.agent"
 
 
 def desired(**fields) -> DesiredState:
@@ -171,7 +172,8 @@ async def running_worker(home, server: ComingBackServer) -> AsyncIterator[EdgeWo
         await client.aclose()
 
 
-async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
+async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger=AGENT_LOG)
     DesiredCache(desired_path(tmp_path, HOST)).save(desired(maintenance=False))
     server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
     async with running_worker(tmp_path, server) as worker:
@@ -192,11 +194,15 @@ async def test_a_worker_starts_on_its_cache_until_the_server_answers(tmp_path):
         # The server's word replaced the cache, though its version is older.
         assert DesiredCache(desired_path(tmp_path, HOST)).load() == server.desired
     assert server.registrations == 1
+    # The log says where each value came from: the cache at start, then the server.
+    assert "from 1 to 3 from its cached desired state (operator)" in caplog.text
+    assert "from 3 to 1 by remote request (flag)" in caplog.text
 
 
-async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(tmp_path):
+async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(tmp_path, caplog):
     """The cached override gives way to the layer below at its end, with no server to say
     so; a restart after that end starts on the layer below at once."""
+    caplog.set_level(logging.INFO, logger=AGENT_LOG)
     until = datetime.now(UTC) + timedelta(seconds=2)
     ending = desired(concurrency_until=until, concurrency_after=5, maintenance=False)
     DesiredCache(desired_path(tmp_path, HOST)).save(
@@ -211,7 +217,9 @@ async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(
         return (*(local[key] for key in keys), worker.limiter.limit)
 
     handed_back = (5, "fleet-default", None, True, 5)
+    ended = "as the operator's value ended (fleet-default)"
     for _ in range(2):
+        caplog.clear()
         server = ComingBackServer(desired(version=2, concurrency=1, concurrency_source="flag"))
         async with running_worker(tmp_path, server) as worker:
             if datetime.now(UTC) < until:
@@ -220,3 +228,7 @@ async def test_an_operators_value_ends_on_time_while_the_server_is_out_of_reach(
                     assert first == (3, "operator", until.isoformat(), True, 3)
             await async_wait_until(lambda w=worker: in_force(w) == handed_back, timeout=10)
         assert server.registrations == 0
+        assert "by remote request" not in caplog.text  # no server ever answered
+        assert ended in caplog.text
+    # The restart came after the end: the cache was handed back as it was adopted.
+    assert f"from 1 to 5 from its cached desired state, {ended}" in caplog.text

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from edgefleet.cli.common import OutputOption
 from edgefleet.cli.context import call, fail, query
-from edgefleet.cli.output import OutputFormat, next_page_hint, print_listing
+from edgefleet.cli.output import (
+    OutputFormat,
+    next_page_hint,
+    print_listing,
+    readable_value,
+    with_ages,
+)
 
 AUDIT_COLUMNS = [
     ("at", "TIME"),
@@ -21,8 +27,22 @@ AUDIT_COLUMNS = [
     ("new", "NEW"),
     ("comment", "COMMENT"),
 ]
+#: Times the table shows as ages, and values it shows in local time when they are
+#: timestamps; JSON keeps ISO timestamps.
+_TIMES = ("at",)
+_VALUES = ("old", "new")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def for_table(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries as the table shows them: when each was made as an age, and old and new values
+    that are timestamps in local time, so that no column is a 30-character ISO string."""
+    now = datetime.now(UTC)
+    return [
+        {**entry, **{key: readable_value(entry.get(key), now) for key in _VALUES}}
+        for entry in with_ages(entries, _TIMES)
+    ]
 
 
 def parse_since(text: str) -> datetime:
@@ -63,6 +83,6 @@ def audit(
         before=before,
     )
     entries = call(ctx, "GET", "/audit", params=params)
-    print_listing(entries, output, AUDIT_COLUMNS)
+    print_listing(entries, output, AUDIT_COLUMNS, for_table)
     given = {"--edge-hostname": edge_hostname, "--since": since, "--limit": limit}
     next_page_hint(entries, limit, ["edgefleet", "audit"], given)

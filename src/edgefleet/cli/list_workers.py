@@ -10,7 +10,7 @@ import click
 
 from edgefleet.cli.context import call, query
 from edgefleet.cli.lazy import ClickCommand
-from edgefleet.cli.output import OutputFormat, parse_time, print_listing, with_ages
+from edgefleet.cli.output import OutputFormat, local_time, print_listing, with_ages
 
 WORKER_COLUMNS = [
     ("hostname", "HOSTNAME"),
@@ -43,13 +43,9 @@ def with_expiry(row: dict[str, Any], now: datetime | None = None) -> dict[str, A
     """The row with its source saying when an expiring override ends, in local time to the
     minute: ``operator until 14:05`` (with the date when it is not today; JSON keeps the
     exact time)."""
-    until = parse_time(row.get("concurrency_until"))
-    if until is None:
+    shown = local_time(row.get("concurrency_until"), now)
+    if shown is None:
         return row
-    local, today = until.astimezone(), (now or datetime.now().astimezone()).date()
-    shown = f"{local:%H:%M}"
-    if local.date() != today:
-        shown = f"{local:%Y-%m-%d} {shown}"
     return {**row, "concurrency_source": f"{row['concurrency_source']} until {shown}"}
 
 

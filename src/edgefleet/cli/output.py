@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +27,8 @@ CHANGE_COLUMNS = [
 ]
 #: Age units, largest first: an age is said in the largest unit it has at least one of.
 _AGE_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+#: An ISO 8601 date and time, as the API writes them (a value that is a timestamp).
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 class OutputFormat(StrEnum):
@@ -37,10 +41,18 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Console:
-    """A Rich console as wide as the terminal, or ``PLAIN_WIDTH`` when not writing to one."""
+    """A Rich console as wide as the terminal; when not writing to one, as wide as
+    ``COLUMNS`` says, or ``PLAIN_WIDTH``."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
+    return Console() if sys.stdout.isatty() else Console(width=plain_width())
+
+
+def plain_width() -> int:
+    """The width of output that goes to no terminal: ``COLUMNS`` when it is set (to a whole
+    number), else ``PLAIN_WIDTH``."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -72,6 +84,25 @@ def age(value: Any, now: datetime | None = None) -> str | None:
     return f"in {amount}" if seconds < 0 and amount != "0s" else f"{amount} ago"
 
 
+def local_time(value: Any, now: datetime | None = None, seconds: bool = False) -> str | None:
+    """``value`` in local time, to the minute (or ``seconds``), with the date only when it
+    is not today: "14:05", "2024-05-02 14:05". None (or unreadable) stays None."""
+    moment = parse_time(value)
+    if moment is None:
+        return None
+    local, today = moment.astimezone(), (now or datetime.now(UTC)).astimezone().date()
+    shown = f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
+    return shown if local.date() == today else f"{local:%Y-%m-%d} {shown}"
+
+
+def readable_value(value: Any, now: datetime | None = None) -> Any:
+    """A value as a table shows it: a timestamp (an ISO 8601 string, as the API sends one)
+    in local time to the second, anything else as it is."""
+    if isinstance(value, str) and _TIMESTAMP.match(value):
+        return local_time(value, now, seconds=True) or value
+    return value
+
+
 def with_ages(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """``rows`` with the times under ``keys`` said as ages, for a table (JSON keeps ISO)."""
     now = datetime.now(UTC)
@@ -100,19 +131,13 @@ def _cell(value: Any) -> str:
 
 
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
-    """``columns`` pairs a row key with its heading."""
-    from rich.table import Table  # here: JSON output and --help need no Rich
+    """``columns`` pairs a row key with its heading. One space between columns; names,
+    states, counts and ages keep their width, and when the table is wider than the terminal
+    the free text (commands, comments) wraps (``edgefleet.cli.fit``)."""
+    from edgefleet.cli.fit import FittedTable  # here: JSON output and --help need no Rich
 
     cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
-    # One space between columns. Short columns (ids, states, counts, ages) keep their width
-    # and their heading whole; when the table is wider than the terminal, the long cells fold.
-    table = Table(box=None, pad_edge=False, collapse_padding=True)
-    for index, (_, heading) in enumerate(columns):
-        widest = max((len(row[index]) for row in cells), default=0)
-        table.add_column(heading, overflow="fold", no_wrap=widest <= max(len(heading), 10))
-    for row in cells:
-        table.add_row(*row)
-    console().print(table)
+    console().print(FittedTable([heading for _, heading in columns], cells))
 
 
 def print_listing(

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edgefleet.cli.context import admin_client
-from edgefleet.cli.output import age, console, duration
+from edgefleet.cli.output import age, console, duration, readable_value
 
 if TYPE_CHECKING:
     from rich.console import Group
-    from rich.table import Table
 
     from edgefleet.cli.api import AdminClient
+    from edgefleet.cli.fit import FittedTable
 
 #: Audit entries a frame shows, newest first.
 AUDIT_ROWS = 8
@@ -127,41 +127,38 @@ def audit_row(entry: dict[str, Any], now: datetime) -> tuple[str, ...]:
         entry["actor"],
         entry["target"],
         entry["field"],
-        f"{_value(entry.get('old'))} -> {_value(entry.get('new'))}",
+        f"{_value(entry.get('old'), now)} -> {_value(entry.get('new'), now)}",
         entry.get("comment") or "",
     )
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, now: datetime | None = None) -> str:
+    """A value of a change: a timestamp in local time, a list comma-joined."""
     if value is None:
         return "-"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
-    return str(value)
+    return str(readable_value(value, now))
 
 
-def _table(title: str, headings: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
-    from rich.table import Table
+def _table(title: str, headings: tuple[str, ...], rows: list[tuple[str, ...]]) -> FittedTable:
+    """One line a row: names, states and ages whole; long text cut with "…" to fit."""
+    from edgefleet.cli.fit import FittedTable
 
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for heading in headings:
-        table.add_column(heading, overflow="ellipsis", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    return table
+    return FittedTable(headings, rows, title=title, one_line=True, gap=2)
 
 
-def _workers_table(workers: list[dict[str, Any]]) -> Table:
+def _workers_table(workers: list[dict[str, Any]]) -> FittedTable:
     return _table("workers", WORKER_COLUMNS, [worker_row(w) for w in workers])
 
 
-def _queues_table(queues: list[dict[str, Any]]) -> Table:
+def _queues_table(queues: list[dict[str, Any]]) -> FittedTable:
     return _table(
         "queues (with jobs, a cap or a worker)", QUEUE_COLUMNS, [queue_row(q) for q in queues]
     )
 
 
-def _audit_table(entries: list[dict[str, Any]], now: datetime) -> Table:
+def _audit_table(entries: list[dict[str, Any]], now: datetime) -> FittedTable:
     return _table("latest changes", AUDIT_COLUMNS, [audit_row(e, now) for e in entries])
 
 

@@ -327,20 +327,27 @@ class EdgeWorker:
 
     # --- desired state --------------------------------------------------------------
 
-    def _apply(self, desired: DesiredState, force: bool = False) -> None:
-        """Adopt the centre's desired state at once; nothing running is ever killed for it."""
+    def _apply(
+        self, desired: DesiredState, force: bool = False, reason: str = "by remote request"
+    ) -> None:
+        """Adopt the centre's desired state at once; nothing running is ever killed for it.
+        ``reason`` says in the log where the state came from (the server, the cache, the
+        worker's own clock)."""
         current = self.desired
         if current is not None and not force and desired.version <= current.version:
             return
-        desired = self._hand_back_when_over(desired)
+        given, desired = desired, self._hand_back_when_over(desired)
+        if desired is not given:
+            reason += ", as the operator's value ended"
         hostname = self.config.hostname
         old_limit = self.limiter.set_limit(desired.concurrency)
         if old_limit != desired.concurrency:
             log.info(
-                "worker %s: concurrency updated from %d to %d by remote request (%s)",
+                "worker %s: concurrency updated from %d to %d %s (%s)",
                 hostname,
                 old_limit,
                 desired.concurrency,
+                reason,
                 desired.concurrency_source,
             )
         if current is not None and current.queues != desired.queues:
@@ -384,7 +391,7 @@ class EdgeWorker:
             desired.concurrency,
             desired.concurrency_until,
         )
-        self._apply(handed_back(desired), force=True)
+        self._apply(handed_back(desired), force=True, reason="as the operator's value ended")
 
     def _adopt_cached(self) -> None:
         """Until the server answers, run on the desired state it last gave this worker (not
@@ -403,7 +410,7 @@ class EdgeWorker:
             self._desired_cache.path,
         )
         self._cached = True
-        self._apply(cached, force=True)
+        self._apply(cached, force=True, reason="from its cached desired state")
 
     def _exiting(self) -> bool:
         return self._stopping or (self.desired is not None and self.desired.shutdown)
