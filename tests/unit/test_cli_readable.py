@@ -242,3 +242,22 @@ def test_the_audit_table_shows_times_readably_and_keeps_words_whole(capsys, monk
 
     print_listing(entries, OutputFormat.JSON, AUDIT_COLUMNS, for_table)
     assert json.loads(capsys.readouterr().out) == entries  # JSON keeps ISO timestamps
+
+
+def test_cells_are_shown_as_written_not_as_markup(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    print_table(
+        [{"comment": "moved to [gpu] queue [/]", "name": "漢字-edge"}],
+        [
+            ("comment", "COMMENT"),
+            ("name", "NAME"),
+        ],
+    )
+    assert capsys.readouterr().out.splitlines()[1].split() == [
+        "moved",
+        "to",
+        "[gpu]",
+        "queue",
+        "[/]",
+        "漢字-edge",
+    ]

@@ -4,7 +4,8 @@ reasons) gives up room first, widest first, so names, states, ids, times and age
 
 Rich's own narrowing shares the shortfall among all columns once the wrappable ones are as
 narrow as each other, which cuts hostnames and ages mid-word; here the widths are worked out
-for the width the table is drawn at and given to Rich fixed.
+for the width the table is drawn at and given to Rich fixed. Cells are plain text, never
+Rich markup.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from rich.cells import cell_len
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -25,7 +28,8 @@ LONG_WORD = 30
 
 
 def natural_width(heading: str, cells: Sequence[str]) -> int:
-    return max([len(heading), *(len(cell) for cell in cells)])
+    """The width of the widest cell or heading, in terminal cells (a CJK character is two)."""
+    return max([cell_len(heading), *(cell_len(cell) for cell in cells)])
 
 
 def is_free_text(heading: str, cells: Sequence[str], short: int = SHORT) -> bool:
@@ -40,13 +44,13 @@ def text_floor(heading: str, cells: Sequence[str], short: int = SHORT) -> int:
     natural = natural_width(heading, cells)
     if not is_free_text(heading, cells, short):
         return natural
-    longest = max((len(word) for cell in cells for word in cell.split()), default=0)
-    return min(natural, max(len(heading), min(longest, LONG_WORD)))
+    longest = max((cell_len(word) for cell in cells for word in cell.split()), default=0)
+    return min(natural, max(cell_len(heading), min(longest, LONG_WORD)))
 
 
 def _level(naturals: Sequence[int], floors: Sequence[int], room: int) -> list[int] | None:
     """Widths no wider than ``room`` in all: the widest columns narrowed to one level, none
-    below its floor, leftover columns given back to the narrowed ones; None if the floors
+    below its floor, the room left over given back to the narrowed ones; None if the floors
     alone are too wide."""
     if sum(floors) > room:
         return None
@@ -77,7 +81,7 @@ def fit_widths(
     naturals = [natural_width(h, c) for h, c in zip(headings, columns, strict=True)]
     if sum(naturals) <= room:
         return naturals
-    headings_only = [max(1, min(n, len(h))) for n, h in zip(naturals, headings, strict=True)]
+    headings_only = [max(1, min(n, cell_len(h))) for n, h in zip(naturals, headings, strict=True)]
     free = [is_free_text(h, c, short) for h, c in zip(headings, columns, strict=True)]
     steps = (
         [text_floor(h, c, short) for h, c in zip(headings, columns, strict=True)],
@@ -107,6 +111,7 @@ class FittedTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.table import Table
+        from rich.text import Text
 
         room = options.max_width - self.gap * (len(self.headings) - 1)
         short = ONE_LINE_SHORT if self.one_line else SHORT
@@ -127,5 +132,5 @@ class FittedTable:
                 overflow="ellipsis" if self.one_line else "fold",
             )
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # as written: "[x]" is not markup
         yield table
