@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
@@ -41,18 +40,11 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Console:
-    """A Rich console as wide as the terminal; when not writing to one, as wide as
-    ``COLUMNS`` says, or ``PLAIN_WIDTH``."""
+    """A Rich console as wide as the terminal; ``PLAIN_WIDTH`` when not writing to one (a
+    pipe or a file: the same layout whatever ``COLUMNS`` a parent process left set)."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=plain_width())
-
-
-def plain_width() -> int:
-    """The width of output that goes to no terminal: ``COLUMNS`` when it is set (to a whole
-    number), else ``PLAIN_WIDTH``."""
-    columns = os.environ.get("COLUMNS", "").strip()
-    return int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
+    return Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
 
 
 def parse_time(value: Any) -> datetime | None:
