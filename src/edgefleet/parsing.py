@@ -27,6 +27,8 @@ _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+#: ``1h30m``, ``2d12h``: whole-unit parts, largest unit first, each unit once.
+_DURATION_PARTS = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 
@@ -109,11 +111,16 @@ def parse_queues(text: str) -> list[str]:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``1d``."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 15m, 2h or 1d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """Seconds from ``90``, ``90s``, ``30m``, ``1.5h``, ``1d``, or parts such as ``1h30m``."""
+    plain = text.strip().lower()
+    match = _DURATION.match(plain)
+    if match:
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    parts = _DURATION_PARTS.match(plain)
+    if not plain or not parts or not any(parts.groups()):
+        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 15m, 2h, 1h30m or 1d")
+    units = (86400, 3600, 60, 1)
+    return float(sum(int(n) * unit for n, unit in zip(parts.groups(), units, strict=True) if n))
 
 
 def parse_until(text: str, now: datetime) -> datetime:

@@ -162,13 +162,25 @@ def test_the_cli_and_the_contract_accept_the_same_names(kind: str, value: str) -
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1.5h", 5400)],
+    [
+        ("90", 90),
+        ("30s", 30),
+        ("15m", 900),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1.5h", 5400),
+        ("1h30m", 5400),
+        ("2d12h", 216000),
+        ("1h0m5s", 3605),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parsing.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "soon"])
+@pytest.mark.parametrize(
+    "text", ["", "h", "-1h", "1w", "soon", "30m1h", "1h1h", "1.5h30m", "1h 30m", "hm"]
+)
 def test_parse_duration_refuses_what_is_not_one(text: str) -> None:
     with pytest.raises(ValueError, match="bad duration"):
         parsing.parse_duration(text)

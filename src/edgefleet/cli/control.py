@@ -232,7 +232,7 @@ def set_worker_concurrency(
     force: ForceOption = False,
     for_: Annotated[
         str | None,
-        typer.Option("--for", help="End by itself after this long: 30s, 15m, 2h, 1d."),
+        typer.Option("--for", help="End by itself after this long: 30s, 15m, 2h, 1h30m, 1d."),
     ] = None,
     until: Annotated[
         str | None,
