@@ -116,7 +116,8 @@ class JobProcess:
         self._verdict: Outcome | None = None
         self._escalation: asyncio.TimerHandle | None = None
         self._killed = asyncio.Event()
-        self._exited = False
+        #: Set once spawned; its ``exited`` is done from the moment the loop sees the exit.
+        self._protocol: _Protocol | None = None
 
     @property
     def stopping(self) -> bool:
@@ -126,7 +127,7 @@ class JobProcess:
         """Stop the job's process group: SIGTERM now, SIGKILL after the grace. The first
         reason given is the one reported. A main process that has already exited keeps its
         own outcome: a kill that came after the work was done must not make it run again."""
-        if self._exited:
+        if self._protocol is not None and self._protocol.exited.done():
             return
         if self._verdict is None:
             self._verdict = Outcome(state, None, reason)
@@ -149,7 +150,7 @@ class JobProcess:
             return Outcome(
                 JobState.FAILED, None, f"could not start {self.command[0]!r}{where}: {detail}"
             )
-        self.pid = process.pid
+        self.pid, self._protocol = process.pid, protocol
         if self.on_start is not None:
             self.on_start(process.pid)
         if self._verdict is not None:  # killed while starting
@@ -160,7 +161,6 @@ class JobProcess:
             if timed_out:
                 self.kill(JobState.FAILED, f"timed out after {self.timeout:g}s")
                 await protocol.exited
-            self._exited = True
         except asyncio.CancelledError:
             signal_group(process.pid)
             with contextlib.suppress(Exception):
