@@ -58,10 +58,13 @@ def check_cron(expr: str) -> str:
     return expr
 
 
-def check_duration(seconds: int) -> int:
+def check_duration(seconds: int, given: str | None = None) -> int:
+    """``seconds`` if a window may last that long; the refusal names the duration as
+    ``given`` (the operator's text), else in seconds."""
     if not 1 <= seconds <= MAX_DURATION_SECONDS:
         longest = MAX_DURATION_SECONDS // 86400
-        raise ValueError(f"bad duration {seconds}s: a window lasts from 1s to {longest}d")
+        shown = repr(given) if given is not None else f"{seconds}s"
+        raise ValueError(f"bad duration {shown}: a window lasts from 1s to {longest}d")
     return seconds
 
 
