@@ -90,13 +90,14 @@ MAX_REASON_LENGTH = 4096
 #: Why a job ended or was stopped, as told by a worker.
 Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_LENGTH, pattern=_NO_NUL)]
 Argument = Annotated[str, StringConstraints(max_length=65536, pattern=_NO_NUL)]
-EnvName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-]
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: An absolute path, no NUL bytes.
+WORK_DIR_PATTERN = r"^/[^\x00]*$"
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=ENV_NAME_PATTERN)]
 EnvValue = Annotated[str, StringConstraints(max_length=65536, pattern=_NO_NUL)]
 #: An absolute directory on the worker (no NUL bytes); relative paths would depend on where
 #: the worker happened to be started.
-WorkDir = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00]*$")]
+WorkDir = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=WORK_DIR_PATTERN)]
 #: Characters one log chunk holds at most: even JSON-escaped, well below the body cap.
 MAX_LOG_CHUNK_CHARS = 512 * 1024
 #: Longest job timeout and retry delay accepted: 30 days.
@@ -711,8 +712,8 @@ PATTERN_WORDS = {
     INSTANCE_ID_SYNTAX: "use letters, digits, '_', '.', ':' or '-'",
     _PRINTABLE: "control characters are not allowed",
     _NO_NUL: "NUL characters are not allowed",
-    r"^[A-Za-z_][A-Za-z0-9_]*$": "use letters, digits and '_', not starting with a digit",
-    r"^/[^\x00]*$": "use an absolute path (starting with '/')",
+    ENV_NAME_PATTERN: "use letters, digits and '_', not starting with a digit",
+    WORK_DIR_PATTERN: "use an absolute path (starting with '/')",
 }
 ScheduleName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=SCHEDULE_NAME_PATTERN)
