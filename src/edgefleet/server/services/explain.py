@@ -12,6 +12,7 @@ from edgefleet.contract import ConcurrencyExplained, LayerView
 from edgefleet.db.models import Worker
 from edgefleet.parsing import format_selector
 from edgefleet.server.services import layers
+from edgefleet.server.services.schedules import stamp
 from edgefleet.server.services.workers import get_worker, rule_in_force, schedule_in_force
 
 #: Why the layer in force wins, by its source.
@@ -46,7 +47,7 @@ def _schedule_note(worker: Worker, snapshot: layers.Snapshot) -> str:
     if not found:
         return "no schedule's window is open for the worker's labels"
     first = found[0]
-    note = f"window of schedule {first.name} open until {first.end:%Y-%m-%d %H:%M:%S} UTC"
+    note = f"window of schedule {first.name} open until {stamp(first.end)}"
     shown = ", ".join(f"{w.name} ({w.concurrency})" for w in found[1:])
     return note + (f"; also open: {shown}" if shown else "")
 
@@ -54,7 +55,7 @@ def _schedule_note(worker: Worker, snapshot: layers.Snapshot) -> str:
 def _operator_note(override: int | None, until: datetime | None) -> str:
     if override is None:
         return "no operator override"
-    ends = f", until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ", until reset"
+    ends = f", until {stamp(until)}" if until else ", until reset"
     return f"set by an operator (set-worker-concurrency){ends}"
 
 
@@ -62,7 +63,7 @@ def _why(source: str, until: datetime | None) -> str:
     if source == fleet_rules.OPERATOR and until is not None:
         return (
             "an operator override wins over every standing rule until it ends by itself at "
-            f"{until:%Y-%m-%d %H:%M:%S} UTC (or is reset with set-worker-concurrency --reset); "
+            f"{stamp(until)} (or is reset with set-worker-concurrency --reset); "
             "the layer below then takes over"
         )
     return WHY.get(source, f"the {source} layer is the highest with a value")

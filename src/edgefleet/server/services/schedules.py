@@ -40,7 +40,8 @@ def target(name: str) -> str:
     return f"schedule:{name}"
 
 
-def _stamp(at: datetime) -> str:
+def stamp(at: datetime) -> str:
+    """A moment as the server's messages and notes write it: UTC, to the second."""
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
@@ -162,7 +163,7 @@ def add(
         session.add(schedule)
         session.flush()
         comment = f"schedule {name} added" + (
-            f", window open until {_stamp(window.end)}" if window else ""
+            f", window open until {stamp(window.end)}" if window else ""
         )
         _audit(session, now, actor, name, None, _definition(schedule), comment)
         changes = layers.refresh(session, workers, layers.load(session, now), actor, comment)
@@ -284,7 +285,7 @@ def _move(session: Session, move: Move, now: datetime) -> None:
             "closed",
             "open",
             f"schedule {schedule.name}: window opened, concurrency {schedule.concurrency} "
-            f"until {_stamp(window.end)}",
+            f"until {stamp(window.end)}",
             field="window",
         )
 
