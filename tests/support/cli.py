@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -81,8 +82,6 @@ def run_in_process(*args: str | int, env: Mapping[str, str]) -> subprocess.Compl
     imports: for the many calls a test needs only refused. ``env``'s ``EDGEFLEET_*``
     variables are the call's whole edgefleet configuration (any other ``EDGEFLEET_*`` of this
     process is hidden during the call). Returns what ``Cli`` returns for the same call."""
-    import os
-
     from click.testing import CliRunner
 
     from edgefleet.cli.main import run
@@ -119,8 +118,6 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
 def clean_cli_env(monkeypatch, home: Path, **values: str) -> Path:
     """A CLI environment with no EDGEFLEET_* of the developer's: ``EDGEFLEET_HOME`` is
     ``home`` and each ``values`` key ``X`` sets ``EDGEFLEET_X``. Returns ``home``."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("EDGEFLEET_"):
             monkeypatch.delenv(key)
