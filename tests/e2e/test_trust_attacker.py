@@ -106,6 +106,9 @@ def test_a_stolen_worker_home_cannot_steer_the_fleet(
     assert not (loot / "secret").exists()
     credential = json.loads((loot / "workers" / THIEF / "credential").read_text())["credential"]
     attacker = {**remote, "EDGEFLEET_HOME": str(loot)}
+    # The thief reports "idle" on the heartbeat after its result: the snapshot waits for it,
+    # so that only an attack could change what follows.
+    admin.wait_for_worker(THIEF, lambda view: view["state"] == "idle", message="thief idle")
     before = _state(admin)
     with_token = {**attacker, "EDGEFLEET_TOKEN": credential}
     answers = {}
