@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import squash, wait_until
+from support import AdminApi, squash, wait_until
 
 pytestmark = pytest.mark.same_on_every_backend
 
@@ -129,12 +129,20 @@ def test_local_worker_commands(server, start_worker, cli, cli_json, admin_api):
 
 @pytest.mark.parametrize("heartbeat", [30.0])
 def test_changes_and_jobs_arrive_by_long_poll_not_heartbeat(
-    server, start_worker, cli, admin_api, job_recorder, heartbeat
+    edgefleet_env, server_factory, start_worker, cli_json, job_recorder, heartbeat
 ):
-    """With a 30 s heartbeat and 30 s fallback poll, only the long-poll can deliver in time."""
+    """With a 30 s heartbeat and 30 s fallback poll, only the long-poll can deliver in time.
+    The offline timeout matches the heartbeat, so the worker stays online and ``--wait``
+    waits for it."""
+    edgefleet_env["EDGEFLEET_WORKER_OFFLINE_TIMEOUT"] = "150"
+    server = server_factory()
     start_worker(
         "lp-1", concurrency=1, heartbeat_interval=heartbeat, extra_args=("--poll-interval", "30")
     )
-    cli("set-worker-concurrency", "-H", "lp-1", "-c", "3", "--wait", "--timeout", "10", check=True)
-    job = admin_api.submit(job_recorder.command(seconds=0))
-    assert admin_api.wait_for_jobs([job], timeout=10)[job]["state"] == "success"
+    change = cli_json(
+        "set-worker-concurrency", "-H", "lp-1", "-c", "3", "--wait", "--timeout", "20"
+    )
+    assert (change["not_acknowledged"], change["not_online"]) == ([], []), change
+    with AdminApi(server.url, edgefleet_env["EDGEFLEET_SECRET"]) as api:
+        job = api.submit(job_recorder.command(seconds=0))
+        assert api.wait_for_jobs([job], timeout=20)[job]["state"] == "success"

@@ -39,11 +39,11 @@ def test_a_worker_restarted_during_an_outage_runs_on_its_cached_state(
         "operator",
         True,
     )
-    restarted = server_factory(migrate=False, wait=False)
     table = cli("worker", "status", "-H", HOST).stdout
     assert [line.split() for line in table.splitlines() if line.startswith("cached")] == [
         ["cached", "True"]
     ]
+    restarted = server_factory(migrate=False, wait=False)
 
     restarted.wait_healthy()
     local = wait_until(

@@ -170,9 +170,9 @@ def test_a_late_result_after_a_long_cut_is_refused_not_recorded(
     wait_until(
         lambda: (
             [r.attempt for r in job_recorder.finished()] == [1]
-            and any(r.attempt == 2 for r in job_recorder.running())
+            and any(r.attempt == 2 for r in job_recorder.runs())
         ),
-        message="attempt 1 ended, attempt 2 running",
+        message="attempt 1 ended, attempt 2 started",
     )
     proxy.heal()
     refused = jobs.wait_event(job, "late_result_refused", timeout=60)

@@ -1,6 +1,6 @@
 """Fault: a worker killed with SIGKILL in the middle of its jobs.
 
-Once the worker missed a few of its own heartbeats (at most the offline timeout, 5 s in
+Once the worker missed a few of its own heartbeats (at most the offline timeout, 10 s in
 tests) the server's sweeper counts its runs as lost: each job with retries left runs again
 elsewhere, the others fail with the reason.
 A worker restarted before that hands its predecessor's runs back at once. Nothing stays
@@ -56,9 +56,9 @@ def test_killed_workers_jobs_run_again_elsewhere(server, start_worker, jobs, job
         assert "worker crash-edge went offline" in lost["reason"]
         assert (lost["attempt"], lost["worker"], lost["state"]) == (1, "crash-edge", "queued")
         lost_at.append(parse_time(lost["at"]))
-    # Re-queued once the worker had been silent for the offline timeout (5 s), not before;
+    # Re-queued once the worker had been silent for the offline timeout (10 s), not before;
     # its last heartbeat came at most about a second before the kill.
-    assert min(lost_at) >= killed_at + 5.0 - 2.0
+    assert min(lost_at) >= killed_at + 10.0 - 2.0
     print(
         f"\nre-queued {min(lost_at) - killed_at:.2f}-{max(lost_at) - killed_at:.2f}s after kill -9"
     )
@@ -83,7 +83,7 @@ def test_without_retries_the_lost_job_fails_with_the_reason(
 
 
 def test_a_worker_restarted_at_once_hands_back_its_predecessors_jobs(
-    server, start_worker, jobs, job_recorder, edgefleet_home
+    patient_liveness, server, start_worker, jobs, job_recorder, edgefleet_home
 ):
     first = start_worker("phoenix-edge", concurrency=2)
     running = [jobs.submit(job_recorder.command(3.0), retries=1) for _ in range(2)]

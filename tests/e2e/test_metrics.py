@@ -31,6 +31,8 @@ def test_metrics_show_workers_desired_vs_applied_and_jobs(server, start_worker, 
     cli("set-worker-concurrency", "-H", "m-1", "-c", "4", "--wait", check=True)
     job = admin_api.submit(["true"])
     admin_api.wait_for_jobs([job])
+    # The worker reports "idle" on the heartbeat after it delivered the result.
+    admin_api.wait_for_worker("m-1", lambda view: view["state"] == "idle")
 
     samples = scrape(server.url, admin_api.secret)
     assert samples['edgefleet_worker_concurrency{hostname="m-1"}'] == 4

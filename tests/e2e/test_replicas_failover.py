@@ -3,7 +3,7 @@
 Real processes: two ``edgefleet server`` on one PostgreSQL database and one worker that knows
 both. A dies with SIGKILL while the worker runs a job; the worker keeps the job, reports it
 through B (once: attempt 1, one ``started`` and one ``succeeded``), and takes new work and a
-control change there. A worker unheard of for ``EDGEFLEET_WORKER_OFFLINE_TIMEOUT`` (5 s in the
+control change there. A worker unheard of for ``EDGEFLEET_WORKER_OFFLINE_TIMEOUT`` (10 s in the
 tests) would have its job re-queued: a failover slower than that shows as a second attempt.
 """
 

@@ -215,7 +215,7 @@ def test_an_acknowledgement_never_goes_back(app, app_client, app_settings, admin
     assert [after[f] for f in fields] == [acked[f] for f in fields]
     assert (acked["applied_version"], acked["applied_concurrency"]) == (version, 5)
     # The state the long-poll brought stands too. (Read after the heartbeat, which also
-    # keeps the worker from looking offline on a slow machine: tests use a 5 s timeout.)
+    # keeps the worker from looking offline on a slow machine: tests use a 10 s timeout.)
     assert after["state"] == "running"
 
 
