@@ -162,12 +162,14 @@ def test_a_restarted_scheduler_adopts_its_jobs_by_key(
     admin_api.wait_for_jobs(ended)
     submit("c", 1, [*python, "import time; time.sleep(2)"])  # running when adopted
     still = "print('started', flush=True); import time; time.sleep(300)"
-    submit("d", 1, [*python, still])  # still running at the end
+    running_job = submit("d", 1, [*python, still])  # still running at the end
     cancelled = submit("e", 1, ["true"], queue="nobody-serves")
     admin_api.call("POST", f"/jobs/{cancelled}/cancel", expect=200)
     submit("f", 1, ["true"], queue="nobody-serves")
     submit("f", 2, ["true"], queue="nobody-serves")  # an older try's job is not this try's
 
+    # The probe reads a running task's output: it has reached the server first.
+    wait_until(lambda: "started" in admin_api.job_log(running_job), message="job d's output")
     token_file = tmp_path / "token"
     token_file.write_text(_operator_token(cli_json))
     env = {

@@ -53,8 +53,11 @@ def test_a_queue_cap_holds_across_workers_and_moves_at_runtime(
 
     # A backlog drains through 8 free slots, never more than 2 gpu jobs at once, while the
     # default queue's jobs start beside them.
-    gpu = [admin_api.submit(job_recorder.command(0.2), queue="gpu") for _ in range(6)]
-    other = [admin_api.submit(job_recorder.command(0.2), queue="default") for _ in range(2)]
+    # One batch, so the backlog is all there before the first job ends.
+    backlog = [{"command": job_recorder.command(0.2), "queue": "gpu"} for _ in range(6)]
+    backlog += [{"command": job_recorder.command(0.2), "queue": "default"} for _ in range(2)]
+    ids = admin_api.call("POST", "/jobs/batch", expect=201, json={"jobs": backlog})["ids"]
+    gpu, other = ids[:6], ids[6:]
     views = admin_api.wait_for_jobs(gpu + other, timeout=60)
     assert all(view["state"] == "success" for view in views.values()), views
     runs = job_recorder.finished()

@@ -42,9 +42,11 @@ pytestmark = [
 
 def expect(actual: object):
     """Playwright's ``expect``. Playwright is imported by the tests that use it, not at
-    collection, which every test process would pay for (half a second)."""
+    collection, which every test process would pay for (half a second). Every expectation
+    may take ``UI_TIMEOUT_MS`` (Playwright's default of 5 s is short on a loaded machine)."""
     from playwright.sync_api import expect as playwright_expect
 
+    playwright_expect.set_options(timeout=UI_TIMEOUT_MS)
     return playwright_expect(actual)
 
 
