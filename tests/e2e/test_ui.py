@@ -609,7 +609,7 @@ def test_ui_queues_caps_throughput_and_concurrency_sources(
     page.fill("#w-concurrency-for", "soon")
     page.click("#w-concurrency-set")
     expect(page.locator("#w-concurrency-error")).to_contain_text("bad duration")
-    page.fill("#w-concurrency-for", "1h")
+    page.fill("#w-concurrency-for", "1h0m")  # read as the CLI's --for reads it
     page.click("#w-concurrency-set")
     view = admin_api.wait_applied("layers-edge", 1, pid=worker.pid)
     assert view["concurrency_source"] == "operator" and view["concurrency_until"]

@@ -135,11 +135,18 @@
 
   const DURATION_UNITS = { "": 1, s: 1, m: 60, h: 3600, d: 86400 };
 
-  /** Seconds from 90, 90s, 30m, 12h or 1d (as the CLI's --for reads them). */
+  /** Seconds from 90, 90s, 30m, 1.5h, 1d or parts such as 1h30m (as the CLI's --for reads
+   * them). */
   function parseDuration(text) {
-    const match = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(text.trim().toLowerCase());
-    if (!match) throw new Error(`bad duration "${text.trim()}": use e.g. 30s, 15m, 2h or 1d`);
-    return Number(match[1]) * DURATION_UNITS[match[2]];
+    const plain = text.trim().toLowerCase();
+    const single = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(plain);
+    if (single) return Number(single[1]) * DURATION_UNITS[single[2]];
+    const parts = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(plain);
+    if (!plain || !parts || !parts.slice(1).some(Boolean)) {
+      throw new Error(`bad duration "${text.trim()}": use e.g. 30s, 15m, 2h, 1h30m or 1d`);
+    }
+    const units = [86400, 3600, 60, 1];
+    return units.reduce((sum, unit, i) => sum + Number(parts[i + 1] || 0) * unit, 0);
   }
 
   /** The ``until`` of a "for" box: None when empty, else now plus the duration (ISO, UTC). */
