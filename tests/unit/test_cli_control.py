@@ -102,6 +102,12 @@ def test_each_command_sends_one_patch_with_its_target_and_change(sent, args, tar
             "No such option",
         ),
         (["shutdown-all-workers", "-H", "w", "--yes"], "No such option"),
+        # A second -H would otherwise quietly replace the first.
+        (
+            ["set-worker-concurrency", "-H", "a", "-H", "b", "-c", "3"],
+            "give -H/--edge-hostname once",
+        ),
+        (["set-worker-concurrency", "-H", "", "-c", "3"], "the worker name is empty"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_sent(sent, args, message):
@@ -192,3 +198,47 @@ def test_a_schedule_window_out_of_range_is_refused_as_typed(sent, duration):
     assert result.exit_code == 2, result.output
     assert f"bad duration {duration!r}: a window lasts from 1s to 366d" in result.stderr
     assert sent == []
+
+
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        (["schedule", "remove", "all?x=1"], "/api/v1/schedules/all%3Fx%3D1"),
+        (["schedule", "remove", "all#x"], "/api/v1/schedules/all%23x"),
+        (["remove-remote-edge-worker", "-H", "site-b-1?x=1"], "/api/v1/workers/site-b-1%3Fx%3D1"),
+        (["workers", "explain", "-H", "../tokens"], "/api/v1/workers/..%2Ftokens/explain"),
+        (["token", "revoke", "a/b"], "/api/v1/tokens/a%2Fb"),
+    ],
+)
+def test_a_name_in_a_path_names_only_itself(tmp_path, monkeypatch, args, path):
+    """A name holding '?', '#' or '/' is sent quoted whole: the server looks it up as it is
+    (and finds nothing), never the thing its prefix names."""
+    clean_cli_env(
+        monkeypatch, tmp_path / "home", API_URL="http://edgefleet.test", TOKEN="efo_operator"
+    )
+    sent = capture_admin_requests(
+        monkeypatch, lambda _: httpx.Response(404, json={"error": "not_found", "detail": "none"})
+    )
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "error: none" in result.stderr, result.output
+    (request,) = sent
+    assert request.url.raw_path.decode() == path
+
+
+@pytest.mark.parametrize(
+    "args", [["schedule", "remove", ""], ["workers", "explain", "-H", ""], ["token", "revoke", ""]]
+)
+def test_an_empty_name_is_refused_before_anything_is_sent(sent, args):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "name is empty" in result.stderr
+    assert sent == []
+
+
+def test_a_redirect_is_an_error_not_an_empty_answer(tmp_path, monkeypatch):
+    clean_cli_env(
+        monkeypatch, tmp_path / "home", API_URL="http://edgefleet.test", TOKEN="efo_operator"
+    )
+    capture_admin_requests(monkeypatch, lambda _: httpx.Response(307, headers={"location": "/x"}))
+    result = CliRunner().invoke(app, ["schedule", "list"])
+    assert result.exit_code == 1 and "HTTP 307" in result.stderr, result.output

@@ -219,7 +219,7 @@ class AdminClient:
                     429,
                     response.text,
                 )
-        if response.status_code >= 400:
+        if not response.is_success:  # a redirect too: this client follows none
             try:
                 body = response.json()
             except ValueError:

@@ -109,6 +109,17 @@ def query(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def resource(collection: str, name: str, *rest: str) -> str:
+    """The API path of one named thing: the name is sent quoted whole, so a name holding
+    ``/``, ``?`` or ``#`` names nothing else (e.g. ``schedule remove 'all?x=1'`` is not the
+    schedule ``all``); an empty name is refused (exit 2)."""
+    from urllib.parse import quote
+
+    if not name:
+        fail(f"the {collection.removesuffix('s')} name is empty", code=2)
+    return "/".join(["", collection, quote(name, safe=""), *rest])
+
+
 def call(ctx: Context, method: str, path: str, **kwargs: Any) -> Any:
     """One request on a client of its own (``admin_client``), for a command that makes one."""
     with admin_client(ctx) as client:

@@ -25,8 +25,9 @@ from edgefleet.cli.common import ForceOption, OutputOption
 from edgefleet.cli.context import admin_client, fail, parsed
 from edgefleet.cli.output import CHANGE_COLUMNS, OutputFormat, print_json, print_table
 
+#: Read as a list so that a second -H is refused rather than quietly replacing the first.
 TargetHostname = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option("--edge-hostname", "-H", help="Worker name, or a glob like 'site-a-*'."),
 ]
 Selector = Annotated[
@@ -53,7 +54,7 @@ def parse_selector(text: str) -> dict[str, str]:
 class Targeting:
     """The options every control command shares, read once: which workers, and how to report."""
 
-    edge_hostname: str | None = None
+    edge_hostname: list[str] | None = None
     selector: str | None = None
     all_workers: bool = False
     wait: bool = False
@@ -62,14 +63,23 @@ class Targeting:
 
     def target(self) -> dict[str, Any]:
         """The request's ``target``; exactly one of name, selector or all must be given."""
-        given = sum([self.edge_hostname is not None, self.selector is not None, self.all_workers])
+        names = self.edge_hostname or []
+        given = sum([bool(names), self.selector is not None, self.all_workers])
         if given != 1:
             fail("name the workers with exactly one of -H/--edge-hostname, --selector or --all", 2)
+        if "" in names:
+            fail("-H/--edge-hostname: the worker name is empty", 2)
+        if len(names) > 1:
+            fail(
+                "give -H/--edge-hostname once; for several workers use a glob such as "
+                "'site-a-*' or --selector KEY=VALUE",
+                2,
+            )
         if self.all_workers:
             return {"all": True}
         if self.selector is not None:
             return {"selector": parse_selector(self.selector)}
-        return {"edge_hostname": self.edge_hostname}
+        return {"edge_hostname": names[0]}
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -184,9 +194,11 @@ def report(
         result = send(client)
         pending: list[str] = []
         skipped: list[str] = []
+        online = False
         if targeting.wait:
             versions = result["versions"]
             pending, skipped = wait_for_acks(client, versions, targeting.timeout, target)
+            online = len(skipped) < len(versions)
     if targeting.output is OutputFormat.JSON:
         waited = {"not_acknowledged": pending, "not_online": skipped}
         print_json({**result, **waited} if targeting.wait else result)
@@ -195,7 +207,11 @@ def report(
         if skipped:
             print(f"not online, will apply on return: {', '.join(skipped)}")
         if targeting.wait and not pending:
-            print("acknowledged by every targeted online worker")
+            print(
+                "acknowledged by every targeted online worker"
+                if online
+                else "no targeted worker is online: none has acknowledged yet"
+            )
     if pending:
         fail(f"not acknowledged within {targeting.timeout:g}s by: {', '.join(pending)}")
 

@@ -8,7 +8,7 @@ import typer
 
 from edgefleet import parsing
 from edgefleet.cli.common import OutputOption
-from edgefleet.cli.context import call, fail, parsed
+from edgefleet.cli.context import call, fail, parsed, resource
 from edgefleet.cli.output import OutputFormat, duration, print_json, print_listing
 
 QUEUE_COLUMNS = [
@@ -34,7 +34,7 @@ def set_queue_concurrency(
 ) -> None:
     """Cap how many jobs of a queue run at once across the whole fleet (--reset lifts it)."""
     body = _cap_body(queue, concurrency, reset)
-    change = call(ctx, "PUT", f"/queues/{queue}", json=body)
+    change = call(ctx, "PUT", resource("queues", queue), json=body)
     if output is OutputFormat.JSON:
         print_json(change)
     elif change["changed"]:

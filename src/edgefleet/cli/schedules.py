@@ -16,7 +16,7 @@ import typer
 
 from edgefleet import cron_windows, parsing
 from edgefleet.cli.common import ConcurrencyOption, ForceOption, OutputOption, SelectorOption
-from edgefleet.cli.context import call, parsed, selector_or
+from edgefleet.cli.context import call, parsed, resource, selector_or
 from edgefleet.cli.output import OutputFormat, print_listing, print_rule_change
 
 app = typer.Typer(help="Windows of time in which label groups run at a given concurrency.")
@@ -92,7 +92,7 @@ def remove(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Remove a schedule; workers its open window decided for fall to the next layer."""
-    _report(call(ctx, "DELETE", f"/schedules/{name}"), output)
+    _report(call(ctx, "DELETE", resource("schedules", name)), output)
 
 
 def _row(schedule: dict[str, Any]) -> dict[str, Any]:

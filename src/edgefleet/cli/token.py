@@ -7,7 +7,6 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -15,7 +14,7 @@ from edgefleet import parsing
 from edgefleet.auth import MAX_TOKEN_LIFETIME_SECONDS, Identity, mint_token
 from edgefleet.cli.api import operator_name
 from edgefleet.cli.common import OutputOption
-from edgefleet.cli.context import call, fail, parsed, settings_of
+from edgefleet.cli.context import call, fail, parsed, resource, settings_of
 from edgefleet.cli.output import OutputFormat, print_done, print_json, print_listing
 from edgefleet.contract import MAX_JOIN_TTL, MAX_TOKEN_TTL, Role
 
@@ -135,7 +134,7 @@ def revoke(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Revoke an operator token: its next request is refused (401)."""
-    call(ctx, "DELETE", f"/tokens/{quote(name, safe='')}")
+    call(ctx, "DELETE", resource("tokens", name))
     print_done(output, name, "revoked")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from edgefleet.cli.common import HostnameOption, OutputOption
-from edgefleet.cli.context import call
+from edgefleet.cli.context import call, resource
 from edgefleet.cli.control import Targeting, confirm_or_abort, control_command, report
 from edgefleet.cli.output import OutputFormat, print_done, print_json, print_table
 
@@ -18,7 +18,7 @@ def remove_remote_edge_worker(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Forget a worker that is offline, stopped or revoked (a live one must be shut down first)."""
-    call(ctx, "DELETE", f"/workers/{edge_hostname}")
+    call(ctx, "DELETE", resource("workers", edge_hostname))
     print_done(output, edge_hostname, "removed")
 
 
@@ -58,7 +58,7 @@ def explain(
     ctx: typer.Context, edge_hostname: HostnameOption, output: OutputOption = OutputFormat.TABLE
 ) -> None:
     """Every layer of a worker's concurrency, highest first, and the one in force and why."""
-    explained = call(ctx, "GET", f"/workers/{edge_hostname}/explain")
+    explained = call(ctx, "GET", resource("workers", edge_hostname, "explain"))
     if output is OutputFormat.JSON:
         print_json(explained)
         return
