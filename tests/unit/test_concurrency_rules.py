@@ -88,7 +88,10 @@ def test_layers_resolve_override_then_label_rule_then_fleet_default_then_flag(
     assert answer["changes"]["versions"] == {h: v + 1 for h, v in before.items()}
     assert in_force(app_client, admin) == {h: (4, "fleet-default", None) for h in FLEET}
     rows = [r for r in audit(app_client, admin) if r["field"] == "concurrency"]
-    assert {(r["target"], r["old"], r["new"]) for r in rows} == {(h, 2, 4) for h in FLEET}
+    assert {(r["target"], r["old"], r["new"]) for r in rows} == {
+        *((h, 2, 4) for h in FLEET),
+        ("rule:default", None, 4),  # the rule's own change
+    }
     assert {(r["actor"], r["comment"]) for r in rows} == {(ADMIN_SUBJECT, "fleet default set to 4")}
 
     put_rule(app_client, admin, 6, {"site": "a"})
@@ -114,6 +117,27 @@ def test_layers_resolve_override_then_label_rule_then_fleet_default_then_flag(
     app_client.delete(RULES, params={"default": "true"}, headers=admin)
     assert in_force(app_client, admin) == {h: (2, "flag", None) for h in FLEET}
     assert app_client.get(RULES, headers=admin).json() == []
+    rules = [r for r in audit(app_client, admin) if r["target"].startswith("rule:")]
+    assert [(r["target"], r["old"], r["new"]) for r in reversed(rules)] == [
+        ("rule:default", None, 4),
+        ("rule:site=a", None, 6),
+        ("rule:site=a", 6, None),
+        ("rule:default", 4, None),
+    ]
+
+
+def test_a_rule_is_audited_even_when_no_worker_moves(fleet, app_client, admin):
+    """Who set a rule, and when, can be told though it decides for no worker yet."""
+    before = versions(app_client, admin)
+    assert put_rule(app_client, admin, 5, {"site": "nowhere"}).status_code == 200
+    assert put_rule(app_client, admin, 5, {"site": "nowhere"}).status_code == 200  # the same
+    assert app_client.delete(RULES, params={"selector": "site=nowhere"}, headers=admin).is_success
+    assert versions(app_client, admin) == before
+    rows = [(r["actor"], r["target"], r["old"], r["new"]) for r in audit(app_client, admin)]
+    assert rows == [
+        (ADMIN_SUBJECT, "rule:site=nowhere", 5, None),
+        (ADMIN_SUBJECT, "rule:site=nowhere", None, 5),
+    ]
 
 
 def test_the_claim_path_counts_with_the_layer(app, fleet, app_client, admin):

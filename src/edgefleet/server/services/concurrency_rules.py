@@ -5,7 +5,9 @@ later; the fleet default (the rule with the empty selector) gives one to every w
 label rule matches. Below a worker's operator override, above its own flag. Each change is
 one transaction: the rule is written and every worker's standing layer is resolved again
 (``layers.refresh``), so a worker whose concurrency in force moved gets a new desired
-version and audit rows naming the rule; a refused change writes nothing.
+version and audit rows naming the rule. The rule's own change is audited too (target
+``rule:<selector>`` or ``rule:default``), whether or not any worker moved: who set the fleet
+default, and when, can always be told. A refused change writes nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from edgefleet.db.types import utcnow
 from edgefleet.errors import Conflict, InvalidRequest, NotFound
 from edgefleet.parsing import format_selector
 from edgefleet.server.events import Outcome, changed_workers
-from edgefleet.server.services import layers
+from edgefleet.server.services import audit, layers
 
 #: The name the fleet default goes by where a rule is named (its selector is empty).
 DEFAULT_NAME = "default"
+#: The audit log's target of a rule's own change is this and the rule's name.
+AUDIT_TARGET_PREFIX = "rule:"
 
 
 def selector_text(selector: dict[str, str]) -> str:
@@ -107,6 +111,8 @@ def set_rule(
         comment = f"{_named(shown)} set to {request.concurrency}" + (
             f" (was {old})" if old is not None else ""
         )
+        if old != request.concurrency:
+            _audit(session, actor, shown, old, request.concurrency, comment)
         changes = layers.refresh(session, workers, layers.load(session), actor, comment)
         return _outcome(shown, changes, removed=False)
 
@@ -130,8 +136,21 @@ def remove_rule(
         session.delete(rule)
         session.flush()
         comment = f"{_named(shown)} ({shown.concurrency}) removed"
+        _audit(session, actor, shown, shown.concurrency, None, comment)
         changes = layers.refresh(session, workers, layers.load(session), actor, comment)
         return _outcome(shown, changes, removed=True)
+
+
+def _audit(
+    session: Session,
+    actor: str,
+    rule: ConcurrencyRuleView,
+    old: int | None,
+    new: int | None,
+    comment: str,
+) -> None:
+    target = f"{AUDIT_TARGET_PREFIX}{rule.rule}"
+    audit.record(session, [audit.entry(utcnow(), actor, target, "concurrency", old, new, comment)])
 
 
 def _named(rule: ConcurrencyRuleView) -> str:
