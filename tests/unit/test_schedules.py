@@ -240,3 +240,15 @@ def test_the_sweeper_wakes_at_the_next_boundary(app, fleet):
     assert sweeper.pause(EVENING) == sweeper.interval  # no schedule
     add(db, name="soon", all=True, cron="31 22 * * *", duration_seconds=60)
     assert sweeper.pause(EVENING + timedelta(seconds=59, microseconds=500_000)) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("target", "name"),
+    [({"selector": {"zone": "ü"}}, "zone"), ({"selector": {"k": ""}}, "k"), ({"all": True}, "all")],
+)
+def test_a_name_never_reads_as_every_worker_unless_it_is(fleet, client, admin, target, name):
+    """A selector whose values give no usable character is named from its keys."""
+    body = {**target, "cron": "0 22 * * *", "duration_seconds": 60, "concurrency": 2}
+    added = client.post(SCHEDULES, json=body, headers=admin)
+    assert added.status_code == 201, added.text
+    assert added.json()["schedule"]["name"] == name

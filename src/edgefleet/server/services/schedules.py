@@ -106,8 +106,13 @@ def check(request: ScheduleCreate) -> dict[str, str]:
 
 
 def _free_name(session: Session, selector: dict[str, str]) -> str:
-    """A name from the selector's values (``plant1``, ``all``), numbered if it is taken."""
-    base = _NAME_CHARS.sub("-", "-".join(selector.values())).strip("-._")[:48] or "all"
+    """A name from the selector's values (``plant1``), else its keys when no value has a
+    usable character (``zone`` for ``zone=ü``); ``all`` for every worker; numbered if taken."""
+    words = (
+        _NAME_CHARS.sub("-", "-".join(part)).strip("-._")[:48]
+        for part in (selector.values(), selector.keys())
+    )
+    base = next((word for word in words if word), "all")
     taken = set(session.scalars(select(Schedule.name).where(Schedule.name.startswith(base))))
     number = 1
     name = base
