@@ -68,7 +68,7 @@ def remove_rule(
 
 @app.command("list")
 def list_rules(ctx: typer.Context, output: OutputOption = OutputFormat.TABLE) -> None:
-    """Every rule: the fleet default (``default``) and the label rules."""
+    """Every rule: the fleet default (named default) and the label rules."""
     print_listing(
         call(ctx, "GET", "/concurrency-rules"),
         output,

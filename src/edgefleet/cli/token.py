@@ -149,7 +149,7 @@ def create_join(
     ] = None,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Create a join token: start a new worker with ``--join-token`` to enroll it."""
+    """Create a join token: start a new worker with --join-token to enroll it."""
     if not 1 <= uses <= MAX_JOIN_USES:
         fail(f"--uses must be between 1 and {MAX_JOIN_USES}, not {uses}", code=2)
     body = {

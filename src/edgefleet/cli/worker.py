@@ -255,7 +255,7 @@ def status(
 ) -> None:
     """Show the local worker's state from its state file (no server needed).
 
-    ``cached: true`` means the worker runs on the desired state it last had from the server,
+    "cached: true" means the worker runs on the desired state it last had from the server,
     which it has not reached since it started.
 
     Exits 0 while the worker runs and 1 when it does not.
