@@ -59,6 +59,11 @@ def server_entries(app_client, admin) -> list[dict[str, Any]]:
     return [row for row in audit(app_client, admin) if row["actor"] == sweep.SERVER_ACTOR]
 
 
+def ended_values(app_client, admin) -> list[dict[str, Any]]:
+    """The server's entries for ended values (one per expiry)."""
+    return [row for row in server_entries(app_client, admin) if row["field"] == "concurrency"]
+
+
 @pytest.mark.parametrize(
     ("change", "status", "message"),
     [
@@ -117,6 +122,7 @@ def test_the_per_worker_route_takes_until_and_reset_clears_it(instance, app_clie
 
 def test_the_sweep_ends_a_due_override_as_the_server(instance, app, app_client, admin):
     set_concurrency(app_client, admin, concurrency=5, until=in_an_hour().isoformat())
+    set_by_operator = {row["field"]: row for row in audit(app_client, admin)}
     version = view(app_client, admin)["desired_version"]
     db = app.state.context.db
     assert sweep.expire_overrides(db, datetime.now(UTC)) == []  # not due yet
@@ -127,12 +133,15 @@ def test_the_sweep_ends_a_due_override_as_the_server(instance, app, app_client, 
     assert shown["desired_version"] == version + 1
     assert (shown["concurrency"], shown["concurrency_source"]) == (FLAG, "flag")
     assert shown["concurrency_until"] is None
-    assert audit(app_client, admin)[0] == {
-        "actor": "server",
-        "field": "concurrency",
-        "old": 5,
-        "new": FLAG,
-        "comment": "override expired",
+    # Written as the operator's change was: the value, its source and its end.
+    ended = {row["field"]: row for row in server_entries(app_client, admin)}
+    assert {field: (row["old"], row["new"]) for field, row in ended.items()} == {
+        "concurrency": (5, FLAG),
+        "concurrency_source": ("operator", "flag"),
+        "concurrency_until": (set_by_operator["concurrency_until"]["new"], None),
+    }
+    assert {(row["actor"], row["comment"]) for row in ended.values()} == {
+        ("server", "override expired")
     }
     assert sweep.expire_overrides(db, later) == []  # once
 
@@ -145,7 +154,7 @@ def test_an_expiry_is_written_once_when_two_sweeps_race(instance, app, app_clien
     read_first = sweep.due_overrides(db, later)
     assert sweep.expire_overrides(db, later) == [HOST]
     assert sweep.expire_due(db, read_first, later) == []
-    assert len(server_entries(app_client, admin)) == 1
+    assert len(ended_values(app_client, admin)) == 1
 
     # And truly at once, from two threads.
     set_concurrency(app_client, admin, concurrency=6, until=in_an_hour().isoformat())
@@ -162,7 +171,7 @@ def test_an_expiry_is_written_once_when_two_sweeps_race(instance, app, app_clien
     for thread in threads:
         thread.join()
     assert sorted(map(len, results)) == [0, 1]
-    assert len(server_entries(app_client, admin)) == 2
+    assert len(ended_values(app_client, admin)) == 2
 
 
 def test_an_operator_change_after_the_sweep_read_wins(instance, app, app_client, admin):

@@ -193,7 +193,7 @@ def expire_due(db: sessionmaker[Session], due: list[DueOverride], now: datetime)
                 worker = session.get(Worker, item.hostname)
                 if worker is None:
                     continue
-                audit_rows.append(_expiry_entry(item, fleet_rules.concurrency(worker), now))
+                audit_rows += _expiry_entries(item, worker, now)
                 expired.append(item.hostname)
             audit.record(session, audit_rows)
     for hostname in expired:
@@ -219,10 +219,18 @@ def _clear_override(session: Session, item: DueOverride) -> bool:
     return result.rowcount == 1
 
 
-def _expiry_entry(item: DueOverride, new: int, now: datetime) -> dict[str, object]:
-    return audit.entry(
-        now, SERVER_ACTOR, item.hostname, "concurrency", item.concurrency, new, EXPIRED_COMMENT
-    )
+def _expiry_entries(item: DueOverride, worker: Worker, now: datetime) -> list[dict[str, object]]:
+    """The end written as the operator's change was: the concurrency, its source and its end,
+    each from the override's to the layer below's."""
+    moves = {
+        "concurrency": (item.concurrency, fleet_rules.concurrency(worker)),
+        "concurrency_source": (fleet_rules.OPERATOR, fleet_rules.concurrency_source(worker)),
+        "concurrency_until": (item.until.isoformat(), None),
+    }
+    return [
+        audit.entry(now, SERVER_ACTOR, item.hostname, field, old, new, EXPIRED_COMMENT)
+        for field, (old, new) in moves.items()
+    ]
 
 
 def next_override_expiry(db: sessionmaker[Session]) -> datetime | None:
