@@ -173,9 +173,17 @@ def test_an_expiring_override_ends_by_itself_and_the_worker_adopts_its_flag(
     assert re.search(r"from 5 to 2 (by remote request|as the operator's value ended) \(flag\)", log)
     assert read_state(edgefleet_home, host)["concurrency_until"] is None
 
-    entries = admin_api.call("GET", "/audit", params={"edge_hostname": host})
-    expired = [e for e in entries if e["actor"] == "server"]
-    assert [(e["field"], e["old"], e["new"], e["comment"]) for e in expired] == [
-        ("concurrency", 5, 2, "override expired")
-    ]
+    # The server's sweep ends it too (the worker may have handed back by itself first).
+    def expiry_audited() -> tuple[list, list] | None:
+        entries = admin_api.call("GET", "/audit", params={"edge_hostname": host})
+        expired = [e for e in entries if e["actor"] == "server"]
+        return (entries, expired) if expired else None
+
+    entries, expired = wait_until(expiry_audited, message="the expiry audited")
+    (until,) = [e["new"] for e in entries if e["field"] == "concurrency_until" and e["new"]]
+    assert {(e["field"], e["old"], e["new"], e["comment"]) for e in expired} == {
+        ("concurrency", 5, 2, "override expired"),
+        ("concurrency_source", "operator", "flag", "override expired"),
+        ("concurrency_until", until, None, "override expired"),
+    }
     assert entries[0] == expired[0]  # the last word on this worker
