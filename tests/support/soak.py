@@ -22,8 +22,9 @@ the kernel drops the instant that process dies (``SIGKILL`` included).
 - **run twice**: (a) two executions of one job alive at once (the later one found the lock
   held); (b) one attempt number executed twice; (c) an execution that starts after another
   execution of the job ran to its end, unless the server did not record that attempt as
-  succeeded and its worker was killed (or its grace period ran out, any time until the
-  harness saw the worker gone) between that end and the re-run: the at-least-once window
+  succeeded and its worker was stopped between that end and the re-run (from the SIGKILL, or
+  the end of a SIGTERM's grace period, until the harness saw the worker gone; a job outlives
+  its killed worker by the moment that worker takes to die): the at-least-once window
   between a job's last line and the worker's fsync of its result, which stretches to seconds
   on a saturated host (a job killed while its interpreter shuts down has written its end
   mark but not exited). Shown as "re-run after an
@@ -147,8 +148,8 @@ class Fleet:
     # --- chaos and its undoing --------------------------------------------------------
 
     def kill_worker(self, host: str) -> None:
-        now = time.time()
-        self.stops[host].append(Stop(now, now))
+        # Until the harness sees it gone: its jobs die a moment after the signal, not with it.
+        self.stops[host].append(Stop(time.time()))
         self.workers[host].kill()
 
     def term_worker(self, host: str) -> None:

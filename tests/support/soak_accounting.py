@@ -47,9 +47,11 @@ mark("end")
 
 @dataclass
 class Stop:
-    """When a worker's jobs could have been killed: at once for SIGKILL; for SIGTERM, from
-    the end of its grace period (on the harness's clock; the worker's own deadline is a
-    little later) until the harness saw the process gone."""
+    """When a worker's jobs could have been killed: from the SIGKILL, or for SIGTERM from the
+    end of its grace period (on the harness's clock; the worker's own deadline is a little
+    later), until the harness saw the process gone. A job outlives its SIGKILLed worker by
+    the moment the worker takes to die (its end mark can come after the signal), and a
+    result it never reported is the at-least-once window, not a second run."""
 
     earliest: float
     latest: float = float("inf")

@@ -118,6 +118,9 @@ def test_an_end_lost_with_its_worker_is_the_at_least_once_window():
     # SIGTERM: the grace ran out (harness clock) just before the end; the worker, a little
     # later on its own clock, killed the job as its interpreter shut down
     assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.9, 3.0)]}) == ([], 1)
+    # SIGKILL just before the end: the job outlived its worker while that worker died (the
+    # harness saw it gone at its restart)
+    assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.98, 3.0)]}) == ([], 1)
     assert run_twice(runs, [succeeded(2)], {"w1": [Stop(0.2, 0.8)]})[0]  # gone before the end
 
 
