@@ -108,6 +108,7 @@ def test_each_command_sends_one_patch_with_its_target_and_change(sent, args, tar
             "give -H/--edge-hostname once",
         ),
         (["set-worker-concurrency", "-H", "", "-c", "3"], "the worker name is empty"),
+        (["set-worker-concurrency", "-H", "a", "-c", "3", "--timeout", "5"], "goes with --wait"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_sent(sent, args, message):
@@ -242,3 +243,14 @@ def test_a_redirect_is_an_error_not_an_empty_answer(tmp_path, monkeypatch):
     capture_admin_requests(monkeypatch, lambda _: httpx.Response(307, headers={"location": "/x"}))
     result = CliRunner().invoke(app, ["schedule", "list"])
     assert result.exit_code == 1 and "HTTP 307" in result.stderr, result.output
+
+
+def test_a_refused_query_names_its_parameter_and_a_body_its_field():
+    """A query parameter by its name (``state``, not ``state.0``); a body field by its path."""
+    from edgefleet.cli.api import _describe
+
+    query = {"loc": ["query", "state", 0], "msg": "Input should be 'idle' or 'running'"}
+    body = {"loc": ["body", "jobs", 3, "command"], "msg": "Field required"}
+    assert _describe({"detail": [query]}) == "state: Input should be 'idle' or 'running'"
+    assert _describe({"detail": [body]}) == "jobs.3.command: Field required"
+    assert _describe({"detail": [{"loc": ["body"], "msg": "bad"}]}) == "request: bad"

@@ -88,12 +88,17 @@ def _describe(body: Any) -> str:
     if isinstance(body, dict) and "detail" in body:
         detail = body["detail"]
         if isinstance(detail, list):  # validation errors
-            return "; ".join(
-                f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'request'}: {e.get('msg')}"
-                for e in detail
-            )
+            return "; ".join(f"{_where(e.get('loc', []))}: {e.get('msg')}" for e in detail)
         return str(detail)
     return str(body)
+
+
+def _where(loc: list) -> str:
+    """The field a validation error is about: ``jobs.3.command`` in a body; a query
+    parameter by its name alone (a repeated one's index means nothing to the user)."""
+    if loc[:1] == ["query"]:
+        loc = loc[:2]
+    return ".".join(str(part) for part in loc[1:]) or "request"
 
 
 def read_token_file(path: Path) -> str:

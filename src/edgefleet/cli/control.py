@@ -37,7 +37,12 @@ AllWorkers = Annotated[bool, typer.Option("--all", help="Every worker.")]
 Wait = Annotated[
     bool, typer.Option("--wait", help="Block until every targeted online worker acknowledged.")
 ]
-Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]
+#: Seconds ``--wait`` waits unless ``--timeout`` says otherwise.
+WAIT_SECONDS = 30.0
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.1, help=f"Seconds --wait waits (default {WAIT_SECONDS:g})."),
+]
 Queues = Annotated[str, typer.Option("--queues", "-q", help="Comma-separated queue names.")]
 Comments = Annotated[str, typer.Option("--comments", "-c", help="Why (kept in the audit log).")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -58,8 +63,12 @@ class Targeting:
     selector: str | None = None
     all_workers: bool = False
     wait: bool = False
-    timeout: float = 30.0
+    timeout: float | None = None
     output: OutputFormat = OutputFormat.TABLE
+
+    @property
+    def wait_seconds(self) -> float:
+        return WAIT_SECONDS if self.timeout is None else self.timeout
 
     def target(self) -> dict[str, Any]:
         """The request's ``target``; exactly one of name, selector or all must be given."""
@@ -67,6 +76,8 @@ class Targeting:
         given = sum([bool(names), self.selector is not None, self.all_workers])
         if given != 1:
             fail("name the workers with exactly one of -H/--edge-hostname, --selector or --all", 2)
+        if self.timeout is not None and not self.wait:
+            fail("--timeout goes with --wait (it is how long --wait waits)", 2)
         if "" in names:
             fail("-H/--edge-hostname: the worker name is empty", 2)
         if len(names) > 1:
@@ -93,7 +104,7 @@ NAMED_OPTIONS = (
     _option("selector", Selector, None),
 )
 ALL_OPTION = (_option("all_workers", AllWorkers, False),)
-WAIT_OPTIONS = (_option("wait", Wait, False), _option("timeout", Timeout, 30.0))
+WAIT_OPTIONS = (_option("wait", Wait, False), _option("timeout", Timeout, None))
 OUTPUT_OPTION = (_option("output", OutputOption, OutputFormat.TABLE),)
 
 
@@ -197,7 +208,7 @@ def report(
         online = False
         if targeting.wait:
             versions = result["versions"]
-            pending, skipped = wait_for_acks(client, versions, targeting.timeout, target)
+            pending, skipped = wait_for_acks(client, versions, targeting.wait_seconds, target)
             online = len(skipped) < len(versions)
     if targeting.output is OutputFormat.JSON:
         waited = {"not_acknowledged": pending, "not_online": skipped}
@@ -213,7 +224,7 @@ def report(
                 else "no targeted worker is online: none has acknowledged yet"
             )
     if pending:
-        fail(f"not acknowledged within {targeting.timeout:g}s by: {', '.join(pending)}")
+        fail(f"not acknowledged within {targeting.wait_seconds:g}s by: {', '.join(pending)}")
 
 
 def _print_changes(result: dict[str, Any]) -> None:
