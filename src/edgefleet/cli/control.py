@@ -71,7 +71,9 @@ class Targeting:
         return WAIT_SECONDS if self.timeout is None else self.timeout
 
     def target(self) -> dict[str, Any]:
-        """The request's ``target``; exactly one of name, selector or all must be given."""
+        """The request's ``target``; exactly one of name, selector or all must be given. Every
+        command calls it before it sends anything, so the shared options are checked here
+        (``--timeout`` only with ``--wait``) and a refusal changes nothing."""
         names = self.edge_hostname or []
         given = sum([bool(names), self.selector is not None, self.all_workers])
         if given != 1:
