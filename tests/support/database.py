@@ -27,8 +27,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 PG_URL_ENV = "EDGEFLEET_TEST_PG_URL"
+#: PostgreSQL's SQLSTATE for a deadlock, and how often emptying the test database tries.
+DEADLOCK_DETECTED = "40P01"
+TRUNCATE_ATTEMPTS = 3
 
 
 def backend_name(url: str) -> str:
@@ -94,6 +98,18 @@ def _drop_database(admin, db_name: str) -> None:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
 
 
+def _truncate_all(engine) -> None:
+    """Every table but Alembic's emptied, ids counting from 1 again, in one statement."""
+    with engine.connect() as connection:
+        tables = connection.execute(
+            text(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = "
+                "'public' AND tablename <> 'alembic_version'"
+            )
+        ).scalars()
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
 def _disconnect_others(connection, db_name: str) -> None:
     connection.execute(
         text(
@@ -146,18 +162,21 @@ class SchemaTemplate:
             upgrade_database(target)
             return target
         admin, name, target = self._postgres
-        with admin.connect() as connection:
-            _disconnect_others(connection, name)
         engine = create_engine(target, isolation_level="AUTOCOMMIT")
         try:
-            with engine.connect() as connection:
-                tables = connection.execute(
-                    text(
-                        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = "
-                        "'public' AND tablename <> 'alembic_version'"
-                    )
-                ).scalars()
-                connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            for attempt in range(TRUNCATE_ATTEMPTS):
+                with admin.connect() as connection:
+                    _disconnect_others(connection, name)
+                try:
+                    _truncate_all(engine)
+                    break
+                except OperationalError as exc:
+                    # A previous test's thread that reconnected after the disconnect (its
+                    # transaction holds a table the TRUNCATE needs, and wants another): the
+                    # TRUNCATE, chosen as the deadlock's victim, did nothing; disconnect again.
+                    last = attempt == TRUNCATE_ATTEMPTS - 1
+                    if last or getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+                        raise
         finally:
             engine.dispose()
         return target
